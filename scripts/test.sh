@@ -1,0 +1,8 @@
+#!/usr/bin/env bash
+# The test suite, with every set-up step it needs: libtorch, then all tests.
+set -euo pipefail
+repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+# shellcheck source=env.sh
+. "$repo/scripts/env.sh"
+cd "$repo"
+cargo test --workspace --quiet "$@"

@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
-# The test suite, with every set-up step it needs: libtorch, then all tests.
+# The test suite, with every set-up step it needs: libtorch, then formatting,
+# lints and all tests.
 set -euo pipefail
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 # shellcheck source=env.sh
 . "$repo/scripts/env.sh"
 cd "$repo"
-cargo test --workspace --quiet "$@"
+cargo fmt --all --check
+cargo clippy --quiet --workspace --all-targets -- -D warnings
+cargo test --workspace "$@"

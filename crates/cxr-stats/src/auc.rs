@@ -14,24 +14,31 @@ use crate::StatsError;
 
 /// Scores of one label with known targets, sorted once by score and grouped
 /// into runs of equal scores.
+///
+/// Each sample is packed into one `u32` (sample index, positive flag, last of
+/// its tie group) so a weighted pass streams one array and does branch-free
+/// class accumulation: the bootstrap spends nearly all its time here.
 #[derive(Debug, Clone)]
 pub struct SortedScores {
-    /// Sample index (into the caller's weight vector) in ascending score order.
-    index: Vec<u32>,
-    /// Whether the sample at the same position is positive.
-    positive: Vec<bool>,
-    /// Exclusive end of each run of tied scores, in ascending order.
-    group_end: Vec<u32>,
+    packed: Vec<u32>,
     n_pos: usize,
     n_neg: usize,
 }
+
+const POSITIVE: u32 = 1 << 31;
+const LAST_OF_GROUP: u32 = 1 << 30;
+const INDEX: u32 = LAST_OF_GROUP - 1;
+
+/// The largest sample index [`SortedScores`] accepts (2^30 - 1).
+pub const MAX_SAMPLES: usize = INDEX as usize;
 
 impl SortedScores {
     /// Sorts `samples` (sample index, score, is-positive). The sample index is
     /// the position used to look up weights in [`SortedScores::auc_counts`].
     ///
     /// # Errors
-    /// [`StatsError::NonFiniteScore`] if a score is NaN or infinite.
+    /// [`StatsError::NonFiniteScore`] if a score is NaN or infinite;
+    /// [`StatsError::Config`] for a sample index above [`MAX_SAMPLES`].
     pub fn new(samples: impl IntoIterator<Item = (u32, f64, bool)>) -> Result<Self, StatsError> {
         let mut items: Vec<(u32, f64, bool)> = samples.into_iter().collect();
         if let Some(&(index, value, _)) = items.iter().find(|s| !s.1.is_finite()) {
@@ -40,25 +47,25 @@ impl SortedScores {
                 value,
             });
         }
-        // Stable, total order: the result does not depend on the input order
-        // within a tie because ties are summed as a group.
-        items.sort_by(|a, b| a.1.total_cmp(&b.1));
-        let mut group_end = Vec::new();
-        for i in 1..items.len() {
-            if items[i].1 != items[i - 1].1 {
-                group_end.push(i as u32);
-            }
+        if items.iter().any(|s| s.0 > INDEX) {
+            return Err(StatsError::Config(format!(
+                "more than {MAX_SAMPLES} samples are not supported"
+            )));
         }
-        if !items.is_empty() {
-            group_end.push(items.len() as u32);
-        }
+        // Ties are summed as a group, so their internal order does not matter.
+        items.sort_unstable_by(|a, b| a.1.total_cmp(&b.1));
+        let packed = (0..items.len())
+            .map(|k| {
+                let (index, score, positive) = items[k];
+                let last = k + 1 == items.len() || items[k + 1].1 != score;
+                index | if positive { POSITIVE } else { 0 } | if last { LAST_OF_GROUP } else { 0 }
+            })
+            .collect();
         let n_pos = items.iter().filter(|s| s.2).count();
         Ok(Self {
+            packed,
             n_pos,
             n_neg: items.len() - n_pos,
-            index: items.iter().map(|s| s.0).collect(),
-            positive: items.iter().map(|s| s.2).collect(),
-            group_end,
         })
     }
 
@@ -99,26 +106,25 @@ impl SortedScores {
         self.auc_by(|i| u64::from(counts[i as usize]))
     }
 
+    #[inline(always)]
     fn auc_by(&self, weight: impl Fn(u32) -> u64) -> Option<f64> {
-        // Twice the Mann-Whitney numerator, so ties stay integral.
-        let mut numerator2: u128 = 0;
-        let mut neg_below: u64 = 0;
-        let mut pos_total: u64 = 0;
-        let mut start = 0usize;
-        for &end in &self.group_end {
-            let (mut p, mut q) = (0u64, 0u64);
-            for k in start..end as usize {
-                let w = weight(self.index[k]);
-                if self.positive[k] {
-                    p += w;
-                } else {
-                    q += w;
-                }
-            }
-            numerator2 += u128::from(p) * u128::from(2 * neg_below + q);
-            neg_below += q;
-            pos_total += p;
-            start = end as usize;
+        // Twice the Mann-Whitney numerator, so ties stay integral. It is at
+        // most 2 * W+ * W-, which fits u64 for total weights below 2^31.
+        let (mut numerator2, mut neg_below, mut pos_total) = (0u64, 0u64, 0u64);
+        let (mut p, mut q) = (0u64, 0u64);
+        for &e in &self.packed {
+            let w = weight(e & INDEX);
+            let positive = 0u64.wrapping_sub(u64::from(e >> 31));
+            p += w & positive;
+            q += w & !positive;
+            // Close the tie group without a branch: group ends are data
+            // dependent and mispredict often on real score distributions.
+            let last = 0u64.wrapping_sub(u64::from((e >> 30) & 1));
+            numerator2 += (p * (2 * neg_below + q)) & last;
+            neg_below += q & last;
+            pos_total += p & last;
+            p &= !last;
+            q &= !last;
         }
         if pos_total == 0 || neg_below == 0 {
             return None;
@@ -129,24 +135,22 @@ impl SortedScores {
     /// The AUC with real-valued sample weights (scikit-learn's `sample_weight`),
     /// `weights[i]` applying to sample index `i`.
     pub fn auc_weighted(&self, weights: &[f64]) -> Option<f64> {
-        let mut numerator = 0.0;
-        let mut neg_below = 0.0;
-        let mut pos_total = 0.0;
-        let mut start = 0usize;
-        for &end in &self.group_end {
-            let (mut p, mut q) = (0.0, 0.0);
-            for k in start..end as usize {
-                let w = weights[self.index[k] as usize];
-                if self.positive[k] {
-                    p += w;
-                } else {
-                    q += w;
-                }
+        let (mut numerator, mut neg_below, mut pos_total) = (0.0, 0.0, 0.0);
+        let (mut p, mut q) = (0.0, 0.0);
+        for &e in &self.packed {
+            let w = weights[(e & INDEX) as usize];
+            if e & POSITIVE != 0 {
+                p += w;
+            } else {
+                q += w;
             }
-            numerator += p * (neg_below + 0.5 * q);
-            neg_below += q;
-            pos_total += p;
-            start = end as usize;
+            if e & LAST_OF_GROUP != 0 {
+                numerator += p * (neg_below + 0.5 * q);
+                neg_below += q;
+                pos_total += p;
+                p = 0.0;
+                q = 0.0;
+            }
         }
         if pos_total <= 0.0 || neg_below <= 0.0 {
             return None;

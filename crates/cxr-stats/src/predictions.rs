@@ -34,6 +34,17 @@ fn parse_target(field: &str) -> Option<Option<bool>> {
     }
 }
 
+/// Position of `key` in `names`, appending it on first sight (no allocation
+/// for keys already seen: this runs once per CSV row).
+fn intern(index: &mut HashMap<String, usize>, names: &mut Vec<String>, key: &str) -> usize {
+    if let Some(&i) = index.get(key) {
+        return i;
+    }
+    names.push(key.to_owned());
+    index.insert(key.to_owned(), names.len() - 1);
+    names.len() - 1
+}
+
 impl Predictions {
     /// Reads a predictions file. `name` is used in error messages.
     ///
@@ -82,8 +93,11 @@ impl Predictions {
             targets: vec![],
             scores: vec![],
         };
-        for record in rdr.records() {
-            let record = record.map_err(|e| err(format!("malformed CSV: {e}")))?;
+        let mut record = csv::StringRecord::new();
+        while rdr
+            .read_record(&mut record)
+            .map_err(|e| err(format!("malformed CSV: {e}")))?
+        {
             let line = record.position().map_or(0, |pos| pos.line());
             let id = record[col[0]].trim();
             let label = record[col[1]].trim();
@@ -105,14 +119,8 @@ impl Predictions {
                     "line {line}: score '{raw_score}' is not finite (scores must be real numbers)"
                 )));
             }
-            let i = *id_index.entry(id.to_owned()).or_insert_with(|| {
-                p.ids.push(id.to_owned());
-                p.ids.len() - 1
-            });
-            let j = *label_index.entry(label.to_owned()).or_insert_with(|| {
-                p.labels.push(label.to_owned());
-                p.labels.len() - 1
-            });
+            let i = intern(&mut id_index, &mut p.ids, id);
+            let j = intern(&mut label_index, &mut p.labels, label);
             if !seen.insert((i, j)) {
                 return Err(err(format!(
                     "line {line}: duplicate row for id '{id}', label '{label}'"

@@ -79,8 +79,8 @@ fn replicate_path_equals_resampled_reference() {
     for b in 0..60 {
         replicate_counts(11, b, 150, &mut counts);
         let (mut t, mut s) = (vec![], vec![]);
-        for i in 0..150 {
-            for _ in 0..counts[i] {
+        for (i, &c) in counts.iter().enumerate() {
+            for _ in 0..c {
                 t.push(p.targets[0][i].unwrap());
                 s.push(p.scores[0][i]);
             }

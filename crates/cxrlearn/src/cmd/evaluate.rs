@@ -65,12 +65,14 @@ pub fn run(args: &Args, quiet: bool) -> Result<()> {
         seed: args.seed,
         confidence: args.confidence,
     };
-    let (model, model_input) = read(&args.predictions)?;
-    let baseline = match &args.baseline {
-        Some(path) => {
-            let (b, input) = read(path)?;
-            Some((model.align(&b)?, input))
-        }
+    // The two files are independent: parse them on both cores.
+    let (model, baseline) = rayon::join(
+        || read(&args.predictions),
+        || args.baseline.as_deref().map(read).transpose(),
+    );
+    let (model, model_input) = model?;
+    let baseline = match baseline? {
+        Some((b, input)) => Some((model.align(&b)?, input)),
         None => None,
     };
     let evaluation = evaluate(&model, baseline.as_ref().map(|b| &b.0), &config)?;

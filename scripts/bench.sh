@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# Runs one benchmark against its Python peer, on this machine, in one run:
+#   scripts/bench.sh evaluate     cxrlearn evaluate vs the scikit-learn bootstrap loop
+# The peers live in a throwaway virtual environment outside the repository.
+set -euo pipefail
+repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+name=${1:?usage: scripts/bench.sh evaluate}
+venv=${CXRLEARN_BENCH_VENV:-$HOME/.cache/cxrlearn/venv-bench}
+if ! "$venv/bin/python" -c "import numpy, pandas, sklearn, PIL" 2>/dev/null; then
+    python3 -m venv "$venv"
+    "$venv/bin/pip" install --quiet --disable-pip-version-check numpy pandas scikit-learn pillow
+fi
+export CXRLEARN_BENCH_PYTHON="$venv/bin/python"
+# shellcheck source=env.sh
+. "$repo/scripts/env.sh"
+cd "$repo"
+case "$name" in
+    evaluate) cargo bench --quiet -p cxrlearn --bench evaluate ;;
+    *) echo "error: unknown benchmark '$name' (known: evaluate)" >&2; exit 2 ;;
+esac

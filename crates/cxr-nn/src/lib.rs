@@ -3,6 +3,7 @@
 //! For now this crate holds the device selection that later modules share;
 //! backbones, the model registry and checkpoint import build on it.
 
+pub mod checkpoint;
 pub mod device;
 
 pub use tch;

@@ -1,9 +1,12 @@
 //! Neural-network side of cxrlearn: everything that needs libtorch.
 //!
-//! For now this crate holds the device selection that later modules share;
-//! backbones, the model registry and checkpoint import build on it.
+//! Backbones with their source implementation's parameter names, a
+//! non-executing checkpoint reader, strict loading that names every mismatched
+//! key, and device selection. The model registry builds on these.
 
+pub mod arch;
 pub mod checkpoint;
 pub mod device;
+pub mod load;
 
 pub use tch;

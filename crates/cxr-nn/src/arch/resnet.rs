@@ -1,0 +1,215 @@
+//! ResNet-18/50 with torchvision's parameter names (`conv1`, `bn1`,
+//! `layer1.0.conv1`, `layer1.0.downsample.0`, `fc`), constructible at any
+//! width and depth so tests and the phantom can use tiny versions.
+
+use tch::Tensor;
+use tch::nn::{self, ModuleT};
+
+/// The residual block type.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Block {
+    /// Two 3x3 convolutions (ResNet-18/34), expansion 1.
+    Basic,
+    /// 1x1, 3x3, 1x1 convolutions (ResNet-50 and up), expansion 4.
+    Bottleneck,
+}
+
+impl Block {
+    fn expansion(self) -> i64 {
+        match self {
+            Self::Basic => 1,
+            Self::Bottleneck => 4,
+        }
+    }
+}
+
+/// Shape of a ResNet.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ResNetConfig {
+    /// Block type.
+    pub block: Block,
+    /// Blocks per stage (torchvision: `[2, 2, 2, 2]` for 18, `[3, 4, 6, 3]` for 50).
+    pub layers: [usize; 4],
+    /// Channels of the stem and the first stage (64 in torchvision).
+    pub width: i64,
+    /// Input channels (3 for ImageNet weights).
+    pub in_channels: i64,
+    /// Size of the `fc` classifier; `None` builds the trunk only.
+    pub num_classes: Option<i64>,
+}
+
+impl ResNetConfig {
+    /// torchvision `resnet18`.
+    pub fn resnet18(num_classes: Option<i64>) -> Self {
+        Self {
+            block: Block::Basic,
+            layers: [2, 2, 2, 2],
+            width: 64,
+            in_channels: 3,
+            num_classes,
+        }
+    }
+
+    /// torchvision `resnet50`.
+    pub fn resnet50(num_classes: Option<i64>) -> Self {
+        Self {
+            block: Block::Bottleneck,
+            layers: [3, 4, 6, 3],
+            width: 64,
+            in_channels: 3,
+            num_classes,
+        }
+    }
+
+    /// Dimension of the pooled feature vector (512 for ResNet-18, 2048 for 50).
+    pub fn feature_dim(&self) -> i64 {
+        self.width * 8 * self.block.expansion()
+    }
+}
+
+fn conv(p: nn::Path, cin: i64, cout: i64, k: i64, stride: i64, padding: i64) -> nn::Conv2D {
+    let cfg = nn::ConvConfig {
+        stride,
+        padding,
+        bias: false,
+        ..Default::default()
+    };
+    nn::conv2d(p, cin, cout, k, cfg)
+}
+
+fn bn(p: nn::Path, c: i64) -> nn::BatchNorm {
+    nn::batch_norm2d(p, c, Default::default())
+}
+
+#[derive(Debug)]
+struct ResidualBlock {
+    convs: Vec<(nn::Conv2D, nn::BatchNorm)>,
+    downsample: Option<(nn::Conv2D, nn::BatchNorm)>,
+}
+
+impl ResidualBlock {
+    fn new(p: &nn::Path, block: Block, cin: i64, planes: i64, stride: i64) -> Self {
+        let out = planes * block.expansion();
+        // torchvision (v1.5) puts the stride on the 3x3 convolution.
+        let shapes: Vec<(i64, i64, i64, i64, i64)> = match block {
+            Block::Basic => vec![(cin, planes, 3, stride, 1), (planes, planes, 3, 1, 1)],
+            Block::Bottleneck => vec![
+                (cin, planes, 1, 1, 0),
+                (planes, planes, 3, stride, 1),
+                (planes, out, 1, 1, 0),
+            ],
+        };
+        let convs = shapes
+            .into_iter()
+            .enumerate()
+            .map(|(i, (a, b, k, s, pad))| {
+                (
+                    conv(p / format!("conv{}", i + 1), a, b, k, s, pad),
+                    bn(p / format!("bn{}", i + 1), b),
+                )
+            })
+            .collect();
+        let downsample = (stride != 1 || cin != out).then(|| {
+            let d = p / "downsample";
+            (conv(&d / "0", cin, out, 1, stride, 0), bn(&d / "1", out))
+        });
+        Self { convs, downsample }
+    }
+
+    fn forward_t(&self, x: &Tensor, train: bool) -> Tensor {
+        let mut y = x.shallow_clone();
+        let last = self.convs.len() - 1;
+        for (i, (c, b)) in self.convs.iter().enumerate() {
+            y = y.apply(c).apply_t(b, train);
+            if i != last {
+                y = y.relu();
+            }
+        }
+        let shortcut = match &self.downsample {
+            Some((c, b)) => x.apply(c).apply_t(b, train),
+            None => x.shallow_clone(),
+        };
+        (y + shortcut).relu()
+    }
+}
+
+/// A ResNet: stem, four stages, global average pool, optional `fc`.
+#[derive(Debug)]
+pub struct ResNet {
+    conv1: nn::Conv2D,
+    bn1: nn::BatchNorm,
+    stages: Vec<Vec<ResidualBlock>>,
+    fc: Option<nn::Linear>,
+    config: ResNetConfig,
+}
+
+impl ResNet {
+    /// Builds the network's variables under `p`.
+    pub fn new(p: &nn::Path, config: &ResNetConfig) -> Self {
+        let w = config.width;
+        let conv1 = conv(p / "conv1", config.in_channels, w, 7, 2, 3);
+        let bn1 = bn(p / "bn1", w);
+        let mut cin = w;
+        let mut stages = Vec::new();
+        for (s, &n) in config.layers.iter().enumerate() {
+            let planes = w << s;
+            let stride = if s == 0 { 1 } else { 2 };
+            let lp = p / format!("layer{}", s + 1);
+            let blocks = (0..n)
+                .map(|i| {
+                    let b = ResidualBlock::new(
+                        &(&lp / i),
+                        config.block,
+                        cin,
+                        planes,
+                        if i == 0 { stride } else { 1 },
+                    );
+                    cin = planes * config.block.expansion();
+                    b
+                })
+                .collect();
+            stages.push(blocks);
+        }
+        let fc = config
+            .num_classes
+            .map(|k| nn::linear(p / "fc", cin, k, Default::default()));
+        Self {
+            conv1,
+            bn1,
+            stages,
+            fc,
+            config: config.clone(),
+        }
+    }
+
+    /// The shape this network was built with.
+    pub fn config(&self) -> &ResNetConfig {
+        &self.config
+    }
+
+    /// Pooled features `[n, feature_dim]` of images `[n, in_channels, h, w]`.
+    pub fn features_t(&self, x: &Tensor, train: bool) -> Tensor {
+        let mut y = x
+            .apply(&self.conv1)
+            .apply_t(&self.bn1, train)
+            .relu()
+            .max_pool2d([3, 3], [2, 2], [1, 1], [1, 1], false);
+        for stage in &self.stages {
+            for block in stage {
+                y = block.forward_t(&y, train);
+            }
+        }
+        y.adaptive_avg_pool2d([1, 1]).flatten(1, -1)
+    }
+}
+
+impl ModuleT for ResNet {
+    /// Logits when the network has an `fc`, pooled features otherwise.
+    fn forward_t(&self, x: &Tensor, train: bool) -> Tensor {
+        let f = self.features_t(x, train);
+        match &self.fc {
+            Some(fc) => f.apply(fc),
+            None => f,
+        }
+    }
+}

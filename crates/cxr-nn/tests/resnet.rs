@@ -1,21 +1,16 @@
 //! ResNet outputs against torchvision (fixtures from `scripts/fixtures/resnet.py`),
 //! strict loading errors, and torchvision's names at full size.
 
-use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+mod common;
 
+use std::collections::BTreeMap;
+
+use common::{fixture, ignore_counters as ignore, max_rel_err, reference_shapes, shapes};
 use cxr_nn::arch::resnet::{Block, ResNet, ResNetConfig};
 use cxr_nn::checkpoint::load;
 use cxr_nn::load::load_strict;
-use serde_json::Value;
+use tch::Device;
 use tch::nn::{ModuleT, VarStore};
-use tch::{Device, Tensor};
-
-fn fixture(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures/resnet")
-        .join(name)
-}
 
 fn tiny(block: Block) -> ResNetConfig {
     ResNetConfig {
@@ -31,21 +26,11 @@ fn tiny(block: Block) -> ResNetConfig {
     }
 }
 
-/// torchvision keeps a batch counter that has no role at inference.
-fn ignore(name: &str) -> bool {
-    name.ends_with("num_batches_tracked")
-}
-
-fn max_rel_err(a: &Tensor, b: &Tensor) -> f64 {
-    let diff = (a - b).abs().max().double_value(&[]);
-    diff / b.abs().max().double_value(&[]).max(1e-12)
-}
-
 #[test]
 fn tiny_resnets_match_torchvision() {
     for (name, block) in [("basic", Block::Basic), ("bottleneck", Block::Bottleneck)] {
-        let weights = load(&fixture(&format!("tiny_{name}.pt"))).unwrap();
-        let io = load(&fixture(&format!("tiny_{name}_io.pt"))).unwrap();
+        let weights = load(&fixture("resnet", &format!("tiny_{name}.pt"))).unwrap();
+        let io = load(&fixture("resnet", &format!("tiny_{name}_io.pt"))).unwrap();
         let mut vs = VarStore::new(Device::Cpu);
         let net = ResNet::new(&vs.root(), &tiny(block));
         load_strict(&mut vs, &weights.tensors, ignore).unwrap();
@@ -66,7 +51,7 @@ fn tiny_resnets_match_torchvision() {
 
 #[test]
 fn renamed_or_reshaped_keys_are_named() {
-    let weights = load(&fixture("tiny_basic.pt")).unwrap().tensors;
+    let weights = load(&fixture("resnet", "tiny_basic.pt")).unwrap().tensors;
     let build = || {
         let vs = VarStore::new(Device::Cpu);
         let _net = ResNet::new(&vs.root(), &tiny(Block::Basic));
@@ -112,8 +97,6 @@ fn renamed_or_reshaped_keys_are_named() {
 
 #[test]
 fn full_size_names_and_shapes_equal_torchvision() {
-    let text = std::fs::read_to_string(fixture("torchvision_names.json")).unwrap();
-    let names: Value = serde_json::from_str(&text).unwrap();
     for (arch, config, dim) in [
         ("resnet18", ResNetConfig::resnet18(Some(1000)), 512),
         ("resnet50", ResNetConfig::resnet50(Some(1000)), 2048),
@@ -121,27 +104,6 @@ fn full_size_names_and_shapes_equal_torchvision() {
         assert_eq!(config.feature_dim(), dim);
         let vs = VarStore::new(Device::Cpu);
         let _net = ResNet::new(&vs.root(), &config);
-        let ours: BTreeMap<String, Vec<i64>> = vs
-            .variables()
-            .into_iter()
-            .map(|(k, v)| (k, v.size()))
-            .collect();
-        let theirs: BTreeMap<String, Vec<i64>> = names[arch]
-            .as_object()
-            .unwrap()
-            .iter()
-            .filter(|(k, _)| !ignore(k))
-            .map(|(k, v)| {
-                (
-                    k.clone(),
-                    v.as_array()
-                        .unwrap()
-                        .iter()
-                        .map(|d| d.as_i64().unwrap())
-                        .collect(),
-                )
-            })
-            .collect();
-        assert_eq!(ours, theirs, "{arch}");
+        assert_eq!(shapes(&vs), reference_shapes("resnet", arch), "{arch}");
     }
 }

@@ -1,6 +1,10 @@
 //! Backbone architectures on tch. Parameter names follow the source
-//! implementation (torchvision for ResNet and DenseNet), so weights move between cxrlearn
+//! implementation (torchvision for ResNet and DenseNet, jeonsworld's ViT-pytorch for
+//! REFERS' ViT, OpenAI for CLIP), so weights move between cxrlearn
 //! and PyTorch by name alone.
 
+pub mod attention;
+pub mod clip;
 pub mod densenet;
 pub mod resnet;
+pub mod vit;

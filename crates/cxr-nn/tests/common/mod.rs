@@ -1,5 +1,8 @@
 //! Helpers shared by the architecture parity tests.
 
+// Each test binary compiles this module and uses a subset of it.
+#![allow(dead_code)]
+
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 

@@ -1,0 +1,225 @@
+//! OpenAI CLIP (ViT image tower and text transformer) with OpenAI's parameter
+//! names (`visual.conv1`, `visual.transformer.resblocks.N.attn.in_proj_weight`,
+//! `token_embedding`, `ln_final`, `text_projection`, `logit_scale`), so a
+//! CheXzero / CXR-RePaiR state dict loads by name.
+
+use tch::nn::{self, Module};
+use tch::{Kind, Tensor};
+
+use super::attention::{multi_head, quick_gelu};
+
+/// Shape of a CLIP model (the fields of OpenAI's `build_model`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClipConfig {
+    /// Joint embedding size (512).
+    pub embed_dim: i64,
+    /// Input side in pixels (224).
+    pub image_resolution: i64,
+    /// Image transformer layers (12).
+    pub vision_layers: usize,
+    /// Image token width (768); heads are width / 64.
+    pub vision_width: i64,
+    /// Patch side (32 for ViT-B/32).
+    pub vision_patch_size: i64,
+    /// Text context length (77).
+    pub context_length: i64,
+    /// Vocabulary size (49408).
+    pub vocab_size: i64,
+    /// Text token width (512); heads are width / 64.
+    pub transformer_width: i64,
+    /// Text transformer layers (12).
+    pub transformer_layers: usize,
+}
+
+impl ClipConfig {
+    /// OpenAI ViT-B/32.
+    pub fn vit_b32() -> Self {
+        Self {
+            embed_dim: 512,
+            image_resolution: 224,
+            vision_layers: 12,
+            vision_width: 768,
+            vision_patch_size: 32,
+            context_length: 77,
+            vocab_size: 49408,
+            transformer_width: 512,
+            transformer_layers: 12,
+        }
+    }
+}
+
+/// Head width of every CLIP attention layer.
+const HEAD_DIM: i64 = 64;
+
+#[derive(Debug)]
+struct ResBlock {
+    ln_1: nn::LayerNorm,
+    in_proj_weight: Tensor,
+    in_proj_bias: Tensor,
+    out_proj: nn::Linear,
+    ln_2: nn::LayerNorm,
+    c_fc: nn::Linear,
+    c_proj: nn::Linear,
+    heads: i64,
+}
+
+impl ResBlock {
+    fn new(p: &nn::Path, w: i64) -> Self {
+        let a = p / "attn";
+        let lin = |p: nn::Path, i, o| nn::linear(p, i, o, Default::default());
+        Self {
+            ln_1: nn::layer_norm(p / "ln_1", vec![w], Default::default()),
+            in_proj_weight: a.randn("in_proj_weight", &[3 * w, w], 0.0, 0.02),
+            in_proj_bias: a.zeros("in_proj_bias", &[3 * w]),
+            out_proj: lin(&a / "out_proj", w, w),
+            ln_2: nn::layer_norm(p / "ln_2", vec![w], Default::default()),
+            c_fc: lin(p / "mlp" / "c_fc", w, 4 * w),
+            c_proj: lin(p / "mlp" / "c_proj", 4 * w, w),
+            heads: w / HEAD_DIM,
+        }
+    }
+
+    fn forward(&self, x: &Tensor, mask: Option<&Tensor>) -> Tensor {
+        let n = self.ln_1.forward(x);
+        let qkv = n
+            .linear(&self.in_proj_weight, Some(&self.in_proj_bias))
+            .chunk(3, -1);
+        let a = multi_head(&qkv[0], &qkv[1], &qkv[2], self.heads, mask).apply(&self.out_proj);
+        let x = x + a;
+        let m = quick_gelu(&self.ln_2.forward(&x).apply(&self.c_fc)).apply(&self.c_proj);
+        x + m
+    }
+}
+
+fn resblocks(p: &nn::Path, w: i64, layers: usize) -> Vec<ResBlock> {
+    let r = p / "transformer" / "resblocks";
+    (0..layers).map(|i| ResBlock::new(&(&r / i), w)).collect()
+}
+
+/// The image tower (`visual.*`).
+#[derive(Debug)]
+pub struct ClipVisual {
+    conv1: nn::Conv2D,
+    class_embedding: Tensor,
+    positional_embedding: Tensor,
+    ln_pre: nn::LayerNorm,
+    blocks: Vec<ResBlock>,
+    ln_post: nn::LayerNorm,
+    proj: Tensor,
+}
+
+impl ClipVisual {
+    /// Builds the tower's variables under `p` (normally `root / "visual"`).
+    pub fn new(p: &nn::Path, c: &ClipConfig) -> Self {
+        let w = c.vision_width;
+        let grid = c.image_resolution / c.vision_patch_size;
+        let conv = nn::ConvConfig {
+            stride: c.vision_patch_size,
+            bias: false,
+            ..Default::default()
+        };
+        Self {
+            conv1: nn::conv2d(p / "conv1", 3, w, c.vision_patch_size, conv),
+            class_embedding: p.randn("class_embedding", &[w], 0.0, 0.02),
+            positional_embedding: p.randn("positional_embedding", &[grid * grid + 1, w], 0.0, 0.02),
+            ln_pre: nn::layer_norm(p / "ln_pre", vec![w], Default::default()),
+            blocks: resblocks(p, w, c.vision_layers),
+            ln_post: nn::layer_norm(p / "ln_post", vec![w], Default::default()),
+            proj: p.randn("proj", &[w, c.embed_dim], 0.0, 0.02),
+        }
+    }
+
+    /// The projected (not normalised) image embedding `[n, embed_dim]`:
+    /// `ln_post` of the class token times `proj`.
+    pub fn forward(&self, x: &Tensor) -> Tensor {
+        let b = x.size()[0];
+        let patches = x.apply(&self.conv1).flatten(2, 3).transpose(1, 2);
+        let cls = self
+            .class_embedding
+            .view([1, 1, -1])
+            .expand([b, 1, -1], false);
+        let mut y = self
+            .ln_pre
+            .forward(&(Tensor::cat(&[cls, patches], 1) + &self.positional_embedding));
+        for blk in &self.blocks {
+            y = blk.forward(&y, None);
+        }
+        self.ln_post.forward(&y.select(1, 0)).matmul(&self.proj)
+    }
+}
+
+/// The text tower (top-level `token_embedding`, `transformer`, `ln_final`,
+/// `text_projection`) and the `logit_scale`.
+#[derive(Debug)]
+pub struct ClipText {
+    token_embedding: nn::Embedding,
+    positional_embedding: Tensor,
+    blocks: Vec<ResBlock>,
+    ln_final: nn::LayerNorm,
+    text_projection: Tensor,
+    /// Log of the temperature that scales image-text similarities.
+    pub logit_scale: Tensor,
+    context_length: i64,
+}
+
+impl ClipText {
+    /// Builds the tower's variables under `p` (normally the model root).
+    pub fn new(p: &nn::Path, c: &ClipConfig) -> Self {
+        let w = c.transformer_width;
+        Self {
+            token_embedding: nn::embedding(
+                p / "token_embedding",
+                c.vocab_size,
+                w,
+                Default::default(),
+            ),
+            positional_embedding: p.randn(
+                "positional_embedding",
+                &[c.context_length, w],
+                0.0,
+                0.01,
+            ),
+            blocks: resblocks(p, w, c.transformer_layers),
+            ln_final: nn::layer_norm(p / "ln_final", vec![w], Default::default()),
+            text_projection: p.randn("text_projection", &[w, c.embed_dim], 0.0, 0.02),
+            logit_scale: p.var("logit_scale", &[], nn::Init::Const((1.0f64 / 0.07).ln())),
+            context_length: c.context_length,
+        }
+    }
+
+    /// Text embeddings `[n, embed_dim]` of token ids `[n, context_length]`,
+    /// read at each sequence's end-of-text token (its largest id, as OpenAI's
+    /// tokenizer numbers it last).
+    pub fn forward(&self, tokens: &Tensor) -> Tensor {
+        let n = self.context_length;
+        let mask = Tensor::full([n, n], f64::NEG_INFINITY, (Kind::Float, tokens.device())).triu(1);
+        let mut y = tokens.apply(&self.token_embedding) + &self.positional_embedding;
+        for blk in &self.blocks {
+            y = blk.forward(&y, Some(&mask));
+        }
+        let y = self.ln_final.forward(&y);
+        let rows = Tensor::arange(tokens.size()[0], (Kind::Int64, tokens.device()));
+        let eot = tokens.argmax(-1, false);
+        y.index(&[Some(rows), Some(eot)])
+            .matmul(&self.text_projection)
+    }
+}
+
+/// Both towers, built under one root with OpenAI's names.
+#[derive(Debug)]
+pub struct Clip {
+    /// The image tower.
+    pub visual: ClipVisual,
+    /// The text tower.
+    pub text: ClipText,
+}
+
+impl Clip {
+    /// Builds the whole model under `p`.
+    pub fn new(p: &nn::Path, c: &ClipConfig) -> Self {
+        Self {
+            visual: ClipVisual::new(&(p / "visual"), c),
+            text: ClipText::new(p, c),
+        }
+    }
+}

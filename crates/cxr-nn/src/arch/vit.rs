@@ -1,0 +1,178 @@
+//! Vision Transformer in the naming of jeonsworld's ViT-pytorch, which the
+//! REFERS checkpoint uses (`transformer.embeddings.patch_embeddings`,
+//! `transformer.encoder.layer.N.attn.query`, `...encoder_norm`, `head`).
+//! Pre-LN blocks, LayerNorm eps 1e-6, exact GELU, dropout 0.1 in training.
+
+use tch::Tensor;
+use tch::nn::{self, Module, ModuleT};
+
+use super::attention::{gelu, multi_head};
+
+/// Shape of a ViT.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VitConfig {
+    /// Input side in pixels (224).
+    pub image_size: i64,
+    /// Patch side (16 for ViT-B/16).
+    pub patch_size: i64,
+    /// Token width (768).
+    pub hidden: i64,
+    /// Transformer layers (12).
+    pub layers: usize,
+    /// Attention heads (12).
+    pub heads: i64,
+    /// MLP width (3072).
+    pub mlp: i64,
+    /// Input channels (3).
+    pub in_channels: i64,
+    /// Size of the `head`; `None` builds the encoder only.
+    pub num_classes: Option<i64>,
+}
+
+impl VitConfig {
+    /// ViT-B/16 at 224 pixels, as REFERS.
+    pub fn vit_b16(num_classes: Option<i64>) -> Self {
+        Self {
+            image_size: 224,
+            patch_size: 16,
+            hidden: 768,
+            layers: 12,
+            heads: 12,
+            mlp: 3072,
+            in_channels: 3,
+            num_classes,
+        }
+    }
+
+    fn tokens(&self) -> i64 {
+        (self.image_size / self.patch_size).pow(2) + 1
+    }
+}
+
+const DROPOUT: f64 = 0.1;
+
+fn ln(p: nn::Path, w: i64) -> nn::LayerNorm {
+    let cfg = nn::LayerNormConfig {
+        eps: 1e-6,
+        ..Default::default()
+    };
+    nn::layer_norm(p, vec![w], cfg)
+}
+
+#[derive(Debug)]
+struct Layer {
+    attention_norm: nn::LayerNorm,
+    query: nn::Linear,
+    key: nn::Linear,
+    value: nn::Linear,
+    out: nn::Linear,
+    ffn_norm: nn::LayerNorm,
+    fc1: nn::Linear,
+    fc2: nn::Linear,
+}
+
+/// The REFERS-style Vision Transformer.
+#[derive(Debug)]
+pub struct Vit {
+    patch_embeddings: nn::Conv2D,
+    position_embeddings: Tensor,
+    cls_token: Tensor,
+    layers: Vec<Layer>,
+    encoder_norm: nn::LayerNorm,
+    head: Option<nn::Linear>,
+    config: VitConfig,
+}
+
+impl Vit {
+    /// Builds the network's variables under `p`.
+    pub fn new(p: &nn::Path, config: &VitConfig) -> Self {
+        let h = config.hidden;
+        let t = p / "transformer";
+        let e = &t / "embeddings";
+        let conv = nn::ConvConfig {
+            stride: config.patch_size,
+            ..Default::default()
+        };
+        let patch_embeddings = nn::conv2d(
+            &e / "patch_embeddings",
+            config.in_channels,
+            h,
+            config.patch_size,
+            conv,
+        );
+        let position_embeddings = e.zeros("position_embeddings", &[1, config.tokens(), h]);
+        let cls_token = e.zeros("cls_token", &[1, 1, h]);
+        let enc = &t / "encoder";
+        let lin = |p: nn::Path, a, b| nn::linear(p, a, b, Default::default());
+        let layers = (0..config.layers)
+            .map(|i| {
+                let lp = &enc / "layer" / i;
+                let a = &lp / "attn";
+                Layer {
+                    attention_norm: ln(&lp / "attention_norm", h),
+                    query: lin(&a / "query", h, h),
+                    key: lin(&a / "key", h, h),
+                    value: lin(&a / "value", h, h),
+                    out: lin(&a / "out", h, h),
+                    ffn_norm: ln(&lp / "ffn_norm", h),
+                    fc1: lin(&lp / "ffn" / "fc1", h, config.mlp),
+                    fc2: lin(&lp / "ffn" / "fc2", config.mlp, h),
+                }
+            })
+            .collect();
+        let encoder_norm = ln(&enc / "encoder_norm", h);
+        let head = config.num_classes.map(|k| lin(p / "head", h, k));
+        Self {
+            patch_embeddings,
+            position_embeddings,
+            cls_token,
+            layers,
+            encoder_norm,
+            head,
+            config: config.clone(),
+        }
+    }
+
+    /// The shape this network was built with.
+    pub fn config(&self) -> &VitConfig {
+        &self.config
+    }
+
+    /// The class token after `encoder_norm`: `[n, hidden]`.
+    pub fn features_t(&self, x: &Tensor, train: bool) -> Tensor {
+        let b = x.size()[0];
+        let patches = x
+            .apply(&self.patch_embeddings)
+            .flatten(2, 3)
+            .transpose(1, 2);
+        let cls = self.cls_token.expand([b, -1, -1], false);
+        let mut y =
+            (Tensor::cat(&[cls, patches], 1) + &self.position_embeddings).dropout(DROPOUT, train);
+        for l in &self.layers {
+            let n = y.apply(&l.attention_norm);
+            let a = multi_head(
+                &n.apply(&l.query),
+                &n.apply(&l.key),
+                &n.apply(&l.value),
+                self.config.heads,
+                None,
+            );
+            y = y + a.apply(&l.out);
+            let n = y.apply(&l.ffn_norm);
+            let m = gelu(&n.apply(&l.fc1)).dropout(DROPOUT, train);
+            y = y + m.apply(&l.fc2).dropout(DROPOUT, train);
+        }
+        self.encoder_norm.forward(&y.select(1, 0))
+    }
+}
+
+impl ModuleT for Vit {
+    /// Logits when the network has a `head`, the normalised class token otherwise.
+    fn forward_t(&self, x: &Tensor, train: bool) -> Tensor {
+        let f = self.features_t(x, train);
+        match &self.head {
+            Some(h) => f.apply(h),
+            None => f,
+        }
+    }
+}

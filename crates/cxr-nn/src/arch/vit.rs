@@ -139,6 +139,8 @@ impl Vit {
     }
 
     /// The class token after `encoder_norm`: `[n, hidden]`.
+    // `y += ...` would add in place into a tensor LayerNorm saved for backward.
+    #[allow(clippy::assign_op_pattern)]
     pub fn features_t(&self, x: &Tensor, train: bool) -> Tensor {
         let b = x.size()[0];
         let patches = x

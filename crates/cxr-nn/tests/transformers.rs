@@ -40,6 +40,10 @@ fn refers_vit_matches_reference() {
                 .allclose(&vit.forward_t(&x, true), 1e-6, 1e-6, false)
         );
     });
+    // A training step back-propagates into the first layer.
+    vit.forward_t(&x, true).sum(tch::Kind::Float).backward();
+    let grad = vs.variables()["transformer.embeddings.patch_embeddings.weight"].grad();
+    assert!(grad.abs().sum(tch::Kind::Float).double_value(&[]) > 0.0);
 }
 
 #[test]

@@ -1,9 +1,10 @@
-//! REFERS' ViT and OpenAI CLIP against reference modules that follow the
-//! upstream code (fixtures from `scripts/fixtures/transformers.py`).
+//! REFERS' ViT, OpenAI CLIP and Hugging Face BERT against reference modules that follow the
+//! upstream code (fixtures from `scripts/fixtures/vit_clip.py` and `bert.py`).
 
 mod common;
 
 use common::{fixture, max_rel_err};
+use cxr_nn::arch::bert::{Bert, BertConfig};
 use cxr_nn::arch::clip::{Clip, ClipConfig};
 use cxr_nn::arch::vit::{Vit, VitConfig};
 use cxr_nn::checkpoint::load;
@@ -124,4 +125,39 @@ fn clip_vit_b32_has_openai_shapes() {
     ] {
         assert_eq!(vars[name].size(), shape, "{name}");
     }
+}
+
+#[test]
+fn bert_matches_hugging_face() {
+    let config = BertConfig {
+        vocab_size: 100,
+        hidden: 32,
+        layers: 2,
+        heads: 4,
+        intermediate: 64,
+        max_positions: 24,
+        type_vocab_size: 2,
+    };
+    let weights = load(&fixture("transformers", "bert_tiny.pt")).unwrap();
+    let io = load(&fixture("transformers", "bert_tiny_io.pt")).unwrap();
+    let mut vs = VarStore::new(Device::Cpu);
+    let bert = Bert::new(&vs.root(), &config);
+    load_strict(&mut vs, &weights.tensors, |_| false).unwrap();
+    let (ids, mask) = (io.tensors["ids"].to_tch(), io.tensors["mask"].to_tch());
+    let out = tch::no_grad(|| bert.forward_t(&ids, &mask, false));
+    // Padded positions carry no meaning; compare the real tokens of row 0 and all of row 1.
+    let keep = mask.to_kind(tch::Kind::Float).unsqueeze(-1);
+    let err = max_rel_err(
+        &(&out.last_hidden * &keep),
+        &(io.tensors["last_hidden"].to_tch() * &keep),
+    );
+    assert!(err < 1e-4, "last hidden rel err {err}");
+    assert_eq!(out.hidden_states.len(), 3);
+    for (i, h) in out.hidden_states.iter().enumerate() {
+        let reference = io.tensors[&format!("hidden_{i}")].to_tch();
+        let err = max_rel_err(&(h * &keep), &(reference * &keep));
+        assert!(err < 1e-4, "hidden state {i} rel err {err}");
+    }
+    let err = max_rel_err(&out.pooled, &io.tensors["pooled"].to_tch());
+    assert!(err < 1e-4, "pooled rel err {err}");
 }

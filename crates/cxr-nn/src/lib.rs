@@ -5,8 +5,12 @@
 //! key, and device selection. The model registry builds on these.
 
 pub mod arch;
+pub mod backbone;
 pub mod checkpoint;
 pub mod device;
+pub mod import;
 pub mod load;
+pub mod models;
+pub mod registry;
 
 pub use tch;

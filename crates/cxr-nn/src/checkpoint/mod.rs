@@ -151,6 +151,42 @@ impl RawTensor {
             .expect("byte length matches shape and dtype by construction")
     }
 
+    /// Copies a tch tensor (any device, any layout) into a raw tensor.
+    ///
+    /// # Errors
+    /// [`CheckpointError::UnsupportedDType`] for kinds without a
+    /// safetensors counterpart (complex, quantised).
+    pub fn from_tch(name: &str, t: &tch::Tensor) -> Result<Self, CheckpointError> {
+        use tch::Kind as K;
+        let dtype = match t.kind() {
+            K::Float => DType::F32,
+            K::Double => DType::F64,
+            K::Half => DType::F16,
+            K::BFloat16 => DType::BF16,
+            K::Int64 => DType::I64,
+            K::Int => DType::I32,
+            K::Int16 => DType::I16,
+            K::Int8 => DType::I8,
+            K::Uint8 => DType::U8,
+            K::Bool => DType::Bool,
+            other => {
+                return Err(CheckpointError::UnsupportedDType {
+                    name: name.to_owned(),
+                    dtype: format!("{other:?}"),
+                });
+            }
+        };
+        let t = t.to_device(tch::Device::Cpu).contiguous();
+        let numel = t.numel();
+        let mut data = vec![0u8; numel * dtype.size()];
+        t.copy_data_u8(&mut data, numel);
+        Ok(Self {
+            dtype,
+            shape: t.size().iter().map(|&d| d as usize).collect(),
+            data,
+        })
+    }
+
     /// Values widened to f64 (for tests and summaries).
     pub fn to_f64(&self) -> Vec<f64> {
         let b = &self.data;

@@ -1,0 +1,130 @@
+//! The model registry: one entry per pretrained model, knowing its
+//! architecture, the checkpoint it is released as, how that checkpoint's keys
+//! map onto our names, which keys are deliberately left out, what its feature
+//! is, how its inputs are preprocessed, and where it comes from.
+//!
+//! Each entry lives in its own file under `models/`; adding a model is one new
+//! file and one line in [`all`].
+
+use crate::backbone::Architecture;
+use crate::models;
+
+/// What to do with one checkpoint tensor.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KeyRule {
+    /// Load it under this name.
+    Keep(String),
+    /// Deliberately unused (projection heads, key encoders, queues, text
+    /// towers, optimizer state); the reason is reported.
+    Ignore(&'static str),
+}
+
+/// Image statistics the model was pretrained with, on a 0-1 pixel scale.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Normalization {
+    /// Per-channel mean.
+    pub mean: [f64; 3],
+    /// Per-channel standard deviation.
+    pub std: [f64; 3],
+}
+
+/// ImageNet statistics (torchvision).
+pub const IMAGENET: Normalization = Normalization {
+    mean: [0.485, 0.456, 0.406],
+    std: [0.229, 0.224, 0.225],
+};
+
+/// OpenAI CLIP statistics: what the original cxrlearn fed every model
+/// (`--normalization clip` reproduces that).
+pub const CLIP: Normalization = Normalization {
+    mean: [0.481_454_66, 0.457_827_5, 0.408_210_73],
+    std: [0.268_629_54, 0.261_302_58, 0.275_777_11],
+};
+
+/// How images are prepared for a model.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Preprocessing {
+    /// Side of the square input in pixels.
+    pub size: i64,
+    /// Channels the network takes (grayscale is replicated).
+    pub channels: i64,
+    /// Statistics the model was pretrained with.
+    pub normalization: Normalization,
+    /// How the upstream code brought images to `size`.
+    pub resize: &'static str,
+    /// Side the model itself resizes its input to (GLoRIA upsamples to 299).
+    pub internal_resize: Option<i64>,
+}
+
+/// One pretrained model.
+#[derive(Debug, Clone)]
+pub struct ModelEntry {
+    /// Registry name (`cxrlearn features --model NAME`).
+    pub name: &'static str,
+    /// One line on what it is.
+    pub description: &'static str,
+    /// The architecture, without heads.
+    pub architecture: Architecture,
+    /// File name of the released checkpoint.
+    pub checkpoint_file: &'static str,
+    /// The container that file comes in.
+    pub container: &'static str,
+    /// Maps a checkpoint tensor name onto the architecture's names.
+    pub map_key: fn(&str) -> KeyRule,
+    /// What the feature vector is.
+    pub feature: &'static str,
+    /// Input preparation.
+    pub preprocessing: Preprocessing,
+    /// Reference for the method and weights.
+    pub citation: &'static str,
+}
+
+impl ModelEntry {
+    /// Dimension of the feature vector.
+    pub fn feature_dim(&self) -> i64 {
+        self.architecture.feature_dim()
+    }
+}
+
+/// Every registered model, in display order.
+pub fn all() -> Vec<ModelEntry> {
+    vec![
+        models::resnet_imagenet::entry(),
+        models::chexzero::entry(),
+        models::convirt::entry(),
+        models::gloria::entry_resnet50(),
+        models::gloria::entry_resnet18(),
+        models::medaug::entry(),
+        models::mococxr::entry(),
+        models::refers::entry(),
+        models::s2mts2::entry(),
+    ]
+}
+
+/// The entry called `name`.
+///
+/// # Errors
+/// The list of known names, when `name` is not one of them.
+pub fn find(name: &str) -> Result<ModelEntry, String> {
+    all().into_iter().find(|e| e.name == name).ok_or_else(|| {
+        let names: Vec<&str> = all().iter().map(|e| e.name).collect();
+        format!("unknown model '{name}' (known: {})", names.join(", "))
+    })
+}
+
+/// Strips the first of `prefixes` that `name` starts with; `None` when none does.
+pub fn strip_any<'a>(name: &'a str, prefixes: &[&str]) -> Option<&'a str> {
+    prefixes.iter().find_map(|p| name.strip_prefix(p))
+}
+
+/// The rule shared by torchvision trunks: batch counters and classifier heads
+/// are not part of the feature extractor.
+pub fn torchvision_trunk(name: &str, head: &str) -> KeyRule {
+    if name.ends_with("num_batches_tracked") {
+        KeyRule::Ignore("batch-norm step counter")
+    } else if name.starts_with(head) {
+        KeyRule::Ignore("classifier head (features are taken before it)")
+    } else {
+        KeyRule::Keep(name.to_owned())
+    }
+}

@@ -67,12 +67,12 @@ impl fmt::Display for ImportError {
 
 impl std::error::Error for ImportError {}
 
-/// Maps and validates `checkpoint` for `entry`. The architecture is built on
-/// the CPU and loaded strictly, so success means every weight is accounted for.
+/// Applies `entry`'s key rules to every tensor of `checkpoint`, without
+/// validating against the architecture.
 ///
 /// # Errors
-/// [`ImportError`] naming every missing, unexpected or wrongly shaped key.
-pub fn import(entry: &ModelEntry, checkpoint: &Checkpoint) -> Result<Imported, ImportError> {
+/// [`ImportError::Duplicate`] when two tensors map onto one name.
+pub fn map_keys(entry: &ModelEntry, checkpoint: &Checkpoint) -> Result<Imported, ImportError> {
     let mut tensors = BTreeMap::new();
     let mut origin: BTreeMap<String, String> = BTreeMap::new();
     let mut ignored = Vec::new();
@@ -95,16 +95,26 @@ pub fn import(entry: &ModelEntry, checkpoint: &Checkpoint) -> Result<Imported, I
             }
         }
     }
-    let mut vs = VarStore::new(Device::Cpu);
-    let _backbone = Backbone::new(&vs.root(), &entry.architecture);
-    load_strict(&mut vs, &tensors, |_| false).map_err(|mismatch| ImportError::Keys {
-        model: entry.name,
-        mismatch,
-        ignored: ignored.len(),
-    })?;
     Ok(Imported {
         tensors,
         ignored,
         renamed,
     })
+}
+
+/// Maps and validates `checkpoint` for `entry`. The architecture is built on
+/// the CPU and loaded strictly, so success means every weight is accounted for.
+///
+/// # Errors
+/// [`ImportError`] naming every missing, unexpected or wrongly shaped key.
+pub fn import(entry: &ModelEntry, checkpoint: &Checkpoint) -> Result<Imported, ImportError> {
+    let imported = map_keys(entry, checkpoint)?;
+    let mut vs = VarStore::new(Device::Cpu);
+    let _backbone = Backbone::new(&vs.root(), &entry.architecture);
+    load_strict(&mut vs, &imported.tensors, |_| false).map_err(|mismatch| ImportError::Keys {
+        model: entry.name,
+        mismatch,
+        ignored: imported.ignored.len(),
+    })?;
+    Ok(imported)
 }

@@ -8,6 +8,7 @@ pub mod arch;
 pub mod backbone;
 pub mod checkpoint;
 pub mod device;
+pub mod encoder;
 pub mod import;
 pub mod load;
 pub mod models;

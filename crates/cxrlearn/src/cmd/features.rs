@@ -1,0 +1,272 @@
+//! `cxrlearn features`: frozen features of every split of a store, cached by
+//! (weights, store, preprocessing).
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::mpsc;
+
+use anyhow::{Context, Result, bail};
+use cxr_data::labels::{Split, Task};
+use cxr_data::store::read::Store;
+use cxr_nn::checkpoint::{self, DType, RawTensor};
+use cxr_nn::device::DeviceRequest;
+use cxr_nn::encoder::Encoder;
+use cxr_nn::registry::{self, CLIP, ModelEntry};
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+
+use crate::output::{OutputDir, write_atomic};
+
+/// Arguments of `cxrlearn features`.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Registry name (see `cxrlearn models`), or a safetensors file written by
+    /// `cxrlearn import` (its sidecar names the model).
+    #[arg(long)]
+    pub model: String,
+    /// Weights for a registry name: a released checkpoint in any supported
+    /// container, or an imported safetensors file.
+    #[arg(long)]
+    pub checkpoint: Option<PathBuf>,
+    /// Dataset store written by `cxrlearn convert`.
+    #[arg(long)]
+    pub data: PathBuf,
+    /// Output directory (train/val/test.safetensors and meta.json).
+    #[arg(long)]
+    pub out: PathBuf,
+    /// auto, cpu, cuda or cuda:N.
+    #[arg(long, default_value = "auto")]
+    pub device: DeviceRequest,
+    /// Images per forward pass.
+    #[arg(long, default_value_t = 64)]
+    pub batch_size: usize,
+    /// `model`: the statistics each model was pretrained with; `clip`: OpenAI
+    /// CLIP statistics for every model, as the original cxrlearn did.
+    #[arg(long, default_value = "model", value_parser = ["model", "clip"])]
+    pub normalization: String,
+    /// Fail when the store's image size differs from the model's input size
+    /// (default: resize on the fly with a warning).
+    #[arg(long)]
+    pub strict: bool,
+}
+
+fn sha256_file(path: &Path) -> Result<String> {
+    let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+    Ok(format!("{:x}", Sha256::digest(&bytes)))
+}
+
+/// The registry entry and the weights file the arguments name.
+fn resolve(args: &Args) -> Result<(ModelEntry, PathBuf)> {
+    if let Ok(entry) = registry::find(&args.model) {
+        let weights = args.checkpoint.clone().with_context(|| {
+            format!(
+                "model '{}' needs --checkpoint (its weights, {}; cxrlearn downloads nothing)",
+                entry.name, entry.checkpoint_file
+            )
+        })?;
+        return Ok((entry, weights));
+    }
+    let file = PathBuf::from(&args.model);
+    if !file.exists() {
+        bail!("{}", registry::find(&args.model).unwrap_err());
+    }
+    let sidecar = file.with_extension("json");
+    let text = std::fs::read_to_string(&sidecar).with_context(|| {
+        format!(
+            "{} has no sidecar {} naming its model (write it with `cxrlearn import`)",
+            file.display(),
+            sidecar.display()
+        )
+    })?;
+    let meta: Value =
+        serde_json::from_str(&text).with_context(|| format!("{}", sidecar.display()))?;
+    let name = meta["model"]
+        .as_str()
+        .with_context(|| format!("{} has no \"model\" field", sidecar.display()))?;
+    let entry = registry::find(name).map_err(anyhow::Error::msg)?;
+    Ok((entry, file))
+}
+
+fn split_name(s: Split) -> &'static str {
+    match s {
+        Split::Train => "train",
+        Split::Val => "val",
+        Split::Test => "test",
+    }
+}
+
+/// Labels `[n, k]` as f32, NaN where unknown; multi-class rows one-hot.
+fn labels_of(store: &Store, indices: &[usize]) -> Vec<f32> {
+    let k = store.meta.labels.len();
+    let mut out = Vec::with_capacity(indices.len() * k);
+    for &i in indices {
+        let targets = &store.rows[i].targets;
+        if store.meta.task == Task::Multiclass {
+            let class = targets.first().copied().flatten();
+            out.extend((0..k).map(|c| match class {
+                Some(v) => f32::from(u8::from(v as usize == c)),
+                None => f32::NAN,
+            }));
+        } else {
+            out.extend(targets.iter().map(|t| t.unwrap_or(f32::NAN)));
+        }
+    }
+    out
+}
+
+fn raw_f32(shape: Vec<usize>, values: &[f32]) -> RawTensor {
+    RawTensor {
+        dtype: DType::F32,
+        shape,
+        data: values.iter().flat_map(|v| v.to_le_bytes()).collect(),
+    }
+}
+
+/// Runs the subcommand.
+pub fn run(args: &Args, quiet: bool) -> Result<()> {
+    if args.batch_size == 0 {
+        bail!("--batch-size must be at least 1");
+    }
+    let (entry, weights) = resolve(args)?;
+    let store = Store::open(&args.data)
+        .with_context(|| format!("cannot open store {}", args.data.display()))?;
+    if store.meta.labels_only {
+        bail!(
+            "{} is a labels-only store: it holds no pixels",
+            args.data.display()
+        );
+    }
+    let [h, w] = store.meta.image_size.map(|d| d as usize);
+    let size = entry.preprocessing.size as usize;
+    if (h, w) != (size, size) {
+        if args.strict {
+            bail!(
+                "store images are {h}x{w} but '{}' takes {size}x{size} (--strict)",
+                entry.name
+            );
+        }
+        eprintln!(
+            "warning: store images are {h}x{w}; resizing to {size}x{size} for '{}'",
+            entry.name
+        );
+    }
+
+    let key = json!({
+        "model": entry.name,
+        "weights_sha256": sha256_file(&weights)?,
+        "store_sha256": [sha256_file(&args.data.join("dataset.json"))?, sha256_file(&args.data.join("manifest.csv"))?],
+        "normalization": args.normalization,
+    });
+    let meta_path = args.out.join("meta.json");
+    let splits = [Split::Train, Split::Val, Split::Test];
+    if let Ok(text) = std::fs::read_to_string(&meta_path)
+        && serde_json::from_str::<Value>(&text).is_ok_and(|m| m["cache_key"] == key)
+        && splits.iter().all(|s| {
+            args.out
+                .join(format!("{}.safetensors", split_name(*s)))
+                .exists()
+        })
+    {
+        if !quiet {
+            eprintln!(
+                "features for this model and store are cached in {}",
+                args.out.display()
+            );
+        }
+        return Ok(());
+    }
+
+    let ck = checkpoint::load(&weights)?;
+    let mapped = cxr_nn::import::map_keys(&entry, &ck)?;
+    let device = args.device.resolve()?;
+    let mut encoder = Encoder::new(entry.clone(), &mapped.tensors, device)
+        .with_context(|| format!("{} as '{}'", weights.display(), entry.name))?;
+    if args.normalization == "clip" {
+        encoder.normalization = CLIP;
+    }
+
+    let out = OutputDir::create(&args.out)?;
+    let dim = entry.feature_dim() as usize;
+    let mut counts = BTreeMap::new();
+    for split in splits {
+        let indices = store.split_indices(split);
+        let mut features: Vec<f32> = Vec::with_capacity(indices.len() * dim);
+        // A reader thread copies the next batch out of the memory map while
+        // the model computes on the current one.
+        std::thread::scope(|scope| -> Result<()> {
+            let (tx, rx) = mpsc::sync_channel::<(usize, Vec<u8>)>(2);
+            let store = &store;
+            let chunks: Vec<&[usize]> = indices.chunks(args.batch_size).collect();
+            scope.spawn(move || {
+                for chunk in chunks {
+                    let mut buf = Vec::with_capacity(chunk.len() * h * w);
+                    for &i in chunk {
+                        buf.extend_from_slice(store.image(i).expect("store opened with pixels"));
+                    }
+                    if tx.send((chunk.len(), buf)).is_err() {
+                        break;
+                    }
+                }
+            });
+            for (n, buf) in rx {
+                let f = encoder.features(&buf, n, h, w);
+                let v = Vec::<f32>::try_from(f.flatten(0, -1))?;
+                if v.iter().any(|x| !x.is_finite()) {
+                    bail!("the model produced non-finite features (check the weights)");
+                }
+                features.extend(v);
+            }
+            Ok(())
+        })?;
+        let n = indices.len();
+        let tensors = BTreeMap::from([
+            ("features".to_owned(), raw_f32(vec![n, dim], &features)),
+            (
+                "labels".to_owned(),
+                raw_f32(
+                    vec![n, store.meta.labels.len()],
+                    &labels_of(&store, &indices),
+                ),
+            ),
+            (
+                "index".to_owned(),
+                RawTensor {
+                    dtype: DType::I64,
+                    shape: vec![n],
+                    data: indices
+                        .iter()
+                        .flat_map(|&i| (i as i64).to_le_bytes())
+                        .collect(),
+                },
+            ),
+        ]);
+        let meta = HashMap::from([("model".to_owned(), entry.name.to_owned())]);
+        out.write(
+            &format!("{}.safetensors", split_name(split)),
+            &checkpoint::to_safetensors(&tensors, Some(meta))?,
+        )?;
+        counts.insert(split_name(split), n);
+        if !quiet {
+            eprintln!("{}: {n} images -> {n} x {dim} features", split_name(split));
+        }
+    }
+    let meta = json!({
+        "model": entry.name,
+        "labels": store.meta.labels,
+        "task": store.meta.task,
+        "dim": dim,
+        "splits": counts,
+        "store": args.data.display().to_string(),
+        "weights": weights.display().to_string(),
+        "device": format!("{device:?}"),
+        "normalization": {"name": args.normalization, "mean": encoder.normalization.mean, "std": encoder.normalization.std},
+        "cache_key": key,
+        "cxrlearn_version": env!("CARGO_PKG_VERSION"),
+    });
+    write_atomic(
+        &meta_path,
+        (serde_json::to_string_pretty(&meta)? + "\n").as_bytes(),
+    )?;
+    out.commit();
+    Ok(())
+}

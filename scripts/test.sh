@@ -8,4 +8,5 @@ repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$repo"
 cargo fmt --all --check
 cargo clippy --quiet --workspace --all-targets -- -D warnings
+export CXRLEARN_TEST_DATA="${CXRLEARN_TEST_DATA:-$HOME/.cache/cxrlearn/test-data}" && "$repo/scripts/fetch-test-data.sh" >/dev/null
 cargo test --workspace "$@"

@@ -102,6 +102,37 @@ pub fn map_keys(entry: &ModelEntry, checkpoint: &Checkpoint) -> Result<Imported,
     })
 }
 
+/// Adds a `num_batches_tracked` counter beside every batch-norm's running
+/// statistics, as torchvision's modules hold them, so exported weights load
+/// into PyTorch with `strict=True`. The counter's value comes from the
+/// checkpoint when it has one under the same layer suffix, else 0.
+pub fn with_batch_counters(
+    tensors: &BTreeMap<String, RawTensor>,
+    checkpoint: &Checkpoint,
+) -> BTreeMap<String, RawTensor> {
+    let mut out = tensors.clone();
+    for name in tensors.keys() {
+        let Some(layer) = name.strip_suffix(".running_mean") else {
+            continue;
+        };
+        let counter = format!("{layer}.num_batches_tracked");
+        let from_source = checkpoint
+            .tensors
+            .iter()
+            .find(|(k, t)| {
+                t.numel() == 1 && (k.as_str() == counter || k.ends_with(&format!(".{counter}")))
+            })
+            .map(|(_, t)| t.clone());
+        let value = from_source.unwrap_or(RawTensor {
+            dtype: crate::checkpoint::DType::I64,
+            shape: vec![],
+            data: 0i64.to_le_bytes().to_vec(),
+        });
+        out.insert(counter, value);
+    }
+    out
+}
+
 /// Maps and validates `checkpoint` for `entry`. The architecture is built on
 /// the CPU and loaded strictly, so success means every weight is accounted for.
 ///

@@ -21,14 +21,32 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Converts a raw dataset (preset or generic CSV) into a dataset store.
+    Convert(cmd::convert::Args),
+    /// Prints a dataset store's summary.
+    Info(cmd::info::Args),
+    /// Lists the model registry: architecture, feature, checkpoint, preprocessing.
+    Models(cmd::models::Args),
+    /// Validates a released checkpoint against the registry and writes safetensors.
+    Import(cmd::import::Args),
+    /// Extracts and caches frozen features for every split of a store.
+    Features(cmd::features::Args),
     /// AUC, bootstrap confidence intervals and a paired comparison against a baseline.
     Evaluate(cmd::evaluate::Args),
+    /// Writes a synthetic chest X-ray data set (images, labels, reports, sites).
+    Phantom(cmd::phantom::Args),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
+        Command::Convert(args) => cmd::convert::run(&args, cli.quiet),
+        Command::Info(args) => cmd::info::run(&args),
+        Command::Models(args) => cmd::models::run(&args),
+        Command::Import(args) => cmd::import::run(&args, cli.quiet),
+        Command::Features(args) => cmd::features::run(&args, cli.quiet),
         Command::Evaluate(args) => cmd::evaluate::run(&args, cli.quiet),
+        Command::Phantom(args) => cmd::phantom::run(&args, cli.quiet),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

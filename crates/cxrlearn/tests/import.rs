@@ -8,8 +8,8 @@ use cxr_nn::backbone::Backbone;
 use cxr_nn::checkpoint::{RawTensor, parse, to_safetensors};
 use cxr_nn::registry;
 use serde_json::Value;
-use tch::Device;
 use tch::nn::VarStore;
+use tch::{Device, Tensor};
 
 fn cxrlearn(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_cxrlearn"))
@@ -61,7 +61,16 @@ fn import_writes_validated_safetensors_and_a_sidecar() {
     let o = cxrlearn(&args);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let written = parse(&std::fs::read(&out).unwrap()).unwrap();
-    assert_eq!(written.tensors, weights);
+    let (counters, rest): (BTreeMap<_, _>, BTreeMap<_, _>) = written
+        .tensors
+        .into_iter()
+        .partition(|(k, _)| k.ends_with("num_batches_tracked"));
+    assert_eq!(rest, weights);
+    assert_eq!(
+        counters.len(),
+        53,
+        "one counter per batch norm of ResNet-50"
+    );
     let sidecar: Value =
         serde_json::from_str(&std::fs::read_to_string(out.with_extension("json")).unwrap())
             .unwrap();
@@ -148,4 +157,67 @@ fn models_lists_every_entry() {
     assert_eq!(chexzero["preprocessing"]["size"], 224);
     let table = cxrlearn(&["models"]);
     assert!(String::from_utf8_lossy(&table.stdout).contains("refers"));
+}
+
+/// A torchvision ResNet-50 state dict (names and shapes from torchvision
+/// 0.28, values random) comes back out with exactly torchvision's names,
+/// shapes and values: the export loads into `torchvision.models.resnet50()`
+/// with `strict=True` (the classifier is the only part left out).
+#[test]
+fn export_round_trips_torchvision_names() {
+    let names_path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../cxr-nn/tests/fixtures/resnet/torchvision_names.json");
+    let names: Value = serde_json::from_str(&std::fs::read_to_string(names_path).unwrap()).unwrap();
+    let mut source = BTreeMap::new();
+    for (k, shape) in names["resnet50"].as_object().unwrap() {
+        let shape: Vec<usize> = shape
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|d| d.as_u64().unwrap() as usize)
+            .collect();
+        let n: usize = shape.iter().product();
+        let t = if k.ends_with("num_batches_tracked") {
+            RawTensor {
+                dtype: cxr_nn::checkpoint::DType::I64,
+                shape,
+                data: 7i64.to_le_bytes().to_vec(),
+            }
+        } else {
+            let values = Tensor::randn([n as i64], (tch::Kind::Float, Device::Cpu));
+            RawTensor::from_tch(
+                k,
+                &values.view(
+                    shape
+                        .iter()
+                        .map(|&d| d as i64)
+                        .collect::<Vec<_>>()
+                        .as_slice(),
+                ),
+            )
+            .unwrap()
+        };
+        source.insert(k.clone(), t);
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("resnet50.safetensors");
+    std::fs::write(&src, to_safetensors(&source, None).unwrap()).unwrap();
+    let out = dir.path().join("exported.safetensors");
+    let o = cxrlearn(&[
+        "--quiet",
+        "import",
+        "--model",
+        "resnet50-imagenet",
+        "--checkpoint",
+        src.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let exported = parse(&std::fs::read(&out).unwrap()).unwrap().tensors;
+    let expected: BTreeMap<_, _> = source
+        .into_iter()
+        .filter(|(k, _)| !k.starts_with("fc."))
+        .collect();
+    assert_eq!(exported, expected);
 }

@@ -59,7 +59,10 @@ pub fn run(args: &Args, quiet: bool) -> Result<()> {
             env!("CARGO_PKG_VERSION").to_owned(),
         ),
     ]);
-    let st = checkpoint::to_safetensors(&imported.tensors, Some(metadata))?;
+    // Batch counters are not weights, but torchvision modules hold them:
+    // writing them lets the file load into PyTorch with strict=True.
+    let exported = import::with_batch_counters(&imported.tensors, &ck);
+    let st = checkpoint::to_safetensors(&exported, Some(metadata))?;
     let mut by_reason: BTreeMap<&str, usize> = BTreeMap::new();
     for (_, reason) in &imported.ignored {
         *by_reason.entry(reason).or_default() += 1;

@@ -1,0 +1,258 @@
+//! Reading label CSVs (plain or gzip) with row-numbered errors, and the generic
+//! `--csv` conversion source.
+
+use std::collections::{BTreeSet, HashMap};
+use std::fs::File;
+use std::io::{BufReader, Read};
+use std::path::{Path, PathBuf};
+
+use crate::error::{DataError, Result};
+use crate::labels::{GroupLevel, LabelState, LabelTable, Record, Split, Task};
+
+/// A parsed CSV: header and records, each with its 1-based line number.
+#[derive(Debug, Clone)]
+pub struct Csv {
+    /// The file.
+    pub path: PathBuf,
+    /// Column names (trimmed of a UTF-8 BOM only; spaces kept).
+    pub headers: Vec<String>,
+    /// Data rows.
+    pub rows: Vec<csv::StringRecord>,
+    /// Line of each row.
+    pub lines: Vec<u64>,
+}
+
+impl Csv {
+    /// Reads `path` (gzip when it ends in `.gz`) with `delimiter`.
+    pub fn read_with(path: &Path, delimiter: u8) -> Result<Csv> {
+        let file = File::open(path).map_err(|e| DataError::io(path, e))?;
+        let reader: Box<dyn Read> = if path.extension().is_some_and(|e| e == "gz") {
+            Box::new(flate2::read::GzDecoder::new(BufReader::new(file)))
+        } else {
+            Box::new(BufReader::new(file))
+        };
+        let mut rdr = csv::ReaderBuilder::new()
+            .delimiter(delimiter)
+            .from_reader(reader);
+        let headers: Vec<String> = rdr
+            .headers()
+            .map_err(|e| DataError::layout(path, e))?
+            .iter()
+            .map(|h| h.trim_start_matches('\u{feff}').to_string())
+            .collect();
+        let mut rows = Vec::new();
+        let mut lines = Vec::new();
+        for rec in rdr.records() {
+            let rec = rec.map_err(|e| {
+                let line = e.position().map_or(0, |p| p.line());
+                DataError::row(path, line, e)
+            })?;
+            lines.push(rec.position().map_or(0, |p| p.line()));
+            rows.push(rec);
+        }
+        Ok(Csv {
+            path: path.to_path_buf(),
+            headers,
+            rows,
+            lines,
+        })
+    }
+
+    /// Reads a comma-separated file.
+    pub fn read(path: &Path) -> Result<Csv> {
+        Self::read_with(path, b',')
+    }
+
+    /// Index of column `name` (exact match, else match ignoring surrounding spaces).
+    pub fn col(&self, name: &str) -> Result<usize> {
+        self.headers
+            .iter()
+            .position(|h| h == name)
+            .or_else(|| self.headers.iter().position(|h| h.trim() == name.trim()))
+            .ok_or_else(|| {
+                DataError::layout(
+                    &self.path,
+                    format!(
+                        "missing column {name:?} (columns: {})",
+                        self.headers.join(", ")
+                    ),
+                )
+            })
+    }
+
+    /// A row-numbered error for row `i`.
+    pub fn err(&self, i: usize, reason: impl ToString) -> DataError {
+        DataError::row(&self.path, self.lines[i], reason)
+    }
+}
+
+/// Finds the first file in `dir` whose name starts with `prefix` and ends with
+/// one of `suffixes` (publishers' versioned names, plus `.gz` copies).
+pub fn find_file(dir: &Path, prefix: &str, suffixes: &[&str]) -> Result<PathBuf> {
+    let mut found: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map_err(|e| DataError::io(dir, e))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| {
+            let name = p
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            name.starts_with(prefix) && suffixes.iter().any(|s| name.ends_with(s))
+        })
+        .collect();
+    found.sort();
+    found.into_iter().next_back().ok_or_else(|| {
+        DataError::layout(
+            dir,
+            format!(
+                "no file named {prefix}*{} found",
+                suffixes.first().copied().unwrap_or("")
+            ),
+        )
+    })
+}
+
+/// Settings of a generic CSV conversion.
+#[derive(Debug, Clone)]
+pub struct CsvSpec {
+    /// The CSV.
+    pub csv: PathBuf,
+    /// Column holding image paths (relative to the image root).
+    pub path_column: String,
+    /// Label columns (one for multiclass).
+    pub label_columns: Vec<String>,
+    /// Task type.
+    pub task: Task,
+    /// Column with patient ids, for patient-disjoint splits.
+    pub patient_column: Option<String>,
+    /// Column with a fixed split (`train`, `val`/`valid`/`validate`, `test`).
+    pub split_column: Option<String>,
+}
+
+/// Parses a split cell.
+pub fn parse_split(s: &str) -> Option<Split> {
+    match s.trim().to_ascii_lowercase().as_str() {
+        "train" | "training" => Some(Split::Train),
+        "val" | "valid" | "validate" | "validation" => Some(Split::Val),
+        "test" | "testing" => Some(Split::Test),
+        _ => None,
+    }
+}
+
+/// Reads a generic label CSV into a table.
+pub fn read_generic(spec: &CsvSpec) -> Result<LabelTable> {
+    let csv = Csv::read(&spec.csv)?;
+    if spec.label_columns.is_empty() {
+        return Err(DataError::Config(
+            "--label-columns needs at least one column".into(),
+        ));
+    }
+    if spec.task == Task::Multiclass && spec.label_columns.len() != 1 {
+        return Err(DataError::Config(
+            "a multiclass task takes exactly one label column".into(),
+        ));
+    }
+    if spec.task == Task::Binary && spec.label_columns.len() != 1 {
+        return Err(DataError::Config(
+            "a binary task takes exactly one label column (use multilabel)".into(),
+        ));
+    }
+    let pc = csv.col(&spec.path_column)?;
+    let lcs: Vec<usize> = spec
+        .label_columns
+        .iter()
+        .map(|c| csv.col(c))
+        .collect::<Result<_>>()?;
+    let patient = spec
+        .patient_column
+        .as_deref()
+        .map(|c| csv.col(c))
+        .transpose()?;
+    let split = spec
+        .split_column
+        .as_deref()
+        .map(|c| csv.col(c))
+        .transpose()?;
+    let level = if patient.is_some() {
+        GroupLevel::Patient
+    } else {
+        GroupLevel::Image
+    };
+    let name = spec
+        .csv
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "csv".into());
+
+    let classes: Vec<String> = if spec.task == Task::Multiclass {
+        let set: BTreeSet<String> = csv
+            .rows
+            .iter()
+            .map(|r| r[lcs[0]].trim().to_string())
+            .filter(|v| !v.is_empty())
+            .collect();
+        let mut v: Vec<String> = set.into_iter().collect();
+        if v.iter().all(|x| x.parse::<f64>().is_ok()) {
+            v.sort_by(|a, b| {
+                a.parse::<f64>()
+                    .unwrap_or(0.0)
+                    .total_cmp(&b.parse::<f64>().unwrap_or(0.0))
+            });
+        }
+        v
+    } else {
+        spec.label_columns.clone()
+    };
+    let class_index: HashMap<&str, u32> = classes
+        .iter()
+        .enumerate()
+        .map(|(i, c)| (c.as_str(), i as u32))
+        .collect();
+    let mut t = LabelTable::new(&name, spec.task, classes.clone(), level);
+    t.sources.push(spec.csv.clone());
+    if level == GroupLevel::Image {
+        t.notes
+            .push("no --patient-column: splits are image-level".into());
+    }
+    for (i, r) in csv.rows.iter().enumerate() {
+        let path = r[pc].trim().to_string();
+        if path.is_empty() {
+            return Err(csv.err(i, format!("empty {}", spec.path_column)));
+        }
+        let mut rec = Record {
+            id: path.clone(),
+            source_path: path.clone(),
+            ..Default::default()
+        };
+        rec.group = patient.map_or_else(|| path.clone(), |c| r[c].trim().to_string());
+        if let Some(c) = split {
+            rec.fixed_split = Some(
+                parse_split(&r[c])
+                    .ok_or_else(|| csv.err(i, format!("unknown split {:?}", &r[c])))?,
+            );
+        }
+        if spec.task == Task::Multiclass {
+            let v = r[lcs[0]].trim();
+            rec.class = if v.is_empty() {
+                None
+            } else {
+                Some(class_index[v])
+            };
+        } else {
+            for (&c, name) in lcs.iter().zip(&spec.label_columns) {
+                let s = LabelState::parse(&r[c]).ok_or_else(|| {
+                    csv.err(
+                        i,
+                        format!(
+                            "column {name:?}: label value {:?} is not 1, 0, -1 or empty",
+                            &r[c]
+                        ),
+                    )
+                })?;
+                rec.labels.push(s);
+            }
+        }
+        t.records.push(rec);
+    }
+    Ok(t)
+}

@@ -1,0 +1,122 @@
+//! DICOM through `dicom-object` + `dicom-pixeldata` (uncompressed, RLE, JPEG
+//! baseline/lossless, JPEG 2000 via the pure-Rust `openjp2`).
+
+use std::io::Cursor;
+use std::path::Path;
+
+use dicom_object::OpenFileOptions;
+use dicom_object::file::ReadPreamble;
+use dicom_pixeldata::{
+    ConvertOptions, ModalityLutOption, PhotometricInterpretation, PixelDecoder, VoiLutFunction,
+    VoiLutOption,
+};
+
+use super::{DecodedImage, Intensity, Pixels, WindowFunction};
+use crate::error::{DataError, Result};
+
+/// Decodes the single frame of a grayscale DICOM file: modality rescale is
+/// applied here; the VOI LUT or window (else min-max) and the MONOCHROME1
+/// inversion are recorded in the result and applied by the 8-bit mapping.
+pub fn decode(path: &Path, bytes: &[u8]) -> Result<DecodedImage> {
+    let body = if bytes.len() >= 132 && &bytes[128..132] == b"DICM" {
+        &bytes[128..]
+    } else {
+        bytes
+    };
+    let obj = OpenFileOptions::new()
+        .read_preamble(ReadPreamble::Never)
+        .from_reader(Cursor::new(body))
+        .map_err(|e| DataError::decode(path, format!("not a readable DICOM file: {e}")))?;
+    let ts = obj
+        .meta()
+        .transfer_syntax()
+        .trim_end_matches('\0')
+        .to_string();
+    let pixel = obj.decode_pixel_data().map_err(|e| {
+        DataError::decode(
+            path,
+            format!("cannot decode pixel data (transfer syntax {ts}): {e}"),
+        )
+    })?;
+    if pixel.number_of_frames() > 1 {
+        return Err(DataError::decode(
+            path,
+            format!(
+                "multi-frame DICOM ({} frames) is not supported; chest X-rays have one frame",
+                pixel.number_of_frames()
+            ),
+        ));
+    }
+    let photometric = pixel.photometric_interpretation().clone();
+    let inverted = match photometric {
+        PhotometricInterpretation::Monochrome1 => true,
+        PhotometricInterpretation::Monochrome2 => false,
+        other => {
+            return Err(DataError::decode(
+                path,
+                format!("photometric interpretation {other} is not grayscale"),
+            ));
+        }
+    };
+    if pixel.samples_per_pixel() != 1 {
+        return Err(DataError::decode(
+            path,
+            "grayscale DICOM must have one sample per pixel",
+        ));
+    }
+    let options = ConvertOptions::new()
+        .with_modality_lut(ModalityLutOption::Default)
+        .with_voi_lut(VoiLutOption::Identity);
+    let values: Vec<f32> = pixel
+        .to_vec_frame_with_options(0, &options)
+        .map_err(|e| DataError::decode(path, format!("cannot convert pixel data: {e}")))?;
+    let expected = pixel.rows() as usize * pixel.columns() as usize;
+    if values.len() != expected {
+        return Err(DataError::decode(
+            path,
+            format!("expected {expected} pixels, decoded {}", values.len()),
+        ));
+    }
+    let intensity = intensity_of(&pixel).map_err(|e| DataError::decode(path, e))?;
+    Ok(DecodedImage {
+        width: pixel.columns(),
+        height: pixel.rows(),
+        bits: pixel.bits_stored().min(16) as u8,
+        pixels: Pixels::F32(values),
+        intensity,
+        inverted,
+    })
+}
+
+fn intensity_of(pixel: &dicom_pixeldata::DecodedPixelData<'_>) -> Result<Intensity, String> {
+    if let Some(luts) = pixel.voi_lut_sequence().map_err(|e| e.to_string())?
+        && let Some(lut) = luts.first()
+        && !lut.data.is_empty()
+    {
+        return Ok(Intensity::Lut {
+            first: lut.min_pixel_value,
+            bits: lut.bits_stored,
+            table: lut.data.clone(),
+        });
+    }
+    if let Some(windows) = pixel.window().map_err(|e| e.to_string())?
+        && let Some(w) = windows.first()
+        && w.width > 0.0
+    {
+        let function = match pixel
+            .voi_lut_function()
+            .map_err(|e| e.to_string())?
+            .and_then(|f| f.first().copied())
+        {
+            Some(VoiLutFunction::LinearExact) => WindowFunction::LinearExact,
+            Some(VoiLutFunction::Sigmoid) => WindowFunction::Sigmoid,
+            _ => WindowFunction::Linear,
+        };
+        return Ok(Intensity::Window {
+            center: w.center,
+            width: w.width,
+            function,
+        });
+    }
+    Ok(Intensity::MinMax)
+}

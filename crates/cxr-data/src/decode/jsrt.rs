@@ -1,0 +1,36 @@
+//! JSRT raw images: no header, 2048x2048, 12-bit values in big-endian 16-bit words.
+
+use std::path::Path;
+
+use super::{DecodedImage, Intensity, Pixels};
+use crate::error::{DataError, Result};
+
+/// Side of a JSRT image.
+pub const SIDE: u32 = 2048;
+
+/// Decodes a JSRT `.IMG`. The values are film-digitiser densities (high = dark
+/// film = air), so the image is flagged inverted like DICOM `MONOCHROME1`.
+pub fn decode(path: &Path, bytes: &[u8]) -> Result<DecodedImage> {
+    let expected = (SIDE * SIDE * 2) as usize;
+    if bytes.len() != expected {
+        return Err(DataError::decode(
+            path,
+            format!(
+                "JSRT raw image must be exactly {expected} bytes (2048x2048x16-bit), found {}",
+                bytes.len()
+            ),
+        ));
+    }
+    let data: Vec<u16> = bytes
+        .chunks_exact(2)
+        .map(|c| u16::from_be_bytes([c[0], c[1]]) & 0x0FFF)
+        .collect();
+    Ok(DecodedImage {
+        width: SIDE,
+        height: SIDE,
+        bits: 12,
+        pixels: Pixels::U16(data),
+        intensity: Intensity::MinMax,
+        inverted: true,
+    })
+}

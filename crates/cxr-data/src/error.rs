@@ -1,0 +1,95 @@
+//! The one error type of the data crate: every variant names the file (and row,
+//! where there is one) so a user can find the bad input.
+
+use std::path::PathBuf;
+
+/// Errors raised while decoding images, reading label files or writing stores.
+#[derive(Debug, thiserror::Error)]
+pub enum DataError {
+    /// A file could not be opened, read or written.
+    #[error("{path}: {error}")]
+    Io {
+        /// The file involved.
+        path: PathBuf,
+        /// The underlying error (not a `#[source]`: the message already includes it).
+        error: std::io::Error,
+    },
+    /// An image file could not be decoded.
+    #[error("{path}: cannot decode image: {reason}")]
+    Decode {
+        /// The image file.
+        path: PathBuf,
+        /// What went wrong.
+        reason: String,
+    },
+    /// A label file is malformed at a given row (1-based, header = row 1).
+    #[error("{path}, row {row}: {reason}")]
+    Row {
+        /// The label file.
+        path: PathBuf,
+        /// The 1-based line/record number (header is 1).
+        row: u64,
+        /// What went wrong.
+        reason: String,
+    },
+    /// A label file or directory is malformed as a whole (missing column, no rows...).
+    #[error("{path}: {reason}")]
+    Layout {
+        /// The file or directory.
+        path: PathBuf,
+        /// What went wrong.
+        reason: String,
+    },
+    /// The requested configuration is impossible (bad split fractions, unknown preset...).
+    #[error("{0}")]
+    Config(String),
+    /// The output directory exists and is not empty.
+    #[error("{0}: output exists and is not empty (use --force to replace it)")]
+    OutputExists(PathBuf),
+    /// A store is malformed.
+    #[error("{path}: invalid dataset store: {reason}")]
+    Store {
+        /// The store directory or file.
+        path: PathBuf,
+        /// What went wrong.
+        reason: String,
+    },
+}
+
+impl DataError {
+    /// Wraps an I/O error with the path it concerns.
+    pub fn io(path: impl Into<PathBuf>, error: std::io::Error) -> Self {
+        Self::Io {
+            path: path.into(),
+            error,
+        }
+    }
+
+    /// A decoding failure for `path`.
+    pub fn decode(path: impl Into<PathBuf>, reason: impl ToString) -> Self {
+        Self::Decode {
+            path: path.into(),
+            reason: reason.to_string(),
+        }
+    }
+
+    /// A malformed row of a label file.
+    pub fn row(path: impl Into<PathBuf>, row: u64, reason: impl ToString) -> Self {
+        Self::Row {
+            path: path.into(),
+            row,
+            reason: reason.to_string(),
+        }
+    }
+
+    /// A malformed label file or dataset directory.
+    pub fn layout(path: impl Into<PathBuf>, reason: impl ToString) -> Self {
+        Self::Layout {
+            path: path.into(),
+            reason: reason.to_string(),
+        }
+    }
+}
+
+/// Result alias of the data crate.
+pub type Result<T, E = DataError> = std::result::Result<T, E>;

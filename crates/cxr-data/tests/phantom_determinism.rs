@@ -1,0 +1,169 @@
+//! The phantom is a pure function of its configuration: same seed, same
+//! bytes, on any thread count; and its output directory obeys the contract.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::path::Path;
+
+use cxr_data::phantom::{Finding, Phantom, PhantomConfig, PhantomError, Prevalence};
+
+fn config(seed: u64) -> PhantomConfig {
+    PhantomConfig {
+        seed,
+        patients: 12,
+        size: 48,
+        sites: 3,
+        prevalence: Prevalence::balanced(),
+        ..PhantomConfig::default()
+    }
+}
+
+fn snapshot(dir: &Path) -> BTreeMap<String, Vec<u8>> {
+    let mut out = BTreeMap::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in fs::read_dir(&d).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                stack.push(p);
+            } else {
+                let rel = p.strip_prefix(dir).unwrap().to_string_lossy().into_owned();
+                out.insert(rel, fs::read(&p).unwrap());
+            }
+        }
+    }
+    out
+}
+
+fn write_with_threads(cfg: PhantomConfig, out: &Path, threads: usize) {
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .build()
+        .unwrap();
+    pool.install(|| {
+        Phantom::new(cfg)
+            .unwrap()
+            .write(out, false, &|_, _| {})
+            .unwrap()
+    });
+}
+
+#[test]
+fn same_seed_same_bytes_on_any_thread_count() {
+    let tmp = tempfile::tempdir().unwrap();
+    let a = tmp.path().join("a");
+    let b = tmp.path().join("b");
+    write_with_threads(config(5), &a, 1);
+    write_with_threads(config(5), &b, 3);
+    let (sa, sb) = (snapshot(&a), snapshot(&b));
+    assert_eq!(sa.keys().collect::<Vec<_>>(), sb.keys().collect::<Vec<_>>());
+    for (k, v) in &sa {
+        assert!(v == &sb[k], "{k} differs between thread counts");
+    }
+    let c = tmp.path().join("c");
+    write_with_threads(config(6), &c, 2);
+    assert_ne!(snapshot(&c)["labels.csv"], sa["labels.csv"]);
+}
+
+#[test]
+fn layout_matches_the_contract() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("ph");
+    let ph = Phantom::new(config(1)).unwrap();
+    ph.write(&out, false, &|_, _| {}).unwrap();
+    let labels = fs::read_to_string(out.join("labels.csv")).unwrap();
+    let mut lines = labels.lines();
+    let header = lines.next().unwrap();
+    let mut expected = String::from("path,patient_id,study_id,site,view");
+    for f in Finding::ALL {
+        expected.push(',');
+        expected.push_str(f.name());
+    }
+    assert_eq!(header, expected);
+    let mut rows = 0;
+    for line in lines {
+        let cells: Vec<&str> = line.split(',').collect();
+        assert_eq!(cells.len(), 5 + Finding::ALL.len(), "{line}");
+        assert!(cells[0].starts_with("images/") && cells[0].ends_with(".png"));
+        assert!(out.join(cells[0]).is_file(), "missing {}", cells[0]);
+        assert!(
+            cells[2].starts_with(cells[1]),
+            "study {} of {}",
+            cells[2],
+            cells[1]
+        );
+        assert!(["PA", "AP", "LATERAL"].contains(&cells[4]));
+        assert!(cells[5..].iter().all(|c| *c == "0" || *c == "1"));
+        let img = image::open(out.join(cells[0])).unwrap();
+        assert_eq!(img.color(), image::ColorType::L8);
+        assert_eq!((img.width(), img.height()), (48, 48));
+        rows += 1;
+    }
+    assert_eq!(rows, ph.images.len());
+    let reports = fs::read_to_string(out.join("reports.csv")).unwrap();
+    assert!(reports.starts_with("study_id,findings,impression\n"));
+    let gt = fs::read_to_string(out.join("ground_truth.csv")).unwrap();
+    assert_eq!(gt.lines().count(), rows + 1);
+    assert!(gt.contains("MONOCHROME1") && gt.contains("MONOCHROME2"));
+    let meta: serde_json::Value =
+        serde_json::from_slice(&fs::read(out.join("phantom.json")).unwrap()).unwrap();
+    assert_eq!(meta["seed"], 1);
+    assert_eq!(meta["sites"].as_array().unwrap().len(), 3);
+    assert_eq!(meta["images"], rows);
+}
+
+#[test]
+fn refuses_non_empty_out_unless_forced() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("ph");
+    fs::create_dir_all(&out).unwrap();
+    fs::write(out.join("keep.txt"), "x").unwrap();
+    let ph = Phantom::new(config(2)).unwrap();
+    let err = ph.write(&out, false, &|_, _| {}).unwrap_err();
+    assert!(matches!(err, PhantomError::OutputExists(_)), "{err}");
+    assert!(out.join("keep.txt").exists());
+    ph.write(&out, true, &|_, _| {}).unwrap();
+    assert!(!out.join("keep.txt").exists());
+    assert!(out.join("labels.csv").exists());
+    // No temporary directories left behind.
+    let leftovers: Vec<_> = fs::read_dir(tmp.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .filter(|n| n.to_string_lossy().starts_with('.'))
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+}
+
+#[test]
+fn bad_configuration_is_an_error_not_a_panic() {
+    for cfg in [
+        PhantomConfig {
+            patients: 0,
+            ..config(0)
+        },
+        PhantomConfig {
+            size: 8,
+            ..config(0)
+        },
+        PhantomConfig {
+            sites: 0,
+            ..config(0)
+        },
+        PhantomConfig {
+            cooccurrence: 2.0,
+            ..config(0)
+        },
+    ] {
+        assert!(matches!(
+            Phantom::new(cfg),
+            Err(PhantomError::InvalidConfig(_))
+        ));
+    }
+    let mut p = Prevalence::nih();
+    p.set(Finding::Edema, 1.5);
+    let cfg = PhantomConfig {
+        prevalence: p,
+        ..config(0)
+    };
+    assert!(Phantom::new(cfg).is_err());
+}

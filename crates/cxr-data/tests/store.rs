@@ -1,0 +1,212 @@
+//! Generic CSV conversion into a store, and reading it back memory-mapped.
+
+mod common;
+
+use std::path::Path;
+
+use cxr_data::convert::{ConvertOptions, convert};
+use cxr_data::csv_source::{CsvSpec, read_generic};
+use cxr_data::labels::{Split, Task};
+use cxr_data::store::read::Store;
+
+fn fixture(dir: &Path) -> std::path::PathBuf {
+    let mut csv = String::from("file,pid,a,b,grade\n");
+    for i in 0..12u32 {
+        let name = format!("img/{i:02}.png");
+        let a = ["1", "0", "-1", ""][i as usize % 4];
+        let b = if i % 3 == 0 { "1.0" } else { "0.0" };
+        csv += &format!("{name},p{},{a},{b},{}\n", i / 2, i % 3);
+    }
+    std::fs::create_dir_all(dir.join("img")).unwrap();
+    for i in 0..12u32 {
+        if i != 5 {
+            image::GrayImage::from_pixel(40 + i, 30, image::Luma([(i * 20) as u8]))
+                .save(dir.join(format!("img/{i:02}.png")))
+                .unwrap();
+        }
+    }
+    // Image 7 is truncated.
+    let p7 = dir.join("img/07.png");
+    let b = std::fs::read(&p7).unwrap();
+    std::fs::write(&p7, &b[..20]).unwrap();
+    let path = dir.join("labels.csv");
+    std::fs::write(&path, csv).unwrap();
+    path
+}
+
+fn spec(csv: &Path, task: Task, labels: &[&str]) -> CsvSpec {
+    CsvSpec {
+        csv: csv.to_path_buf(),
+        path_column: "file".into(),
+        label_columns: labels.iter().map(|s| s.to_string()).collect(),
+        task,
+        patient_column: Some("pid".into()),
+        split_column: None,
+    }
+}
+
+#[test]
+fn convert_skip_and_read_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let csv = fixture(dir.path());
+    let table = read_generic(&spec(&csv, Task::Multilabel, &["a", "b"])).unwrap();
+    assert_eq!(table.records.len(), 12);
+    let out = dir.path().join("store");
+    let mut opts = ConvertOptions::new(&out);
+    opts.size = 16;
+    opts.shard_len = 4;
+    let s = convert(&table, dir.path(), "csv", &opts).unwrap();
+    assert_eq!(s.skipped.len(), 2);
+    assert_eq!(s.skipped[0].source_path, "img/05.png");
+    assert!(s.skipped[1].reason.contains("07.png"));
+    assert_eq!(s.meta.skipped, 2);
+    assert_eq!(s.meta.splits.values().sum::<usize>(), 10);
+    assert_eq!(s.meta.shards, 3);
+    let skipped = std::fs::read_to_string(out.join("skipped.csv")).unwrap();
+    assert_eq!(skipped.lines().count(), 3);
+    let manifest = std::fs::read_to_string(out.join("manifest.csv")).unwrap();
+    assert_eq!(
+        manifest.lines().next().unwrap(),
+        "index,id,patient_id,split,source_path,a,b"
+    );
+    // Row of image 2: a = -1 (uncertain) -> empty under the default policy.
+    let row2 = manifest.lines().nth(3).unwrap();
+    assert!(
+        row2.starts_with("2,img/02.png,p1,") && row2.ends_with(",,0"),
+        "{row2}"
+    );
+    let raw = std::fs::read_to_string(out.join("labels-raw.csv")).unwrap();
+    assert_eq!(raw.lines().nth(3).unwrap(), "2,img/02.png,-1,0");
+    assert_eq!(raw.lines().nth(4).unwrap(), "3,img/03.png,,1");
+
+    let store = Store::open(&out).unwrap();
+    assert_eq!(store.len(), 10);
+    // Uniform images stay uniform through the resize: image i has value 20*i.
+    for (k, row) in store.rows.iter().enumerate() {
+        let i: u32 = row.id[4..6].parse().unwrap();
+        let px = store.image(k).unwrap();
+        assert_eq!(px.len(), 256);
+        assert!(px.iter().all(|&v| v as u32 == i * 20), "image {i}");
+    }
+    let train: usize = store
+        .batches(Split::Train, 3)
+        .map(|(idx, buf)| {
+            assert_eq!(buf.len(), idx.len() * 256);
+            idx.len()
+        })
+        .sum();
+    assert_eq!(train, s.meta.splits["train"]);
+    // Same patient, same split.
+    for w in store.rows.windows(2) {
+        if w[0].patient_id == w[1].patient_id {
+            assert_eq!(w[0].split, w[1].split);
+        }
+    }
+
+    // Occupied output refused, accepted with force, same seed same bytes.
+    let e = convert(&table, dir.path(), "csv", &opts)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("--force"), "{e}");
+    let before = std::fs::read(out.join("images-00000.safetensors")).unwrap();
+    let m_before = std::fs::read(out.join("manifest.csv")).unwrap();
+    opts.force = true;
+    convert(&table, dir.path(), "csv", &opts).unwrap();
+    assert_eq!(
+        before,
+        std::fs::read(out.join("images-00000.safetensors")).unwrap()
+    );
+    assert_eq!(m_before, std::fs::read(out.join("manifest.csv")).unwrap());
+    // No temporary directory is left behind.
+    let leftovers = std::fs::read_dir(dir.path())
+        .unwrap()
+        .filter(|e| {
+            e.as_ref()
+                .unwrap()
+                .file_name()
+                .to_string_lossy()
+                .contains("partial")
+        })
+        .count();
+    assert_eq!(leftovers, 0);
+}
+
+#[test]
+fn labels_only_multiclass_and_bad_rows() {
+    let dir = tempfile::tempdir().unwrap();
+    let csv = fixture(dir.path());
+    let table = read_generic(&spec(&csv, Task::Multiclass, &["grade"])).unwrap();
+    assert_eq!(table.labels, vec!["0", "1", "2"]);
+    let out = dir.path().join("mc");
+    let mut opts = ConvertOptions::new(&out);
+    opts.labels_only = true;
+    let s = convert(&table, dir.path(), "csv", &opts).unwrap();
+    assert_eq!(s.meta.splits.values().sum::<usize>(), 12);
+    assert!(!out.join("images-00000.safetensors").exists());
+    let manifest = std::fs::read_to_string(out.join("manifest.csv")).unwrap();
+    assert_eq!(
+        manifest.lines().next().unwrap(),
+        "index,id,patient_id,split,source_path,class"
+    );
+    assert!(manifest.lines().nth(3).unwrap().ends_with(",2"));
+    let store = Store::open(&out).unwrap();
+    assert_eq!(store.rows[2].targets, vec![Some(2.0)]);
+    assert!(store.image(0).is_none());
+
+    std::fs::write(
+        dir.path().join("bad.csv"),
+        "file,pid,a,b,grade\nx.png,p1,1,0,1\ny.png,p2,2,0,1\n",
+    )
+    .unwrap();
+    let e = read_generic(&spec(
+        &dir.path().join("bad.csv"),
+        Task::Multilabel,
+        &["a", "b"],
+    ))
+    .unwrap_err()
+    .to_string();
+    assert!(e.contains("bad.csv, row 3") && e.contains("\"2\""), "{e}");
+    std::fs::write(
+        dir.path().join("short.csv"),
+        "file,pid,a,b,grade\nx.png,p1,1,0,1\ny.png,p2,1\n",
+    )
+    .unwrap();
+    let e = read_generic(&spec(
+        &dir.path().join("short.csv"),
+        Task::Multilabel,
+        &["a", "b"],
+    ))
+    .unwrap_err()
+    .to_string();
+    assert!(e.contains("short.csv, row 3"), "{e}");
+    let e = read_generic(&spec(&csv, Task::Multilabel, &["a", "zzz"]))
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("missing column \"zzz\""), "{e}");
+}
+
+#[test]
+fn no_half_store_is_left_behind() {
+    use cxr_data::store::write::StoreWriter;
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("s");
+    // An abandoned writer (error or panic mid-way) removes its partial directory.
+    let mut w = StoreWriter::create(&out, false, [2, 2], 1).unwrap();
+    w.push(&[1, 2, 3, 4]).unwrap();
+    assert!(w.push(&[1, 2, 3]).is_err());
+    drop(w);
+    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+    // A killed run's leftover is cleaned by the next run for the same output.
+    std::fs::create_dir_all(dir.path().join(".s.partial-4000000/x")).unwrap();
+    let w = StoreWriter::create(&out, false, [2, 2], 1).unwrap();
+    assert!(!dir.path().join(".s.partial-4000000").exists());
+    drop(w);
+    // An existing regular file is an occupied output too.
+    std::fs::write(&out, "x").unwrap();
+    assert!(
+        StoreWriter::create(&out, false, [2, 2], 1)
+            .unwrap_err()
+            .to_string()
+            .contains("--force")
+    );
+}

@@ -1,0 +1,79 @@
+//! `cxrlearn info STORE`: a dataset store's summary.
+
+use std::path::PathBuf;
+
+use anyhow::Result;
+use cxr_data::store::read::Store;
+
+/// Arguments of `cxrlearn info`.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// A dataset store directory.
+    pub store: PathBuf,
+}
+
+/// Runs `info`.
+pub fn run(args: &Args) -> Result<()> {
+    let store = Store::open(&args.store)?;
+    let m = &store.meta;
+    println!("store      {}", args.store.display());
+    println!("name       {} (format v{})", m.name, m.version);
+    println!("task       {:?}, {} labels", m.task, m.labels.len());
+    println!(
+        "images     {} x [{}, {}] u8{}",
+        store.len(),
+        m.image_size[0],
+        m.image_size[1],
+        if m.labels_only {
+            " (labels only, no pixels)"
+        } else {
+            ""
+        }
+    );
+    println!(
+        "shards     {} (up to {} images each)",
+        m.shards, m.shard_len
+    );
+    println!(
+        "splits     train {}, val {}, test {} ({})",
+        m.splits["train"], m.splits["val"], m.splits["test"], m.split_rule.description
+    );
+    println!(
+        "source     {} {} (labels sha256 {})",
+        m.source.kind,
+        m.source.path,
+        &m.source.label_sha256[..16.min(m.source.label_sha256.len())]
+    );
+    println!(
+        "resize     {:?}, {}",
+        m.preprocessing.resize, m.preprocessing.interpolation
+    );
+    println!("skipped    {}", m.skipped);
+    if let Some(k) = m.few_shot {
+        println!("few-shot   {k} per class in train");
+    }
+    println!(
+        "{:<28} {:>8} {:>8} {:>8}",
+        "label (positives)", "train", "val", "test"
+    );
+    for (k, l) in m.labels.iter().enumerate() {
+        let p = |s: &str| {
+            m.positives
+                .get(s)
+                .and_then(|v| v.get(k))
+                .copied()
+                .unwrap_or(0)
+        };
+        println!(
+            "{:<28} {:>8} {:>8} {:>8}",
+            l,
+            p("train"),
+            p("val"),
+            p("test")
+        );
+    }
+    for n in &m.notes {
+        println!("note       {n}");
+    }
+    Ok(())
+}

@@ -1,0 +1,140 @@
+//! `cxrlearn convert` and `cxrlearn info` end to end on a generic CSV.
+
+use std::process::Command;
+
+fn cxrlearn(args: &[&str]) -> (bool, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_cxrlearn"))
+        .args(args)
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn convert_info_and_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let mut csv = String::from("file,pid,a,b\n");
+    std::fs::create_dir_all(d.join("img")).unwrap();
+    for i in 0..8u32 {
+        let name = format!("img/{i}.png");
+        if i != 3 {
+            let raw: Vec<u8> = vec![(i * 30) as u8; 20 * 10];
+            write_gray_png(&d.join(&name), 20, 10, &raw);
+        }
+        csv += &format!(
+            "{name},p{},{},{}\n",
+            i / 2,
+            i % 2,
+            ["1", "0", "-1", ""][i as usize % 4]
+        );
+    }
+    std::fs::write(d.join("labels.csv"), csv).unwrap();
+    let store = d.join("store");
+    let labels = d.join("labels.csv");
+    let s = store.to_str().unwrap();
+    let base = [
+        "convert",
+        "--quiet",
+        "--csv",
+        labels.to_str().unwrap(),
+        "--image-root",
+        d.to_str().unwrap(),
+        "--path-column",
+        "file",
+        "--label-columns",
+        "a,b",
+        "--task",
+        "multilabel",
+        "--patient-column",
+        "pid",
+        "--size",
+        "8",
+        "--out",
+        s,
+    ];
+    let (ok, out, err) = cxrlearn(&base);
+    assert!(ok, "{err}");
+    assert!(
+        out.contains("7 images") && out.contains("1 skipped"),
+        "{out}"
+    );
+    let (ok, out, _) = cxrlearn(&["info", s]);
+    assert!(ok);
+    assert!(out.contains("images     7 x [8, 8] u8"), "{out}");
+    let (ok, _, err) = cxrlearn(&base);
+    assert!(!ok);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(
+        err.starts_with("error: ") && err.contains("--force"),
+        "{err}"
+    );
+    let (ok, _, err) = cxrlearn(&["info", d.join("missing").to_str().unwrap()]);
+    assert!(
+        !ok && err.starts_with("error: ") && err.contains("dataset.json"),
+        "{err}"
+    );
+    let (ok, _, err) = cxrlearn(&[
+        "convert",
+        "--preset",
+        "nope",
+        "--root",
+        d.to_str().unwrap(),
+        "--out",
+        s,
+    ]);
+    assert!(!ok && err.contains("unknown preset"), "{err}");
+}
+
+/// A minimal 8-bit grayscale PNG writer (stored deflate blocks), so the test
+/// needs no image crate.
+fn write_gray_png(path: &std::path::Path, w: u32, h: u32, px: &[u8]) {
+    fn crc(data: &[u8]) -> u32 {
+        let mut c = 0xFFFF_FFFFu32;
+        for &b in data {
+            c ^= b as u32;
+            for _ in 0..8 {
+                c = if c & 1 != 0 {
+                    0xEDB8_8320 ^ (c >> 1)
+                } else {
+                    c >> 1
+                };
+            }
+        }
+        !c
+    }
+    fn chunk(out: &mut Vec<u8>, kind: &[u8], data: &[u8]) {
+        out.extend((data.len() as u32).to_be_bytes());
+        let mut body = kind.to_vec();
+        body.extend(data);
+        out.extend(&body);
+        out.extend(crc(&body).to_be_bytes());
+    }
+    let mut raw = Vec::new();
+    for row in px.chunks(w as usize) {
+        raw.push(0);
+        raw.extend(row);
+    }
+    let (mut a, mut b) = (1u32, 0u32);
+    for &x in &raw {
+        a = (a + x as u32) % 65521;
+        b = (b + a) % 65521;
+    }
+    let mut z = vec![0x78, 0x01, 1];
+    z.extend((raw.len() as u16).to_le_bytes());
+    z.extend((!(raw.len() as u16)).to_le_bytes());
+    z.extend(&raw);
+    z.extend(((b << 16) | a).to_be_bytes());
+    let mut png = b"\x89PNG\r\n\x1a\n".to_vec();
+    let mut ihdr = w.to_be_bytes().to_vec();
+    ihdr.extend(h.to_be_bytes());
+    ihdr.extend([8, 0, 0, 0, 0]);
+    chunk(&mut png, b"IHDR", &ihdr);
+    chunk(&mut png, b"IDAT", &z);
+    chunk(&mut png, b"IEND", &[]);
+    std::fs::write(path, png).unwrap();
+}

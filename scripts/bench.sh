@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 # Runs one benchmark against its Python peer, on this machine, in one run:
 #   scripts/bench.sh evaluate     cxrlearn evaluate vs the scikit-learn bootstrap loop
+#   scripts/bench.sh features     cxrlearn features vs PyTorch (DataLoader path and bare forward)
+#   scripts/bench.sh convert      cxrlearn convert vs the original's PIL path
 # The peers live in a throwaway virtual environment outside the repository.
 set -euo pipefail
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-name=${1:?usage: scripts/bench.sh evaluate}
+name=${1:?usage: scripts/bench.sh evaluate|features|convert}
 venv=${CXRLEARN_BENCH_VENV:-$HOME/.cache/cxrlearn/venv-bench}
 if ! "$venv/bin/python" -c "import numpy, pandas, sklearn, PIL" 2>/dev/null; then
     python3 -m venv "$venv"
@@ -16,5 +18,12 @@ export CXRLEARN_BENCH_PYTHON="$venv/bin/python"
 cd "$repo"
 case "$name" in
     evaluate) cargo bench --quiet -p cxrlearn --bench evaluate ;;
-    *) echo "error: unknown benchmark '$name' (known: evaluate)" >&2; exit 2 ;;
+    features)
+        # The PyTorch peer runs in the libtorch virtualenv (same torch 2.13).
+        if ! python -c "import torchvision, safetensors, numpy" 2>/dev/null; then
+            pip install --quiet --disable-pip-version-check torchvision==0.28.0 safetensors numpy
+        fi
+        CXRLEARN_BENCH_TORCH_PYTHON=$(command -v python) cargo bench --quiet -p cxrlearn --bench features ;;
+    convert) "$repo/scripts/bench-convert.sh" ;;
+    *) echo "error: unknown benchmark '$name' (known: evaluate, features, convert)" >&2; exit 2 ;;
 esac

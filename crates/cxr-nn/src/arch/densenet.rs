@@ -6,6 +6,8 @@
 use tch::Tensor;
 use tch::nn::{self, ModuleT};
 
+use super::{bn, conv};
+
 /// The non-linearity used throughout the network.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Activation {
@@ -68,20 +70,6 @@ impl DenseNetConfig {
         }
         c
     }
-}
-
-fn conv(p: nn::Path, cin: i64, cout: i64, k: i64, stride: i64, padding: i64) -> nn::Conv2D {
-    let cfg = nn::ConvConfig {
-        stride,
-        padding,
-        bias: false,
-        ..Default::default()
-    };
-    nn::conv2d(p, cin, cout, k, cfg)
-}
-
-fn bn(p: nn::Path, c: i64) -> nn::BatchNorm {
-    nn::batch_norm2d(p, c, Default::default())
 }
 
 #[derive(Debug)]

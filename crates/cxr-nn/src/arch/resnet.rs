@@ -5,6 +5,8 @@
 use tch::Tensor;
 use tch::nn::{self, ModuleT};
 
+use super::{bn, conv};
+
 /// The residual block type.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Block {
@@ -65,20 +67,6 @@ impl ResNetConfig {
     pub fn feature_dim(&self) -> i64 {
         self.width * 8 * self.block.expansion()
     }
-}
-
-fn conv(p: nn::Path, cin: i64, cout: i64, k: i64, stride: i64, padding: i64) -> nn::Conv2D {
-    let cfg = nn::ConvConfig {
-        stride,
-        padding,
-        bias: false,
-        ..Default::default()
-    };
-    nn::conv2d(p, cin, cout, k, cfg)
-}
-
-fn bn(p: nn::Path, c: i64) -> nn::BatchNorm {
-    nn::batch_norm2d(p, c, Default::default())
 }
 
 #[derive(Debug)]

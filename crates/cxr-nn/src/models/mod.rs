@@ -10,7 +10,20 @@ pub mod refers;
 pub mod resnet_imagenet;
 pub mod s2mts2;
 
-use crate::registry::{KeyRule, strip_any, torchvision_trunk};
+use crate::arch::resnet::ResNetConfig;
+use crate::backbone::Architecture;
+use crate::registry::{
+    KeyRule, ModelEntry, Normalization, Preprocessing, strip_any, torchvision_trunk,
+};
+
+/// Where MoCo-style trainers put the query encoder, with and without the
+/// DDP `module.` wrapper and the `state_dict` level.
+pub(crate) const MOCO_QUERY: &[&str] = &[
+    "state_dict.module.encoder_q.",
+    "state_dict.encoder_q.",
+    "module.encoder_q.",
+    "encoder_q.",
+];
 
 /// MoCo dicts (MoCo-CXR, MedAug): the query encoder is the model; the key
 /// encoder, queue, projection head and optimizer state are training-only.
@@ -18,15 +31,7 @@ pub(crate) fn moco_resnet_key(name: &str) -> KeyRule {
     if name.starts_with("optimizer.") {
         return KeyRule::Ignore("optimizer state");
     }
-    let Some(k) = strip_any(
-        name,
-        &[
-            "state_dict.module.encoder_q.",
-            "state_dict.encoder_q.",
-            "module.encoder_q.",
-            "encoder_q.",
-        ],
-    ) else {
+    let Some(k) = strip_any(name, MOCO_QUERY) else {
         if name.contains("encoder_k.") {
             return KeyRule::Ignore("MoCo key (momentum) encoder");
         }
@@ -36,4 +41,34 @@ pub(crate) fn moco_resnet_key(name: &str) -> KeyRule {
         return torchvision_trunk(name, "fc.");
     };
     torchvision_trunk(k, "fc.")
+}
+
+/// A MoCo v2 ResNet-50 release with the CheXpert-era preprocessing the
+/// MoCo-CXR and MedAug repositories share (`aihc_utils/image_transform.py`).
+pub(crate) fn moco_resnet50_entry(
+    name: &'static str,
+    description: &'static str,
+    checkpoint_file: &'static str,
+    citation: &'static str,
+) -> ModelEntry {
+    ModelEntry {
+        name,
+        description,
+        architecture: Architecture::ResNet(ResNetConfig::resnet50(None)),
+        checkpoint_file,
+        container: "MoCo dict {epoch, arch, state_dict, optimizer}; keys module.encoder_q.*, module.encoder_k.*, module.queue*",
+        map_key: moco_resnet_key,
+        feature: "global-average-pooled layer4 of the query encoder",
+        preprocessing: Preprocessing {
+            size: 320,
+            channels: 3,
+            normalization: Normalization {
+                mean: [0.5020; 3],
+                std: [0.085_585; 3],
+            },
+            resize: "resize 320 keeping aspect, centre-crop 320",
+            internal_resize: None,
+        },
+        citation,
+    }
 }

@@ -6,15 +6,7 @@ use crate::backbone::Architecture;
 use crate::registry::{IMAGENET, KeyRule, ModelEntry, Preprocessing, strip_any, torchvision_trunk};
 
 fn map_key(name: &str) -> KeyRule {
-    let Some(k) = strip_any(
-        name,
-        &[
-            "state_dict.module.encoder_q.",
-            "state_dict.encoder_q.",
-            "module.encoder_q.",
-            "encoder_q.",
-        ],
-    ) else {
+    let Some(k) = strip_any(name, super::MOCO_QUERY) else {
         if name.contains("encoder_k.") || name.contains("queue") {
             return KeyRule::Ignore("MoCo key encoder or queue");
         }

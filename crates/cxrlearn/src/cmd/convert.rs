@@ -12,8 +12,8 @@ use cxr_data::{presets, splits};
 /// Arguments of `cxrlearn convert`.
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// Dataset preset (nih, chexpert, mimic, padchest, vindr, siim, pediatric, shenzhen,
-    /// montgomery, shenzhen-montgomery, jsrt, indiana, phantom).
+    /// Dataset preset (nih, chexpert, mimic, padchest, vindr, siim, ranzcr, brax, reflacx,
+    /// edema, pediatric, shenzhen, montgomery, shenzhen-montgomery, jsrt, indiana, phantom).
     #[arg(long, conflicts_with = "csv", requires = "root")]
     pub preset: Option<String>,
     /// The dataset as its publisher distributes it.

@@ -186,6 +186,8 @@ pub fn run(args: &Args, quiet: bool) -> Result<()> {
     }
 
     let out = OutputDir::create(&args.out)?;
+    let started = std::time::Instant::now();
+    let mut extracted = 0usize;
     let dim = entry.feature_dim() as usize;
     let mut counts = BTreeMap::new();
     for split in splits {
@@ -219,6 +221,7 @@ pub fn run(args: &Args, quiet: bool) -> Result<()> {
             Ok(())
         })?;
         let n = indices.len();
+        extracted += n;
         let tensors = BTreeMap::from([
             ("features".to_owned(), raw_f32(vec![n, dim], &features)),
             (
@@ -268,5 +271,12 @@ pub fn run(args: &Args, quiet: bool) -> Result<()> {
         (serde_json::to_string_pretty(&meta)? + "\n").as_bytes(),
     )?;
     out.commit();
+    if !quiet {
+        let secs = started.elapsed().as_secs_f64();
+        eprintln!(
+            "extracted {extracted} images in {secs:.2} s ({:.1} images/s)",
+            extracted as f64 / secs
+        );
+    }
     Ok(())
 }

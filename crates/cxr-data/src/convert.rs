@@ -158,8 +158,12 @@ pub fn convert(
             let images: Vec<Result<Vec<u8>>> = part
                 .par_iter()
                 .map(|&i| {
-                    let path = root.join(&table.records[i].source_path);
-                    decode_file(&path).map(|img| to_store_image(img, opts.size, opts.resize))
+                    let rec = &table.records[i];
+                    let path = root.join(&rec.source_path);
+                    decode_file(&path).map(|mut img| {
+                        img.inverted ^= rec.inverted;
+                        to_store_image(img, opts.size, opts.resize)
+                    })
                 })
                 .collect();
             for (&i, img) in part.iter().zip(images) {

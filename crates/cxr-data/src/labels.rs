@@ -162,6 +162,9 @@ pub struct Record {
     pub site: Option<String>,
     /// Report text.
     pub report: Option<String>,
+    /// The file stores the image with inverted polarity (a MONOCHROME1
+    /// acquisition exported as PNG); conversion maps it back (255 - v).
+    pub inverted: bool,
 }
 
 /// What the split group key is.

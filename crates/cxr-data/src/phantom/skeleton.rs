@@ -14,7 +14,9 @@ pub(crate) fn bones(
     y: f32,
 ) -> f32 {
     let mut b = 0.0;
-    let frac = ((y - an.rib_top) / an.vertebra_period).rem_euclid(1.0);
+    // floor, not rem_euclid: fmod is a slow libm call in the per-pixel loop.
+    let phase = (y - an.rib_top) / an.vertebra_period;
+    let frac = phase - phase.floor();
     // Disc spaces between vertebral bodies are less dense.
     let body = 0.75 + 0.25 * smoothstep(0.0, 0.15, frac.min(1.0 - frac));
     if lateral {
@@ -54,7 +56,7 @@ pub(crate) fn bones(
         let g = -0.06 * t + 0.2 * t * t + 0.22 * t * t * t;
         let slope = (-0.06 + 0.4 * t + 0.66 * t * t) / thw;
         let kf = (y - an.rib_top - g) / an.rib_spacing;
-        let k = kf.round();
+        let k = (kf + 0.5).floor();
         if (0.0..11.0).contains(&k) {
             let d = (kf - k).abs() * an.rib_spacing / (1.0 + slope * slope).sqrt();
             b += 0.7 * fade * tube(d, ht);
@@ -64,7 +66,7 @@ pub(crate) fn bones(
             let ga = 0.42 * u + 0.15 * u * u;
             let sp = an.rib_spacing * 1.05;
             let kf = (y - an.rib_top - 0.22 - ga) / sp;
-            let k = kf.round();
+            let k = (kf + 0.5).floor();
             if (0.0..7.0).contains(&k) {
                 let d = (kf - k).abs() * sp / (1.0 + (0.42 / thw).powi(2)).sqrt();
                 b += 0.45 * fade * smoothstep(0.3, 0.4, t) * tube(d, ht * 0.9);

@@ -40,6 +40,20 @@ pub fn load(root: &Path) -> Result<LabelTable> {
         }
         sources.push(reports_path);
     }
+    // Sites exporting MONOCHROME1 store inverted PNGs; ground_truth.csv says
+    // which images, and conversion flips them back.
+    let truth_path = root.join("ground_truth.csv");
+    let mut inverted = std::collections::HashSet::new();
+    if truth_path.is_file() {
+        let gt = Csv::read(&truth_path)?;
+        let (p, ph) = (gt.col("path")?, gt.col("photometric")?);
+        for r in &gt.rows {
+            if r[ph].trim() == "MONOCHROME1" {
+                inverted.insert(r[p].to_string());
+            }
+        }
+        sources.push(truth_path);
+    }
     let mut t = LabelTable::new(
         "phantom",
         Task::Multilabel,
@@ -79,6 +93,7 @@ pub fn load(root: &Path) -> Result<LabelTable> {
             study_id: Some(study),
             view: Some(view),
             site: Some(r[cols[3]].to_string()),
+            inverted: inverted.contains(&r[cols[0]]),
             ..Default::default()
         });
     }
@@ -87,5 +102,9 @@ pub fn load(root: &Path) -> Result<LabelTable> {
     ));
     t.notes
         .push("report = FINDINGS + IMPRESSION from reports.csv, joined on study_id".into());
+    t.notes.push(format!(
+        "{} images of MONOCHROME1 sites (per ground_truth.csv) inverted back to MONOCHROME2",
+        t.records.iter().filter(|r| r.inverted).count()
+    ));
     Ok(t)
 }

@@ -46,6 +46,13 @@ fn tiny_resnets_match_torchvision() {
             let err = max_rel_err(&train, &io.tensors["logits_train"].to_tch());
             assert!(err < 1e-4, "{name} train-mode logits rel err {err}");
         });
+        // The in-place ReLUs and residual adds leave autograd intact.
+        net.forward_t(&x, true).sum(tch::Kind::Float).backward();
+        let grad = vs.variables()["conv1.weight"].grad();
+        assert!(
+            grad.abs().sum(tch::Kind::Float).double_value(&[]) > 0.0,
+            "{name}"
+        );
     }
 }
 

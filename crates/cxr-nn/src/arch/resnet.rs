@@ -107,17 +107,21 @@ impl ResidualBlock {
     fn forward_t(&self, x: &Tensor, train: bool) -> Tensor {
         let mut y = x.shallow_clone();
         let last = self.convs.len() - 1;
+        // In-place ReLU and residual add, as torchvision does: fewer
+        // allocations, and autograd-safe because batch norm's backward needs
+        // its input, not its output.
         for (i, (c, b)) in self.convs.iter().enumerate() {
             y = y.apply(c).apply_t(b, train);
             if i != last {
-                y = y.relu();
+                let _ = y.relu_();
             }
         }
-        let shortcut = match &self.downsample {
-            Some((c, b)) => x.apply(c).apply_t(b, train),
-            None => x.shallow_clone(),
-        };
-        (y + shortcut).relu()
+        match &self.downsample {
+            Some((c, b)) => y += x.apply(c).apply_t(b, train),
+            None => y += x,
+        }
+        let _ = y.relu_();
+        y
     }
 }
 
@@ -177,11 +181,9 @@ impl ResNet {
 
     /// Pooled features `[n, feature_dim]` of images `[n, in_channels, h, w]`.
     pub fn features_t(&self, x: &Tensor, train: bool) -> Tensor {
-        let mut y = x
-            .apply(&self.conv1)
-            .apply_t(&self.bn1, train)
-            .relu()
-            .max_pool2d([3, 3], [2, 2], [1, 1], [1, 1], false);
+        let mut y = x.apply(&self.conv1).apply_t(&self.bn1, train);
+        let _ = y.relu_();
+        let mut y = y.max_pool2d([3, 3], [2, 2], [1, 1], [1, 1], false);
         for stage in &self.stages {
             for block in stage {
                 y = block.forward_t(&y, train);

@@ -18,7 +18,12 @@ pub fn run(args: &Args) -> Result<()> {
     let m = &store.meta;
     println!("store      {}", args.store.display());
     println!("name       {} (format v{})", m.name, m.version);
-    println!("task       {:?}, {} labels", m.task, m.labels.len());
+    let task = serde_json::to_value(m.task)?;
+    println!(
+        "task       {}, {} labels",
+        task.as_str().unwrap_or("?"),
+        m.labels.len()
+    );
     println!(
         "images     {} x [{}, {}] u8{}",
         store.len(),

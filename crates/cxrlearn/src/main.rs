@@ -23,7 +23,7 @@ struct Cli {
 enum Command {
     /// Converts a raw dataset (preset or generic CSV) into a dataset store.
     Convert(cmd::convert::Args),
-    /// Prints a dataset store's summary.
+    /// Prints a dataset store's or a checkpoint's summary.
     Info(cmd::info::Args),
     /// Lists the model registry: architecture, feature, checkpoint, preprocessing.
     Models(cmd::models::Args),

@@ -221,3 +221,24 @@ fn export_round_trips_torchvision_names() {
         .collect();
     assert_eq!(exported, expected);
 }
+
+#[test]
+fn info_summarises_a_checkpoint() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../cxr-nn/tests/fixtures/checkpoints/moco.pth.tar");
+    let o = cxrlearn(&["info", path.to_str().unwrap(), "--limit", "0"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert!(text.contains("container  TorchZip"), "{text}");
+    assert!(
+        text.contains("state_dict.module.encoder_q.conv1.weight F32 [4, 1, 3, 3]"),
+        "{text}"
+    );
+    assert!(
+        text.contains("state_dict.module.queue_ptr I64 [1]"),
+        "{text}"
+    );
+    let o = cxrlearn(&["info", "/nonexistent/store"]);
+    assert!(!o.status.success());
+    assert!(String::from_utf8_lossy(&o.stderr).starts_with("error: "));
+}

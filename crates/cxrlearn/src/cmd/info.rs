@@ -1,4 +1,5 @@
-//! `cxrlearn info STORE`: a dataset store's summary.
+//! `cxrlearn info PATH`: a dataset store's summary, or a checkpoint's
+//! (container, tensor count, parameters, dtypes, the tensors themselves).
 
 use std::path::PathBuf;
 
@@ -8,12 +9,49 @@ use cxr_data::store::read::Store;
 /// Arguments of `cxrlearn info`.
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// A dataset store directory.
+    /// A dataset store directory, or a checkpoint file (.pt, .pth, .ckpt, .safetensors).
     pub store: PathBuf,
+    /// For a checkpoint: how many tensor names to list (0 for all).
+    #[arg(long, default_value_t = 20)]
+    pub limit: usize,
+}
+
+fn checkpoint_info(args: &Args) -> Result<()> {
+    use std::collections::BTreeMap;
+
+    let ck = cxr_nn::checkpoint::load(&args.store)?;
+    let params: usize = ck.tensors.values().map(|t| t.numel()).sum();
+    let mut dtypes: BTreeMap<String, usize> = BTreeMap::new();
+    for t in ck.tensors.values() {
+        *dtypes.entry(format!("{:?}", t.dtype)).or_default() += 1;
+    }
+    println!("checkpoint {}", args.store.display());
+    println!("container  {:?}", ck.container);
+    println!("tensors    {} ({params} values)", ck.tensors.len());
+    let dtypes: Vec<String> = dtypes.iter().map(|(d, n)| format!("{d} x{n}")).collect();
+    println!("dtypes     {}", dtypes.join(", "));
+    let shown = if args.limit == 0 {
+        ck.tensors.len()
+    } else {
+        args.limit
+    };
+    for (name, t) in ck.tensors.iter().take(shown) {
+        println!("  {name} {:?} {:?}", t.dtype, t.shape);
+    }
+    if ck.tensors.len() > shown {
+        println!(
+            "  ... {} more (--limit 0 lists all)",
+            ck.tensors.len() - shown
+        );
+    }
+    Ok(())
 }
 
 /// Runs `info`.
 pub fn run(args: &Args) -> Result<()> {
+    if args.store.is_file() {
+        return checkpoint_info(args);
+    }
     let store = Store::open(&args.store)?;
     let m = &store.meta;
     println!("store      {}", args.store.display());

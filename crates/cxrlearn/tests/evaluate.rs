@@ -1,20 +1,17 @@
 //! `cxrlearn evaluate` end to end: outputs, numbers, and every bad-input case
 //! (one `error:` line, no panic, no partial output directory).
 
+mod common;
+
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
+
+use common::run as cxrlearn;
 
 use serde_json::Value;
 
 fn examples() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples")
-}
-
-fn cxrlearn(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_cxrlearn"))
-        .args(args)
-        .output()
-        .expect("run cxrlearn")
 }
 
 fn evaluate(dir: &Path, model: &Path, baseline: Option<&Path>, extra: &[&str]) -> Output {

@@ -2,27 +2,18 @@
 //! Lightning-style layout, features checked against a direct computation,
 //! batch-size independence (eval mode) and the cache.
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Command;
+
+use common::run_ok as cxrlearn;
 
 use cxr_nn::arch::resnet::{ResNet, ResNetConfig};
 use cxr_nn::checkpoint::{RawTensor, load, to_safetensors};
 use tch::nn::VarStore;
 use tch::{Device, Kind, Tensor};
-
-fn cxrlearn(args: &[&str]) -> Output {
-    let o = Command::new(env!("CARGO_BIN_EXE_cxrlearn"))
-        .args(args)
-        .output()
-        .expect("run cxrlearn");
-    assert!(
-        o.status.success(),
-        "{args:?}: {}",
-        String::from_utf8_lossy(&o.stderr)
-    );
-    o
-}
 
 /// Nine 40x40 grayscale PNGs from three patients, one binary label.
 fn make_store(dir: &Path) -> std::path::PathBuf {

@@ -1,8 +1,11 @@
 //! `cxrlearn import` and `cxrlearn models` end to end.
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::process::{Command, Output};
+
+use common::run as cxrlearn;
 
 use cxr_nn::backbone::Backbone;
 use cxr_nn::checkpoint::{RawTensor, parse, to_safetensors};
@@ -10,13 +13,6 @@ use cxr_nn::registry;
 use serde_json::Value;
 use tch::nn::VarStore;
 use tch::{Device, Tensor};
-
-fn cxrlearn(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_cxrlearn"))
-        .args(args)
-        .output()
-        .expect("run cxrlearn")
-}
 
 /// A MedAug-style release of a randomly initialised ResNet-50, as safetensors.
 fn write_release(path: &Path) -> BTreeMap<String, RawTensor> {

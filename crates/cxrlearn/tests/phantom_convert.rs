@@ -2,21 +2,12 @@
 //! patient-level splits, labels, reports and sites, the MONOCHROME1 site
 //! turned back to MONOCHROME2.
 
+mod common;
+
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
-use std::process::Command;
 
-fn cxrlearn(args: &[&str]) {
-    let o = Command::new(env!("CARGO_BIN_EXE_cxrlearn"))
-        .args(args)
-        .output()
-        .expect("run cxrlearn");
-    assert!(
-        o.status.success(),
-        "{args:?}: {}",
-        String::from_utf8_lossy(&o.stderr)
-    );
-}
+use common::run_ok as cxrlearn;
 
 fn correlation(a: &[f64], b: &[f64]) -> f64 {
     let n = a.len() as f64;

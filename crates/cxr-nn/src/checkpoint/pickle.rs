@@ -333,20 +333,12 @@ pub fn unpickle(bytes: &[u8]) -> Result<(Graph, Value, usize), CheckpointError> 
                     _ => return Err(bad("STACK_GLOBAL without strings", at)),
                 }
             }
-            b'R' | 0x81 => {
-                let args = pop(&mut stack)?;
-                let class = pop(&mut stack)?;
-                let args = g.seq(&args).map(<[Value]>::to_vec).unwrap_or_default();
-                stack.push(g.add(Node::Object {
-                    class,
-                    args,
-                    state: None,
-                    items: vec![],
-                    list: vec![],
-                }));
-            }
-            0x92 => {
-                let _kwargs = pop(&mut stack)?;
+            // REDUCE and NEWOBJ: (class, args); NEWOBJ_EX also has kwargs,
+            // which only matter to the constructor that is never called.
+            b'R' | 0x81 | 0x92 => {
+                if op == 0x92 {
+                    pop(&mut stack)?;
+                }
                 let args = pop(&mut stack)?;
                 let class = pop(&mut stack)?;
                 let args = g.seq(&args).map(<[Value]>::to_vec).unwrap_or_default();

@@ -87,9 +87,11 @@ pub fn run(args: &Args) -> Result<()> {
         m.source.path,
         &m.source.label_sha256[..16.min(m.source.label_sha256.len())]
     );
+    let resize = serde_json::to_value(m.preprocessing.resize)?;
     println!(
-        "resize     {:?}, {}",
-        m.preprocessing.resize, m.preprocessing.interpolation
+        "resize     {}, {}",
+        resize.as_str().unwrap_or("?"),
+        m.preprocessing.interpolation
     );
     println!("skipped    {}", m.skipped);
     if let Some(k) = m.few_shot {

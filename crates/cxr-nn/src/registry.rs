@@ -56,6 +56,20 @@ pub struct Preprocessing {
     pub internal_resize: Option<i64>,
 }
 
+impl Preprocessing {
+    /// 224 px, three replicated channels, ImageNet statistics: what most
+    /// torchvision-style encoders were pretrained with; `resize` says how.
+    pub fn imagenet_224(resize: &'static str) -> Self {
+        Self {
+            size: 224,
+            channels: 3,
+            normalization: IMAGENET,
+            resize,
+            internal_resize: None,
+        }
+    }
+}
+
 /// One pretrained model.
 #[derive(Debug, Clone)]
 pub struct ModelEntry {

@@ -6,7 +6,6 @@ mod common;
 
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::process::Command;
 
 use common::run_ok as cxrlearn;
 
@@ -169,40 +168,19 @@ fn features_refuse_missing_weights_and_strict_size() {
     let dir = tempfile::tempdir().unwrap();
     let store = make_store(dir.path());
     let out = dir.path().join("f");
-    let o = Command::new(env!("CARGO_BIN_EXE_cxrlearn"))
-        .args([
-            "features",
-            "--model",
-            "chexzero",
-            "--data",
-            store.to_str().unwrap(),
-            "--out",
-            out.to_str().unwrap(),
-        ])
-        .output()
-        .unwrap();
+    let (store, out) = (store.to_str().unwrap(), out.to_str().unwrap());
+    let base = [
+        "features", "--model", "chexzero", "--data", store, "--out", out,
+    ];
+    let o = common::run(&base);
     assert!(!o.status.success());
     assert!(String::from_utf8_lossy(&o.stderr).contains("needs --checkpoint"));
-    let o = Command::new(env!("CARGO_BIN_EXE_cxrlearn"))
-        .args([
-            "features",
-            "--model",
-            "chexzero",
-            "--checkpoint",
-            "/dev/null",
-            "--strict",
-            "--data",
-            store.to_str().unwrap(),
-            "--out",
-            out.to_str().unwrap(),
-        ])
-        .output()
-        .unwrap();
+    let o = common::run(&[&base[..], &["--checkpoint", "/dev/null", "--strict"]].concat());
     let stderr = String::from_utf8_lossy(&o.stderr);
     assert!(!o.status.success());
     assert!(
         stderr.contains("store images are 32x32 but 'chexzero' takes 224x224"),
         "{stderr}"
     );
-    assert!(!out.exists());
+    assert!(!Path::new(out).exists());
 }

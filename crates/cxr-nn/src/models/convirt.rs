@@ -2,7 +2,7 @@
 
 use crate::arch::resnet::ResNetConfig;
 use crate::backbone::Architecture;
-use crate::registry::{IMAGENET, KeyRule, ModelEntry, Preprocessing, strip_any, torchvision_trunk};
+use crate::registry::{KeyRule, ModelEntry, Preprocessing, strip_any, torchvision_trunk};
 
 fn map_key(name: &str) -> KeyRule {
     let name = name.strip_prefix("state_dict.").unwrap_or(name);
@@ -25,13 +25,7 @@ pub fn entry() -> ModelEntry {
         container: "torchvision ResNet-50 state_dict without fc, or the trainer's {image_encoder, text_encoder, image_proj, text_proj} dict",
         map_key,
         feature: "global-average-pooled layer4",
-        preprocessing: Preprocessing {
-            size: 224,
-            channels: 3,
-            normalization: IMAGENET,
-            resize: "zero-pad to square, resize 224",
-            internal_resize: None,
-        },
+        preprocessing: Preprocessing::imagenet_224("zero-pad to square, resize 224"),
         citation: "Zhang et al., Contrastive Learning of Medical Visual Representations from Paired Images and Text, MLHC 2022",
     }
 }

@@ -2,7 +2,7 @@
 
 use crate::arch::vit::VitConfig;
 use crate::backbone::Architecture;
-use crate::registry::{IMAGENET, KeyRule, ModelEntry, Preprocessing};
+use crate::registry::{KeyRule, ModelEntry, Preprocessing};
 
 fn map_key(name: &str) -> KeyRule {
     let name = name.strip_prefix("state_dict.").unwrap_or(name);
@@ -27,13 +27,7 @@ pub fn entry() -> ModelEntry {
         container: "flat {name: tensor} dict in jeonsworld ViT-pytorch naming",
         map_key,
         feature: "class token after encoder_norm",
-        preprocessing: Preprocessing {
-            size: 224,
-            channels: 3,
-            normalization: IMAGENET,
-            resize: "resize 224, centre-crop 224",
-            internal_resize: None,
-        },
+        preprocessing: Preprocessing::imagenet_224("resize 224, centre-crop 224"),
         citation: "Zhou et al., Generalized radiograph representation learning via cross-supervision between images and free-text radiology reports, Nat. Mach. Intell. 2022",
     }
 }

@@ -2,7 +2,7 @@
 
 use crate::arch::resnet::ResNetConfig;
 use crate::backbone::Architecture;
-use crate::registry::{IMAGENET, KeyRule, ModelEntry, Preprocessing, torchvision_trunk};
+use crate::registry::{KeyRule, ModelEntry, Preprocessing, torchvision_trunk};
 
 fn map_key(name: &str) -> KeyRule {
     torchvision_trunk(name.strip_prefix("state_dict.").unwrap_or(name), "fc.")
@@ -18,13 +18,7 @@ pub fn entry() -> ModelEntry {
         container: "plain torchvision state_dict",
         map_key,
         feature: "global-average-pooled layer4",
-        preprocessing: Preprocessing {
-            size: 224,
-            channels: 3,
-            normalization: IMAGENET,
-            resize: "resize 224",
-            internal_resize: None,
-        },
+        preprocessing: Preprocessing::imagenet_224("resize 224"),
         citation: "He et al., Deep Residual Learning for Image Recognition, CVPR 2016",
     }
 }

@@ -3,7 +3,7 @@
 
 use crate::arch::densenet::{Activation, DenseNetConfig, modernise_key};
 use crate::backbone::Architecture;
-use crate::registry::{IMAGENET, KeyRule, ModelEntry, Preprocessing, strip_any, torchvision_trunk};
+use crate::registry::{KeyRule, ModelEntry, Preprocessing, strip_any, torchvision_trunk};
 
 fn map_key(name: &str) -> KeyRule {
     let Some(k) = strip_any(name, super::MOCO_QUERY) else {
@@ -31,13 +31,7 @@ pub fn entry() -> ModelEntry {
         container: "MoCo-style dict with state_dict; keys (module.)encoder_q.*",
         map_key,
         feature: "LeakyReLU(0.1) of features.norm5, global-average-pooled (the square classifier and MLP head are left out)",
-        preprocessing: Preprocessing {
-            size: 224,
-            channels: 3,
-            normalization: IMAGENET,
-            resize: "resize 224",
-            internal_resize: None,
-        },
+        preprocessing: Preprocessing::imagenet_224("resize 224"),
         citation: "Liu et al., Self-supervised Mean Teacher for Semi-supervised Chest X-ray Classification, MLMI 2021",
     }
 }

@@ -2,7 +2,9 @@
 # Runs one benchmark against its Python peer, on this machine, in one run:
 #   scripts/bench.sh evaluate     cxrlearn evaluate vs the scikit-learn bootstrap loop
 #   scripts/bench.sh features     cxrlearn features vs PyTorch (DataLoader path and bare forward)
+#   scripts/bench.sh finetune     cxrlearn finetune vs the PyTorch training loop with its DataLoader
 #   scripts/bench.sh convert      cxrlearn convert vs the original's PIL path
+#   scripts/bench.sh probe        the linear probe vs one scikit-learn LogisticRegression per label
 # The peers live in a throwaway virtual environment outside the repository.
 set -euo pipefail
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -24,6 +26,17 @@ case "$name" in
             pip install --quiet --disable-pip-version-check torchvision==0.28.0 safetensors numpy
         fi
         CXRLEARN_BENCH_TORCH_PYTHON=$(command -v python) cargo bench --quiet -p cxrlearn --bench features ;;
+    probe)
+        # The scikit-learn peer reads the features with safetensors.
+        if ! "$CXRLEARN_BENCH_PYTHON" -c "import safetensors, scipy" 2>/dev/null; then
+            "$venv/bin/pip" install --quiet --disable-pip-version-check safetensors scipy
+        fi
+        cargo bench --quiet -p cxrlearn --bench probe ;;
+    finetune)
+        if ! python -c "import torchvision, safetensors, numpy" 2>/dev/null; then
+            pip install --quiet --disable-pip-version-check torchvision==0.28.0 safetensors numpy
+        fi
+        CXRLEARN_BENCH_TORCH_PYTHON=$(command -v python) cargo bench --quiet -p cxrlearn --bench finetune ;;
     convert) "$repo/scripts/bench-convert.sh" ;;
-    *) echo "error: unknown benchmark '$name' (known: evaluate, features, convert)" >&2; exit 2 ;;
+    *) echo "error: unknown benchmark '$name' (known: evaluate, features, probe, finetune, convert)" >&2; exit 2 ;;
 esac

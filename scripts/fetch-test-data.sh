@@ -15,6 +15,7 @@ done
 wheels=(
     "torchxrayvision-1.5.7-py3-none-any.whl torchxrayvision==1.5.7 95f6c3475661f3515d4258deb0855bd5d1b1a56e0b65384251d3dd3fa61fac41"
     "pydicom_data-1.0.0-py3-none-any.whl pydicom-data==1.0.0 622ac97265f1d91f76b5120b5bd6eb0f57737c392ef863b72c71779c91e33637"
+    "open_clip_torch-2.32.0-py3-none-any.whl open_clip_torch==2.32.0 80b35b43e37afc2b6173aa5ab0ad68744ab3a3211e624f72dfe743a162707637"
 )
 # member inside its wheel, sha256 of the member
 members=(
@@ -28,6 +29,7 @@ members=(
     "data_store/data/RG1_UNCR.dcm 946f28f48b9fbf360196a9b835c8fce83b0c654bf85a5107663c8a61df02e498"
     "data_store/data/RG1_J2KR.dcm 7fbfd29360af806770102fd7c4ffcb2a133075bd00920a4bb63460d516f67ac4"
     "data_store/data/RG1_J2KI.dcm 744d01372fdda4e21b507bb7f97329065de961f4f263342079b369b430064d65"
+    "open_clip/bpe_simple_vocab_16e6.txt.gz 924691ac288e54409236115652ad4aa250f48203de50a9e4722a6ecd48d6804a"
 )
 
 sha() { sha256sum "$1" | cut -d' ' -f1; }
@@ -65,6 +67,7 @@ for m in "${members[@]}"; do
     read -r member want <<<"$m"
     case $member in
         torchxrayvision/*) wheel="$cache/wheels/torchxrayvision-1.5.7-py3-none-any.whl" ;;
+        open_clip/*) wheel="$cache/wheels/open_clip_torch-2.32.0-py3-none-any.whl" ;;
         *) wheel="$cache/wheels/pydicom_data-1.0.0-py3-none-any.whl" ;;
     esac
     dest="$cache/$(basename "$member")"

@@ -8,15 +8,15 @@ use tch::{Device, Kind, Tensor};
 
 use crate::backbone::Backbone;
 use crate::checkpoint::RawTensor;
-use crate::import::ImportError;
-use crate::load::load_strict;
-use crate::registry::{ModelEntry, Normalization};
+use crate::load::{KeyMismatch, load_strict};
+use crate::registry::Normalization;
+use crate::spec::ModelSpec;
 
 /// A frozen feature extractor.
 #[derive(Debug)]
 pub struct Encoder {
-    /// The registry entry.
-    pub entry: ModelEntry,
+    /// What was built.
+    pub spec: ModelSpec,
     /// Statistics inputs are normalised with (the entry's by default).
     pub normalization: Normalization,
     backbone: Backbone,
@@ -25,30 +25,42 @@ pub struct Encoder {
 }
 
 impl Encoder {
-    /// Builds `entry` on `device` and loads `tensors` (already mapped to the
-    /// entry's names, as [`crate::import::map_keys`] returns them) strictly.
+    /// Builds `spec` on `device` and loads `tensors` (already in the
+    /// architecture's names, as [`crate::import::map_keys`] returns them)
+    /// strictly.
     ///
     /// # Errors
-    /// [`ImportError::Keys`] naming every mismatched key.
+    /// [`KeyMismatch`] naming every mismatched key.
     pub fn new(
-        entry: ModelEntry,
+        spec: ModelSpec,
         tensors: &BTreeMap<String, RawTensor>,
         device: Device,
-    ) -> Result<Self, ImportError> {
+    ) -> Result<Self, KeyMismatch> {
         let mut vs = VarStore::new(device);
-        let backbone = Backbone::new(&vs.root(), &entry.architecture);
-        load_strict(&mut vs, tensors, |_| false).map_err(|mismatch| ImportError::Keys {
-            model: entry.name,
-            mismatch,
-            ignored: 0,
-        })?;
-        Ok(Self {
-            normalization: entry.preprocessing.normalization,
-            entry,
+        let backbone = Backbone::new(&vs.root(), &spec.architecture);
+        // Weights written by finetuning carry a linear head: not part of the
+        // feature extractor.
+        load_strict(&mut vs, tensors, |name| name.starts_with("head."))?;
+        Ok(Self::assemble(spec, backbone, vs, device))
+    }
+
+    /// Builds `spec` with random weights drawn from `seed` (the random-init
+    /// baseline of the paper's comparisons).
+    pub fn random(spec: ModelSpec, device: Device, seed: u64) -> Self {
+        tch::manual_seed(seed as i64);
+        let vs = VarStore::new(device);
+        let backbone = Backbone::new(&vs.root(), &spec.architecture);
+        Self::assemble(spec, backbone, vs, device)
+    }
+
+    fn assemble(spec: ModelSpec, backbone: Backbone, vs: VarStore, device: Device) -> Self {
+        Self {
+            normalization: spec.preprocessing.normalization,
+            spec,
             backbone,
             _vs: vs,
             device,
-        })
+        }
     }
 
     /// The device the weights live on.
@@ -65,7 +77,7 @@ impl Encoder {
             n * h * w,
             "batch bytes do not match n x h x w"
         );
-        let p = &self.entry.preprocessing;
+        let p = &self.spec.preprocessing;
         let mut x = Tensor::from_slice(images)
             .view([n as i64, 1, h as i64, w as i64])
             .to_device(self.device)

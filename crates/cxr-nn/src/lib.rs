@@ -9,9 +9,12 @@ pub mod backbone;
 pub mod checkpoint;
 pub mod device;
 pub mod encoder;
+pub mod image_text;
 pub mod import;
 pub mod load;
 pub mod models;
 pub mod registry;
+pub mod spec;
+pub mod text;
 
 pub use tch;

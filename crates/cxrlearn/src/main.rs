@@ -6,6 +6,7 @@ use clap::{Parser, Subcommand};
 
 mod cmd;
 mod output;
+mod run;
 
 /// Chest X-ray representation learning: self-supervised models, probing,
 /// finetuning and evaluation with confidence intervals.
@@ -35,6 +36,17 @@ enum Command {
     Evaluate(cmd::evaluate::Args),
     /// Writes a synthetic chest X-ray data set (images, labels, reports, sites).
     Phantom(cmd::phantom::Args),
+    /// Finetunes a backbone and a linear head, keeping the best validation epoch.
+    Finetune(cmd::finetune::Args),
+    /// Scores PNG/JPEG/DICOM files with a finetuned model.
+    Predict(cmd::predict::Args),
+    /// Self-supervised pretraining on a store's training images.
+    Pretrain(cmd::pretrain::Args),
+    /// Linear probing (L2 logistic regression, L-BFGS) on frozen features.
+    Probe(cmd::probe::Args),
+    /// Zero-shot classification from text prompts with an image-text model.
+    #[command(name = "zero-shot")]
+    ZeroShot(cmd::zeroshot::Args),
 }
 
 fn main() -> ExitCode {
@@ -47,6 +59,11 @@ fn main() -> ExitCode {
         Command::Features(args) => cmd::features::run(&args, cli.quiet),
         Command::Evaluate(args) => cmd::evaluate::run(&args, cli.quiet),
         Command::Phantom(args) => cmd::phantom::run(&args, cli.quiet),
+        Command::Finetune(args) => cmd::finetune::run(&args, cli.quiet),
+        Command::Predict(args) => cmd::predict::run(&args, cli.quiet),
+        Command::Pretrain(args) => cmd::pretrain::run(&args, cli.quiet),
+        Command::Probe(args) => cmd::probe::run(&args, cli.quiet),
+        Command::ZeroShot(args) => cmd::zeroshot::run(&args, cli.quiet),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -27,6 +27,12 @@ pub struct ManifestRow {
     pub source_path: String,
     /// Label cells: `Some(1.0)`, `Some(0.0)` or `None` (multiclass: the class index).
     pub targets: Vec<Option<f32>>,
+    /// Study id, when the manifest has the optional `study_id` column.
+    pub study_id: Option<String>,
+    /// View (PA, AP, LATERAL, ...), from the optional `view` column.
+    pub view: Option<String>,
+    /// Radiology report text, from the optional `report` column.
+    pub report: Option<String>,
 }
 
 struct Shard {
@@ -195,6 +201,8 @@ fn read_manifest(path: &Path, meta: &DatasetMeta) -> Result<Vec<ManifestRow>> {
         col("split")?,
         col("source_path")?,
     );
+    let optional = |name: &str| headers.iter().position(|h| h == name);
+    let (cstudy, cview, creport) = (optional("study_id"), optional("view"), optional("report"));
     let label_cols: Vec<usize> = if meta.task == crate::labels::Task::Multiclass {
         vec![col("class")?]
     } else {
@@ -243,6 +251,11 @@ fn read_manifest(path: &Path, meta: &DatasetMeta) -> Result<Vec<ManifestRow>> {
             split,
             source_path: rec[csp].to_string(),
             targets,
+            study_id: cstudy.map(|c| rec[c].to_string()).filter(|s| !s.is_empty()),
+            view: cview.map(|c| rec[c].to_string()).filter(|s| !s.is_empty()),
+            report: creport
+                .map(|c| rec[c].to_string())
+                .filter(|s| !s.is_empty()),
         });
     }
     Ok(rows)

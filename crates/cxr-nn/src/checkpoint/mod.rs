@@ -332,6 +332,71 @@ pub fn to_safetensors(
                 .map_err(|e| CheckpointError::Format(format!("tensor '{k}': {e}")))
         })
         .collect::<Result<_, _>>()?;
-    safetensors::tensor::serialize(views, metadata)
-        .map_err(|e| CheckpointError::Format(format!("cannot serialise safetensors: {e}")))
+    let bytes = safetensors::tensor::serialize(views, None)
+        .map_err(|e| CheckpointError::Format(format!("cannot serialise safetensors: {e}")))?;
+    Ok(match metadata {
+        Some(m) if !m.is_empty() => with_sorted_metadata(&bytes, &m),
+        _ => bytes,
+    })
+}
+
+/// Inserts `__metadata__` into a serialised file's header with its keys
+/// sorted: safetensors writes a `HashMap` in hash order, so the same tensors
+/// and metadata would give different bytes from run to run. Tensor offsets
+/// are relative to the data section, so growing the header moves nothing.
+fn with_sorted_metadata(
+    bytes: &[u8],
+    metadata: &std::collections::HashMap<String, String>,
+) -> Vec<u8> {
+    let n = u64::from_le_bytes(bytes[..8].try_into().expect("8-byte length prefix")) as usize;
+    let header = std::str::from_utf8(&bytes[8..8 + n])
+        .expect("safetensors writes UTF-8 JSON")
+        .trim_end();
+    let sorted: BTreeMap<&String, &String> = metadata.iter().collect();
+    let meta = serde_json::to_string(&sorted).expect("strings serialise");
+    let rest = &header[1..];
+    let sep = if rest.trim_start().starts_with('}') {
+        ""
+    } else {
+        ","
+    };
+    let mut new_header = format!("{{\"__metadata__\":{meta}{sep}{rest}");
+    while new_header.len() % 8 != 0 {
+        new_header.push(' ');
+    }
+    let mut out = Vec::with_capacity(bytes.len() + meta.len() + 24);
+    out.extend_from_slice(&(new_header.len() as u64).to_le_bytes());
+    out.extend_from_slice(new_header.as_bytes());
+    out.extend_from_slice(&bytes[8 + n..]);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn metadata_is_written_in_a_fixed_order_and_reads_back() {
+        let tensors = BTreeMap::from([(
+            "w".to_owned(),
+            RawTensor {
+                dtype: DType::F32,
+                shape: vec![2],
+                data: vec![0, 0, 128, 63, 0, 0, 0, 64],
+            },
+        )]);
+        let meta = || -> std::collections::HashMap<String, String> {
+            (0..8)
+                .map(|i| (format!("key{i}"), format!("value {i}")))
+                .collect()
+        };
+        let first = to_safetensors(&tensors, Some(meta())).unwrap();
+        for _ in 0..5 {
+            assert_eq!(to_safetensors(&tensors, Some(meta())).unwrap(), first);
+        }
+        let (_, header) = safetensors::SafeTensors::read_metadata(&first).unwrap();
+        assert_eq!(header.metadata().as_ref().unwrap()["key3"], "value 3");
+        let back = parse(&first).unwrap();
+        assert_eq!(back.tensors, tensors);
+    }
 }

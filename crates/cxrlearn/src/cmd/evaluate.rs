@@ -34,20 +34,22 @@ pub struct Args {
     pub out: PathBuf,
 }
 
+/// A file an evaluation was computed from.
 #[derive(Serialize)]
-struct Input {
-    path: String,
-    sha256: String,
+pub(crate) struct Input {
+    pub(crate) path: String,
+    pub(crate) sha256: String,
 }
 
+/// `evaluation.json`: the evaluation and the files behind it.
 #[derive(Serialize)]
-struct Report<'a> {
+pub(crate) struct Report<'a> {
     #[serde(flatten)]
-    evaluation: &'a Evaluation,
-    predictions: Input,
+    pub(crate) evaluation: &'a Evaluation,
+    pub(crate) predictions: Input,
     #[serde(skip_serializing_if = "Option::is_none")]
-    baseline: Option<Input>,
-    cxrlearn_version: &'static str,
+    pub(crate) baseline: Option<Input>,
+    pub(crate) cxrlearn_version: &'static str,
 }
 
 fn read(path: &Path) -> Result<(Predictions, Input)> {

@@ -11,17 +11,19 @@ use cxr_data::store::read::Store;
 use cxr_nn::checkpoint::{self, DType, RawTensor};
 use cxr_nn::device::DeviceRequest;
 use cxr_nn::encoder::Encoder;
-use cxr_nn::registry::{self, CLIP, ModelEntry};
+use cxr_nn::registry::CLIP;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
+use crate::cmd::model_arg;
 use crate::output::{OutputDir, write_atomic};
 
 /// Arguments of `cxrlearn features`.
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// Registry name (see `cxrlearn models`), or a safetensors file written by
-    /// `cxrlearn import` (its sidecar names the model).
+    /// Registry name (see `cxrlearn models`, with --checkpoint), scratch:ARCH
+    /// (random weights, seed 0: the random-init baseline), or a safetensors
+    /// file written by cxrlearn (import, pretrain, finetune) with its sidecar.
     #[arg(long)]
     pub model: String,
     /// Weights for a registry name: a released checkpoint in any supported
@@ -50,44 +52,20 @@ pub struct Args {
     pub strict: bool,
 }
 
-fn sha256_file(path: &Path) -> Result<String> {
+/// The hashes identifying a store's labels and images.
+pub(crate) fn store_hash(store: &Path) -> Result<[String; 2]> {
+    Ok([
+        sha256_file(&store.join("dataset.json"))?,
+        sha256_file(&store.join("manifest.csv"))?,
+    ])
+}
+
+pub(crate) fn sha256_file(path: &Path) -> Result<String> {
     let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
     Ok(format!("{:x}", Sha256::digest(&bytes)))
 }
 
-/// The registry entry and the weights file the arguments name.
-fn resolve(args: &Args) -> Result<(ModelEntry, PathBuf)> {
-    if let Ok(entry) = registry::find(&args.model) {
-        let weights = args.checkpoint.clone().with_context(|| {
-            format!(
-                "model '{}' needs --checkpoint (its weights, {}; cxrlearn downloads nothing)",
-                entry.name, entry.checkpoint_file
-            )
-        })?;
-        return Ok((entry, weights));
-    }
-    let file = PathBuf::from(&args.model);
-    if !file.exists() {
-        bail!("{}", registry::find(&args.model).unwrap_err());
-    }
-    let sidecar = file.with_extension("json");
-    let text = std::fs::read_to_string(&sidecar).with_context(|| {
-        format!(
-            "{} has no sidecar {} naming its model (write it with `cxrlearn import`)",
-            file.display(),
-            sidecar.display()
-        )
-    })?;
-    let meta: Value =
-        serde_json::from_str(&text).with_context(|| format!("{}", sidecar.display()))?;
-    let name = meta["model"]
-        .as_str()
-        .with_context(|| format!("{} has no \"model\" field", sidecar.display()))?;
-    let entry = registry::find(name).map_err(anyhow::Error::msg)?;
-    Ok((entry, file))
-}
-
-fn split_name(s: Split) -> &'static str {
+pub(crate) fn split_name(s: Split) -> &'static str {
     match s {
         Split::Train => "train",
         Split::Val => "val",
@@ -96,7 +74,7 @@ fn split_name(s: Split) -> &'static str {
 }
 
 /// Labels `[n, k]` as f32, NaN where unknown; multi-class rows one-hot.
-fn labels_of(store: &Store, indices: &[usize]) -> Vec<f32> {
+pub(crate) fn labels_of(store: &Store, indices: &[usize]) -> Vec<f32> {
     let k = store.meta.labels.len();
     let mut out = Vec::with_capacity(indices.len() * k);
     for &i in indices {
@@ -127,7 +105,6 @@ pub fn run(args: &Args, quiet: bool) -> Result<()> {
     if args.batch_size == 0 {
         bail!("--batch-size must be at least 1");
     }
-    let (entry, weights) = resolve(args)?;
     let store = Store::open(&args.data)
         .with_context(|| format!("cannot open store {}", args.data.display()))?;
     if store.meta.labels_only {
@@ -137,24 +114,30 @@ pub fn run(args: &Args, quiet: bool) -> Result<()> {
         );
     }
     let [h, w] = store.meta.image_size.map(|d| d as usize);
-    let size = entry.preprocessing.size as usize;
+    let resolved = model_arg::resolve(&args.model, args.checkpoint.as_deref(), h as i64, None)?;
+    let spec = resolved.spec.clone();
+    let size = spec.preprocessing.size as usize;
     if (h, w) != (size, size) {
         if args.strict {
             bail!(
                 "store images are {h}x{w} but '{}' takes {size}x{size} (--strict)",
-                entry.name
+                spec.name
             );
         }
         eprintln!(
             "warning: store images are {h}x{w}; resizing to {size}x{size} for '{}'",
-            entry.name
+            spec.name
         );
     }
 
+    let weights_key = match &resolved.file {
+        Some(file) => sha256_file(file)?,
+        None => format!("{} seed 0", resolved.source),
+    };
     let key = json!({
-        "model": entry.name,
-        "weights_sha256": sha256_file(&weights)?,
-        "store_sha256": [sha256_file(&args.data.join("dataset.json"))?, sha256_file(&args.data.join("manifest.csv"))?],
+        "model": args.model,
+        "weights_sha256": weights_key,
+        "store_sha256": store_hash(&args.data)?,
         "normalization": args.normalization,
     });
     let meta_path = args.out.join("meta.json");
@@ -176,11 +159,12 @@ pub fn run(args: &Args, quiet: bool) -> Result<()> {
         return Ok(());
     }
 
-    let ck = checkpoint::load(&weights)?;
-    let mapped = cxr_nn::import::map_keys(&entry, &ck)?;
     let device = args.device.resolve()?;
-    let mut encoder = Encoder::new(entry.clone(), &mapped.tensors, device)
-        .with_context(|| format!("{} as '{}'", weights.display(), entry.name))?;
+    let mut encoder = match &resolved.load()? {
+        Some(tensors) => Encoder::new(spec.clone(), tensors, device)
+            .with_context(|| format!("{} as '{}'", resolved.source, spec.name))?,
+        None => Encoder::random(spec.clone(), device, 0),
+    };
     if args.normalization == "clip" {
         encoder.normalization = CLIP;
     }
@@ -188,7 +172,7 @@ pub fn run(args: &Args, quiet: bool) -> Result<()> {
     let out = OutputDir::create(&args.out)?;
     let started = std::time::Instant::now();
     let mut extracted = 0usize;
-    let dim = entry.feature_dim() as usize;
+    let dim = spec.feature_dim() as usize;
     let mut counts = BTreeMap::new();
     for split in splits {
         let indices = store.split_indices(split);
@@ -243,7 +227,7 @@ pub fn run(args: &Args, quiet: bool) -> Result<()> {
                 },
             ),
         ]);
-        let meta = HashMap::from([("model".to_owned(), entry.name.to_owned())]);
+        let meta = HashMap::from([("model".to_owned(), spec.name.clone())]);
         out.write(
             &format!("{}.safetensors", split_name(split)),
             &checkpoint::to_safetensors(&tensors, Some(meta))?,
@@ -254,13 +238,13 @@ pub fn run(args: &Args, quiet: bool) -> Result<()> {
         }
     }
     let meta = json!({
-        "model": entry.name,
+        "model": spec.name,
         "labels": store.meta.labels,
         "task": store.meta.task,
         "dim": dim,
         "splits": counts,
         "store": args.data.display().to_string(),
-        "weights": weights.display().to_string(),
+        "weights": resolved.source,
         "device": format!("{device:?}"),
         "normalization": {"name": args.normalization, "mean": encoder.normalization.mean, "std": encoder.normalization.std},
         "cache_key": key,

@@ -3,7 +3,13 @@
 pub mod convert;
 pub mod evaluate;
 pub mod features;
+pub mod finetune;
 pub mod import;
 pub mod info;
+pub mod model_arg;
 pub mod models;
 pub mod phantom;
+pub mod predict;
+pub mod pretrain;
+pub mod probe;
+pub mod zeroshot;

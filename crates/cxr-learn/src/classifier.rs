@@ -1,0 +1,165 @@
+//! A backbone with a linear head: the model finetuning trains and `predict`
+//! runs. Backbone variables keep their source names (torchvision, OpenAI
+//! CLIP, ...); the head is `head.weight` / `head.bias`, so a saved classifier
+//! is also a loadable backbone checkpoint.
+
+use std::collections::BTreeMap;
+
+use cxr_nn::backbone::Backbone;
+use cxr_nn::checkpoint::RawTensor;
+use cxr_nn::load::{KeyMismatch, load_strict};
+use cxr_nn::spec::ModelSpec;
+use tch::nn::{self, Module, VarStore};
+use tch::{Device, Kind, Tensor};
+
+/// Prefix of the head's variables.
+pub const HEAD: &str = "head.";
+
+/// A backbone and a `k`-output linear head on one device.
+#[derive(Debug)]
+pub struct Classifier {
+    /// Variables of backbone and head.
+    pub vs: VarStore,
+    backbone: Backbone,
+    head: nn::Linear,
+    /// What was built.
+    pub spec: ModelSpec,
+    /// Outputs (labels or classes).
+    pub k: i64,
+    /// When set only the head trains and the backbone stays in eval mode.
+    pub freeze_backbone: bool,
+}
+
+impl Classifier {
+    /// Builds `spec` with a `k`-output head, initialised from `seed`; when
+    /// `backbone_weights` is given (already in the backbone's names) they are
+    /// loaded strictly.
+    ///
+    /// # Errors
+    /// [`KeyMismatch`] naming every missing, unexpected or mis-shaped key.
+    pub fn new(
+        spec: ModelSpec,
+        k: i64,
+        device: Device,
+        backbone_weights: Option<&BTreeMap<String, RawTensor>>,
+        seed: u64,
+        freeze_backbone: bool,
+    ) -> Result<Self, KeyMismatch> {
+        tch::manual_seed(seed as i64);
+        let mut vs = VarStore::new(device);
+        let backbone = Backbone::new(&vs.root(), &spec.architecture);
+        let head = nn::linear(
+            vs.root() / "head",
+            spec.feature_dim(),
+            k,
+            Default::default(),
+        );
+        if let Some(weights) = backbone_weights {
+            // The head is new: only the backbone has to match the file.
+            let mut all: BTreeMap<String, RawTensor> = weights
+                .iter()
+                .filter(|(name, _)| !name.starts_with(HEAD))
+                .map(|(n, t)| (n.clone(), t.clone()))
+                .collect();
+            for (name, var) in vs.variables() {
+                if name.starts_with(HEAD) {
+                    all.insert(
+                        name.clone(),
+                        RawTensor::from_tch(&name, &var).expect("an f32 head variable converts"),
+                    );
+                }
+            }
+            load_strict(&mut vs, &all, |_| false)?;
+        }
+        if freeze_backbone {
+            for (name, var) in vs.variables() {
+                if !name.starts_with(HEAD) {
+                    let _ = var.set_requires_grad(false);
+                }
+            }
+        }
+        Ok(Self {
+            vs,
+            backbone,
+            head,
+            spec,
+            k,
+            freeze_backbone,
+        })
+    }
+
+    /// Trainable variables by name, in a stable order.
+    pub fn trainable(&self) -> Vec<(String, Tensor)> {
+        let mut vars: Vec<(String, Tensor)> = self
+            .vs
+            .variables()
+            .into_iter()
+            .filter(|(n, v)| v.requires_grad() && (!self.freeze_backbone || n.starts_with(HEAD)))
+            .collect();
+        vars.sort_by(|a, b| a.0.cmp(&b.0));
+        vars
+    }
+
+    /// Normalised network input `[n, c, s, s]` from `n` u8 images already
+    /// at the model's input size `s`.
+    pub fn input(&self, images: &[u8], n: usize) -> Tensor {
+        let p = &self.spec.preprocessing;
+        let s = p.size;
+        assert_eq!(
+            images.len(),
+            n * (s * s) as usize,
+            "images are not n x size x size"
+        );
+        let dev = self.vs.device();
+        let x = Tensor::from_slice(images)
+            .view([n as i64, 1, s, s])
+            .to_device(dev)
+            .to_kind(Kind::Float)
+            / 255.0;
+        let stats = |v: [f64; 3]| {
+            Tensor::from_slice(&v[..p.channels as usize])
+                .to_kind(Kind::Float)
+                .view([1, p.channels, 1, 1])
+                .to_device(dev)
+        };
+        let x = x.expand([n as i64, p.channels, s, s], false);
+        let mut x = (x - stats(p.normalization.mean)) / stats(p.normalization.std);
+        if let Some(side) = p.internal_resize {
+            x = x.upsample_bilinear2d([side, side], true, None, None);
+        }
+        x
+    }
+
+    /// Logits `[n, k]`.
+    pub fn forward_t(&self, x: &Tensor, train: bool) -> Tensor {
+        let features = self.backbone.features_t(x, train && !self.freeze_backbone);
+        self.head.forward(&features.to_kind(Kind::Float))
+    }
+
+    /// Every variable (backbone and head) for a safetensors file.
+    ///
+    /// # Errors
+    /// When a variable has a dtype safetensors cannot hold.
+    pub fn weights(&self) -> Result<BTreeMap<String, RawTensor>, String> {
+        self.vs
+            .variables()
+            .iter()
+            .map(|(n, v)| {
+                RawTensor::from_tch(n, &v.to_device(Device::Cpu))
+                    .map(|t| (n.clone(), t))
+                    .map_err(|e| e.to_string())
+            })
+            .collect()
+    }
+
+    /// Loads a whole classifier (backbone and head) strictly.
+    ///
+    /// # Errors
+    /// [`KeyMismatch`] naming every mismatched key.
+    pub fn load_weights(
+        &mut self,
+        tensors: &BTreeMap<String, RawTensor>,
+    ) -> Result<(), KeyMismatch> {
+        load_strict(&mut self.vs, tensors, |_| false)
+    }
+}

@@ -1,0 +1,129 @@
+//! Batches from a store for training and scoring: a background thread copies
+//! images out of the memory map and augments them on all cores (rayon) while
+//! the engine computes on the previous batch.
+//!
+//! Everything random is a function of `(seed, epoch, store index)`: the
+//! epoch's order comes from ChaCha8 stream `epoch`, each image's augmentation
+//! from [`cxr_data::augment::rng_for`]. A run restarted at any batch sees the
+//! same data as an uninterrupted one.
+
+use std::sync::mpsc;
+use std::thread::JoinHandle;
+
+use cxr_data::augment::Augment;
+use cxr_data::store::read::Store;
+use rand::SeedableRng;
+use rand::seq::SliceRandom;
+use rand_chacha::ChaCha8Rng;
+
+/// One batch, images at the model's input size.
+#[derive(Debug)]
+pub struct Batch {
+    /// Store rows.
+    pub indices: Vec<usize>,
+    /// `[n, s, s]` u8 pixels.
+    pub images: Vec<u8>,
+}
+
+/// The training order of epoch `epoch`: `indices` shuffled by ChaCha8
+/// stream `epoch` of `seed`.
+pub fn epoch_order(indices: &[usize], seed: u64, epoch: u64) -> Vec<usize> {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    rng.set_stream(epoch);
+    let mut order = indices.to_vec();
+    order.shuffle(&mut rng);
+    order
+}
+
+/// Starts a producer thread yielding `chunks` as batches. `augment` is
+/// applied with keys `(epoch << 32) | index`; its output size must be the
+/// model's input size.
+pub fn spawn(
+    store: std::sync::Arc<Store>,
+    chunks: Vec<Vec<usize>>,
+    augment: Augment,
+    seed: u64,
+    epoch: u64,
+) -> (mpsc::Receiver<Batch>, JoinHandle<()>) {
+    let (tx, rx) = mpsc::sync_channel::<Batch>(2);
+    let handle = std::thread::spawn(move || {
+        let [h, w] = store.meta.image_size.map(|d| d as usize);
+        let (oh, ow) = augment.out_size;
+        for chunk in chunks {
+            let sources: Vec<&[u8]> = chunk
+                .iter()
+                .map(|&i| store.image(i).expect("a store with pixels"))
+                .collect();
+            let keys: Vec<u64> = chunk.iter().map(|&i| (epoch << 32) | i as u64).collect();
+            let mut images = vec![0u8; chunk.len() * oh * ow];
+            augment.batch(&sources, h, w, seed, &keys, &mut images);
+            if tx
+                .send(Batch {
+                    indices: chunk,
+                    images,
+                })
+                .is_err()
+            {
+                break;
+            }
+        }
+    });
+    (rx, handle)
+}
+
+/// Two views per batch entry: the query image and its positive (the same
+/// image, or another image of the same patient for MedAug).
+#[derive(Debug)]
+pub struct PairBatch {
+    /// Query store rows.
+    pub queries: Vec<usize>,
+    /// Positive store rows.
+    pub keys: Vec<usize>,
+    /// `[n, s, s]` u8 query views.
+    pub query_images: Vec<u8>,
+    /// `[n, s, s]` u8 key views.
+    pub key_images: Vec<u8>,
+}
+
+/// Like [`spawn`] for (query, key) row pairs: the two views draw their
+/// augmentations from seeds `seed` and `seed + 1`, so the same image gives
+/// two different views.
+pub fn spawn_pairs(
+    store: std::sync::Arc<Store>,
+    chunks: Vec<(Vec<usize>, Vec<usize>)>,
+    augment: Augment,
+    seed: u64,
+    epoch: u64,
+) -> (mpsc::Receiver<PairBatch>, JoinHandle<()>) {
+    let (tx, rx) = mpsc::sync_channel::<PairBatch>(2);
+    let handle = std::thread::spawn(move || {
+        let [h, w] = store.meta.image_size.map(|d| d as usize);
+        let (oh, ow) = augment.out_size;
+        let view = |rows: &[usize], seed: u64| {
+            let sources: Vec<&[u8]> = rows
+                .iter()
+                .map(|&i| store.image(i).expect("a store with pixels"))
+                .collect();
+            let keys: Vec<u64> = rows.iter().map(|&i| (epoch << 32) | i as u64).collect();
+            let mut images = vec![0u8; rows.len() * oh * ow];
+            augment.batch(&sources, h, w, seed, &keys, &mut images);
+            images
+        };
+        for (queries, keys) in chunks {
+            let query_images = view(&queries, seed);
+            let key_images = view(&keys, seed.wrapping_add(1));
+            if tx
+                .send(PairBatch {
+                    queries,
+                    keys,
+                    query_images,
+                    key_images,
+                })
+                .is_err()
+            {
+                break;
+            }
+        }
+    });
+    (rx, handle)
+}

@@ -1,0 +1,427 @@
+//! Finetuning: a backbone and a linear head trained on a store's training
+//! split, validated every epoch, the best epoch by validation macro AUC (the
+//! metric reported, not a support-weighted stand-in) kept as the model.
+//!
+//! A run directory holds `last.safetensors` (weights, optimiser state and
+//! progress, written at every epoch end and every `checkpoint_every` steps)
+//! and `model.safetensors` (the best weights). Resuming restarts exactly
+//! where `last.safetensors` left off; since every random draw is a function
+//! of the seed and the position in the run, the result is bit for bit the
+//! uninterrupted run's.
+
+mod loss;
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Instant;
+
+use cxr_data::augment::Augment;
+use cxr_data::labels::{Split, Task};
+use cxr_data::store::read::Store;
+use cxr_nn::checkpoint::{self, RawTensor};
+use serde_json::{Value, json};
+use tch::{Device, Kind};
+
+use crate::classifier::Classifier;
+use crate::data;
+use crate::io::{TrainState, write_safetensors};
+use crate::metrics::macro_auc;
+use crate::optim::{Optimizer, Rule};
+use crate::schedule::{Schedule, Shape};
+pub use loss::Targets;
+
+/// Everything that shapes a finetuning run.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct FinetuneConfig {
+    /// Passes over the training split.
+    pub epochs: usize,
+    /// Images per step (the last partial batch of an epoch is dropped, as
+    /// batch norm needs more than one image).
+    pub batch_size: usize,
+    /// Optimiser and its hyperparameters.
+    pub rule: Rule,
+    /// Peak learning rate.
+    pub lr: f64,
+    /// Schedule shape, stepped every iteration.
+    pub schedule: Shape,
+    /// Linear warm-up, in epochs.
+    pub warmup_epochs: f64,
+    /// Final rate of the cosine.
+    pub min_lr: f64,
+    /// Clip the global gradient norm to this.
+    pub grad_clip: Option<f64>,
+    /// Training augmentation (`None`: images only resampled to the input size).
+    pub augment: Option<Augment>,
+    /// Weight positives by negatives/positives per label (binary), classes
+    /// by inverse frequency (multi-class).
+    pub class_balanced: bool,
+    /// Stop after this many epochs without a better validation AUC.
+    pub patience: Option<usize>,
+    /// Train only the head; the backbone stays frozen in eval mode.
+    pub freeze_backbone: bool,
+    /// Seed of initialisation, order, augmentation and dropout.
+    pub seed: u64,
+    /// Also checkpoint every this many steps (0: at epoch ends only).
+    pub checkpoint_every: u64,
+}
+
+/// Why training stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum TrainError {
+    /// The loss became NaN or infinite.
+    #[error("the training loss became {value} at epoch {epoch}, step {step}; stopped. {kept}")]
+    NonFinite {
+        /// Epoch (1-based).
+        epoch: usize,
+        /// Global step (1-based).
+        step: u64,
+        /// The loss value.
+        value: f64,
+        /// Which checkpoint survives.
+        kept: String,
+    },
+    /// Anything else, as a message.
+    #[error("{0}")]
+    Other(String),
+}
+
+impl From<String> for TrainError {
+    fn from(s: String) -> Self {
+        Self::Other(s)
+    }
+}
+
+impl From<tch::TchError> for TrainError {
+    fn from(e: tch::TchError) -> Self {
+        Self::Other(e.to_string())
+    }
+}
+
+/// How a run ended.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct Summary {
+    /// Epoch whose weights were kept (1-based).
+    pub best_epoch: usize,
+    /// Its validation macro AUC.
+    pub best_val_auc: Option<f64>,
+    /// Epochs completed.
+    pub epochs_run: usize,
+    /// Whether early stopping ended the run.
+    pub stopped_early: bool,
+}
+
+/// Progress saved with `last.safetensors`.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+struct Progress {
+    /// Completed epochs.
+    epoch: usize,
+    /// Batches of the current epoch already taken.
+    batch: usize,
+    /// Global steps taken.
+    step: u64,
+    best_val_auc: Option<f64>,
+    best_epoch: usize,
+    since_best: usize,
+    loss_sum: f64,
+    loss_count: u64,
+}
+
+/// The training loop over a store.
+pub struct Trainer<'a> {
+    /// The store.
+    pub store: Arc<Store>,
+    /// The model.
+    pub model: Classifier,
+    /// The settings.
+    pub config: FinetuneConfig,
+    /// Run directory for checkpoints.
+    pub dir: PathBuf,
+    /// Receives every log record (one per step and per epoch).
+    pub log: &'a mut dyn FnMut(&Value) -> Result<(), String>,
+    /// Progress lines on stderr.
+    pub verbose: bool,
+}
+
+/// Scores `[n, k]` of store rows `indices`: sigmoid per label, or softmax
+/// over classes; eval mode, no gradients.
+pub fn score(
+    model: &Classifier,
+    store: &Arc<Store>,
+    indices: &[usize],
+    batch_size: usize,
+) -> Vec<f32> {
+    let s = model.spec.preprocessing.size as usize;
+    let chunks: Vec<Vec<usize>> = indices
+        .chunks(batch_size.max(1))
+        .map(<[usize]>::to_vec)
+        .collect();
+    let (rx, handle) = data::spawn(store.clone(), chunks, Augment::none(s, s), 0, 0);
+    let mut out = Vec::with_capacity(indices.len() * model.k as usize);
+    let multiclass = store.meta.task == Task::Multiclass;
+    for batch in rx {
+        let probs = tch::no_grad(|| {
+            let logits = model.forward_t(&model.input(&batch.images, batch.indices.len()), false);
+            if multiclass {
+                logits.softmax(1, Kind::Float)
+            } else {
+                logits.sigmoid()
+            }
+        });
+        out.extend(
+            Vec::<f32>::try_from(probs.to_device(Device::Cpu).flatten(0, -1)).unwrap_or_default(),
+        );
+    }
+    let _ = handle.join();
+    out
+}
+
+impl Trainer<'_> {
+    fn last_path(&self) -> PathBuf {
+        self.dir.join("last.safetensors")
+    }
+
+    fn save_last(&self, opt: &Optimizer, progress: &Progress) -> Result<(), String> {
+        TrainState {
+            model: self.model.vs.variables().into_iter().collect(),
+            optim: opt.state(),
+            progress: serde_json::to_vec(progress).map_err(|e| e.to_string())?,
+        }
+        .save(&self.last_path())
+    }
+
+    fn load_last(&mut self, opt: &mut Optimizer) -> Result<Progress, String> {
+        let path = self.last_path();
+        let state = TrainState::load(&path, self.model.vs.device())?;
+        let model: BTreeMap<String, RawTensor> = state
+            .model
+            .iter()
+            .map(|(k, v)| {
+                RawTensor::from_tch(k, v)
+                    .map(|r| (k.clone(), r))
+                    .map_err(|e| e.to_string())
+            })
+            .collect::<Result<_, _>>()?;
+        self.model
+            .load_weights(&model)
+            .map_err(|e| format!("{}: {e}", path.display()))?;
+        opt.load_state(state.optim)
+            .map_err(|e| format!("{}: {e}", path.display()))?;
+        serde_json::from_slice(&state.progress).map_err(|e| format!("{}: {e}", path.display()))
+    }
+
+    /// Trains, resuming from `last.safetensors` when `resume` is set and the
+    /// file exists.
+    ///
+    /// # Errors
+    /// [`TrainError::NonFinite`] when the loss diverges (the last checkpoint
+    /// is left as it was); I/O and data errors as messages.
+    pub fn run(&mut self, resume: bool) -> Result<Summary, TrainError> {
+        let c = self.config.clone();
+        if c.batch_size < 2 {
+            return Err("--batch-size must be at least 2 (batch norm)"
+                .to_owned()
+                .into());
+        }
+        let train = self.store.split_indices(Split::Train);
+        let val = self.store.split_indices(Split::Val);
+        let batches_per_epoch = train.len() / c.batch_size;
+        if batches_per_epoch == 0 {
+            return Err(format!(
+                "the training split has {} images, fewer than one batch of {}",
+                train.len(),
+                c.batch_size
+            )
+            .into());
+        }
+        let targets = Targets::new(
+            &self.store,
+            &train,
+            c.class_balanced,
+            self.model.vs.device(),
+        )?;
+        let total_steps = (batches_per_epoch * c.epochs) as u64;
+        let schedule = Schedule {
+            shape: c.schedule,
+            base_lr: c.lr,
+            min_lr: c.min_lr,
+            warmup_steps: (c.warmup_epochs * batches_per_epoch as f64).round() as u64,
+            total_steps,
+        };
+        let mut opt = Optimizer::new(c.rule, self.model.trainable());
+        let mut p = if resume && self.last_path().exists() {
+            let p = self.load_last(&mut opt)?;
+            (self.log)(
+                &json!({"event": "resume", "epoch": p.epoch, "batch": p.batch, "step": p.step}),
+            )?;
+            p
+        } else {
+            Progress::default()
+        };
+        let s = self.model.spec.preprocessing.size as usize;
+        let augment = c.augment.clone().unwrap_or_else(|| Augment::none(s, s));
+        let k = self.model.k as usize;
+        let mut stopped_early = false;
+        while p.epoch < c.epochs {
+            let epoch = p.epoch + 1;
+            let started = Instant::now();
+            let order = data::epoch_order(&train, c.seed, epoch as u64);
+            let chunks: Vec<Vec<usize>> = order
+                .chunks_exact(c.batch_size)
+                .skip(p.batch)
+                .map(<[usize]>::to_vec)
+                .collect();
+            let images = chunks.len() * c.batch_size;
+            let (rx, handle) = data::spawn(
+                self.store.clone(),
+                chunks,
+                augment.clone(),
+                c.seed,
+                epoch as u64,
+            );
+            let mut step_started = Instant::now();
+            for batch in rx {
+                let lr = schedule.lr(p.step);
+                // Dropout draws depend on the step alone, wherever a run resumed.
+                tch::manual_seed((c.seed ^ p.step.wrapping_mul(0x9E37_79B9_7F4A_7C15)) as i64);
+                let x = self.model.input(&batch.images, batch.indices.len());
+                let logits = self.model.forward_t(&x, true);
+                let loss = targets.loss(&logits, &batch.indices);
+                let value = loss.double_value(&[]);
+                if !value.is_finite() {
+                    drop(handle);
+                    let kept = if self.last_path().exists() {
+                        format!(
+                            "The last good checkpoint is {}.",
+                            self.last_path().display()
+                        )
+                    } else {
+                        "No checkpoint had been written yet.".into()
+                    };
+                    return Err(TrainError::NonFinite {
+                        epoch,
+                        step: p.step + 1,
+                        value,
+                        kept,
+                    });
+                }
+                opt.zero_grad();
+                loss.backward();
+                let grad_norm = c.grad_clip.map(|m| opt.clip_grad_norm(m));
+                opt.step(lr);
+                p.step += 1;
+                p.batch += 1;
+                p.loss_sum += value;
+                p.loss_count += 1;
+                // Wall time since the previous step ended: waiting for data counts.
+                let seconds = step_started.elapsed().as_secs_f64();
+                (self.log)(&json!({
+                    "event": "step", "epoch": epoch, "step": p.step, "lr": lr, "loss": value,
+                    "grad_norm": grad_norm, "seconds": seconds,
+                }))?;
+                if c.checkpoint_every > 0
+                    && p.step % c.checkpoint_every == 0
+                    && p.batch < batches_per_epoch
+                {
+                    self.save_last(&opt, &p)?;
+                    (self.log)(&json!({"event": "checkpoint", "epoch": epoch, "step": p.step}))?;
+                }
+                step_started = Instant::now();
+            }
+            let _ = handle.join();
+            let train_loss = p.loss_sum / p.loss_count.max(1) as f64;
+            let (val_auc, val_loss) = if val.is_empty() {
+                (None, None)
+            } else {
+                let scores = score(&self.model, &self.store, &val, c.batch_size);
+                let y = targets.dense(&self.store, &val);
+                (
+                    macro_auc(&y, &scores, k).0,
+                    Some(loss::val_loss(
+                        &y,
+                        &scores,
+                        self.store.meta.task == Task::Multiclass,
+                    )),
+                )
+            };
+            let better = match (val_auc, p.best_val_auc) {
+                (Some(a), Some(b)) => a > b,
+                (Some(_), None) => true,
+                (None, _) => val.is_empty() || p.best_epoch == 0,
+            };
+            if better {
+                p.best_val_auc = val_auc.or(p.best_val_auc);
+                p.best_epoch = epoch;
+                p.since_best = 0;
+                self.save_best(epoch, val_auc)?;
+            } else {
+                p.since_best += 1;
+            }
+            p.epoch = epoch;
+            p.batch = 0;
+            p.loss_sum = 0.0;
+            p.loss_count = 0;
+            self.save_last(&opt, &p)?;
+            let secs = started.elapsed().as_secs_f64();
+            (self.log)(&json!({
+                "event": "epoch", "epoch": epoch, "train_loss": train_loss, "val_loss": val_loss,
+                "val_macro_auc": val_auc, "best_epoch": p.best_epoch, "improved": better,
+                "seconds": secs, "images_per_second": images as f64 / secs,
+            }))?;
+            if self.verbose {
+                let auc = val_auc.map_or("n/a".into(), |a| format!("{a:.4}"));
+                eprintln!(
+                    "epoch {epoch}/{}: train loss {train_loss:.4}, val macro AUC {auc}{} ({:.1} images/s)",
+                    c.epochs,
+                    if better { " (best)" } else { "" },
+                    images as f64 / secs
+                );
+            }
+            if c.patience.is_some_and(|pat| p.since_best >= pat) {
+                stopped_early = true;
+                (self.log)(
+                    &json!({"event": "early_stop", "epoch": epoch, "best_epoch": p.best_epoch}),
+                )?;
+                break;
+            }
+        }
+        Ok(Summary {
+            best_epoch: p.best_epoch,
+            best_val_auc: p.best_val_auc,
+            epochs_run: p.epoch,
+            stopped_early,
+        })
+    }
+
+    fn save_best(&self, epoch: usize, auc: Option<f64>) -> Result<(), String> {
+        let meta = HashMap::from([
+            ("epoch".to_owned(), epoch.to_string()),
+            (
+                "val_macro_auc".to_owned(),
+                auc.map_or("null".into(), |a| a.to_string()),
+            ),
+        ]);
+        write_safetensors(
+            &self.dir.join("model.safetensors"),
+            &self.model.weights()?,
+            Some(meta),
+        )
+    }
+
+    /// Loads the best weights (`model.safetensors`) into the model.
+    ///
+    /// # Errors
+    /// When the file is missing or does not match.
+    pub fn restore_best(&mut self) -> Result<(), String> {
+        let path = self.dir.join("model.safetensors");
+        let ck = checkpoint::load(&path).map_err(|e| e.to_string())?;
+        self.model
+            .load_weights(&ck.tensors)
+            .map_err(|e| format!("{}: {e}", path.display()))
+    }
+}
+
+/// Path of the best weights inside a run directory.
+pub fn model_path(dir: &Path) -> PathBuf {
+    dir.join("model.safetensors")
+}

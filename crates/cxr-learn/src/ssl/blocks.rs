@@ -1,0 +1,226 @@
+//! Building blocks shared by the self-supervised objectives
+//! (ssl-methods.md §4): contrastive losses, the momentum (EMA) update, the
+//! projection MLP, and the collapse monitors.
+
+use std::collections::HashMap;
+
+use tch::nn::{self, Module};
+use tch::{Kind, Tensor};
+
+/// Mean cross-entropy of logits rows against class indices, in the logits'
+/// own precision (tch's helper computes in f32).
+fn cross_entropy(logits: &Tensor, target: &Tensor) -> Tensor {
+    logits.log_softmax(-1, logits.kind()).nll_loss(target)
+}
+
+/// Rows scaled to unit L2 norm.
+pub fn l2_normalize(x: &Tensor) -> Tensor {
+    x / x.norm_scalaropt_dim(2, [1], true).clamp_min(1e-12)
+}
+
+/// MoCo's loss: for unit queries `q` and keys `k` (`[b, d]`) and a queue of
+/// past unit keys (`[n, d]`), the cross-entropy of `[q·k, q·queue] / t`
+/// against index 0, averaged over the batch; also the top-1 accuracy of the
+/// positive (its chance is `1 / (n + 1)`).
+pub fn queue_info_nce(q: &Tensor, k: &Tensor, queue: &Tensor, temperature: f64) -> (Tensor, f64) {
+    let positive = (q * k).sum_dim_intlist(1, true, q.kind());
+    let negative = q.matmul(&queue.tr());
+    let logits = Tensor::cat(&[positive, negative], 1) / temperature;
+    let target = Tensor::zeros([q.size()[0]], (Kind::Int64, q.device()));
+    let loss = cross_entropy(&logits, &target);
+    let acc = tch::no_grad(|| {
+        logits
+            .argmax(1, false)
+            .eq(0)
+            .to_kind(Kind::Float)
+            .mean(Kind::Float)
+            .double_value(&[])
+    });
+    (loss, acc)
+}
+
+/// In-batch InfoNCE between paired rows of `a` and `b` (`[b, d]`, unit
+/// norm): `w.0 · CE(a bᵀ·scale, diag) + w.1 · CE(b aᵀ·scale, diag)`
+/// (ConVIRT's λ and 1 − λ, CLIP's ½ and ½; `scale` is 1/τ).
+pub fn info_nce(a: &Tensor, b: &Tensor, scale: &Tensor, weights: (f64, f64)) -> Tensor {
+    let logits = a.matmul(&b.tr()) * scale;
+    let target = Tensor::arange(a.size()[0], (Kind::Int64, a.device()));
+    cross_entropy(&logits, &target) * weights.0 + cross_entropy(&logits.tr(), &target) * weights.1
+}
+
+/// `target ← m·target + (1 − m)·source` for every variable of `source` that
+/// is a trainable parameter (MoCo updates parameters only: batch-norm
+/// statistics of the key encoder move through its own forward passes).
+pub fn ema_update(target: &HashMap<String, Tensor>, source: &HashMap<String, Tensor>, m: f64) {
+    tch::no_grad(|| {
+        for (name, s) in source {
+            if !s.requires_grad() {
+                continue;
+            }
+            if let Some(t) = target.get(name) {
+                let mut t = t.shallow_clone();
+                let _ = t.g_mul_scalar_(m);
+                let _ = t.g_add_(&(s * (1.0 - m)));
+            }
+        }
+    });
+}
+
+/// MoCo v2's projection head: `Linear(f, f) → ReLU → Linear(f, d)`.
+#[derive(Debug)]
+pub struct Mlp {
+    fc1: nn::Linear,
+    fc2: nn::Linear,
+}
+
+impl Mlp {
+    /// Builds the head under `p` (`p/0`, `p/2`, as `nn.Sequential` names them).
+    pub fn new(p: &nn::Path, input: i64, hidden: i64, output: i64) -> Self {
+        Self {
+            fc1: nn::linear(p / "0", input, hidden, Default::default()),
+            fc2: nn::linear(p / "2", hidden, output, Default::default()),
+        }
+    }
+}
+
+impl Module for Mlp {
+    fn forward(&self, x: &Tensor) -> Tensor {
+        self.fc2.forward(&self.fc1.forward(x).relu())
+    }
+}
+
+/// Collapse monitors of a batch of unit embeddings (ssl-methods.md §6.5).
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
+pub struct Monitors {
+    /// Mean per-dimension standard deviation; about `1/√d` when spread on
+    /// the sphere, 0 when collapsed.
+    pub embedding_std: f64,
+    /// `E‖z − z⁺‖²` over positive pairs.
+    pub alignment: f64,
+    /// `log E exp(−2‖z_i − z_j‖²)` over distinct pairs (lower is more uniform).
+    pub uniformity: f64,
+}
+
+/// Monitors of unit embeddings `z` and their positives `z_pos` (`[b, d]`).
+pub fn monitors(z: &Tensor, z_pos: &Tensor) -> Monitors {
+    tch::no_grad(|| {
+        let z = z.to_kind(Kind::Double);
+        let zp = z_pos.to_kind(Kind::Double);
+        let n = z.size()[0];
+        let std = z
+            .std_dim(0, false, false)
+            .mean(Kind::Double)
+            .double_value(&[]);
+        let alignment = (&z - &zp)
+            .square()
+            .sum_dim_intlist(1, false, Kind::Double)
+            .mean(Kind::Double)
+            .double_value(&[]);
+        let sq = (z.matmul(&z.tr()) * -2.0 + 2.0).clamp_min(0.0);
+        let off = Tensor::ones([n, n], (Kind::Double, z.device()))
+            - Tensor::eye(n, (Kind::Double, z.device()));
+        let mean =
+            ((sq * -2.0).exp() * &off).sum(Kind::Double) / off.sum(Kind::Double).clamp_min(1.0);
+        Monitors {
+            embedding_std: std,
+            alignment,
+            uniformity: mean.log().double_value(&[]),
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tch::Device;
+
+    fn unit(n: i64, d: i64, seed: i64) -> Tensor {
+        tch::manual_seed(seed);
+        l2_normalize(&Tensor::randn([n, d], (Kind::Double, Device::Cpu)))
+    }
+
+    #[test]
+    fn queue_loss_matches_a_per_sample_loop() {
+        let (q, k, queue) = (unit(4, 6, 1), unit(4, 6, 2), unit(10, 6, 3));
+        let (loss, _) = queue_info_nce(&q, &k, &queue, 0.2);
+        let (qv, kv, nv) = (
+            Vec::<Vec<f64>>::try_from(&q).unwrap(),
+            Vec::<Vec<f64>>::try_from(&k).unwrap(),
+            Vec::<Vec<f64>>::try_from(&queue).unwrap(),
+        );
+        let dot = |a: &[f64], b: &[f64]| a.iter().zip(b).map(|(x, y)| x * y).sum::<f64>();
+        let mut want = 0.0;
+        for i in 0..4 {
+            let pos = dot(&qv[i], &kv[i]) / 0.2;
+            let all: Vec<f64> = std::iter::once(pos)
+                .chain(nv.iter().map(|n| dot(&qv[i], n) / 0.2))
+                .collect();
+            let lse = all.iter().map(|v| v.exp()).sum::<f64>().ln();
+            want += lse - pos;
+        }
+        want /= 4.0;
+        assert!((loss.double_value(&[]) - want).abs() < 1e-12);
+    }
+
+    #[test]
+    fn chance_values() {
+        // Zero scale: every logit equal, so the losses are ln(n + 1) and ln b.
+        let (q, k, queue) = (unit(8, 16, 4), unit(8, 16, 5), unit(63, 16, 6));
+        let (loss, _) = queue_info_nce(&q, &k, &queue, 1e12);
+        assert!((loss.double_value(&[]) - 64f64.ln()).abs() < 1e-6);
+        let zero = Tensor::from(0.0f64);
+        let l = info_nce(&q, &k, &zero, (0.5, 0.5));
+        assert!((l.double_value(&[]) - 8f64.ln()).abs() < 1e-9);
+    }
+
+    #[test]
+    fn in_batch_loss_is_invariant_to_permuting_pairs() {
+        let (a, b) = (unit(6, 5, 7), unit(6, 5, 8));
+        let scale = Tensor::from(10.0f64);
+        let perm = Tensor::from_slice(&[3i64, 0, 5, 1, 4, 2]);
+        let l1 = info_nce(&a, &b, &scale, (0.75, 0.25)).double_value(&[]);
+        let l2 = info_nce(
+            &a.index_select(0, &perm),
+            &b.index_select(0, &perm),
+            &scale,
+            (0.75, 0.25),
+        )
+        .double_value(&[]);
+        assert!((l1 - l2).abs() < 1e-12);
+    }
+
+    #[test]
+    fn ema_moves_parameters_only() {
+        let p = Tensor::from_slice(&[1.0f64, 2.0]).set_requires_grad(true);
+        let stat = Tensor::from_slice(&[5.0f64]);
+        let source = HashMap::from([("w".to_owned(), p), ("bn.running_mean".to_owned(), stat)]);
+        let target = HashMap::from([
+            ("w".to_owned(), Tensor::from_slice(&[0.0f64, 0.0])),
+            ("bn.running_mean".to_owned(), Tensor::from_slice(&[0.0f64])),
+        ]);
+        ema_update(&target, &source, 0.9);
+        let w = Vec::<f64>::try_from(&target["w"]).unwrap();
+        assert!(
+            (w[0] - 0.1).abs() < 1e-15 && (w[1] - 0.2).abs() < 1e-15,
+            "{w:?}"
+        );
+        assert_eq!(
+            Vec::<f64>::try_from(&target["bn.running_mean"]).unwrap(),
+            vec![0.0]
+        );
+    }
+
+    #[test]
+    fn monitors_tell_spread_from_collapse() {
+        let z = unit(256, 16, 9);
+        let m = monitors(&z, &z);
+        assert!((m.embedding_std - 0.25).abs() < 0.03, "{m:?}");
+        assert_eq!(m.alignment, 0.0);
+        let collapsed = unit(1, 16, 10).expand([256, 16], false).contiguous();
+        let c = monitors(&collapsed, &collapsed);
+        assert!(
+            c.embedding_std < 1e-6 && c.uniformity > -1e-6 && m.uniformity < -1.0,
+            "{c:?} {m:?}"
+        );
+    }
+}

@@ -1,0 +1,225 @@
+//! The momentum-contrast engine of MoCo-CXR and MedAug (MoCo v2): a query
+//! encoder trained by gradient, a key encoder following it by EMA, a ring
+//! buffer of past keys as negatives (ssl-methods.md §2.1-2.2).
+//!
+//! One device has no cross-GPU "shuffle BN", and shuffling inside one batch
+//! changes nothing (§7.2): keys are shuffled across `ghost_batches` groups
+//! whose batch-norm statistics are computed separately, so a query's
+//! positive key never shares normalisation statistics with it.
+
+use std::collections::BTreeMap;
+
+use cxr_nn::backbone::Backbone;
+use cxr_nn::spec::ModelSpec;
+use rand::SeedableRng;
+use rand::seq::SliceRandom;
+use rand_chacha::ChaCha8Rng;
+use tch::nn::{Module, VarStore};
+use tch::{Device, Kind, Tensor};
+
+use serde_json::{Map, Value, json};
+
+use super::blocks::{Mlp, ema_update, l2_normalize, monitors, queue_info_nce};
+use super::{Objective, Views};
+
+/// MoCo hyperparameters.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct MocoConfig {
+    /// Softmax temperature (MoCo-CXR: 0.2).
+    pub temperature: f64,
+    /// Queue length; a multiple of the batch size.
+    pub queue: usize,
+    /// EMA momentum of the key encoder (0.999; 0.99 at tiny scale).
+    pub momentum: f64,
+    /// Projection output dimension (128).
+    pub dim: i64,
+    /// Groups with separate batch-norm statistics for the key shuffle.
+    pub ghost_batches: usize,
+}
+
+/// One encoder (backbone + projection head) in its own variable store.
+#[derive(Debug)]
+struct Branch {
+    vs: VarStore,
+    backbone: Backbone,
+    head: Mlp,
+}
+
+impl Branch {
+    fn new(spec: &ModelSpec, dim: i64, device: Device) -> Self {
+        let vs = VarStore::new(device);
+        let backbone = Backbone::new(&vs.root(), &spec.architecture);
+        let f = spec.feature_dim();
+        let head = Mlp::new(&(vs.root() / "fc"), f, f, dim);
+        Self { vs, backbone, head }
+    }
+
+    fn embed(&self, x: &Tensor, train: bool) -> Tensor {
+        l2_normalize(&self.head.forward(&self.backbone.features_t(x, train)))
+    }
+}
+
+/// The MoCo model and its queue.
+#[derive(Debug)]
+pub struct Moco {
+    query: Branch,
+    key: Branch,
+    queue: Tensor,
+    pointer: i64,
+    config: MocoConfig,
+    /// Keys of the last batch, enqueued after the optimiser step.
+    pending: Option<Tensor>,
+    /// What the query backbone is.
+    pub spec: ModelSpec,
+}
+
+impl Moco {
+    /// Builds both encoders (the key encoder a copy of the query one) and a
+    /// queue of random unit vectors, all from `seed`.
+    pub fn new(spec: ModelSpec, config: MocoConfig, device: Device, seed: u64) -> Self {
+        tch::manual_seed(seed as i64);
+        let query = Branch::new(&spec, config.dim, device);
+        let mut key = Branch::new(&spec, config.dim, device);
+        let _ = key.vs.copy(&query.vs);
+        key.vs.freeze();
+        let queue = l2_normalize(&Tensor::randn(
+            [config.queue as i64, config.dim],
+            (Kind::Float, device),
+        ));
+        Self {
+            query,
+            key,
+            queue,
+            pointer: 0,
+            config,
+            pending: None,
+            spec,
+        }
+    }
+
+    /// Keys of `xk`, computed in shuffled ghost batches and unshuffled.
+    fn keys(&self, xk: &Tensor, step_seed: u64) -> Tensor {
+        let n = xk.size()[0];
+        let groups = self.config.ghost_batches.clamp(1, (n / 2).max(1) as usize) as i64;
+        let mut perm: Vec<i64> = (0..n).collect();
+        perm.shuffle(&mut ChaCha8Rng::seed_from_u64(step_seed));
+        let perm_t = Tensor::from_slice(&perm).to_device(xk.device());
+        let shuffled = xk.index_select(0, &perm_t);
+        let parts: Vec<Tensor> = shuffled
+            .chunk(groups, 0)
+            .iter()
+            .map(|part| self.key.embed(part, true))
+            .collect();
+        let k = Tensor::cat(&parts, 0);
+        let inverse = perm_t.argsort(0, false);
+        k.index_select(0, &inverse)
+    }
+
+    /// Writes `keys` into the queue at the pointer.
+    fn enqueue(&mut self, keys: &Tensor) {
+        let b = keys.size()[0];
+        tch::no_grad(|| {
+            self.queue.narrow(0, self.pointer, b).copy_(keys);
+        });
+        self.pointer = (self.pointer + b) % self.config.queue as i64;
+    }
+}
+
+impl Objective for Moco {
+    fn trainable(&self) -> Vec<(String, Tensor)> {
+        let mut v: Vec<(String, Tensor)> = self
+            .query
+            .vs
+            .variables()
+            .into_iter()
+            .filter(|(_, t)| t.requires_grad())
+            .collect();
+        v.sort_by(|a, b| a.0.cmp(&b.0));
+        v
+    }
+
+    /// The loss after the momentum update (as the reference orders it);
+    /// the keys are enqueued once the optimiser has stepped.
+    fn loss(&mut self, views: &Views, step_seed: u64) -> (Tensor, Map<String, Value>) {
+        let xk = views.xk.as_ref().expect("MoCo batches carry two views");
+        ema_update(
+            &self.key.vs.variables(),
+            &self.query.vs.variables(),
+            self.config.momentum,
+        );
+        let q = self.query.embed(&views.xq, true);
+        let k = tch::no_grad(|| self.keys(xk, step_seed));
+        let (loss, accuracy) = queue_info_nce(&q, &k, &self.queue, self.config.temperature);
+        let m = monitors(&q.detach(), &k);
+        self.pending = Some(k);
+        let fields = json!({
+            "accuracy": accuracy, "embedding_std": m.embedding_std,
+            "alignment": m.alignment, "uniformity": m.uniformity,
+        });
+        (loss, fields.as_object().cloned().unwrap_or_default())
+    }
+
+    fn after_step(&mut self) {
+        if let Some(k) = self.pending.take() {
+            self.enqueue(&k);
+        }
+    }
+
+    /// `q.*`, `k.*`, `queue`, `queue_ptr`.
+    fn state(&self) -> BTreeMap<String, Tensor> {
+        let mut out = BTreeMap::new();
+        for (prefix, vs) in [("q.", &self.query.vs), ("k.", &self.key.vs)] {
+            for (name, t) in vs.variables() {
+                out.insert(format!("{prefix}{name}"), t);
+            }
+        }
+        out.insert("queue".into(), self.queue.shallow_clone());
+        out.insert("queue_ptr".into(), Tensor::from(self.pointer));
+        out
+    }
+
+    fn load_state(&mut self, state: &BTreeMap<String, Tensor>) -> Result<(), String> {
+        tch::no_grad(|| -> Result<(), String> {
+            for (prefix, vs) in [("q.", &self.query.vs), ("k.", &self.key.vs)] {
+                for (name, mut t) in vs.variables() {
+                    let key = format!("{prefix}{name}");
+                    let src = state
+                        .get(&key)
+                        .ok_or_else(|| format!("checkpoint lacks '{key}'"))?;
+                    if src.size() != t.size() {
+                        return Err(format!(
+                            "'{key}' has shape {:?}, expected {:?}",
+                            src.size(),
+                            t.size()
+                        ));
+                    }
+                    t.copy_(src);
+                }
+            }
+            let queue = state.get("queue").ok_or("checkpoint lacks 'queue'")?;
+            if queue.size() != self.queue.size() {
+                return Err(format!(
+                    "queue has shape {:?}, expected {:?}",
+                    queue.size(),
+                    self.queue.size()
+                ));
+            }
+            self.queue.copy_(queue);
+            self.pointer = state
+                .get("queue_ptr")
+                .ok_or("checkpoint lacks 'queue_ptr'")?
+                .int64_value(&[]);
+            Ok(())
+        })
+    }
+
+    /// The query backbone without its projection head.
+    fn encoder(&self) -> BTreeMap<String, Tensor> {
+        self.query
+            .vs
+            .variables()
+            .into_iter()
+            .filter(|(n, _)| !n.starts_with("fc."))
+            .collect()
+    }
+}

@@ -1,0 +1,428 @@
+//! Self-supervised pretraining on a store's training images (never its
+//! validation or test images, so downstream numbers on the same store stay
+//! clean).
+//!
+//! Implemented: `moco-cxr` and `medaug` on the momentum-contrast engine
+//! ([`moco`]) with the shared [`blocks`]. The run directory holds
+//! `last.safetensors` (everything needed to resume bit for bit),
+//! `encoder.safetensors` + `encoder.json` (the query backbone, loadable by
+//! `features`, `probe` and `finetune`), and `log.jsonl` (loss, pretext
+//! accuracy and collapse monitors per step).
+
+pub mod blocks;
+pub mod moco;
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Instant;
+
+use cxr_data::augment::{Augment, rng_for};
+use cxr_data::labels::Split;
+use cxr_data::store::read::Store;
+use cxr_nn::checkpoint::RawTensor;
+use cxr_nn::spec::ModelSpec;
+use rand::Rng;
+use serde_json::{Value, json};
+use tch::{Device, Kind, Tensor};
+
+use crate::data;
+use crate::finetune::TrainError;
+use crate::io::{TrainState, write_safetensors};
+use crate::optim::{Optimizer, Rule};
+use crate::schedule::{Schedule, Shape};
+use moco::{Moco, MocoConfig};
+
+/// How a query's positive image is chosen.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Positive {
+    /// Another view of the same image (MoCo-CXR).
+    SameImage,
+    /// Any image of the same patient, the query included (MedAug).
+    SamePatient,
+    /// An image of the same patient and study (MedAug's best strategy).
+    SameStudy,
+}
+
+/// Settings of a pretraining run.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct PretrainConfig {
+    /// Method name (`moco-cxr`, `medaug`).
+    pub method: String,
+    /// Passes over the training images.
+    pub epochs: usize,
+    /// Images per step.
+    pub batch_size: usize,
+    /// Optimiser.
+    pub rule: Rule,
+    /// Peak learning rate.
+    pub lr: f64,
+    /// Schedule over all steps.
+    pub schedule: Shape,
+    /// Warm-up steps.
+    pub warmup_steps: u64,
+    /// Views' augmentation.
+    pub augment: Augment,
+    /// Positive pairs.
+    pub positive: Positive,
+    /// The MoCo engine.
+    pub moco: MocoConfig,
+    /// Seed of initialisation, order, augmentation and sampling.
+    pub seed: u64,
+    /// Also checkpoint every this many steps (0: at epoch ends only).
+    pub checkpoint_every: u64,
+}
+
+/// Query -> positive rows, drawn uniformly from the query's group with a
+/// stream keyed by `(seed, epoch, row)`.
+#[derive(Debug)]
+pub struct PositiveSampler {
+    groups: HashMap<usize, Arc<Vec<usize>>>,
+    seed: u64,
+}
+
+impl PositiveSampler {
+    /// Groups the `train` rows of `store` by the rule.
+    ///
+    /// # Errors
+    /// A study-level rule on a store without study ids, named.
+    pub fn new(store: &Store, train: &[usize], rule: Positive, seed: u64) -> Result<Self, String> {
+        let key = |i: usize| -> Result<String, String> {
+            let r = &store.rows[i];
+            Ok(match rule {
+                Positive::SameImage => format!("{i}"),
+                Positive::SamePatient => r.patient_id.clone(),
+                Positive::SameStudy => {
+                    let study = r.study_id.as_deref().ok_or_else(|| {
+                        format!(
+                            "positive pairs by study need the store's study_id column, which row {} ({}) lacks",
+                            i, r.id
+                        )
+                    })?;
+                    format!("{}\u{1f}{study}", r.patient_id)
+                }
+            })
+        };
+        let mut by_key: HashMap<String, Vec<usize>> = HashMap::new();
+        for &i in train {
+            by_key.entry(key(i)?).or_default().push(i);
+        }
+        let mut groups = HashMap::new();
+        for members in by_key.into_values() {
+            let shared = Arc::new(members);
+            for &i in shared.iter() {
+                groups.insert(i, shared.clone());
+            }
+        }
+        Ok(Self { groups, seed })
+    }
+
+    /// The positive of `query` in `epoch`.
+    pub fn positive(&self, query: usize, epoch: u64) -> usize {
+        let group = &self.groups[&query];
+        if group.len() == 1 {
+            return query;
+        }
+        let mut rng = rng_for(self.seed ^ 0x6d65_6461_7567, (epoch << 32) | query as u64);
+        group[rng.random_range(0..group.len())]
+    }
+}
+
+/// Progress saved with `last.safetensors`.
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
+struct Progress {
+    epoch: usize,
+    batch: usize,
+    step: u64,
+}
+
+/// One batch as an objective sees it: store rows and normalised inputs.
+#[derive(Debug)]
+pub struct Views<'a> {
+    /// Query rows.
+    pub queries: &'a [usize],
+    /// Positive rows (empty for single-view objectives).
+    pub keys: &'a [usize],
+    /// Query views `[n, c, s, s]`.
+    pub xq: Tensor,
+    /// Positive views (undefined for single-view objectives).
+    pub xk: Option<Tensor>,
+}
+
+/// A self-supervised objective: what the loop trains, checkpoints and exports.
+pub trait Objective {
+    /// Whether batches carry a second (positive) view.
+    fn two_views(&self) -> bool {
+        true
+    }
+    /// Trainable variables by name, in a stable order.
+    fn trainable(&self) -> Vec<(String, Tensor)>;
+    /// The loss of one batch and the fields it adds to the step's log line.
+    fn loss(&mut self, views: &Views, step_seed: u64) -> (Tensor, serde_json::Map<String, Value>);
+    /// Called once the optimiser has stepped (MoCo enqueues its keys here).
+    fn after_step(&mut self) {}
+    /// Every tensor a bit-for-bit resume needs.
+    fn state(&self) -> BTreeMap<String, Tensor>;
+    /// Restores [`Objective::state`] output.
+    ///
+    /// # Errors
+    /// A message naming a missing or mis-shaped tensor.
+    fn load_state(&mut self, state: &BTreeMap<String, Tensor>) -> Result<(), String>;
+    /// The image encoder downstream tasks use, in the backbone's own names.
+    fn encoder(&self) -> BTreeMap<String, Tensor>;
+    /// Files written next to the encoder (e.g. a whole image-text model).
+    ///
+    /// # Errors
+    /// A message naming the file that could not be written.
+    fn export_extra(&self, _dir: &std::path::Path) -> Result<(), String> {
+        Ok(())
+    }
+}
+
+/// A pretraining run.
+pub struct Pretrainer<'a> {
+    /// The store.
+    pub store: Arc<Store>,
+    /// The backbone to train.
+    pub spec: ModelSpec,
+    /// Settings.
+    pub config: PretrainConfig,
+    /// Run directory.
+    pub dir: PathBuf,
+    /// Device.
+    pub device: Device,
+    /// Receives every log record.
+    pub log: &'a mut dyn FnMut(&Value) -> Result<(), String>,
+    /// Progress lines on stderr.
+    pub verbose: bool,
+}
+
+fn raw(name: &str, t: &Tensor) -> Result<RawTensor, String> {
+    RawTensor::from_tch(name, &t.to_device(Device::Cpu)).map_err(|e| e.to_string())
+}
+
+impl Pretrainer<'_> {
+    fn input(&self, images: &[u8], n: usize) -> Tensor {
+        let p = &self.spec.preprocessing;
+        let s = p.size;
+        let stats = |v: [f64; 3]| {
+            Tensor::from_slice(&v)
+                .to_kind(Kind::Float)
+                .view([1, 3, 1, 1])
+                .to_device(self.device)
+        };
+        let x = Tensor::from_slice(images)
+            .view([n as i64, 1, s, s])
+            .to_device(self.device)
+            .to_kind(Kind::Float)
+            / 255.0;
+        let x = x.expand([n as i64, p.channels, s, s], false);
+        (x - stats(p.normalization.mean).narrow(1, 0, p.channels))
+            / stats(p.normalization.std).narrow(1, 0, p.channels)
+    }
+
+    fn save_last(
+        &self,
+        model: &dyn Objective,
+        opt: &Optimizer,
+        p: &Progress,
+    ) -> Result<(), String> {
+        TrainState {
+            model: model.state(),
+            optim: opt.state(),
+            progress: serde_json::to_vec(p).map_err(|e| e.to_string())?,
+        }
+        .save(&self.dir.join("last.safetensors"))
+    }
+
+    fn load_last(
+        &self,
+        model: &mut dyn Objective,
+        opt: &mut Optimizer,
+    ) -> Result<Progress, String> {
+        let path = self.dir.join("last.safetensors");
+        let state = TrainState::load(&path, self.device)?;
+        model
+            .load_state(&state.model)
+            .map_err(|e| format!("{}: {e}", path.display()))?;
+        opt.load_state(state.optim)
+            .map_err(|e| format!("{}: {e}", path.display()))?;
+        serde_json::from_slice(&state.progress).map_err(|e| format!("{}: {e}", path.display()))
+    }
+
+    fn export(&self, model: &dyn Objective) -> Result<(), String> {
+        model.export_extra(&self.dir)?;
+        let tensors: BTreeMap<String, RawTensor> = model
+            .encoder()
+            .iter()
+            .map(|(k, v)| Ok((k.clone(), raw(k, v)?)))
+            .collect::<Result<_, String>>()?;
+        write_safetensors(&self.dir.join("encoder.safetensors"), &tensors, None)?;
+        let mut sidecar = self.spec.sidecar();
+        sidecar["method"] = json!(self.config.method);
+        let text = serde_json::to_string_pretty(&sidecar).map_err(|e| e.to_string())? + "\n";
+        crate::io::write_atomic(&self.dir.join("encoder.json"), text.as_bytes())
+            .map_err(|e| e.to_string())
+    }
+
+    /// The objective `config.method` names.
+    fn objective(&self) -> Result<Box<dyn Objective>, String> {
+        match self.config.method.as_str() {
+            "moco-cxr" | "medaug" => Ok(Box::new(Moco::new(
+                self.spec.clone(),
+                self.config.moco.clone(),
+                self.device,
+                self.config.seed,
+            ))),
+            other => Err(format!("unknown pretraining method '{other}'")),
+        }
+    }
+
+    /// Trains, resuming from `last.safetensors` when `resume` is set and it
+    /// exists; writes the encoder at every epoch end.
+    ///
+    /// # Errors
+    /// [`TrainError::NonFinite`] on divergence (the last checkpoint kept);
+    /// messages for data and I/O problems.
+    pub fn run(&mut self, resume: bool) -> Result<(), TrainError> {
+        let c = self.config.clone();
+        let train = self.store.split_indices(Split::Train);
+        let batches = train.len() / c.batch_size.max(1);
+        if c.batch_size < 2 || batches == 0 {
+            return Err(format!(
+                "need at least one batch of {} (>= 2) training images, have {}",
+                c.batch_size,
+                train.len()
+            )
+            .into());
+        }
+        if c.method != "clip" && c.moco.queue % c.batch_size != 0 {
+            return Err(format!(
+                "the queue ({}) must be a multiple of the batch size ({})",
+                c.moco.queue, c.batch_size
+            )
+            .into());
+        }
+        let sampler = PositiveSampler::new(&self.store, &train, c.positive, c.seed)?;
+        let mut objective = self.objective()?;
+        let model = objective.as_mut();
+        let mut opt = Optimizer::new(c.rule, model.trainable());
+        let schedule = Schedule {
+            shape: c.schedule,
+            base_lr: c.lr,
+            min_lr: 0.0,
+            warmup_steps: c.warmup_steps,
+            total_steps: (batches * c.epochs) as u64,
+        };
+        let last = self.dir.join("last.safetensors");
+        let mut p = if resume && last.exists() {
+            let p = self.load_last(model, &mut opt)?;
+            (self.log)(
+                &json!({"event": "resume", "epoch": p.epoch, "batch": p.batch, "step": p.step}),
+            )?;
+            p
+        } else {
+            Progress::default()
+        };
+        while p.epoch < c.epochs {
+            let epoch = p.epoch + 1;
+            let started = Instant::now();
+            let order = data::epoch_order(&train, c.seed, epoch as u64);
+            let two = model.two_views();
+            let chunks: Vec<(Vec<usize>, Vec<usize>)> = order
+                .chunks_exact(c.batch_size)
+                .skip(p.batch)
+                .map(|q| {
+                    let keys = if two {
+                        q.iter()
+                            .map(|&i| sampler.positive(i, epoch as u64))
+                            .collect()
+                    } else {
+                        Vec::new()
+                    };
+                    (q.to_vec(), keys)
+                })
+                .collect();
+            let (rx, handle) = data::spawn_pairs(
+                self.store.clone(),
+                chunks,
+                c.augment.clone(),
+                c.seed,
+                epoch as u64,
+            );
+            let mut losses = Vec::new();
+            for batch in rx {
+                let lr = schedule.lr(p.step);
+                let step_seed = c.seed ^ p.step.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+                tch::manual_seed(step_seed as i64);
+                let n = batch.queries.len();
+                let distinct = batch
+                    .queries
+                    .iter()
+                    .zip(&batch.keys)
+                    .filter(|(q, k)| q != k)
+                    .count();
+                let views = Views {
+                    queries: &batch.queries,
+                    keys: &batch.keys,
+                    xq: self.input(&batch.query_images, n),
+                    xk: two.then(|| self.input(&batch.key_images, n)),
+                };
+                let (loss, fields) = model.loss(&views, step_seed);
+                let value = loss.double_value(&[]);
+                if !value.is_finite() {
+                    drop(handle);
+                    let kept = if last.exists() {
+                        format!("The last good checkpoint is {}.", last.display())
+                    } else {
+                        "No checkpoint had been written yet.".into()
+                    };
+                    return Err(TrainError::NonFinite {
+                        epoch,
+                        step: p.step + 1,
+                        value,
+                        kept,
+                    });
+                }
+                opt.zero_grad();
+                loss.backward();
+                opt.step(lr);
+                model.after_step();
+                p.step += 1;
+                p.batch += 1;
+                losses.push(value);
+                let mut record = json!({
+                    "event": "step", "epoch": epoch, "step": p.step, "lr": lr, "loss": value,
+                    "distinct_positives": distinct,
+                });
+                if let Value::Object(m) = &mut record {
+                    m.extend(fields);
+                }
+                (self.log)(&record)?;
+                if c.checkpoint_every > 0 && p.step % c.checkpoint_every == 0 && p.batch < batches {
+                    self.save_last(model, &opt, &p)?;
+                    (self.log)(&json!({"event": "checkpoint", "epoch": epoch, "step": p.step}))?;
+                }
+            }
+            let _ = handle.join();
+            p.epoch = epoch;
+            p.batch = 0;
+            self.save_last(model, &opt, &p)?;
+            self.export(model)?;
+            let mean = losses.iter().sum::<f64>() / losses.len().max(1) as f64;
+            let secs = started.elapsed().as_secs_f64();
+            (self.log)(
+                &json!({"event": "epoch", "epoch": epoch, "loss": mean, "seconds": secs, "images_per_second": (losses.len() * c.batch_size) as f64 / secs}),
+            )?;
+            if self.verbose {
+                eprintln!(
+                    "epoch {epoch}/{}: loss {mean:.4} ({:.1} images/s)",
+                    c.epochs,
+                    (losses.len() * c.batch_size) as f64 / secs
+                );
+            }
+        }
+        Ok(())
+    }
+}

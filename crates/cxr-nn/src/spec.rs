@@ -1,0 +1,186 @@
+//! What to build for a model: an architecture and its input preprocessing,
+//! either from a registry entry (a released checkpoint) or from a bare
+//! architecture name (training from scratch, or weights this project wrote,
+//! described by a JSON sidecar next to the safetensors file).
+
+use std::path::Path;
+
+use crate::arch::densenet::DenseNetConfig;
+use crate::arch::resnet::ResNetConfig;
+use crate::arch::vit::VitConfig;
+use crate::backbone::Architecture;
+use crate::registry::{self, IMAGENET, ModelEntry, Normalization, Preprocessing};
+
+/// A buildable model description.
+#[derive(Debug, Clone)]
+pub struct ModelSpec {
+    /// Registry name, or the architecture name for bare architectures.
+    pub name: String,
+    /// The architecture, without heads.
+    pub architecture: Architecture,
+    /// Input preparation.
+    pub preprocessing: Preprocessing,
+    /// The registry entry when the model is a registered release (its key
+    /// mapping applies to released checkpoints).
+    pub entry: Option<ModelEntry>,
+}
+
+/// Bare architectures by name, for `scratch:NAME` and sidecars.
+pub const ARCHITECTURES: &[&str] = &[
+    "resnet18",
+    "resnet50",
+    "densenet121",
+    "vit-b16",
+    "resnet18-w16",
+    "resnet18-w32",
+];
+
+/// The architecture called `name` (see [`ARCHITECTURES`]).
+///
+/// # Errors
+/// The list of known names.
+pub fn architecture(name: &str) -> Result<Architecture, String> {
+    Ok(match name {
+        "resnet18" => Architecture::ResNet(ResNetConfig::resnet18(None)),
+        "resnet50" => Architecture::ResNet(ResNetConfig::resnet50(None)),
+        "densenet121" => Architecture::DenseNet(DenseNetConfig::densenet121(None)),
+        "vit-b16" => Architecture::Vit(VitConfig::vit_b16(None)),
+        // Narrow ResNet-18s: the phantom-scale backbones of tests and demos.
+        "resnet18-w16" | "resnet18-w32" => Architecture::ResNet(ResNetConfig {
+            width: if name.ends_with("16") { 16 } else { 32 },
+            ..ResNetConfig::resnet18(None)
+        }),
+        _ => {
+            return Err(format!(
+                "unknown architecture '{name}' (known: {})",
+                ARCHITECTURES.join(", ")
+            ));
+        }
+    })
+}
+
+impl ModelSpec {
+    /// The spec of a registry entry.
+    pub fn from_entry(entry: &ModelEntry) -> Self {
+        Self {
+            name: entry.name.to_owned(),
+            architecture: entry.architecture.clone(),
+            preprocessing: entry.preprocessing,
+            entry: Some(entry.clone()),
+        }
+    }
+
+    /// A bare architecture taking `size`-pixel inputs, three replicated
+    /// channels normalised with ImageNet statistics (so weights trained this
+    /// way and torchvision's share one input convention).
+    ///
+    /// # Errors
+    /// As [`architecture`]; also when the architecture needs a fixed input
+    /// size other than `size`.
+    pub fn scratch(
+        name: &str,
+        size: i64,
+        normalization: Option<Normalization>,
+    ) -> Result<Self, String> {
+        let architecture = architecture(name)?;
+        if let Architecture::Vit(c) = &architecture
+            && c.image_size != size
+        {
+            return Err(format!(
+                "{name} takes {}-pixel inputs, not {size}",
+                c.image_size
+            ));
+        }
+        Ok(Self {
+            name: name.to_owned(),
+            architecture,
+            preprocessing: Preprocessing {
+                size,
+                channels: 3,
+                normalization: normalization.unwrap_or(IMAGENET),
+                resize: "the store's images, resampled bilinearly when sizes differ",
+                internal_resize: None,
+            },
+            entry: None,
+        })
+    }
+
+    /// The sidecar JSON written next to weights this project saves: enough to
+    /// rebuild the spec with [`ModelSpec::from_sidecar`].
+    pub fn sidecar(&self) -> serde_json::Value {
+        let n = self.preprocessing.normalization;
+        match &self.entry {
+            Some(e) => serde_json::json!({"model": e.name, "input_size": self.preprocessing.size}),
+            None => serde_json::json!({
+                "architecture": self.name,
+                "input_size": self.preprocessing.size,
+                "normalization": {"mean": n.mean, "std": n.std},
+            }),
+        }
+    }
+
+    /// Rebuilds a spec from a sidecar: `{"model": registry name}` or
+    /// `{"architecture": name, "input_size": n, "normalization": {...}}`.
+    ///
+    /// # Errors
+    /// A message naming the file and the field that is missing or unknown.
+    pub fn from_sidecar(meta: &serde_json::Value, file: &Path) -> Result<Self, String> {
+        let f = file.display();
+        if let Some(name) = meta["model"].as_str() {
+            let mut spec = Self::from_entry(&registry::find(name)?);
+            if let Some(size) = meta["input_size"].as_i64() {
+                spec.preprocessing.size = size;
+            }
+            return Ok(spec);
+        }
+        let name = meta["architecture"]
+            .as_str()
+            .ok_or_else(|| format!("{f} names neither a \"model\" nor an \"architecture\""))?;
+        let size = meta["input_size"]
+            .as_i64()
+            .ok_or_else(|| format!("{f} has no \"input_size\""))?;
+        let stats = |key: &str| -> Option<[f64; 3]> {
+            let v: Vec<f64> = meta["normalization"][key]
+                .as_array()?
+                .iter()
+                .filter_map(serde_json::Value::as_f64)
+                .collect();
+            v.try_into().ok()
+        };
+        let normalization = match (stats("mean"), stats("std")) {
+            (Some(mean), Some(std)) => Some(Normalization { mean, std }),
+            _ => None,
+        };
+        Self::scratch(name, size, normalization)
+    }
+
+    /// Dimension of the feature vector.
+    pub fn feature_dim(&self) -> i64 {
+        self.architecture.feature_dim()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sidecar_round_trips() {
+        let spec = ModelSpec::scratch("resnet18-w16", 64, None).unwrap();
+        let back = ModelSpec::from_sidecar(&spec.sidecar(), Path::new("x.json")).unwrap();
+        assert_eq!(back.name, spec.name);
+        assert_eq!(back.architecture, spec.architecture);
+        assert_eq!(back.preprocessing, spec.preprocessing);
+        let reg = ModelSpec::from_entry(&registry::find("resnet50-imagenet").unwrap());
+        let back = ModelSpec::from_sidecar(&reg.sidecar(), Path::new("x.json")).unwrap();
+        assert_eq!(back.name, "resnet50-imagenet");
+        assert_eq!(back.feature_dim(), 2048);
+    }
+
+    #[test]
+    fn unknown_names_are_listed() {
+        let err = architecture("resnet7").unwrap_err();
+        assert!(err.contains("resnet18-w16"), "{err}");
+        assert!(ModelSpec::scratch("vit-b16", 64, None).is_err());
+    }
+}

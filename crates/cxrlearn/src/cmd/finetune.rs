@@ -1,0 +1,318 @@
+//! `cxrlearn finetune`: trains a backbone and a linear head on a store, keeps
+//! the epoch with the best validation macro AUC, and writes predictions and
+//! the evaluation of that model. Killed runs continue with `--resume`.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::{Context, Result, bail};
+use cxr_data::augment::Augment;
+use cxr_data::labels::Split;
+use cxr_data::store::read::Store;
+use cxr_learn::classifier::Classifier;
+use cxr_learn::finetune::{self, FinetuneConfig, Targets, Trainer};
+use cxr_learn::optim::Rule;
+use cxr_learn::schedule::Shape;
+use cxr_nn::device::DeviceRequest;
+use serde_json::{Value, json};
+
+use crate::cmd::model_arg;
+use crate::run::{RunDir, predictions, to_toml};
+
+/// Arguments of `cxrlearn finetune`.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Registry name (with --checkpoint), scratch:ARCH (random weights), or a
+    /// safetensors file written by cxrlearn (import, pretrain, finetune).
+    #[arg(long)]
+    pub model: String,
+    /// Weights for a registry model.
+    #[arg(long)]
+    pub checkpoint: Option<PathBuf>,
+    /// Dataset store.
+    #[arg(long)]
+    pub data: PathBuf,
+    /// Run directory.
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Passes over the training split.
+    #[arg(long, default_value_t = 100)]
+    pub epochs: usize,
+    /// Images per step.
+    #[arg(long, default_value_t = 32)]
+    pub batch_size: usize,
+    /// Peak learning rate.
+    #[arg(long, default_value_t = 1e-3)]
+    pub lr: f64,
+    /// sgd or adamw.
+    #[arg(long, default_value = "sgd", value_parser = ["sgd", "adamw"])]
+    pub optimizer: String,
+    /// SGD momentum.
+    #[arg(long, default_value_t = 0.9)]
+    pub momentum: f64,
+    /// Weight decay (L2 for SGD, decoupled for AdamW).
+    #[arg(long, default_value_t = 0.0)]
+    pub weight_decay: f64,
+    /// cosine (stepped every iteration) or constant.
+    #[arg(long, default_value = "cosine", value_parser = ["cosine", "constant"])]
+    pub schedule: String,
+    /// Linear warm-up, in epochs (fractions allowed).
+    #[arg(long, default_value_t = 0.0)]
+    pub warmup_epochs: f64,
+    /// Final learning rate of the cosine.
+    #[arg(long, default_value_t = 0.0)]
+    pub min_lr: f64,
+    /// Clip the global gradient norm to this value.
+    #[arg(long)]
+    pub grad_clip: Option<f64>,
+    /// finetune (random resized crop, rotation, brightness/contrast) or none.
+    #[arg(long, default_value = "finetune", value_parser = ["finetune", "none"])]
+    pub augment: String,
+    /// Horizontal-flip probability (off by default: laterality matters).
+    #[arg(long, default_value_t = 0.0)]
+    pub hflip: f32,
+    /// Weight the loss by inverse class frequency.
+    #[arg(long)]
+    pub class_balanced: bool,
+    /// Stop after this many epochs without a better validation AUC.
+    #[arg(long)]
+    pub patience: Option<usize>,
+    /// Train only the linear head on the frozen backbone.
+    #[arg(long)]
+    pub freeze_backbone: bool,
+    /// Network input side (default: the model's, or the store's for scratch:).
+    #[arg(long)]
+    pub input_size: Option<i64>,
+    /// Seed of initialisation, order, augmentation and dropout.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Also checkpoint every N steps (default: at epoch ends only).
+    #[arg(long, default_value_t = 0)]
+    pub checkpoint_every: u64,
+    /// auto, cpu, cuda or cuda:N.
+    #[arg(long, default_value = "auto")]
+    pub device: DeviceRequest,
+    /// Continue the run in --out from its last checkpoint (same settings).
+    #[arg(long)]
+    pub resume: bool,
+}
+
+fn training_config(args: &Args, size: usize) -> Result<FinetuneConfig> {
+    let rule = match args.optimizer.as_str() {
+        "adamw" => Rule::AdamW {
+            beta1: 0.9,
+            beta2: 0.999,
+            eps: 1e-8,
+            weight_decay: args.weight_decay,
+        },
+        _ => Rule::Sgd {
+            momentum: args.momentum,
+            weight_decay: args.weight_decay,
+        },
+    };
+    let augment = (args.augment == "finetune").then(|| Augment {
+        hflip: args.hflip,
+        ..Augment::finetune(size, size)
+    });
+    if let Some(a) = &augment {
+        a.validate().map_err(anyhow::Error::msg)?;
+    }
+    if !(args.lr > 0.0 && args.lr.is_finite()) {
+        bail!("--lr must be positive");
+    }
+    Ok(FinetuneConfig {
+        epochs: args.epochs,
+        batch_size: args.batch_size,
+        rule,
+        lr: args.lr,
+        schedule: if args.schedule == "constant" {
+            Shape::Constant
+        } else {
+            Shape::Cosine
+        },
+        warmup_epochs: args.warmup_epochs,
+        min_lr: args.min_lr,
+        grad_clip: args.grad_clip,
+        augment,
+        class_balanced: args.class_balanced,
+        patience: args.patience,
+        freeze_backbone: args.freeze_backbone,
+        seed: args.seed,
+        checkpoint_every: args.checkpoint_every,
+    })
+}
+
+/// The differences between two resolved configurations, one line each.
+fn differences(old: &Value, new: &Value, path: &str, out: &mut Vec<String>) {
+    match (old, new) {
+        (Value::Object(a), Value::Object(b)) => {
+            let keys: std::collections::BTreeSet<&String> = a.keys().chain(b.keys()).collect();
+            for k in keys {
+                let p = if path.is_empty() {
+                    k.clone()
+                } else {
+                    format!("{path}.{k}")
+                };
+                differences(
+                    a.get(k).unwrap_or(&Value::Null),
+                    b.get(k).unwrap_or(&Value::Null),
+                    &p,
+                    out,
+                );
+            }
+        }
+        (a, b) if a != b => out.push(format!("  {path}: {a} -> {b}")),
+        _ => {}
+    }
+}
+
+/// Runs the subcommand.
+pub fn run(args: &Args, quiet: bool) -> Result<()> {
+    let store = Arc::new(
+        Store::open(&args.data)
+            .with_context(|| format!("cannot open store {}", args.data.display()))?,
+    );
+    if store.meta.labels_only {
+        bail!(
+            "{} is a labels-only store: it holds no pixels",
+            args.data.display()
+        );
+    }
+    let store_size = i64::from(store.meta.image_size[0]);
+    let resolved = model_arg::resolve(
+        &args.model,
+        args.checkpoint.as_deref(),
+        store_size,
+        args.input_size,
+    )?;
+    let size = resolved.spec.preprocessing.size as usize;
+    let config = training_config(args, size)?;
+    let device = args.device.resolve()?;
+    let resolved_config = json!({
+        "model": args.model,
+        "architecture": resolved.spec.name,
+        "weights": resolved.source,
+        "input_size": size,
+        "normalization": {"mean": resolved.spec.preprocessing.normalization.mean, "std": resolved.spec.preprocessing.normalization.std},
+        "store": args.data.display().to_string(),
+        "store_name": store.meta.name,
+        "task": store.meta.task,
+        "labels": store.meta.labels,
+        "store_preprocessing": store.meta.preprocessing,
+        "store_image_size": store.meta.image_size,
+        "training": serde_json::to_value(&config)?,
+    });
+
+    let config_path = args.out.join("config.toml");
+    if args.resume {
+        let text = std::fs::read_to_string(&config_path).with_context(|| {
+            format!(
+                "--resume: {} not found (nothing to resume)",
+                config_path.display()
+            )
+        })?;
+        let old: toml::Value =
+            toml::from_str(&text).with_context(|| format!("{}", config_path.display()))?;
+        let old = serde_json::to_value(&old)?;
+        let new: Value =
+            serde_json::from_str(&serde_json::to_string(&toml::from_str::<toml::Value>(
+                &to_toml(&json!({"finetune": resolved_config}))?,
+            )?)?)?;
+        let mut diff = Vec::new();
+        differences(&old["finetune"], &new["finetune"], "", &mut diff);
+        if !diff.is_empty() {
+            bail!(
+                "--resume with different settings than the run in {} (old -> new):\n{}",
+                args.out.display(),
+                diff.join("\n")
+            );
+        }
+    } else if config_path.exists() {
+        bail!(
+            "{} already holds a run; continue it with --resume or choose another --out",
+            args.out.display()
+        );
+    }
+
+    let run = RunDir::create(&args.out)?;
+    if !args.resume {
+        run.write_config("finetune", &resolved_config)?;
+    }
+    let k = store.meta.labels.len() as i64;
+    let model = Classifier::new(
+        resolved.spec.clone(),
+        k,
+        device,
+        resolved.load()?.as_ref(),
+        config.seed,
+        config.freeze_backbone,
+    )
+    .with_context(|| format!("loading {} as {}", resolved.source, resolved.spec.name))?;
+    let mut sidecar = resolved.spec.sidecar();
+    sidecar["labels"] = json!(store.meta.labels);
+    sidecar["task"] = json!(store.meta.task);
+    sidecar["store_preprocessing"] = serde_json::to_value(&store.meta.preprocessing)?;
+    sidecar["store_image_size"] = json!(store.meta.image_size);
+    run.write_file(
+        "model.json",
+        (serde_json::to_string_pretty(&sidecar)? + "\n").as_bytes(),
+    )?;
+
+    let mut log = |v: &Value| run.log(v).map_err(|e| format!("{e:#}"));
+    let mut trainer = Trainer {
+        store: store.clone(),
+        model,
+        config: config.clone(),
+        dir: args.out.clone(),
+        log: &mut log,
+        verbose: !quiet,
+    };
+    let outcome = trainer.run(args.resume);
+    let outcome = outcome.and_then(|s| trainer.restore_best().map(|()| s).map_err(Into::into));
+    let model = trainer.model;
+    let summary = match outcome {
+        Ok(s) => s,
+        Err(e) => {
+            // Keep what a later --resume (or the user) needs.
+            if args.out.join("last.safetensors").exists() {
+                run.commit();
+            }
+            return Err(e.into());
+        }
+    };
+    let targets = Targets::new(&store, &store.split_indices(Split::Train), false, device)
+        .map_err(anyhow::Error::msg)?;
+    let mut test_eval = None;
+    for (name, split) in [("val", Split::Val), ("test", Split::Test)] {
+        let idx = store.split_indices(split);
+        let scores = finetune::score(&model, &store, &idx, config.batch_size);
+        let ids = idx.iter().map(|&i| store.rows[i].id.clone()).collect();
+        let p = predictions(
+            ids,
+            store.meta.labels.clone(),
+            &targets.dense(&store, &idx),
+            &scores,
+        );
+        run.write_predictions(name, &p)?;
+        if name == "test" {
+            test_eval = Some(run.write_evaluation(&p, config.seed)?);
+        }
+    }
+    run.log(&json!({"event": "done", "summary": summary}))?;
+    run.commit();
+    if !quiet {
+        let auc = test_eval
+            .and_then(|e| e.macro_avg.auc)
+            .map_or("n/a".into(), |a| format!("{a:.4}"));
+        eprintln!(
+            "kept epoch {} of {} (val macro AUC {}); test macro AUC {auc}; wrote {}",
+            summary.best_epoch,
+            summary.epochs_run,
+            summary
+                .best_val_auc
+                .map_or("n/a".into(), |a| format!("{a:.4}")),
+            args.out.display()
+        );
+    }
+    Ok(())
+}

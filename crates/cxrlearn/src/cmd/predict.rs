@@ -1,0 +1,142 @@
+//! `cxrlearn predict`: scores raw PNG/JPEG/DICOM files with a finetuned
+//! model, preparing each image exactly as the training store prepared its
+//! images (decoding, windowing, resize policy and size recorded in the run's
+//! `model.json`), then as the model's input.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+use cxr_data::augment::{Augment, rng_for};
+use cxr_data::decode::decode_file;
+use cxr_data::labels::Task;
+use cxr_data::preprocess::{Preprocessing as StorePreprocessing, to_store_image};
+use cxr_learn::classifier::Classifier;
+use cxr_nn::checkpoint;
+use cxr_nn::device::DeviceRequest;
+use cxr_nn::spec::ModelSpec;
+use cxr_nn::tch::{Device, Kind};
+use rayon::prelude::*;
+use serde_json::Value;
+
+use crate::output::write_atomic;
+
+/// Arguments of `cxrlearn predict`.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// A finetune run directory, or its model.safetensors (with model.json).
+    #[arg(long)]
+    pub model: PathBuf,
+    /// Output CSV (id,label,target,score; target left empty).
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Images to score (PNG, JPEG, DICOM).
+    #[arg(required = true)]
+    pub images: Vec<PathBuf>,
+    /// Images per forward pass.
+    #[arg(long, default_value_t = 32)]
+    pub batch_size: usize,
+    /// auto, cpu, cuda or cuda:N.
+    #[arg(long, default_value = "auto")]
+    pub device: DeviceRequest,
+}
+
+/// The weights and sidecar a `--model` argument names.
+fn files(model: &Path) -> (PathBuf, PathBuf) {
+    if model.is_dir() {
+        (model.join("model.safetensors"), model.join("model.json"))
+    } else {
+        (model.to_owned(), model.with_extension("json"))
+    }
+}
+
+/// Runs the subcommand.
+pub fn run(args: &Args, quiet: bool) -> Result<()> {
+    let (weights, sidecar) = files(&args.model);
+    let meta: Value = serde_json::from_slice(&std::fs::read(&sidecar).with_context(|| {
+        format!(
+            "cannot read {} (is --model a finetune run?)",
+            sidecar.display()
+        )
+    })?)
+    .with_context(|| format!("{}", sidecar.display()))?;
+    let spec = ModelSpec::from_sidecar(&meta, &sidecar).map_err(anyhow::Error::msg)?;
+    let labels: Vec<String> = serde_json::from_value(meta["labels"].clone())
+        .with_context(|| format!("{} has no \"labels\" list", sidecar.display()))?;
+    let task: Task = serde_json::from_value(meta["task"].clone())
+        .with_context(|| format!("{} has no \"task\"", sidecar.display()))?;
+    let store_pre: StorePreprocessing = serde_json::from_value(meta["store_preprocessing"].clone())
+        .with_context(|| format!("{} has no \"store_preprocessing\"", sidecar.display()))?;
+    let store_size = meta["store_image_size"][0]
+        .as_u64()
+        .with_context(|| format!("{} has no \"store_image_size\"", sidecar.display()))?
+        as u32;
+    if args.batch_size == 0 {
+        bail!("--batch-size must be at least 1");
+    }
+
+    let device = args.device.resolve()?;
+    let ck = checkpoint::load(&weights)?;
+    let mut model = Classifier::new(spec, labels.len() as i64, device, None, 0, false)?;
+    model
+        .load_weights(&ck.tensors)
+        .with_context(|| format!("{} does not match its model.json", weights.display()))?;
+
+    // Decode and prepare every image first: a bad file stops the command
+    // before anything is written.
+    let s = model.spec.preprocessing.size as usize;
+    let resample = Augment::none(s, s);
+    let prepared: Vec<Vec<u8>> = args
+        .images
+        .par_iter()
+        .map(|path| -> Result<Vec<u8>> {
+            let img = decode_file(path)
+                .with_context(|| format!("cannot read image {}", path.display()))?;
+            let stored = to_store_image(img, store_size, store_pre.resize);
+            let mut out = vec![0u8; s * s];
+            // The same resampler training and validation batches went through.
+            let side = store_size as usize;
+            resample.apply(&stored, side, side, &mut rng_for(0, 0), &mut out);
+            Ok(out)
+        })
+        .collect::<Result<_>>()?;
+
+    let mut csv = String::from("id,label,target,score\n");
+    let mut writer = csv::Writer::from_writer(Vec::new());
+    for (chunk_paths, chunk) in args
+        .images
+        .chunks(args.batch_size)
+        .zip(prepared.chunks(args.batch_size))
+    {
+        let pixels: Vec<u8> = chunk.concat();
+        let scores = cxr_nn::tch::no_grad(|| {
+            let logits = model.forward_t(&model.input(&pixels, chunk.len()), false);
+            if task == Task::Multiclass {
+                logits.softmax(1, Kind::Float)
+            } else {
+                logits.sigmoid()
+            }
+        });
+        let scores = Vec::<f32>::try_from(scores.to_device(Device::Cpu).flatten(0, -1))?;
+        for (i, path) in chunk_paths.iter().enumerate() {
+            for (j, label) in labels.iter().enumerate() {
+                writer.write_record([
+                    &path.display().to_string(),
+                    label,
+                    "",
+                    &format!("{}", scores[i * labels.len() + j]),
+                ])?;
+            }
+        }
+    }
+    csv.push_str(std::str::from_utf8(&writer.into_inner()?)?);
+    write_atomic(&args.out, csv.as_bytes())?;
+    if !quiet {
+        eprintln!(
+            "scored {} images x {} labels; wrote {}",
+            args.images.len(),
+            labels.len(),
+            args.out.display()
+        );
+    }
+    Ok(())
+}

@@ -1,0 +1,215 @@
+//! `cxrlearn pretrain`: self-supervised pretraining on a store's training
+//! images. The encoder it writes (`RUN/encoder.safetensors`) is accepted by
+//! `features`, `probe` and `finetune` like any registry model.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::{Context, Result, bail};
+use cxr_data::augment::Augment;
+use cxr_data::store::read::Store;
+use cxr_learn::optim::Rule;
+use cxr_learn::schedule::Shape;
+use cxr_learn::ssl::moco::MocoConfig;
+use cxr_learn::ssl::{Positive, PretrainConfig, Pretrainer};
+use cxr_nn::device::DeviceRequest;
+use cxr_nn::spec::ModelSpec;
+use serde_json::{Value, json};
+
+use crate::run::RunDir;
+
+/// Arguments of `cxrlearn pretrain`.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// moco-cxr (two views of an image) or medaug (positives from the same
+    /// patient and study).
+    #[arg(long, value_parser = ["moco-cxr", "medaug"])]
+    pub method: String,
+    /// Dataset store (its training split is used).
+    #[arg(long)]
+    pub data: PathBuf,
+    /// Run directory.
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Backbone architecture (resnet18, resnet50, densenet121, resnet18-w16, ...).
+    #[arg(long, default_value = "resnet18")]
+    pub backbone: String,
+    /// Network input side (default: the store's image size).
+    #[arg(long)]
+    pub input_size: Option<i64>,
+    /// Passes over the training images.
+    #[arg(long, default_value_t = 20)]
+    pub epochs: usize,
+    /// Images per step.
+    #[arg(long, default_value_t = 16)]
+    pub batch_size: usize,
+    /// Adam learning rate (MoCo-CXR: 1e-4 from ImageNet weights, 5x that from scratch).
+    #[arg(long, default_value_t = 1e-4)]
+    pub lr: f64,
+    /// Adam weight decay.
+    #[arg(long, default_value_t = 1e-4)]
+    pub weight_decay: f64,
+    /// cosine or constant.
+    #[arg(long, default_value = "cosine", value_parser = ["cosine", "constant"])]
+    pub schedule: String,
+    /// Warm-up steps.
+    #[arg(long, default_value_t = 0)]
+    pub warmup_steps: u64,
+    /// Queue length (a multiple of the batch size).
+    #[arg(long, default_value_t = 24_576)]
+    pub queue: usize,
+    /// Softmax temperature.
+    #[arg(long, default_value_t = 0.2)]
+    pub temperature: f64,
+    /// EMA momentum of the key encoder.
+    #[arg(long, default_value_t = 0.999)]
+    pub key_momentum: f64,
+    /// Projection dimension.
+    #[arg(long, default_value_t = 128)]
+    pub dim: i64,
+    /// Key batch-norm groups (the single-device stand-in for shuffle BN).
+    #[arg(long, default_value_t = 2)]
+    pub ghost_batches: usize,
+    /// MedAug's positives: same-study (the paper's best), same-patient.
+    #[arg(long, value_parser = ["same-study", "same-patient", "same-image"])]
+    pub positive: Option<String>,
+    /// Horizontal-flip probability of the views (MoCo-CXR's "chexpert" recipe: 0.5).
+    #[arg(long, default_value_t = 0.5)]
+    pub hflip: f32,
+    /// Rotation range of the views in degrees.
+    #[arg(long, default_value_t = 10.0)]
+    pub rotation: f32,
+    /// Seed of initialisation, order, augmentation and sampling.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Also checkpoint every N steps.
+    #[arg(long, default_value_t = 0)]
+    pub checkpoint_every: u64,
+    /// auto, cpu, cuda or cuda:N.
+    #[arg(long, default_value = "auto")]
+    pub device: DeviceRequest,
+    /// Continue the run in --out from its last checkpoint.
+    #[arg(long)]
+    pub resume: bool,
+}
+
+/// Runs the subcommand.
+pub fn run(args: &Args, quiet: bool) -> Result<()> {
+    let store = Arc::new(
+        Store::open(&args.data)
+            .with_context(|| format!("cannot open store {}", args.data.display()))?,
+    );
+    if store.meta.labels_only {
+        bail!(
+            "{} is a labels-only store: it holds no pixels",
+            args.data.display()
+        );
+    }
+    let size = args
+        .input_size
+        .unwrap_or(i64::from(store.meta.image_size[0]));
+    let spec = ModelSpec::scratch(&args.backbone, size, None).map_err(anyhow::Error::msg)?;
+    let positive = match (args.method.as_str(), args.positive.as_deref()) {
+        ("moco-cxr", None | Some("same-image")) => Positive::SameImage,
+        ("moco-cxr", Some(p)) => bail!("--positive {p} is MedAug's; use --method medaug"),
+        (_, Some("same-patient")) => Positive::SamePatient,
+        (_, Some("same-image")) => Positive::SameImage,
+        _ => Positive::SameStudy,
+    };
+    let augment = Augment {
+        hflip: args.hflip,
+        rotation_deg: args.rotation,
+        crop_scale: (1.0, 1.0),
+        ..Augment::none(size as usize, size as usize)
+    };
+    augment.validate().map_err(anyhow::Error::msg)?;
+    let config = PretrainConfig {
+        method: args.method.clone(),
+        epochs: args.epochs,
+        batch_size: args.batch_size,
+        rule: Rule::AdamW {
+            beta1: 0.9,
+            beta2: 0.999,
+            eps: 1e-8,
+            weight_decay: args.weight_decay,
+        },
+        lr: args.lr,
+        schedule: if args.schedule == "constant" {
+            Shape::Constant
+        } else {
+            Shape::Cosine
+        },
+        warmup_steps: args.warmup_steps,
+        augment,
+        positive,
+        moco: MocoConfig {
+            temperature: args.temperature,
+            queue: args.queue,
+            momentum: args.key_momentum,
+            dim: args.dim,
+            ghost_batches: args.ghost_batches,
+        },
+        seed: args.seed,
+        checkpoint_every: args.checkpoint_every,
+    };
+    let resolved = json!({
+        "store": args.data.display().to_string(),
+        "backbone": args.backbone,
+        "input_size": size,
+        "split": "train",
+        "training": serde_json::to_value(&config)?,
+    });
+    let config_path = args.out.join("config.toml");
+    if args.resume {
+        let text = std::fs::read_to_string(&config_path).with_context(|| {
+            format!(
+                "--resume: {} not found (nothing to resume)",
+                config_path.display()
+            )
+        })?;
+        let old: Value = serde_json::to_value(toml::from_str::<toml::Value>(&text)?)?;
+        let new: Value = serde_json::to_value(toml::from_str::<toml::Value>(
+            &crate::run::to_toml(&json!({"pretrain": resolved}))?,
+        )?)?;
+        if old["pretrain"] != new["pretrain"] {
+            bail!(
+                "--resume with different settings than the run in {} (compare its config.toml)",
+                args.out.display()
+            );
+        }
+    } else if config_path.exists() {
+        bail!(
+            "{} already holds a run; continue it with --resume or choose another --out",
+            args.out.display()
+        );
+    }
+    let device = args.device.resolve()?;
+    let run = RunDir::create(&args.out)?;
+    if !args.resume {
+        run.write_config("pretrain", &resolved)?;
+    }
+    let mut log = |v: &Value| run.log(v).map_err(|e| format!("{e:#}"));
+    let mut trainer = Pretrainer {
+        store,
+        spec,
+        config,
+        dir: args.out.clone(),
+        device,
+        log: &mut log,
+        verbose: !quiet,
+    };
+    let outcome = trainer.run(args.resume);
+    drop(trainer);
+    if let Err(e) = outcome {
+        if args.out.join("last.safetensors").exists() {
+            run.commit();
+        }
+        return Err(e.into());
+    }
+    run.log(&json!({"event": "done"}))?;
+    run.commit();
+    if !quiet {
+        eprintln!("wrote {}/encoder.safetensors", args.out.display());
+    }
+    Ok(())
+}

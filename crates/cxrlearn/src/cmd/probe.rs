@@ -1,0 +1,310 @@
+//! `cxrlearn probe`: L2 logistic regression on frozen features (all labels
+//! solved together by L-BFGS), C fixed or chosen on the validation split,
+//! predictions and evaluation written as a run directory.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+use cxr_data::store::read::Store;
+use cxr_learn::metrics::macro_auc;
+use cxr_learn::probe::{GridPoint, Probe, ProbeConfig, select_c};
+use cxr_nn::checkpoint::{self, RawTensor};
+use cxr_nn::device::DeviceRequest;
+use cxr_nn::tch::{Device, Kind, Tensor};
+use serde_json::{Value, json};
+
+use crate::run::{RunDir, predictions};
+
+/// Arguments of `cxrlearn probe`.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Features directory written by `cxrlearn features`.
+    #[arg(long, conflicts_with = "model", required_unless_present = "model")]
+    pub features: Option<PathBuf>,
+    /// Extract features with this model first (registry name or imported
+    /// safetensors file); needs --data.
+    #[arg(long, requires = "data")]
+    pub model: Option<String>,
+    /// Weights for a registry --model.
+    #[arg(long, requires = "model")]
+    pub checkpoint: Option<PathBuf>,
+    /// Dataset store: the one to extract from (with --model), or the one the
+    /// --features came from (checked, and its image ids used).
+    #[arg(long)]
+    pub data: Option<PathBuf>,
+    /// Run directory.
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Inverse regularisation strength (the original cxrlearn's 0.0327).
+    #[arg(long, default_value_t = 0.0327, conflicts_with = "c_grid")]
+    pub c: f64,
+    /// Comma-separated C values; the best validation macro AUC wins.
+    #[arg(long, value_delimiter = ',')]
+    pub c_grid: Option<Vec<f64>>,
+    /// L-BFGS iterations at most.
+    #[arg(long, default_value_t = 500)]
+    pub max_iter: usize,
+    /// Gradient tolerance (scikit-learn's tol).
+    #[arg(long, default_value_t = 1e-4)]
+    pub tol: f64,
+    /// Standardise features (training mean and standard deviation) first.
+    #[arg(long)]
+    pub standardize: bool,
+    /// auto, cpu, cuda or cuda:N.
+    #[arg(long, default_value = "auto")]
+    pub device: DeviceRequest,
+    /// Seed of the bootstrap intervals in evaluation.json.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+}
+
+/// One split of a features directory.
+pub(crate) struct SplitFeatures {
+    pub(crate) features: Tensor,
+    pub(crate) labels: Vec<f32>,
+    pub(crate) index: Vec<i64>,
+}
+
+fn tensor<'a>(
+    tensors: &'a BTreeMap<String, RawTensor>,
+    name: &str,
+    file: &Path,
+) -> Result<&'a RawTensor> {
+    tensors.get(name).with_context(|| {
+        format!(
+            "{} has no tensor '{name}' (not a features file?)",
+            file.display()
+        )
+    })
+}
+
+pub(crate) fn read_split(dir: &Path, split: &str, k: usize) -> Result<SplitFeatures> {
+    let file = dir.join(format!("{split}.safetensors"));
+    let ck = checkpoint::load(&file)?;
+    let f = tensor(&ck.tensors, "features", &file)?;
+    let labels = tensor(&ck.tensors, "labels", &file)?;
+    let index = tensor(&ck.tensors, "index", &file)?;
+    let n = f.shape.first().copied().unwrap_or(0);
+    if f.shape.len() != 2 || labels.shape != [n, k] || index.shape != [n] {
+        bail!(
+            "{}: features {:?}, labels {:?}, index {:?} do not fit {k} labels",
+            file.display(),
+            f.shape,
+            labels.shape,
+            index.shape
+        );
+    }
+    Ok(SplitFeatures {
+        features: f.to_tch(),
+        labels: labels.to_f64().into_iter().map(|v| v as f32).collect(),
+        index: index.to_f64().into_iter().map(|v| v as i64).collect(),
+    })
+}
+
+/// Image ids of store rows: from the store the features came from, or the
+/// row numbers when that store is gone (consistent across models either way).
+fn ids_of(meta: &Value, index: &[i64], data: Option<&Path>) -> Vec<String> {
+    let store = data
+        .or_else(|| meta["store"].as_str().map(Path::new))
+        .and_then(|s| Store::open(s).ok());
+    match store {
+        Some(store) => index
+            .iter()
+            .map(|&i| {
+                store
+                    .rows
+                    .get(i as usize)
+                    .map_or_else(|| format!("row-{i}"), |r| r.id.clone())
+            })
+            .collect(),
+        None => {
+            eprintln!(
+                "warning: the features' store is not readable; predictions use row numbers as ids"
+            );
+            index.iter().map(|i| format!("row-{i}")).collect()
+        }
+    }
+}
+
+fn extract(args: &Args, quiet: bool) -> Result<PathBuf> {
+    let (Some(model), Some(data)) = (&args.model, &args.data) else {
+        bail!("give --features DIR, or --model and --data to extract them first");
+    };
+    let dir = args.out.join("features");
+    let fargs = crate::cmd::features::Args {
+        model: model.clone(),
+        checkpoint: args.checkpoint.clone(),
+        data: data.clone(),
+        out: dir.clone(),
+        device: args.device,
+        batch_size: 64,
+        normalization: "model".into(),
+        strict: false,
+    };
+    crate::cmd::features::run(&fargs, quiet)?;
+    Ok(dir)
+}
+
+fn flat(t: &Tensor) -> Result<Vec<f32>> {
+    Ok(Vec::<f32>::try_from(t.to_kind(Kind::Float).flatten(0, -1))?)
+}
+
+/// Runs the subcommand.
+pub fn run(args: &Args, quiet: bool) -> Result<()> {
+    let run = RunDir::create(&args.out)?;
+    let dir = match &args.features {
+        Some(d) => d.clone(),
+        None => extract(args, quiet)?,
+    };
+    let meta_path = dir.join("meta.json");
+    let meta: Value = serde_json::from_slice(
+        &std::fs::read(&meta_path)
+            .with_context(|| format!("cannot read {}", meta_path.display()))?,
+    )
+    .with_context(|| format!("{}", meta_path.display()))?;
+    let labels: Vec<String> = serde_json::from_value(meta["labels"].clone())
+        .with_context(|| format!("{} has no label list", meta_path.display()))?;
+    if let (Some(_), Some(data)) = (&args.features, &args.data) {
+        let hash = crate::cmd::features::store_hash(data)?;
+        if meta["cache_key"]["store_sha256"] != serde_json::json!(hash) {
+            bail!(
+                "the features in {} were extracted from a different store than {} \
+                 (its dataset.json or manifest.csv differ)",
+                dir.display(),
+                data.display()
+            );
+        }
+    }
+    let multinomial = meta["task"] == "multiclass";
+    let k = labels.len();
+    let device = args.device.resolve()?;
+    let [train, val, test] = ["train", "val", "test"].map(|s| read_split(&dir, s, k));
+    let (train, val, test) = (train?, val?, test?);
+    let to_dev = |t: &Tensor| t.to_device(device).to_kind(Kind::Double);
+    let x_train = to_dev(&train.features);
+    let y_train = Tensor::from_slice(&train.labels).view([-1, k as i64]);
+    let (x_val, x_test) = (to_dev(&val.features), to_dev(&test.features));
+    let base = ProbeConfig {
+        c: args.c,
+        max_iter: args.max_iter,
+        tol: args.tol,
+        standardize: args.standardize,
+    };
+    let started = std::time::Instant::now();
+    let (probe, grid): (Probe, Vec<GridPoint>) = match &args.c_grid {
+        Some(grid) => {
+            if val.index.is_empty() {
+                bail!("--c-grid selects C on the validation split, which is empty");
+            }
+            select_c(
+                &x_train,
+                &y_train,
+                &x_val,
+                &val.labels,
+                &labels,
+                multinomial,
+                &base,
+                grid,
+            )?
+        }
+        None => {
+            let p = Probe::fit(&x_train, &y_train, &labels, multinomial, &base, None)?;
+            (p, Vec::new())
+        }
+    };
+    let seconds = started.elapsed().as_secs_f64();
+    for point in &grid {
+        run.log(&json!({"event": "c_grid", "c": point.c, "val_macro_auc": point.val_macro_auc, "iterations": point.iterations}))?;
+    }
+    run.log(&json!({
+        "event": "fit", "c": probe.config.c, "objective": probe.objective, "max_grad": probe.max_grad,
+        "iterations": probe.iterations, "converged": probe.converged, "seconds": seconds,
+    }))?;
+    for (label, ok) in labels.iter().zip(&probe.converged) {
+        if !ok {
+            eprintln!(
+                "warning: label '{label}' did not reach tol {} within {} iterations",
+                args.tol, args.max_iter
+            );
+        }
+    }
+
+    let mut split_auc = BTreeMap::new();
+    for (name, split, x) in [("val", &val, &x_val), ("test", &test, &x_test)] {
+        let scores = flat(&probe.scores(x))?;
+        split_auc.insert(name, macro_auc(&split.labels, &scores, k).0);
+        let p = predictions(
+            ids_of(&meta, &split.index, args.data.as_deref()),
+            labels.clone(),
+            &split.labels,
+            &scores,
+        );
+        run.write_predictions(name, &p)?;
+        if name == "test" {
+            run.write_evaluation(&p, args.seed)?;
+        }
+    }
+    let tensors: BTreeMap<String, RawTensor> = probe
+        .tensors()
+        .iter()
+        .map(|(k, t)| {
+            Ok((
+                k.clone(),
+                RawTensor::from_tch(k, &t.to_device(Device::Cpu))?,
+            ))
+        })
+        .collect::<Result<_>>()?;
+    let head_meta = std::collections::HashMap::from([
+        ("labels".to_owned(), serde_json::to_string(&labels)?),
+        (
+            "task".to_owned(),
+            meta["task"].as_str().unwrap_or("").to_owned(),
+        ),
+        (
+            "model".to_owned(),
+            meta["model"].as_str().unwrap_or("").to_owned(),
+        ),
+    ]);
+    run.write_file(
+        "head.safetensors",
+        &checkpoint::to_safetensors(&tensors, Some(head_meta))?,
+    )?;
+    run.write_config(
+        "probe",
+        &json!({
+            "features": dir.display().to_string(),
+            "model": meta["model"],
+            "store": meta["store"],
+            "labels": labels,
+            "task": meta["task"],
+            "c": probe.config.c,
+            "c_grid": args.c_grid,
+            "max_iter": args.max_iter,
+            "tol": args.tol,
+            "standardize": args.standardize,
+            "solver": "batched L-BFGS (memory 10, strong Wolfe), scikit-learn's objective",
+            "device": format!("{device:?}"),
+            "seed": args.seed,
+            "train_rows": train.index.len(),
+            "val_rows": val.index.len(),
+            "test_rows": test.index.len(),
+        }),
+    )?;
+    run.commit();
+    if !quiet {
+        let fmt = |v: Option<&Option<f64>>| {
+            v.copied()
+                .flatten()
+                .map_or("n/a".into(), |a| format!("{a:.4}"))
+        };
+        eprintln!(
+            "probe C={} fitted in {seconds:.2} s; macro AUC val {} test {}; wrote {}",
+            probe.config.c,
+            fmt(split_auc.get("val")),
+            fmt(split_auc.get("test")),
+            args.out.display()
+        );
+    }
+    Ok(())
+}

@@ -1,0 +1,164 @@
+//! The run directory every adaptation command writes (interfaces.md §8):
+//! `config.toml`, `predictions-{val,test}.csv`, `evaluation.json`,
+//! `log.jsonl` and the trained weights. Reports are rebuilt from these files
+//! alone, so everything a number depends on is written here.
+
+use std::fs::OpenOptions;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use cxr_stats::{BootstrapConfig, Evaluation, Predictions, evaluate};
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+
+use crate::cmd::evaluate::{Input, Report};
+use crate::output::OutputDir;
+
+/// Bootstrap replicates behind the confidence intervals in `evaluation.json`.
+pub const BOOTSTRAP_REPLICATES: usize = 1000;
+
+/// An open run directory.
+pub struct RunDir {
+    out: OutputDir,
+    path: PathBuf,
+}
+
+impl RunDir {
+    /// Creates `path` (and parents). A directory this call created is removed
+    /// again when the run is dropped without [`RunDir::commit`].
+    pub fn create(path: &Path) -> Result<Self> {
+        Ok(Self {
+            out: OutputDir::create(path)?,
+            path: path.to_owned(),
+        })
+    }
+
+    /// The directory.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Writes `config.toml`: `config` (every resolved setting) under the
+    /// command's name, plus the versions of cxrlearn and libtorch.
+    pub fn write_config(&self, command: &str, config: &Value) -> Result<()> {
+        let doc = json!({
+            "command": command,
+            "versions": versions(),
+            command: config,
+        });
+        self.write_file("config.toml", to_toml(&doc)?.as_bytes())
+    }
+
+    /// Writes one file atomically.
+    pub fn write_file(&self, name: &str, bytes: &[u8]) -> Result<()> {
+        self.out.write(name, bytes)
+    }
+
+    /// Writes `predictions-{split}.csv` (interfaces.md §2).
+    pub fn write_predictions(&self, split: &str, p: &Predictions) -> Result<()> {
+        let mut bytes = Vec::new();
+        p.write_to(&mut bytes)?;
+        self.write_file(&format!("predictions-{split}.csv"), &bytes)
+    }
+
+    /// Evaluates `test` (AUC, bootstrap intervals seeded with `seed`) and
+    /// writes `evaluation.json` in `cxrlearn evaluate`'s format, naming
+    /// `predictions-test.csv` and its hash.
+    pub fn write_evaluation(&self, test: &Predictions, seed: u64) -> Result<Evaluation> {
+        let config = BootstrapConfig {
+            n_replicates: BOOTSTRAP_REPLICATES,
+            seed,
+            confidence: 0.95,
+        };
+        let evaluation = evaluate(test, None, &config)?;
+        let mut csv = Vec::new();
+        test.write_to(&mut csv)?;
+        let report = Report {
+            evaluation: &evaluation,
+            predictions: Input {
+                path: "predictions-test.csv".into(),
+                sha256: format!("{:x}", Sha256::digest(&csv)),
+            },
+            baseline: None,
+            cxrlearn_version: env!("CARGO_PKG_VERSION"),
+        };
+        let text = serde_json::to_string_pretty(&report)? + "\n";
+        self.write_file("evaluation.json", text.as_bytes())?;
+        Ok(evaluation)
+    }
+
+    /// Appends one record to `log.jsonl` (flushed, so a killed run keeps
+    /// every line it logged).
+    pub fn log(&self, record: &Value) -> Result<()> {
+        let path = self.path.join("log.jsonl");
+        let mut f = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .with_context(|| format!("cannot open {}", path.display()))?;
+        writeln!(f, "{}", serde_json::to_string(record)?)
+            .with_context(|| format!("cannot write {}", path.display()))
+    }
+
+    /// Marks the run complete: the directory is kept.
+    pub fn commit(self) {
+        self.out.commit();
+    }
+}
+
+/// Versions recorded with every run.
+pub fn versions() -> Value {
+    json!({
+        "cxrlearn": env!("CARGO_PKG_VERSION"),
+        "libtorch": "2.13.0",
+        "tch": "0.26.0",
+    })
+}
+
+/// TOML text of a JSON object; `null`s are left out (TOML has none).
+pub fn to_toml(value: &Value) -> Result<String> {
+    fn strip(v: &Value) -> Value {
+        match v {
+            Value::Object(m) => Value::Object(
+                m.iter()
+                    .filter(|(_, v)| !v.is_null())
+                    .map(|(k, v)| (k.clone(), strip(v)))
+                    .collect(),
+            ),
+            Value::Array(a) => Value::Array(a.iter().map(strip).collect()),
+            other => other.clone(),
+        }
+    }
+    toml::to_string(&strip(value)).context("cannot render the configuration as TOML")
+}
+
+/// Long-format predictions from dense `[n, k]` row-major targets (NaN where
+/// unknown) and scores.
+pub fn predictions(
+    ids: Vec<String>,
+    labels: Vec<String>,
+    targets: &[f32],
+    scores: &[f32],
+) -> Predictions {
+    let (n, k) = (ids.len(), labels.len());
+    assert_eq!(targets.len(), n * k, "targets are not n x k");
+    assert_eq!(scores.len(), n * k, "scores are not n x k");
+    fn column(m: &[f32], j: usize, n: usize, k: usize) -> impl Iterator<Item = f32> + '_ {
+        (0..n).map(move |i| m[i * k + j])
+    }
+    Predictions {
+        targets: (0..k)
+            .map(|j| {
+                column(targets, j, n, k)
+                    .map(|t| (!t.is_nan()).then_some(t > 0.5))
+                    .collect()
+            })
+            .collect(),
+        scores: (0..k)
+            .map(|j| column(scores, j, n, k).map(f64::from).collect())
+            .collect(),
+        ids,
+        labels,
+    }
+}

@@ -1,0 +1,381 @@
+//! `cxrlearn finetune` end to end on phantom data: the loss falls, validation
+//! AUC clears chance, the learning rate follows the per-step cosine, the kept
+//! epoch is the best validation epoch, a killed run resumed with `--resume`
+//! ends with the uninterrupted run's exact weights, and bad input fails
+//! cleanly.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use common::{run, run_ok as cxrlearn};
+use serde_json::Value;
+
+const EPOCHS: usize = 5;
+const BATCH: usize = 16;
+
+/// A store of frontal phantom images with two well-visible findings.
+fn make_store(dir: &Path) -> PathBuf {
+    let raw = dir.join("raw");
+    cxrlearn(&[
+        "--quiet",
+        "phantom",
+        "--out",
+        raw.to_str().unwrap(),
+        "--patients",
+        "200",
+        "--prevalence",
+        "balanced",
+        "--size",
+        "96",
+        "--sites",
+        "1",
+    ]);
+    let mut rdr = csv::Reader::from_path(raw.join("labels.csv")).unwrap();
+    let h = rdr.headers().unwrap().clone();
+    let col = |n: &str| h.iter().position(|x| x == n).unwrap();
+    let mut out = String::from("path,patient_id,Cardiomegaly,Effusion\n");
+    for r in rdr.records() {
+        let r = r.unwrap();
+        if r[col("path")].contains("frontal") {
+            out.push_str(&format!(
+                "{},{},{},{}\n",
+                &r[col("path")],
+                &r[col("patient_id")],
+                &r[col("Cardiomegaly")],
+                &r[col("Effusion")]
+            ));
+        }
+    }
+    let csv = dir.join("frontal.csv");
+    std::fs::write(&csv, out).unwrap();
+    let store = dir.join("store");
+    cxrlearn(&[
+        "--quiet",
+        "convert",
+        "--csv",
+        csv.to_str().unwrap(),
+        "--image-root",
+        raw.to_str().unwrap(),
+        "--path-column",
+        "path",
+        "--label-columns",
+        "Cardiomegaly,Effusion",
+        "--task",
+        "multilabel",
+        "--patient-column",
+        "patient_id",
+        "--size",
+        "64",
+        "--out",
+        store.to_str().unwrap(),
+    ]);
+    store
+}
+
+fn args<'a>(store: &'a Path, out: &'a Path, extra: &[&'a str]) -> Vec<&'a str> {
+    let mut a = vec![
+        "finetune",
+        "--model",
+        "scratch:resnet18-w16",
+        "--data",
+        store.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "--epochs",
+        "5",
+        "--batch-size",
+        "16",
+        "--optimizer",
+        "adamw",
+        "--lr",
+        "2e-3",
+        "--augment",
+        "none",
+        "--device",
+        "cpu",
+        "--seed",
+        "3",
+    ];
+    a.extend_from_slice(extra);
+    a
+}
+
+fn log(run: &Path) -> Vec<Value> {
+    std::fs::read_to_string(run.join("log.jsonl"))
+        .unwrap_or_default()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+fn events<'a>(log: &'a [Value], kind: &str) -> Vec<&'a Value> {
+    log.iter().filter(|v| v["event"] == kind).collect()
+}
+
+#[test]
+fn finetune_learns_selects_the_best_epoch_and_resumes_bit_for_bit() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = make_store(dir.path());
+    let a = dir.path().join("a");
+    cxrlearn(&args(&store, &a, &["--quiet"]));
+
+    let log_a = log(&a);
+    let steps = events(&log_a, "step");
+    let epochs = events(&log_a, "epoch");
+    assert_eq!(epochs.len(), EPOCHS);
+    assert_eq!(
+        steps.len() % EPOCHS,
+        0,
+        "every epoch takes the same number of full batches"
+    );
+    assert!(steps.len() / EPOCHS >= 100 / BATCH);
+
+    // The loss falls: last epoch's mean step loss well below the first's.
+    let per_epoch = steps.len() / EPOCHS;
+    let mean =
+        |s: &[&Value]| s.iter().map(|v| v["loss"].as_f64().unwrap()).sum::<f64>() / s.len() as f64;
+    let (first, last) = (
+        mean(&steps[..per_epoch]),
+        mean(&steps[steps.len() - per_epoch..]),
+    );
+    assert!(last < 0.8 * first, "loss {first} -> {last}");
+
+    // Cosine per step from 2e-3 to 0 over all steps.
+    let total = steps.len() as f64;
+    for (t, s) in steps.iter().enumerate() {
+        let want = 0.5 * 2e-3 * (1.0 + (std::f64::consts::PI * t as f64 / total).cos());
+        let got = s["lr"].as_f64().unwrap();
+        assert!((got - want).abs() < 1e-12, "step {t}: lr {got} vs {want}");
+    }
+
+    // The kept epoch is the best validation epoch, and it clears chance.
+    let aucs: Vec<f64> = epochs
+        .iter()
+        .map(|e| e["val_macro_auc"].as_f64().unwrap())
+        .collect();
+    let best = aucs.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+    let best_epoch = aucs.iter().position(|&a| a == best).unwrap() + 1;
+    let done = events(&log_a, "done")[0];
+    assert_eq!(
+        done["summary"]["best_epoch"].as_u64().unwrap() as usize,
+        best_epoch
+    );
+    assert!(
+        best > 0.65,
+        "best validation macro AUC {best} (epochs {aucs:?})"
+    );
+    let saved = cxr_nn::checkpoint::load(&a.join("model.safetensors")).unwrap();
+    assert!(saved.tensors.contains_key("head.weight"));
+
+    // evaluate reads the predictions unchanged.
+    let ev = dir.path().join("ev");
+    cxrlearn(&[
+        "--quiet",
+        "evaluate",
+        "--predictions",
+        a.join("predictions-test.csv").to_str().unwrap(),
+        "--out",
+        ev.to_str().unwrap(),
+        "--bootstrap",
+        "200",
+    ]);
+    let run_eval: Value =
+        serde_json::from_slice(&std::fs::read(a.join("evaluation.json")).unwrap()).unwrap();
+    let cli_eval: Value =
+        serde_json::from_slice(&std::fs::read(ev.join("evaluation.json")).unwrap()).unwrap();
+    assert_eq!(run_eval["macro_avg"]["auc"], cli_eval["macro_avg"]["auc"]);
+
+    // predict on the raw files of test images reproduces the run's scores.
+    let manifest = std::fs::read_to_string(store.join("manifest.csv")).unwrap();
+    let raw_paths: Vec<(String, String)> = manifest
+        .lines()
+        .skip(1)
+        .map(|l| l.split(',').collect::<Vec<_>>())
+        .filter(|c| c[3] == "test")
+        .take(3)
+        .map(|c| {
+            (
+                c[1].to_owned(),
+                dir.path().join("raw").join(c[4]).display().to_string(),
+            )
+        })
+        .collect();
+    let pred = dir.path().join("pred.csv");
+    let mut pargs = vec![
+        "--quiet",
+        "predict",
+        "--model",
+        a.to_str().unwrap(),
+        "--out",
+        pred.to_str().unwrap(),
+    ];
+    pargs.extend(raw_paths.iter().map(|(_, p)| p.as_str()));
+    cxrlearn(&pargs);
+    let scores = |file: &Path| -> Vec<(String, String, f64)> {
+        csv::Reader::from_path(file)
+            .unwrap()
+            .records()
+            .map(|r| {
+                let r = r.unwrap();
+                (r[0].to_owned(), r[1].to_owned(), r[3].parse().unwrap())
+            })
+            .collect()
+    };
+    let from_run = scores(&a.join("predictions-test.csv"));
+    let predicted = scores(&pred);
+    assert_eq!(predicted.len(), raw_paths.len() * 2);
+    for (path, label, score) in &predicted {
+        let id = &raw_paths.iter().find(|(_, p)| p == path).unwrap().0;
+        let (_, _, want) = from_run
+            .iter()
+            .find(|(i, l, _)| i == id && l == label)
+            .unwrap();
+        assert!(
+            (score - want).abs() < 1e-5,
+            "{id} {label}: predict {score} vs run {want}"
+        );
+    }
+
+    // Kill a second run mid-epoch (after a step checkpoint), then resume.
+    let b = dir.path().join("b");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_cxrlearn"))
+        .args(args(&store, &b, &["--quiet", "--checkpoint-every", "5"]))
+        .spawn()
+        .unwrap();
+    let started = Instant::now();
+    loop {
+        let l = log(&b);
+        if events(&l, "checkpoint")
+            .iter()
+            .any(|c| c["epoch"].as_u64() >= Some(2))
+        {
+            break;
+        }
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "run b finished before it could be killed"
+        );
+        assert!(
+            started.elapsed() < Duration::from_secs(300),
+            "run b made no checkpoint"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(
+        events(&log(&b), "done").is_empty(),
+        "the kill came too late"
+    );
+
+    // Changed settings are refused, naming the difference.
+    let o = run(&args(
+        &store,
+        &b,
+        &[
+            "--quiet",
+            "--checkpoint-every",
+            "5",
+            "--resume",
+            "--weight-decay",
+            "0.01",
+        ],
+    ));
+    assert!(!o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("training.rule.weight_decay: 0.0 -> 0.01"),
+        "{err}"
+    );
+
+    cxrlearn(&args(
+        &store,
+        &b,
+        &["--quiet", "--checkpoint-every", "5", "--resume"],
+    ));
+    assert!(!events(&log(&b), "resume").is_empty());
+    for file in [
+        "model.safetensors",
+        "predictions-test.csv",
+        "predictions-val.csv",
+    ] {
+        assert!(
+            std::fs::read(a.join(file)).unwrap() == std::fs::read(b.join(file)).unwrap(),
+            "{file} differs between the uninterrupted and the resumed run"
+        );
+    }
+}
+
+#[test]
+fn divergence_and_bad_input_fail_cleanly() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = make_store(dir.path());
+
+    // A learning rate that blows up: stopped with the step named, the epoch-1
+    // checkpoint kept for inspection.
+    let out = dir.path().join("nan");
+    let o = run(&[
+        "finetune",
+        "--model",
+        "scratch:resnet18-w16",
+        "--data",
+        store.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "--epochs",
+        "3",
+        "--batch-size",
+        "16",
+        "--lr",
+        "1e12",
+        "--augment",
+        "none",
+        "--device",
+        "cpu",
+        "--quiet",
+    ]);
+    assert!(!o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.starts_with("error: the training loss became"), "{err}");
+    assert!(err.contains(", step "), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+
+    // Existing run without --resume; unknown architecture; registry model without weights.
+    let a = dir.path().join("a");
+    std::fs::create_dir_all(&a).unwrap();
+    std::fs::write(a.join("config.toml"), "command = \"finetune\"\n").unwrap();
+    for (model, out, needle) in [
+        ("scratch:resnet18-w16", a.clone(), "already holds a run"),
+        (
+            "scratch:resnet7",
+            dir.path().join("x"),
+            "unknown architecture 'resnet7'",
+        ),
+        (
+            "resnet50-imagenet",
+            dir.path().join("y"),
+            "needs --checkpoint",
+        ),
+    ] {
+        let o = run(&[
+            "finetune",
+            "--model",
+            model,
+            "--data",
+            store.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+            "--epochs",
+            "1",
+            "--device",
+            "cpu",
+        ]);
+        assert!(!o.status.success());
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(err.contains(needle), "{model}: {err}");
+        assert!(!out.exists() || out == a, "{model}: left {}", out.display());
+    }
+}

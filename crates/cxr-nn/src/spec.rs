@@ -5,6 +5,7 @@
 
 use std::path::Path;
 
+use crate::arch::clip::ClipConfig;
 use crate::arch::densenet::DenseNetConfig;
 use crate::arch::resnet::ResNetConfig;
 use crate::arch::vit::VitConfig;
@@ -105,13 +106,38 @@ impl ModelSpec {
         })
     }
 
+    /// A CLIP image tower (`visual.*`, the projected embedding as
+    /// features) at `config`, taking `config.image_resolution`-pixel inputs.
+    pub fn clip_visual(config: ClipConfig, normalization: Normalization) -> Self {
+        Self {
+            name: CLIP_VISUAL.to_owned(),
+            preprocessing: Preprocessing {
+                size: config.image_resolution,
+                channels: 3,
+                normalization,
+                resize: "the store's images, resampled bilinearly when sizes differ",
+                internal_resize: None,
+            },
+            architecture: Architecture::ClipVisual(config),
+            entry: None,
+        }
+    }
+
     /// The sidecar JSON written next to weights this project saves: enough to
     /// rebuild the spec with [`ModelSpec::from_sidecar`].
     pub fn sidecar(&self) -> serde_json::Value {
         let n = self.preprocessing.normalization;
-        match &self.entry {
-            Some(e) => serde_json::json!({"model": e.name, "input_size": self.preprocessing.size}),
-            None => serde_json::json!({
+        match (&self.entry, &self.architecture) {
+            (Some(e), _) => {
+                serde_json::json!({"model": e.name, "input_size": self.preprocessing.size})
+            }
+            (None, Architecture::ClipVisual(c)) => serde_json::json!({
+                "architecture": CLIP_VISUAL,
+                "clip": clip_config_json(c),
+                "input_size": self.preprocessing.size,
+                "normalization": {"mean": n.mean, "std": n.std},
+            }),
+            (None, _) => serde_json::json!({
                 "architecture": self.name,
                 "input_size": self.preprocessing.size,
                 "normalization": {"mean": n.mean, "std": n.std},
@@ -151,6 +177,17 @@ impl ModelSpec {
             (Some(mean), Some(std)) => Some(Normalization { mean, std }),
             _ => None,
         };
+        if name == CLIP_VISUAL {
+            let config = clip_config_from_json(&meta["clip"])
+                .map_err(|field| format!("{f}: \"clip\" has no integer \"{field}\""))?;
+            if config.image_resolution != size {
+                return Err(format!(
+                    "{f}: the CLIP image tower takes {}-pixel inputs, not {size}",
+                    config.image_resolution
+                ));
+            }
+            return Ok(Self::clip_visual(config, normalization.unwrap_or(IMAGENET)));
+        }
         Self::scratch(name, size, normalization)
     }
 
@@ -158,6 +195,40 @@ impl ModelSpec {
     pub fn feature_dim(&self) -> i64 {
         self.architecture.feature_dim()
     }
+}
+
+/// Sidecar architecture name of a CLIP image tower; its shape is the
+/// sidecar's `"clip"` object.
+pub const CLIP_VISUAL: &str = "clip-visual";
+
+fn clip_config_json(c: &ClipConfig) -> serde_json::Value {
+    serde_json::json!({
+        "embed_dim": c.embed_dim,
+        "image_resolution": c.image_resolution,
+        "vision_layers": c.vision_layers,
+        "vision_width": c.vision_width,
+        "vision_patch_size": c.vision_patch_size,
+        "context_length": c.context_length,
+        "vocab_size": c.vocab_size,
+        "transformer_width": c.transformer_width,
+        "transformer_layers": c.transformer_layers,
+    })
+}
+
+/// The config of [`clip_config_json`]; the error is the missing field.
+fn clip_config_from_json(v: &serde_json::Value) -> Result<ClipConfig, &'static str> {
+    let get = |k: &'static str| v[k].as_i64().ok_or(k);
+    Ok(ClipConfig {
+        embed_dim: get("embed_dim")?,
+        image_resolution: get("image_resolution")?,
+        vision_layers: get("vision_layers")? as usize,
+        vision_width: get("vision_width")?,
+        vision_patch_size: get("vision_patch_size")?,
+        context_length: get("context_length")?,
+        vocab_size: get("vocab_size")?,
+        transformer_width: get("transformer_width")?,
+        transformer_layers: get("transformer_layers")? as usize,
+    })
 }
 
 #[cfg(test)]
@@ -175,6 +246,19 @@ mod tests {
         let back = ModelSpec::from_sidecar(&reg.sidecar(), Path::new("x.json")).unwrap();
         assert_eq!(back.name, "resnet50-imagenet");
         assert_eq!(back.feature_dim(), 2048);
+    }
+
+    #[test]
+    fn clip_visual_sidecar_round_trips() {
+        let config = ClipConfig {
+            image_resolution: 64,
+            vision_patch_size: 16,
+            ..ClipConfig::vit_b32()
+        };
+        let spec = ModelSpec::clip_visual(config, IMAGENET);
+        let back = ModelSpec::from_sidecar(&spec.sidecar(), Path::new("x.json")).unwrap();
+        assert_eq!(back.architecture, spec.architecture);
+        assert_eq!(back.preprocessing, spec.preprocessing);
     }
 
     #[test]

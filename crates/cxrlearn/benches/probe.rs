@@ -125,11 +125,7 @@ fn objectives(x: &Tensor, y: &Tensor, probe: &Probe, c: f64) -> Vec<f64> {
         let y = y.nan_to_num(0.0, None, None);
         let loss = ((z.softplus() - &y * &z) * &known).sum_dim_intlist(0, false, Kind::Double);
         let n = known.sum_dim_intlist(0, false, Kind::Double);
-        let penalty = probe
-            .coef
-            .square()
-            .sum_dim_intlist(1, false, Kind::Double)
-            / (2.0 * c);
+        let penalty = probe.coef.square().sum_dim_intlist(1, false, Kind::Double) / (2.0 * c);
         Vec::<f64>::try_from((loss + penalty) / n).unwrap()
     })
 }
@@ -309,7 +305,9 @@ fn main() {
     println!(
         "max |relative objective difference| {max_rel:.2e}; {}",
         if worse.is_empty() {
-            format!("ours is nowhere above scikit-learn by more than {WORSE:.0e} (relative): equal or better on every label")
+            format!(
+                "ours is nowhere above scikit-learn by more than {WORSE:.0e} (relative): equal or better on every label"
+            )
         } else {
             format!(
                 "ours stops at a worse objective than scikit-learn (by more than {WORSE:.0e} relative) on: {}",

@@ -117,9 +117,11 @@ struct Rows {
 struct Sums {
     /// Data loss.
     loss: Vec<f64>,
-    /// Binary: `Σ residual · u` (the slope along the line); after a step:
+    /// Trial: `Σ residual · u` (the slope along the line); after a step:
     /// `Σ residual` (the intercept's gradient).
     other: Vec<f64>,
+    /// Trial: `Σ residual`.
+    rsum: Vec<f64>,
 }
 
 impl Sums {
@@ -127,6 +129,7 @@ impl Sums {
         Self {
             loss: vec![0.0; k],
             other: vec![0.0; k],
+            rsum: vec![0.0; k],
         }
     }
 
@@ -137,10 +140,14 @@ impl Sums {
         for (a, b) in self.other.iter_mut().zip(&b.other) {
             *a += b;
         }
+        for (a, b) in self.rsum.iter_mut().zip(&b.rsum) {
+            *a += b;
+        }
         self
     }
 
-    /// The joint problem's totals repeated in every column.
+    /// The joint problem's totals repeated in every column (the residual
+    /// sums stay per column: each class's intercept has its own entry).
     fn joint(mut self) -> Self {
         let (l, o) = (self.loss.iter().sum(), self.other.iter().sum());
         self.loss.fill(l);
@@ -168,46 +175,56 @@ impl Rows {
         CHUNK_ROWS * self.k
     }
 
-    /// Data loss and `Σ residual · u` per column at `z + t u`, only for the
-    /// columns in `cols` (zero elsewhere); nothing is written.
-    fn trial(&self, z: &[f64], u: &[f64], t: &[f64], cols: &[bool]) -> Sums {
+    /// Data loss, `Σ residual · u` and `Σ residual` per column at `z + t u`,
+    /// only for the columns in `cols` (zero elsewhere), writing their
+    /// residual into `r` so that an accepted trial needs no second pass.
+    fn trial(&self, z: &[f64], u: &[f64], t: &[f64], cols: &[bool], r: &mut [f64]) -> Sums {
         let k = self.k;
         let c = self.chunk();
-        let parts: Vec<Sums> = z
-            .par_chunks(c)
-            .zip(u.par_chunks(c))
+        let parts: Vec<Sums> = r
+            .par_chunks_mut(c)
+            .zip(z.par_chunks(c).zip(u.par_chunks(c)))
             .enumerate()
-            .map(|(ci, (z, u))| {
+            .map(|(ci, (r, (z, u)))| {
                 let row0 = ci * CHUNK_ROWS;
                 let mut s = Sums::zeros(k);
                 let mut zt = vec![0.0; k];
-                for (r, (z, u)) in z.chunks_exact(k).zip(u.chunks_exact(k)).enumerate() {
-                    let i = row0 + r;
+                let rows = r
+                    .chunks_exact_mut(k)
+                    .zip(z.chunks_exact(k).zip(u.chunks_exact(k)));
+                for (row, (r, (z, u))) in rows.enumerate() {
+                    let i = row0 + row;
                     let y = &self.y[i * k..(i + 1) * k];
                     if self.multinomial {
                         let m = self.mask[i];
-                        if m == 0.0 {
-                            continue;
-                        }
                         for j in 0..k {
                             zt[j] = z[j] + t[j] * u[j];
                         }
                         let lse = log_sum_exp(&zt);
                         for j in 0..k {
-                            let p = (zt[j] - lse).exp();
-                            s.loss[0] += m * y[j] * (lse - zt[j]);
-                            s.other[0] += m * (p - y[j]) * u[j];
+                            r[j] = m * ((zt[j] - lse).exp() - y[j]);
+                            if m != 0.0 {
+                                s.loss[0] += m * y[j] * (lse - zt[j]);
+                            }
+                            s.other[0] += r[j] * u[j];
+                            s.rsum[j] += r[j];
                         }
                     } else {
                         let mask = &self.mask[i * k..(i + 1) * k];
                         for j in 0..k {
+                            if !cols[j] {
+                                continue;
+                            }
                             let m = mask[j];
-                            if !cols[j] || m == 0.0 {
+                            if m == 0.0 {
+                                r[j] = 0.0;
                                 continue;
                             }
                             let (l, res) = binary_term(z[j] + t[j] * u[j], y[j]);
+                            r[j] = m * res;
                             s.loss[j] += m * l;
-                            s.other[j] += m * res * u[j];
+                            s.other[j] += r[j] * u[j];
+                            s.rsum[j] += r[j];
                         }
                     }
                 }
@@ -216,6 +233,22 @@ impl Rows {
             .collect();
         let sums = parts.iter().fold(Sums::zeros(k), Sums::add);
         if self.multinomial { sums.joint() } else { sums }
+    }
+
+    /// Moves `z` by `t u` in the columns `cols`, without the loss.
+    fn advance(&self, z: &mut [f64], u: &[f64], t: &[f64], cols: &[bool]) {
+        let k = self.k;
+        z.par_chunks_mut(self.chunk())
+            .zip(u.par_chunks(self.chunk()))
+            .for_each(|(z, u)| {
+                for (z, u) in z.chunks_exact_mut(k).zip(u.chunks_exact(k)) {
+                    for j in 0..k {
+                        if cols[j] {
+                            z[j] += t[j] * u[j];
+                        }
+                    }
+                }
+            });
     }
 
     /// Moves `z` by `t u` (when given) in the columns `cols`, writes the
@@ -501,6 +534,7 @@ impl Problem<'_> {
             grad,
         };
         let mut u = vec![0.0; nr * ku];
+        let mut scratch = vec![0.0; nr * ku];
         let mut history: Vec<(Tensor, Tensor, Tensor)> = Vec::new();
         let tol = settings.tol;
         let mut active: Vec<bool> = self.max_abs(&at.grad).iter().map(|g| *g > tol).collect();
@@ -548,7 +582,7 @@ impl Problem<'_> {
                 slope0: &slope0,
             };
             let started = Instant::now();
-            let (step, trials) = line.search(&rows, &z, &u, t0, &active);
+            let (step, trials, hit) = line.search(&rows, &z, &u, t0, &active, &mut scratch);
             profile.line_search_s += started.elapsed().as_secs_f64();
             profile.trials += trials;
             profile.max_trials = profile.max_trials.max(trials);
@@ -561,7 +595,22 @@ impl Problem<'_> {
                 .to_kind(Kind::Double);
             let params = &at.params + &direction * Tensor::from_slice(&t).to_device(dev);
             let started = Instant::now();
-            let sums = rows.step(&mut z, Some(&u), &t, &moved, &mut r);
+            // The accepted trials left their residuals in `scratch`; columns
+            // that kept a fallback step (and the joint problem) get a pass
+            // of their own. `r` is only read for moved columns.
+            std::mem::swap(&mut r, &mut scratch);
+            let exact: Vec<bool> = (0..ku)
+                .map(|j| moved[j] && hit[j].is_some() && !rows.multinomial)
+                .collect();
+            let redo: Vec<bool> = (0..ku).map(|j| moved[j] && !exact[j]).collect();
+            rows.advance(&mut z, &u, &t, &exact);
+            let mut sums = rows.step(&mut z, Some(&u), &t, &redo, &mut r);
+            for j in 0..ku {
+                if let (true, Some((loss, rsum))) = (exact[j], hit[j]) {
+                    sums.loss[j] = loss;
+                    sums.other[j] = rsum;
+                }
+            }
             profile.step_s += started.elapsed().as_secs_f64();
             let fresh = self.value(&sums.loss, &params, &n);
             let value = (0..ku)
@@ -681,7 +730,10 @@ struct Line<'a> {
 
 impl Line<'_> {
     /// Per-column steps meeting the strong Wolfe conditions (c1 = 1e-4,
-    /// c2 = 0.9), 0 where none was found; and the trial passes it took.
+    /// c2 = 0.9), 0 where none was found; the trial passes it took; and per
+    /// column, where the step was an accepted trial, that trial's data loss
+    /// and residual sum (its residual is then in `r`).
+    #[allow(clippy::type_complexity)]
     fn search(
         &self,
         rows: &Rows,
@@ -689,7 +741,8 @@ impl Line<'_> {
         u: &[f64],
         t0: Vec<f64>,
         active: &[bool],
-    ) -> (Vec<f64>, usize) {
+        r: &mut [f64],
+    ) -> (Vec<f64>, usize, Vec<Option<(f64, f64)>>) {
         const C1: f64 = 1e-4;
         const C2: f64 = 0.9;
         const VALUE_NOISE: f64 = 1e-13;
@@ -701,10 +754,11 @@ impl Line<'_> {
         let mut slope_hi = vec![0.0; k];
         let mut done: Vec<bool> = active.iter().map(|a| !a).collect();
         let mut accepted = vec![0.0; k];
+        let mut hit = vec![None; k];
         let mut trials = 0;
         for _ in 0..40 {
             let open: Vec<bool> = done.iter().map(|d| !d).collect();
-            let sums = rows.trial(z, u, &t, &open);
+            let sums = rows.trial(z, u, &t, &open, r);
             trials += 1;
             for j in 0..k {
                 if done[j] {
@@ -725,6 +779,7 @@ impl Line<'_> {
                 let curvature = slope.abs() <= self.slope0[j].abs() * C2;
                 if armijo && curvature {
                     accepted[j] = tj;
+                    hit[j] = Some((sums.loss[j], sums.rsum[j]));
                     done[j] = true;
                     continue;
                 }
@@ -765,6 +820,6 @@ impl Line<'_> {
                 }
             })
             .collect();
-        (step, trials)
+        (step, trials, hit)
     }
 }

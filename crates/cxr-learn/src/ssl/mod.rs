@@ -3,13 +3,16 @@
 //! clean).
 //!
 //! Implemented: `moco-cxr` and `medaug` on the momentum-contrast engine
-//! ([`moco`]) with the shared [`blocks`]. The run directory holds
+//! ([`moco`]) with the shared [`blocks`]; `clip` (CheXzero-style image-text
+//! CLIP, [`clip`]), which also writes the whole model as `clip.safetensors`
+//! with its `tokenizer.json` for `zero-shot`. The run directory holds
 //! `last.safetensors` (everything needed to resume bit for bit),
 //! `encoder.safetensors` + `encoder.json` (the query backbone, loadable by
 //! `features`, `probe` and `finetune`), and `log.jsonl` (loss, pretext
 //! accuracy and collapse monitors per step).
 
 pub mod blocks;
+pub mod clip;
 pub mod moco;
 
 use std::collections::{BTreeMap, HashMap};
@@ -31,6 +34,7 @@ use crate::finetune::TrainError;
 use crate::io::{TrainState, write_safetensors};
 use crate::optim::{Optimizer, Rule};
 use crate::schedule::{Schedule, Shape};
+use clip::{ClipObjective, ClipSettings};
 use moco::{Moco, MocoConfig};
 
 /// How a query's positive image is chosen.
@@ -72,6 +76,9 @@ pub struct PretrainConfig {
     pub seed: u64,
     /// Also checkpoint every this many steps (0: at epoch ends only).
     pub checkpoint_every: u64,
+    /// CLIP's shape and text settings (method `clip` only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub clip: Option<ClipSettings>,
 }
 
 /// Query -> positive rows, drawn uniformly from the query's group with a
@@ -155,6 +162,15 @@ pub trait Objective {
     /// Whether batches carry a second (positive) view.
     fn two_views(&self) -> bool {
         true
+    }
+    /// The training rows it can use, of the split's `train` (image-text
+    /// objectives drop rows without a report).
+    fn rows(&self, train: Vec<usize>) -> Vec<usize> {
+        train
+    }
+    /// A record logged once before training (e.g. text truncations).
+    fn summary(&self) -> Option<Value> {
+        None
     }
     /// Trainable variables by name, in a stable order.
     fn trainable(&self) -> Vec<(String, Tensor)>;
@@ -275,6 +291,22 @@ impl Pretrainer<'_> {
                 self.device,
                 self.config.seed,
             ))),
+            "clip" => {
+                let train = self.store.split_indices(Split::Train);
+                let settings = self
+                    .config
+                    .clip
+                    .clone()
+                    .unwrap_or_else(|| ClipSettings::for_size(self.spec.preprocessing.size));
+                Ok(Box::new(ClipObjective::new(
+                    &self.store,
+                    &train,
+                    self.spec.preprocessing,
+                    &settings,
+                    self.device,
+                    self.config.seed,
+                )?))
+            }
             other => Err(format!("unknown pretraining method '{other}'")),
         }
     }
@@ -287,7 +319,12 @@ impl Pretrainer<'_> {
     /// messages for data and I/O problems.
     pub fn run(&mut self, resume: bool) -> Result<(), TrainError> {
         let c = self.config.clone();
-        let train = self.store.split_indices(Split::Train);
+        let mut objective = self.objective()?;
+        let model = objective.as_mut();
+        if let Some(summary) = model.summary() {
+            (self.log)(&summary)?;
+        }
+        let train = model.rows(self.store.split_indices(Split::Train));
         let batches = train.len() / c.batch_size.max(1);
         if c.batch_size < 2 || batches == 0 {
             return Err(format!(
@@ -305,8 +342,6 @@ impl Pretrainer<'_> {
             .into());
         }
         let sampler = PositiveSampler::new(&self.store, &train, c.positive, c.seed)?;
-        let mut objective = self.objective()?;
-        let model = objective.as_mut();
         let mut opt = Optimizer::new(c.rule, model.trainable());
         let schedule = Schedule {
             shape: c.schedule,

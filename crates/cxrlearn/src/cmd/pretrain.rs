@@ -10,9 +10,11 @@ use cxr_data::augment::Augment;
 use cxr_data::store::read::Store;
 use cxr_learn::optim::Rule;
 use cxr_learn::schedule::Shape;
+use cxr_learn::ssl::clip::ClipSettings;
 use cxr_learn::ssl::moco::MocoConfig;
 use cxr_learn::ssl::{Positive, PretrainConfig, Pretrainer};
 use cxr_nn::device::DeviceRequest;
+use cxr_nn::registry::Normalization;
 use cxr_nn::spec::ModelSpec;
 use serde_json::{Value, json};
 
@@ -21,9 +23,10 @@ use crate::run::RunDir;
 /// Arguments of `cxrlearn pretrain`.
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// moco-cxr (two views of an image) or medaug (positives from the same
-    /// patient and study).
-    #[arg(long, value_parser = ["moco-cxr", "medaug"])]
+    /// moco-cxr (two views of an image), medaug (positives from the same
+    /// patient and study) or clip (CheXzero-style image-impression CLIP; the
+    /// store needs a report column).
+    #[arg(long, value_parser = ["moco-cxr", "medaug", "clip"])]
     pub method: String,
     /// Dataset store (its training split is used).
     #[arg(long)]
@@ -43,7 +46,8 @@ pub struct Args {
     /// Images per step.
     #[arg(long, default_value_t = 16)]
     pub batch_size: usize,
-    /// Adam learning rate (MoCo-CXR: 1e-4 from ImageNet weights, 5x that from scratch).
+    /// AdamW learning rate (MoCo-CXR: 1e-4 from ImageNet weights, 5x that from
+    /// scratch; clip: CheXzero's 1e-4, 5e-4 to 1e-3 for a tiny CLIP from scratch).
     #[arg(long, default_value_t = 1e-4)]
     pub lr: f64,
     /// Adam weight decay.
@@ -91,6 +95,59 @@ pub struct Args {
     /// Continue the run in --out from its last checkpoint.
     #[arg(long)]
     pub resume: bool,
+    /// clip: a tokenizer file (tokenizer.json, OpenAI's BPE merges) instead
+    /// of a BPE trained on the train split's impressions.
+    #[arg(long)]
+    pub tokenizer: Option<PathBuf>,
+    /// clip: text context in tokens (default 32 tiny, 77 ViT-B/32); longer
+    /// impressions are truncated and counted in the log.
+    #[arg(long)]
+    pub context_length: Option<i64>,
+    /// clip: size of the trained tokenizer's vocabulary (400 tiny, 8192 ViT-B/32).
+    #[arg(long)]
+    pub vocab_size: Option<usize>,
+    /// clip: joint embedding size (64 tiny, 512 ViT-B/32).
+    #[arg(long)]
+    pub embed_dim: Option<i64>,
+    /// clip: image transformer layers (4 tiny, 12 ViT-B/32).
+    #[arg(long)]
+    pub vision_layers: Option<usize>,
+    /// clip: image token width, a multiple of 64 for more than one head (96 tiny, 768).
+    #[arg(long)]
+    pub vision_width: Option<i64>,
+    /// clip: patch side (8 tiny, 32).
+    #[arg(long)]
+    pub patch_size: Option<i64>,
+    /// clip: text transformer layers (2 tiny, 12).
+    #[arg(long)]
+    pub text_layers: Option<usize>,
+    /// clip: text token width (128 tiny, 512).
+    #[arg(long)]
+    pub text_width: Option<i64>,
+}
+
+/// CheXzero's pixel statistics (101.48761 and 83.43944 on the 0-255 scale).
+const CHEXZERO: Normalization = Normalization {
+    mean: [101.487_61 / 255.0; 3],
+    std: [83.439_44 / 255.0; 3],
+};
+
+/// The CLIP settings: the default for the input size (tiny up to 128 px,
+/// ViT-B/32 above) with the flags' overrides.
+fn clip_settings(args: &Args, size: i64) -> ClipSettings {
+    let d = ClipSettings::for_size(size);
+    ClipSettings {
+        embed_dim: args.embed_dim.unwrap_or(d.embed_dim),
+        vision_layers: args.vision_layers.unwrap_or(d.vision_layers),
+        vision_width: args.vision_width.unwrap_or(d.vision_width),
+        vision_patch_size: args.patch_size.unwrap_or(d.vision_patch_size),
+        context_length: args.context_length.unwrap_or(d.context_length),
+        transformer_width: args.text_width.unwrap_or(d.transformer_width),
+        transformer_layers: args.text_layers.unwrap_or(d.transformer_layers),
+        vocab_size: args.vocab_size.unwrap_or(d.vocab_size),
+        tokenizer: args.tokenizer.clone(),
+        init_logit_scale: d.init_logit_scale,
+    }
 }
 
 /// Runs the subcommand.
@@ -108,7 +165,21 @@ pub fn run(args: &Args, quiet: bool) -> Result<()> {
     let size = args
         .input_size
         .unwrap_or(i64::from(store.meta.image_size[0]));
-    let spec = ModelSpec::scratch(&args.backbone, size, None).map_err(anyhow::Error::msg)?;
+    let clip = (args.method == "clip").then(|| clip_settings(args, size));
+    let spec = match &clip {
+        Some(c) => {
+            if size % c.vision_patch_size != 0 {
+                bail!(
+                    "the input size {size} is not a multiple of the patch size {}",
+                    c.vision_patch_size
+                );
+            }
+            // The text vocabulary does not shape the image tower; the exported
+            // clip.json records the tokenizer's real size.
+            ModelSpec::clip_visual(c.config(size, c.vocab_size as i64), CHEXZERO)
+        }
+        None => ModelSpec::scratch(&args.backbone, size, None).map_err(anyhow::Error::msg)?,
+    };
     let positive = match (args.method.as_str(), args.positive.as_deref()) {
         ("moco-cxr", None | Some("same-image")) => Positive::SameImage,
         ("moco-cxr", Some(p)) => bail!("--positive {p} is MedAug's; use --method medaug"),
@@ -116,11 +187,16 @@ pub fn run(args: &Args, quiet: bool) -> Result<()> {
         (_, Some("same-image")) => Positive::SameImage,
         _ => Positive::SameStudy,
     };
-    let augment = Augment {
-        hflip: args.hflip,
-        rotation_deg: args.rotation,
-        crop_scale: (1.0, 1.0),
-        ..Augment::none(size as usize, size as usize)
+    // CheXzero trains without augmentation.
+    let augment = if clip.is_some() {
+        Augment::none(size as usize, size as usize)
+    } else {
+        Augment {
+            hflip: args.hflip,
+            rotation_deg: args.rotation,
+            crop_scale: (1.0, 1.0),
+            ..Augment::none(size as usize, size as usize)
+        }
     };
     augment.validate().map_err(anyhow::Error::msg)?;
     let config = PretrainConfig {
@@ -151,10 +227,11 @@ pub fn run(args: &Args, quiet: bool) -> Result<()> {
         },
         seed: args.seed,
         checkpoint_every: args.checkpoint_every,
+        clip,
     };
     let resolved = json!({
         "store": args.data.display().to_string(),
-        "backbone": args.backbone,
+        "backbone": if args.method == "clip" { "clip-visual" } else { args.backbone.as_str() },
         "input_size": size,
         "split": "train",
         "training": serde_json::to_value(&config)?,

@@ -51,6 +51,12 @@ pub struct Args {
     /// Standardise features (training mean and standard deviation) first.
     #[arg(long)]
     pub standardize: bool,
+    /// Precision of the two matrix products per L-BFGS round: f32 (the
+    /// features' own precision, half the memory traffic) or f64 (exact
+    /// products, for tolerances much below 1e-7). The solver's state is f64
+    /// either way.
+    #[arg(long, default_value = "f32", value_parser = ["f32", "f64"])]
+    pub precision: String,
     /// auto, cpu, cuda or cuda:N.
     #[arg(long, default_value = "auto")]
     pub device: DeviceRequest,
@@ -182,7 +188,12 @@ pub fn run(args: &Args, quiet: bool) -> Result<()> {
     let [train, val, test] = ["train", "val", "test"].map(|s| read_split(&dir, s, k));
     let (train, val, test) = (train?, val?, test?);
     let to_dev = |t: &Tensor| t.to_device(device).to_kind(Kind::Double);
-    let x_train = to_dev(&train.features);
+    // The probe runs its products in the precision of the training features.
+    let x_train = if args.precision == "f64" {
+        to_dev(&train.features)
+    } else {
+        train.features.to_device(device).to_kind(Kind::Float)
+    };
     let y_train = Tensor::from_slice(&train.labels).view([-1, k as i64]);
     let (x_val, x_test) = (to_dev(&val.features), to_dev(&test.features));
     let base = ProbeConfig {

@@ -46,10 +46,9 @@ import json, sys
 steps = [json.loads(l) for l in open(sys.argv[1]) if '"step"' in l]
 steps = [s for s in steps if s.get("event") == "step"]
 tail = steps[-max(1, len(steps) // 10):]
-e = json.load(open(sys.argv[2]))["macro_avg"]
-c = e["comparison"]
+e = json.load(open(sys.argv[2]))["macro"]
 print(f"| {sys.argv[3]} | {len(steps)} | {sum(s['loss'] for s in tail) / len(tail):.3f} | {e['auc']:.4f} "
-      f"({e['ci'][0]:.4f}-{e['ci'][1]:.4f}) | {c['baseline_auc']:.4f} | {c['delta']:+.4f} "
-      f"({c['delta_ci'][0]:+.4f} to {c['delta_ci'][1]:+.4f}) | {c['p_value_bootstrap']:.3f} |")
+      f"({e['ci'][0]:.4f}-{e['ci'][1]:.4f}) | {e['baseline_auc']:.4f} | {e['delta']:+.4f} "
+      f"({e['delta_ci'][0]:+.4f} to {e['delta_ci'][1]:+.4f}) | {e['p_value_bootstrap']:.3f} |")
 EOF
 done

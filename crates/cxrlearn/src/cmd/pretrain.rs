@@ -83,6 +83,10 @@ pub struct Args {
     /// Rotation range of the views in degrees.
     #[arg(long, default_value_t = 10.0)]
     pub rotation: f32,
+    /// Area range of the views' random resized crop, as `LO,HI` (MoCo-CXR's
+    /// recipe crops nothing from square images: `1,1`).
+    #[arg(long, value_delimiter = ',', default_values_t = [1.0f32, 1.0])]
+    pub crop_scale: Vec<f32>,
     /// Seed of initialisation, order, augmentation and sampling.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
@@ -194,7 +198,10 @@ pub fn run(args: &Args, quiet: bool) -> Result<()> {
         Augment {
             hflip: args.hflip,
             rotation_deg: args.rotation,
-            crop_scale: (1.0, 1.0),
+            crop_scale: match args.crop_scale[..] {
+                [lo, hi] => (lo, hi),
+                _ => bail!("--crop-scale takes two values, LO,HI"),
+            },
             ..Augment::none(size as usize, size as usize)
         }
     };

@@ -7,10 +7,8 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
-use std::time::{Duration, Instant};
 
-use common::{run, run_ok as cxrlearn};
+use common::{events, kill_after_checkpoint, log, run, run_ok as cxrlearn};
 use serde_json::Value;
 
 const EPOCHS: usize = 5;
@@ -101,18 +99,6 @@ fn args<'a>(store: &'a Path, out: &'a Path, extra: &[&'a str]) -> Vec<&'a str> {
     ];
     a.extend_from_slice(extra);
     a
-}
-
-fn log(run: &Path) -> Vec<Value> {
-    std::fs::read_to_string(run.join("log.jsonl"))
-        .unwrap_or_default()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect()
-}
-
-fn events<'a>(log: &'a [Value], kind: &str) -> Vec<&'a Value> {
-    log.iter().filter(|v| v["event"] == kind).collect()
 }
 
 #[test]
@@ -242,34 +228,10 @@ fn finetune_learns_selects_the_best_epoch_and_resumes_bit_for_bit() {
 
     // Kill a second run mid-epoch (after a step checkpoint), then resume.
     let b = dir.path().join("b");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_cxrlearn"))
-        .args(args(&store, &b, &["--quiet", "--checkpoint-every", "5"]))
-        .spawn()
-        .unwrap();
-    let started = Instant::now();
-    loop {
-        let l = log(&b);
-        if events(&l, "checkpoint")
-            .iter()
-            .any(|c| c["epoch"].as_u64() >= Some(2))
-        {
-            break;
-        }
-        assert!(
-            child.try_wait().unwrap().is_none(),
-            "run b finished before it could be killed"
-        );
-        assert!(
-            started.elapsed() < Duration::from_secs(300),
-            "run b made no checkpoint"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    child.kill().unwrap();
-    child.wait().unwrap();
-    assert!(
-        events(&log(&b), "done").is_empty(),
-        "the kill came too late"
+    kill_after_checkpoint(
+        &args(&store, &b, &["--quiet", "--checkpoint-every", "5"]),
+        &b,
+        2,
     );
 
     // Changed settings are refused, naming the difference.

@@ -5,47 +5,13 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
-use std::time::{Duration, Instant};
+use std::path::Path;
 
-use common::{run, run_ok as cxrlearn};
+use common::{events, kill_after_checkpoint, log, mean, phantom_store, run, run_ok as cxrlearn};
 use serde_json::Value;
 
 const BATCH: usize = 32;
 const QUEUE: usize = 128;
-
-fn make_store(dir: &Path) -> PathBuf {
-    let raw = dir.join("raw");
-    let store = dir.join("store");
-    cxrlearn(&[
-        "--quiet",
-        "phantom",
-        "--out",
-        raw.to_str().unwrap(),
-        "--patients",
-        "200",
-        "--prevalence",
-        "balanced",
-        "--size",
-        "96",
-        "--sites",
-        "1",
-    ]);
-    cxrlearn(&[
-        "--quiet",
-        "convert",
-        "--preset",
-        "phantom",
-        "--root",
-        raw.to_str().unwrap(),
-        "--size",
-        "64",
-        "--out",
-        store.to_str().unwrap(),
-    ]);
-    store
-}
 
 fn args<'a>(method: &'a str, store: &'a Path, out: &'a Path, extra: &[&'a str]) -> Vec<&'a str> {
     let mut a = vec![
@@ -89,30 +55,14 @@ fn args<'a>(method: &'a str, store: &'a Path, out: &'a Path, extra: &[&'a str]) 
     a
 }
 
-fn log(run: &Path) -> Vec<Value> {
-    std::fs::read_to_string(run.join("log.jsonl"))
-        .unwrap_or_default()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect()
-}
-
-fn steps(log: &[Value]) -> Vec<&Value> {
-    log.iter().filter(|v| v["event"] == "step").collect()
-}
-
-fn mean(v: &[&Value], key: &str) -> f64 {
-    v.iter().map(|s| s[key].as_f64().unwrap()).sum::<f64>() / v.len() as f64
-}
-
 #[test]
 fn moco_learns_without_collapse_and_resumes_bit_for_bit() {
     let dir = tempfile::tempdir().unwrap();
-    let store = make_store(dir.path());
+    let store = phantom_store(dir.path(), 200, 96, 1, 0);
     let a = dir.path().join("a");
     cxrlearn(&args("moco-cxr", &store, &a, &[]));
     let log_a = log(&a);
-    let s = steps(&log_a);
+    let s = events(&log_a, "step");
     assert!(s.iter().all(|v| v["loss"].as_f64().unwrap().is_finite()));
     assert!(
         s.iter().all(|v| v["distinct_positives"] == 0),
@@ -161,30 +111,11 @@ fn moco_learns_without_collapse_and_resumes_bit_for_bit() {
 
     // Kill a second run after a mid-epoch checkpoint, resume, compare.
     let b = dir.path().join("b");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_cxrlearn"))
-        .args(args("moco-cxr", &store, &b, &["--checkpoint-every", "4"]))
-        .spawn()
-        .unwrap();
-    let started = Instant::now();
-    loop {
-        let l = log(&b);
-        if l.iter()
-            .any(|v| v["event"] == "checkpoint" && v["epoch"].as_u64() >= Some(3))
-        {
-            break;
-        }
-        assert!(
-            child.try_wait().unwrap().is_none(),
-            "run b finished before it could be killed"
-        );
-        assert!(
-            started.elapsed() < Duration::from_secs(300),
-            "run b made no checkpoint"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    child.kill().unwrap();
-    child.wait().unwrap();
+    kill_after_checkpoint(
+        &args("moco-cxr", &store, &b, &["--checkpoint-every", "4"]),
+        &b,
+        3,
+    );
     cxrlearn(&args(
         "moco-cxr",
         &store,
@@ -202,7 +133,7 @@ fn moco_learns_without_collapse_and_resumes_bit_for_bit() {
 #[test]
 fn medaug_pairs_within_patients_and_bad_input_fails_cleanly() {
     let dir = tempfile::tempdir().unwrap();
-    let store = make_store(dir.path());
+    let store = phantom_store(dir.path(), 200, 96, 1, 0);
     let out = dir.path().join("medaug");
     cxrlearn(&args(
         "medaug",
@@ -212,7 +143,7 @@ fn medaug_pairs_within_patients_and_bad_input_fails_cleanly() {
     ));
     assert!(out.join("encoder.safetensors").exists());
     let l = log(&out);
-    let s = steps(&l);
+    let s = events(&l, "step");
     assert!(s.len() >= 2);
     // Phantom patients have several studies: some positives are other images.
     let distinct: u64 = s

@@ -5,44 +5,12 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
-use common::{run, run_ok as cxrlearn};
+use common::{log, mean, phantom_store, run, run_ok as cxrlearn};
 use serde_json::Value;
 
 const BATCH: usize = 32;
-
-fn phantom_store(dir: &Path) -> PathBuf {
-    let raw = dir.join("raw");
-    let store = dir.join("store");
-    cxrlearn(&[
-        "--quiet",
-        "phantom",
-        "--out",
-        raw.to_str().unwrap(),
-        "--patients",
-        "300",
-        "--prevalence",
-        "balanced",
-        "--size",
-        "64",
-        "--sites",
-        "1",
-    ]);
-    cxrlearn(&[
-        "--quiet",
-        "convert",
-        "--preset",
-        "phantom",
-        "--root",
-        raw.to_str().unwrap(),
-        "--size",
-        "64",
-        "--out",
-        store.to_str().unwrap(),
-    ]);
-    store
-}
 
 /// A smaller CLIP than the §6.3 tiny default (one layer per tower, patch 16),
 /// the shape the zero-shot test trains, so the run fits a debug build.
@@ -81,22 +49,10 @@ fn pretrain_args<'a>(store: &'a Path, out: &'a Path) -> Vec<&'a str> {
     ]
 }
 
-fn log(run: &Path) -> Vec<Value> {
-    std::fs::read_to_string(run.join("log.jsonl"))
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect()
-}
-
-fn mean(v: &[&Value], key: &str) -> f64 {
-    v.iter().map(|s| s[key].as_f64().unwrap()).sum::<f64>() / v.len() as f64
-}
-
 #[test]
 fn clip_learns_and_exports_both_models() {
     let dir = tempfile::tempdir().unwrap();
-    let store = phantom_store(dir.path());
+    let store = phantom_store(dir.path(), 300, 64, 1, 0);
     let out = dir.path().join("run");
     cxrlearn(&pretrain_args(&store, &out));
     let l = log(&out);

@@ -8,45 +8,9 @@ mod zeroshot_support;
 
 use std::path::{Path, PathBuf};
 
-use common::{run, run_ok as cxrlearn};
+use common::{phantom_store, run, run_ok as cxrlearn};
 use serde_json::Value;
 use zeroshot_support::{TrainConfig, train_tiny_clip};
-
-/// A converted phantom store (balanced prevalence, two sites, 64 px).
-fn phantom_store(dir: &Path, patients: usize, seed: u64) -> PathBuf {
-    let raw = dir.join("raw");
-    let store = dir.join("store");
-    let (p, s) = (patients.to_string(), seed.to_string());
-    cxrlearn(&[
-        "--quiet",
-        "phantom",
-        "--out",
-        raw.to_str().unwrap(),
-        "--patients",
-        &p,
-        "--size",
-        "64",
-        "--sites",
-        "2",
-        "--prevalence",
-        "balanced",
-        "--seed",
-        &s,
-    ]);
-    cxrlearn(&[
-        "--quiet",
-        "convert",
-        "--preset",
-        "phantom",
-        "--root",
-        raw.to_str().unwrap(),
-        "--size",
-        "64",
-        "--out",
-        store.to_str().unwrap(),
-    ]);
-    store
-}
 
 /// Test AUC per label with at least `min` positives and negatives.
 fn label_aucs(run_dir: &Path, min: u64) -> Vec<(String, f64)> {
@@ -84,7 +48,7 @@ fn zero_shot(model: &Path, store: &Path, out: &Path) {
 /// Trains on a fresh phantom and scores it; returns the macro AUC over
 /// labels with enough positives, and those labels' AUCs.
 fn train_and_score(dir: &Path, cfg: TrainConfig) -> (f64, Vec<(String, f64)>, PathBuf) {
-    let store = phantom_store(dir, 1500, cfg.seed);
+    let store = phantom_store(dir, 1500, 64, 2, cfg.seed);
     let model = train_tiny_clip(&store, dir, cfg);
     let out = dir.join("run");
     zero_shot(&model, &store, &out);
@@ -151,7 +115,7 @@ fn zero_shot_with_a_tiny_clip_beats_chance_on_the_phantom() {
 #[test]
 fn zero_shot_rejects_bad_input() {
     let dir = tempfile::tempdir().unwrap();
-    let store = phantom_store(dir.path(), 20, 0);
+    let store = phantom_store(dir.path(), 20, 64, 2, 0);
     let out = dir.path().join("run");
     let base = |model: &str| {
         vec![

@@ -243,7 +243,7 @@ impl ClipObjective {
 /// nearly the same direction and InfoNCE sits at ln B for hundreds of
 /// steps; centring leaves only the differences, which the loss can align
 /// from the start.
-fn center_outputs(model: &ClipModel, images: &Tensor, ids: &Tensor) {
+pub fn center_outputs(model: &ClipModel, images: &Tensor, ids: &Tensor) {
     let vars = model.var_store().variables();
     tch::no_grad(|| {
         let towers = [

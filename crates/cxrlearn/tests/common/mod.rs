@@ -3,7 +3,11 @@
 // Each test binary compiles this module and uses a subset of it.
 #![allow(dead_code)]
 
+use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
 
 /// Runs `cxrlearn` with `args` and returns its output, whatever the exit status.
 pub fn run(args: &[&str]) -> Output {
@@ -22,4 +26,100 @@ pub fn run_ok(args: &[&str]) -> Output {
         String::from_utf8_lossy(&o.stderr)
     );
     o
+}
+
+/// A phantom (balanced prevalence, `render` px, `sites` sites, `seed`)
+/// converted with the phantom preset to a 64 px store under `dir/store`.
+pub fn phantom_store(dir: &Path, patients: usize, render: u32, sites: u32, seed: u64) -> PathBuf {
+    let raw = dir.join("raw");
+    let store = dir.join("store");
+    let (p, r, s, seed) = (
+        patients.to_string(),
+        render.to_string(),
+        sites.to_string(),
+        seed.to_string(),
+    );
+    run_ok(&[
+        "--quiet",
+        "phantom",
+        "--out",
+        raw.to_str().unwrap(),
+        "--patients",
+        &p,
+        "--prevalence",
+        "balanced",
+        "--size",
+        &r,
+        "--sites",
+        &s,
+        "--seed",
+        &seed,
+    ]);
+    run_ok(&[
+        "--quiet",
+        "convert",
+        "--preset",
+        "phantom",
+        "--root",
+        raw.to_str().unwrap(),
+        "--size",
+        "64",
+        "--out",
+        store.to_str().unwrap(),
+    ]);
+    store
+}
+
+/// The records of a run's `log.jsonl` (none before the file exists).
+pub fn log(run: &Path) -> Vec<Value> {
+    std::fs::read_to_string(run.join("log.jsonl"))
+        .unwrap_or_default()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+/// The records of one `event` kind.
+pub fn events<'a>(log: &'a [Value], kind: &str) -> Vec<&'a Value> {
+    log.iter().filter(|v| v["event"] == kind).collect()
+}
+
+/// Mean of a numeric field over records.
+pub fn mean(v: &[&Value], key: &str) -> f64 {
+    v.iter().map(|s| s[key].as_f64().unwrap()).sum::<f64>() / v.len() as f64
+}
+
+/// Starts `cxrlearn args` writing into `run` and SIGKILLs it once its log
+/// shows a step checkpoint in epoch `epoch` or later; fails the test if the
+/// run ends first (the kill would then test nothing).
+pub fn kill_after_checkpoint(args: &[&str], run: &Path, epoch: u64) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_cxrlearn"))
+        .args(args)
+        .spawn()
+        .expect("spawn cxrlearn");
+    let started = Instant::now();
+    loop {
+        let l = log(run);
+        if events(&l, "checkpoint")
+            .iter()
+            .any(|c| c["epoch"].as_u64() >= Some(epoch))
+        {
+            break;
+        }
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "the run finished before it could be killed"
+        );
+        assert!(
+            started.elapsed() < Duration::from_secs(300),
+            "the run made no checkpoint"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(
+        events(&log(run), "done").is_empty(),
+        "the kill came too late"
+    );
 }

@@ -1,12 +1,12 @@
 //! Training a tiny CLIP on a phantom store's (image, impression) pairs, for
 //! the zero-shot end-to-end test.
 
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use cxr_data::labels::Split;
 use cxr_data::store::read::Store;
 use cxr_learn::contrastive::{MAX_LOGIT_SCALE, clip_loss};
+use cxr_learn::ssl::clip::center_outputs;
 use cxr_nn::arch::clip::ClipConfig;
 use cxr_nn::image_text::ClipModel;
 use cxr_nn::registry::{Normalization, Preprocessing};
@@ -15,54 +15,6 @@ use rand::SeedableRng;
 use rand::seq::SliceRandom;
 use tch::nn::OptimizerConfig;
 use tch::{Device, Kind, Tensor};
-
-/// The `report` column of a store's manifest, by store index.
-pub fn reports(store: &Path) -> HashMap<usize, String> {
-    let mut rdr = csv::Reader::from_path(store.join("manifest.csv")).unwrap();
-    let h = rdr.headers().unwrap().clone();
-    let col = |n: &str| h.iter().position(|c| c == n).unwrap();
-    let (ci, cr) = (col("index"), col("report"));
-    rdr.records()
-        .map(|r| {
-            let r = r.unwrap();
-            (r[ci].parse().unwrap(), r[cr].to_owned())
-        })
-        .collect()
-}
-
-/// Data-dependent initialisation. Chest films share most of their content,
-/// so at random init every image (and every report) embeds in nearly the
-/// same direction (mean cosine about 0.997) and InfoNCE sits at ln B for
-/// hundreds of steps. Shifting the final LayerNorm biases so that the mean
-/// projected embedding of a sample is zero leaves only the differences
-/// (mean cosine about 0.03), which the loss can align from the start.
-fn center_outputs(model: &ClipModel, images: &Tensor, ids: &Tensor) {
-    let vars = model.var_store().variables();
-    tch::no_grad(|| {
-        let towers = [
-            (
-                model.image_embeddings(images),
-                "visual.ln_post.bias",
-                "visual.proj",
-            ),
-            (
-                model.text_embeddings(ids),
-                "ln_final.bias",
-                "text_projection",
-            ),
-        ];
-        for (out, bias, proj) in towers {
-            let mean = out.mean_dim(0, false, Kind::Float);
-            // Minimum-norm bias shift d with proj^T d = mean.
-            let d = vars[proj]
-                .pinverse(1e-10)
-                .tr()
-                .matmul(&mean.unsqueeze(1))
-                .squeeze_dim(1);
-            let _ = vars[bias].shallow_clone().g_sub_(&d);
-        }
-    });
-}
 
 /// Knobs of the tiny model's training.
 #[derive(Debug, Clone, Copy)]
@@ -86,9 +38,18 @@ pub fn train_tiny_clip(store_dir: &Path, dir: &Path, cfg: TrainConfig) -> PathBu
     // worker threads make small ops many times slower.
     tch::set_num_threads(1);
     let store = Store::open(store_dir).unwrap();
-    let reports = reports(store_dir);
     let train = store.split_indices(Split::Train);
-    let texts: Vec<String> = train.iter().map(|i| impression(&reports[i])).collect();
+    let texts: Vec<String> = train
+        .iter()
+        .map(|&i| {
+            impression(
+                store.rows[i]
+                    .report
+                    .as_deref()
+                    .expect("phantom rows carry reports"),
+            )
+        })
+        .collect();
     let tokenizer = TextTokenizer::train(&texts, 400).unwrap();
     let tok_path = dir.join("tokenizer.json");
     tokenizer.save(&tok_path).unwrap();

@@ -103,31 +103,10 @@ impl Classifier {
     /// Normalised network input `[n, c, s, s]` from `n` u8 images already
     /// at the model's input size `s`.
     pub fn input(&self, images: &[u8], n: usize) -> Tensor {
-        let p = &self.spec.preprocessing;
-        let s = p.size;
-        assert_eq!(
-            images.len(),
-            n * (s * s) as usize,
-            "images are not n x size x size"
-        );
-        let dev = self.vs.device();
-        let x = Tensor::from_slice(images)
-            .view([n as i64, 1, s, s])
-            .to_device(dev)
-            .to_kind(Kind::Float)
-            / 255.0;
-        let stats = |v: [f64; 3]| {
-            Tensor::from_slice(&v[..p.channels as usize])
-                .to_kind(Kind::Float)
-                .view([1, p.channels, 1, 1])
-                .to_device(dev)
-        };
-        let x = x.expand([n as i64, p.channels, s, s], false);
-        let mut x = (x - stats(p.normalization.mean)) / stats(p.normalization.std);
-        if let Some(side) = p.internal_resize {
-            x = x.upsample_bilinear2d([side, side], true, None, None);
-        }
-        x
+        let s = self.spec.preprocessing.size as usize;
+        self.spec
+            .preprocessing
+            .input(images, n, s, s, self.vs.device())
     }
 
     /// Logits `[n, k]`.

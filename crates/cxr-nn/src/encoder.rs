@@ -9,7 +9,7 @@ use tch::{Device, Kind, Tensor};
 use crate::backbone::Backbone;
 use crate::checkpoint::RawTensor;
 use crate::load::{KeyMismatch, load_strict};
-use crate::registry::Normalization;
+use crate::registry::{Normalization, Preprocessing};
 use crate::spec::ModelSpec;
 
 /// A frozen feature extractor.
@@ -72,33 +72,11 @@ impl Encoder {
     /// the network's input: scaled to 0-1, resized bilinearly to the entry's
     /// size when they differ, replicated to its channels, normalised.
     pub fn preprocess(&self, images: &[u8], n: usize, h: usize, w: usize) -> Tensor {
-        assert_eq!(
-            images.len(),
-            n * h * w,
-            "batch bytes do not match n x h x w"
-        );
-        let p = &self.spec.preprocessing;
-        let mut x = Tensor::from_slice(images)
-            .view([n as i64, 1, h as i64, w as i64])
-            .to_device(self.device)
-            .to_kind(Kind::Float)
-            / 255.0;
-        if (h as i64, w as i64) != (p.size, p.size) {
-            x = x.upsample_bilinear2d([p.size, p.size], false, None, None);
+        Preprocessing {
+            normalization: self.normalization,
+            ..self.spec.preprocessing
         }
-        let x = x.expand([n as i64, p.channels, p.size, p.size], false);
-        let stats = |v: [f64; 3]| {
-            Tensor::from_slice(&v[..p.channels as usize])
-                .to_kind(Kind::Float)
-                .view([1, p.channels, 1, 1])
-                .to_device(self.device)
-        };
-        let mut x = (x - stats(self.normalization.mean)) / stats(self.normalization.std);
-        if let Some(side) = p.internal_resize {
-            // GLoRIA's image encoder upsamples inside the model.
-            x = x.upsample_bilinear2d([side, side], true, None, None);
-        }
-        x
+        .input(images, n, h, w, self.device)
     }
 
     /// Features `[n, dim]` (f32, on the CPU) of `n` u8 images of `h x w`.

@@ -42,39 +42,6 @@ pub trait ImageTextModel {
     fn encode_texts(&self, ids: &[i64], n: usize) -> Tensor;
 }
 
-/// Scales u8 images to 0-1, resizes bilinearly to `p.size` when they differ,
-/// replicates to `p.channels` and normalises, on `device`.
-pub fn preprocess_images(
-    p: &Preprocessing,
-    images: &[u8],
-    n: usize,
-    h: usize,
-    w: usize,
-    device: Device,
-) -> Tensor {
-    assert_eq!(
-        images.len(),
-        n * h * w,
-        "batch bytes do not match n x h x w"
-    );
-    let mut x = Tensor::from_slice(images)
-        .view([n as i64, 1, h as i64, w as i64])
-        .to_device(device)
-        .to_kind(Kind::Float)
-        / 255.0;
-    if (h as i64, w as i64) != (p.size, p.size) {
-        x = x.upsample_bilinear2d([p.size, p.size], false, None, None);
-    }
-    let x = x.expand([n as i64, p.channels, p.size, p.size], false);
-    let stats = |v: [f64; 3]| {
-        Tensor::from_slice(&v[..p.channels as usize])
-            .to_kind(Kind::Float)
-            .view([1, p.channels, 1, 1])
-            .to_device(device)
-    };
-    (x - stats(p.normalization.mean)) / stats(p.normalization.std)
-}
-
 /// Checkpoint entries OpenAI's `build_model` deletes before loading: shape
 /// metadata, not parameters.
 const NON_PARAMETERS: &[&str] = &["input_resolution", "context_length", "vocab_size"];
@@ -259,9 +226,9 @@ impl ClipModel {
         self.vs.device()
     }
 
-    /// Network input from u8 images (see [`preprocess_images`]).
+    /// Network input from u8 images (see [`Preprocessing::input`]).
     pub fn preprocess(&self, images: &[u8], n: usize, h: usize, w: usize) -> Tensor {
-        preprocess_images(&self.preprocessing, images, n, h, w, self.device())
+        self.preprocessing.input(images, n, h, w, self.device())
     }
 
     /// Image embeddings of preprocessed images, with gradients (training).

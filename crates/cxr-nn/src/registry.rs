@@ -57,6 +57,47 @@ pub struct Preprocessing {
 }
 
 impl Preprocessing {
+    /// The network input `[n, channels, size, size]` on `device` from `n`
+    /// grayscale u8 images of `h x w` (row-major, concatenated): scaled to
+    /// 0-1, resized bilinearly to `size` when they differ, replicated to the
+    /// channels, normalised, then resized to `internal_resize` when the model
+    /// does that itself (GLoRIA upsamples to 299).
+    pub fn input(
+        &self,
+        images: &[u8],
+        n: usize,
+        h: usize,
+        w: usize,
+        device: tch::Device,
+    ) -> tch::Tensor {
+        use tch::{Kind, Tensor};
+        assert_eq!(
+            images.len(),
+            n * h * w,
+            "batch bytes do not match n x h x w"
+        );
+        let mut x = Tensor::from_slice(images)
+            .view([n as i64, 1, h as i64, w as i64])
+            .to_device(device)
+            .to_kind(Kind::Float)
+            / 255.0;
+        if (h as i64, w as i64) != (self.size, self.size) {
+            x = x.upsample_bilinear2d([self.size, self.size], false, None, None);
+        }
+        let x = x.expand([n as i64, self.channels, self.size, self.size], false);
+        let stats = |v: [f64; 3]| {
+            Tensor::from_slice(&v[..self.channels as usize])
+                .to_kind(Kind::Float)
+                .view([1, self.channels, 1, 1])
+                .to_device(device)
+        };
+        let x = (x - stats(self.normalization.mean)) / stats(self.normalization.std);
+        match self.internal_resize {
+            Some(side) => x.upsample_bilinear2d([side, side], true, None, None),
+            None => x,
+        }
+    }
+
     /// 224 px, three replicated channels, ImageNet statistics: what most
     /// torchvision-style encoders were pretrained with; `resize` says how.
     pub fn imagenet_224(resize: &'static str) -> Self {

@@ -27,7 +27,7 @@ use cxr_nn::checkpoint::RawTensor;
 use cxr_nn::spec::ModelSpec;
 use rand::Rng;
 use serde_json::{Value, json};
-use tch::{Device, Kind, Tensor};
+use tch::{Device, Tensor};
 
 use crate::data;
 use crate::finetune::TrainError;
@@ -220,22 +220,8 @@ fn raw(name: &str, t: &Tensor) -> Result<RawTensor, String> {
 
 impl Pretrainer<'_> {
     fn input(&self, images: &[u8], n: usize) -> Tensor {
-        let p = &self.spec.preprocessing;
-        let s = p.size;
-        let stats = |v: [f64; 3]| {
-            Tensor::from_slice(&v)
-                .to_kind(Kind::Float)
-                .view([1, 3, 1, 1])
-                .to_device(self.device)
-        };
-        let x = Tensor::from_slice(images)
-            .view([n as i64, 1, s, s])
-            .to_device(self.device)
-            .to_kind(Kind::Float)
-            / 255.0;
-        let x = x.expand([n as i64, p.channels, s, s], false);
-        (x - stats(p.normalization.mean).narrow(1, 0, p.channels))
-            / stats(p.normalization.std).narrow(1, 0, p.channels)
+        let s = self.spec.preprocessing.size as usize;
+        self.spec.preprocessing.input(images, n, s, s, self.device)
     }
 
     fn save_last(

@@ -7,29 +7,12 @@
 //! with torch 2.13, torchvision, safetensors and numpy in that Python.
 //! `CXRLEARN_BENCH_IMAGES` sets the image count (default 256).
 
+mod common;
+
 use std::path::Path;
 use std::process::Command;
 
-fn run(cmd: &mut Command, what: &str) -> String {
-    let o = cmd.output().unwrap_or_else(|e| panic!("{what}: {e}"));
-    if !o.status.success() {
-        eprintln!("{what} failed:\n{}", String::from_utf8_lossy(&o.stderr));
-        std::process::exit(1);
-    }
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
-
-fn value(text: &str, key: &str) -> f64 {
-    text.lines()
-        .find_map(|l| l.trim().strip_prefix(key))
-        .and_then(|v| v.split_whitespace().next())
-        .and_then(|v| v.trim_start_matches('(').parse().ok())
-        .unwrap_or_else(|| panic!("no '{key}' in:\n{text}"))
-}
+use common::{run, synthetic_store, value};
 
 fn main() {
     let n: u32 = std::env::var("CXRLEARN_BENCH_IMAGES")
@@ -39,41 +22,9 @@ fn main() {
     let python = std::env::var("CXRLEARN_BENCH_TORCH_PYTHON").unwrap_or_else(|_| "python3".into());
     let exe = env!("CARGO_BIN_EXE_cxrlearn");
     let dir = std::env::temp_dir().join(format!("cxrlearn-bench-features-{}", std::process::id()));
-    let raw = dir.join("raw");
-    std::fs::create_dir_all(&raw).unwrap();
-    let mut csv = String::from("file,patient,label\n");
-    for i in 0..n {
-        let img = image::GrayImage::from_fn(256, 256, |x, y| {
-            image::Luma([((x * x / 64 + y * 3 + i * 37) % 251) as u8])
-        });
-        img.save(raw.join(format!("{i}.png"))).unwrap();
-        csv.push_str(&format!("{i}.png,p{},{}\n", i / 2, i % 2));
-    }
-    std::fs::write(dir.join("labels.csv"), csv).unwrap();
-    let store = dir.join("store");
+    std::fs::create_dir_all(&dir).unwrap();
     // One split holding every image keeps both sides on the same tensor.
-    run(
-        Command::new(exe)
-            .args([
-                "--quiet",
-                "convert",
-                "--task",
-                "binary",
-                "--path-column",
-                "file",
-                "--label-columns",
-                "label",
-                "--splits",
-                "100,0,0",
-            ])
-            .arg("--csv")
-            .arg(dir.join("labels.csv"))
-            .arg("--image-root")
-            .arg(&raw)
-            .arg("--out")
-            .arg(&store),
-        "cxrlearn convert",
-    );
+    let store = synthetic_store(&dir, n as usize, 224, "100,0,0");
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/features_torch.py");
     let weights = dir.join("resnet50.pt");
     run(

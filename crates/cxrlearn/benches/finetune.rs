@@ -8,79 +8,16 @@
 //! (torch 2.13, torchvision, safetensors, numpy in that Python).
 //! `CXRLEARN_BENCH_QUICK=1` runs fewer steps.
 
+mod common;
+
 use std::path::Path;
 use std::process::Command;
 
-fn run(cmd: &mut Command, what: &str) -> String {
-    let o = cmd.output().unwrap_or_else(|e| panic!("{what}: {e}"));
-    if !o.status.success() {
-        eprintln!("{what} failed:\n{}", String::from_utf8_lossy(&o.stderr));
-        std::process::exit(1);
-    }
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
-
-fn value(text: &str, key: &str) -> f64 {
-    text.lines()
-        .find_map(|l| l.trim().strip_prefix(key))
-        .and_then(|v| v.split_whitespace().next())
-        .and_then(|v| v.parse().ok())
-        .unwrap_or_else(|| panic!("no '{key}' in:\n{text}"))
-}
+use common::{run, synthetic_store, value};
 
 fn median(v: &mut [f64]) -> f64 {
     v.sort_by(f64::total_cmp);
     v[v.len() / 2]
-}
-
-/// A store of `n` synthetic 256 px images resized to `size`, almost all in
-/// the training split.
-fn make_store(dir: &Path, n: usize, size: u32) -> std::path::PathBuf {
-    let raw = dir.join(format!("raw{size}"));
-    std::fs::create_dir_all(&raw).unwrap();
-    let mut csv = String::from("file,patient,label\n");
-    for i in 0..n as u32 {
-        let img = image::GrayImage::from_fn(256, 256, |x, y| {
-            image::Luma([((x * x / 64 + y * 3 + i * 37) % 251) as u8])
-        });
-        img.save(raw.join(format!("{i}.png"))).unwrap();
-        csv.push_str(&format!("{i}.png,p{i},{}\n", i % 2));
-    }
-    std::fs::write(dir.join("labels.csv"), csv).unwrap();
-    let store = dir.join(format!("store{size}"));
-    run(
-        Command::new(env!("CARGO_BIN_EXE_cxrlearn"))
-            .args([
-                "--quiet",
-                "convert",
-                "--task",
-                "binary",
-                "--path-column",
-                "file",
-                "--label-columns",
-                "label",
-            ])
-            .args([
-                "--patient-column",
-                "patient",
-                "--splits",
-                "96,2,2",
-                "--size",
-                &size.to_string(),
-            ])
-            .arg("--csv")
-            .arg(dir.join("labels.csv"))
-            .arg("--image-root")
-            .arg(&raw)
-            .arg("--out")
-            .arg(&store),
-        "cxrlearn convert",
-    );
-    store
 }
 
 fn main() {
@@ -99,7 +36,7 @@ fn main() {
     for (arch, size, batch, steps) in cases {
         // Enough training images for exactly warm-up + timed steps.
         let n = ((warmup + steps) * batch) as f64 / 0.96;
-        let store = make_store(&dir, n.ceil() as usize + batch, size);
+        let store = synthetic_store(&dir, n.ceil() as usize + batch, size, "96,2,2");
         let out = dir.join(format!("run-{arch}"));
         run(
             Command::new(env!("CARGO_BIN_EXE_cxrlearn"))

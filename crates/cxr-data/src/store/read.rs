@@ -77,6 +77,27 @@ fn map_file(path: &Path) -> Result<Mmap> {
 }
 
 impl Store {
+    /// Targets of rows `indices` as a dense row-major `[n, k]` matrix: NaN
+    /// where unknown; multi-class rows one-hot over the classes (the layout
+    /// of features files and predictions).
+    pub fn dense_targets(&self, indices: &[usize]) -> Vec<f32> {
+        let k = self.meta.labels.len();
+        let mut out = Vec::with_capacity(indices.len() * k);
+        for &i in indices {
+            let targets = &self.rows[i].targets;
+            if self.meta.task == crate::labels::Task::Multiclass {
+                let class = targets.first().copied().flatten();
+                out.extend((0..k).map(|c| match class {
+                    Some(v) => f32::from(u8::from(v as usize == c)),
+                    None => f32::NAN,
+                }));
+            } else {
+                out.extend(targets.iter().map(|t| t.unwrap_or(f32::NAN)));
+            }
+        }
+        out
+    }
+
     /// Opens the store at `root`.
     pub fn open(root: &Path) -> Result<Self> {
         let meta_path = root.join("dataset.json");

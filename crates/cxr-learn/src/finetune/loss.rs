@@ -86,27 +86,6 @@ impl Targets {
         })
     }
 
-    /// Dense `[n, k]` targets of `indices`, NaN unknown, one-hot for
-    /// multi-class (the layout of predictions files and features).
-    pub fn dense(&self, _store: &Store, indices: &[usize]) -> Vec<f32> {
-        let mut out = Vec::with_capacity(indices.len() * self.k);
-        for &i in indices {
-            if self.multiclass {
-                let c = self.rows[i].first().copied().unwrap_or(f32::NAN);
-                out.extend((0..self.k).map(|j| {
-                    if c.is_nan() {
-                        f32::NAN
-                    } else {
-                        f32::from(u8::from(c as usize == j))
-                    }
-                }));
-            } else {
-                out.extend_from_slice(&self.rows[i]);
-            }
-        }
-        out
-    }
-
     /// Mean loss of `logits` (`[n, k]`) against the rows `indices`; 0 when
     /// the batch has no known target.
     pub fn loss(&self, logits: &Tensor, indices: &[usize]) -> Tensor {

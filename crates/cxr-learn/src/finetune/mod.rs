@@ -334,7 +334,7 @@ impl Trainer<'_> {
                 (None, None)
             } else {
                 let scores = score(&self.model, &self.store, &val, c.batch_size);
-                let y = targets.dense(&self.store, &val);
+                let y = self.store.dense_targets(&val);
                 (
                     macro_auc(&y, &scores, k).0,
                     Some(loss::val_loss(

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::sync::mpsc;
 
 use anyhow::{Context, Result, bail};
-use cxr_data::labels::{Split, Task};
+use cxr_data::labels::Split;
 use cxr_data::store::read::Store;
 use cxr_nn::checkpoint::{self, DType, RawTensor};
 use cxr_nn::device::DeviceRequest;
@@ -65,33 +65,6 @@ pub(crate) fn sha256_file(path: &Path) -> Result<String> {
     Ok(format!("{:x}", Sha256::digest(&bytes)))
 }
 
-pub(crate) fn split_name(s: Split) -> &'static str {
-    match s {
-        Split::Train => "train",
-        Split::Val => "val",
-        Split::Test => "test",
-    }
-}
-
-/// Labels `[n, k]` as f32, NaN where unknown; multi-class rows one-hot.
-pub(crate) fn labels_of(store: &Store, indices: &[usize]) -> Vec<f32> {
-    let k = store.meta.labels.len();
-    let mut out = Vec::with_capacity(indices.len() * k);
-    for &i in indices {
-        let targets = &store.rows[i].targets;
-        if store.meta.task == Task::Multiclass {
-            let class = targets.first().copied().flatten();
-            out.extend((0..k).map(|c| match class {
-                Some(v) => f32::from(u8::from(v as usize == c)),
-                None => f32::NAN,
-            }));
-        } else {
-            out.extend(targets.iter().map(|t| t.unwrap_or(f32::NAN)));
-        }
-    }
-    out
-}
-
 fn raw_f32(shape: Vec<usize>, values: &[f32]) -> RawTensor {
     RawTensor {
         dtype: DType::F32,
@@ -146,7 +119,7 @@ pub fn run(args: &Args, quiet: bool) -> Result<()> {
         && serde_json::from_str::<Value>(&text).is_ok_and(|m| m["cache_key"] == key)
         && splits.iter().all(|s| {
             args.out
-                .join(format!("{}.safetensors", split_name(*s)))
+                .join(format!("{}.safetensors", s.as_str()))
                 .exists()
         })
     {
@@ -212,7 +185,7 @@ pub fn run(args: &Args, quiet: bool) -> Result<()> {
                 "labels".to_owned(),
                 raw_f32(
                     vec![n, store.meta.labels.len()],
-                    &labels_of(&store, &indices),
+                    &store.dense_targets(&indices),
                 ),
             ),
             (
@@ -229,12 +202,12 @@ pub fn run(args: &Args, quiet: bool) -> Result<()> {
         ]);
         let meta = HashMap::from([("model".to_owned(), spec.name.clone())]);
         out.write(
-            &format!("{}.safetensors", split_name(split)),
+            &format!("{}.safetensors", split.as_str()),
             &checkpoint::to_safetensors(&tensors, Some(meta))?,
         )?;
-        counts.insert(split_name(split), n);
+        counts.insert(split.as_str(), n);
         if !quiet {
-            eprintln!("{}: {n} images -> {n} x {dim} features", split_name(split));
+            eprintln!("{}: {n} images -> {n} x {dim} features", split.as_str());
         }
     }
     let meta = json!({

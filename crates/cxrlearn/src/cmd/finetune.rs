@@ -10,7 +10,7 @@ use cxr_data::augment::Augment;
 use cxr_data::labels::Split;
 use cxr_data::store::read::Store;
 use cxr_learn::classifier::Classifier;
-use cxr_learn::finetune::{self, FinetuneConfig, Targets, Trainer};
+use cxr_learn::finetune::{self, FinetuneConfig, Trainer};
 use cxr_learn::optim::Rule;
 use cxr_learn::schedule::Shape;
 use cxr_nn::device::DeviceRequest;
@@ -280,8 +280,6 @@ pub fn run(args: &Args, quiet: bool) -> Result<()> {
             return Err(e.into());
         }
     };
-    let targets = Targets::new(&store, &store.split_indices(Split::Train), false, device)
-        .map_err(anyhow::Error::msg)?;
     let mut test_eval = None;
     for (name, split) in [("val", Split::Val), ("test", Split::Test)] {
         let idx = store.split_indices(split);
@@ -290,7 +288,7 @@ pub fn run(args: &Args, quiet: bool) -> Result<()> {
         let p = predictions(
             ids,
             store.meta.labels.clone(),
-            &targets.dense(&store, &idx),
+            &store.dense_targets(&idx),
             &scores,
         );
         run.write_predictions(name, &p)?;

@@ -17,7 +17,6 @@ use cxr_nn::tch::Device;
 use cxr_nn::text::TextTokenizer;
 use serde_json::{Value, json};
 
-use crate::cmd::features::{labels_of, split_name};
 use crate::run::{RunDir, predictions};
 
 /// Arguments of `cxrlearn zero-shot`.
@@ -265,10 +264,10 @@ pub fn run(args: &Args, quiet: bool) -> Result<()> {
         let p = predictions(
             indices.iter().map(|&i| store.rows[i].id.clone()).collect(),
             store.meta.labels.clone(),
-            &labels_of(&store, &indices),
+            &store.dense_targets(&indices),
             &scores,
         );
-        let name = split_name(split);
+        let name = split.as_str();
         run.write_predictions(name, &p)?;
         run.log(&json!({
             "split": name,

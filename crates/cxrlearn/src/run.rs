@@ -107,6 +107,65 @@ impl RunDir {
     }
 }
 
+/// Checks that `out` can take a run of `command` with settings `config`:
+/// with `resume`, its `config.toml` must exist and hold the same settings
+/// (otherwise the error lists each difference, old -> new); without, `out`
+/// must not already hold a run.
+pub fn check_resume(out: &Path, command: &str, config: &Value, resume: bool) -> Result<()> {
+    let path = out.join("config.toml");
+    if !resume {
+        if path.exists() {
+            anyhow::bail!(
+                "{} already holds a run; continue it with --resume or choose another --out",
+                out.display()
+            );
+        }
+        return Ok(());
+    }
+    let text = std::fs::read_to_string(&path)
+        .with_context(|| format!("--resume: {} not found (nothing to resume)", path.display()))?;
+    let old: toml::Value = toml::from_str(&text).with_context(|| format!("{}", path.display()))?;
+    // Compare through TOML on both sides, so values read back compare equal
+    // to values written (TOML has no null, integers stay integers).
+    let new: toml::Value = toml::from_str(&to_toml(&json!({ command: config }))?)?;
+    let (old, new) = (serde_json::to_value(&old)?, serde_json::to_value(&new)?);
+    let mut diff = Vec::new();
+    differences(&old[command], &new[command], "", &mut diff);
+    if !diff.is_empty() {
+        anyhow::bail!(
+            "--resume with different settings than the run in {} (old -> new):\n{}",
+            out.display(),
+            diff.join("\n")
+        );
+    }
+    Ok(())
+}
+
+/// One line per differing leaf of two JSON values, named by its dotted path.
+fn differences(old: &Value, new: &Value, path: &str, out: &mut Vec<String>) {
+    match (old, new) {
+        (Value::Object(a), Value::Object(b)) => {
+            let keys: std::collections::BTreeSet<&String> = a.keys().chain(b.keys()).collect();
+            for k in keys {
+                let p = if path.is_empty() {
+                    k.clone()
+                } else {
+                    format!("{path}.{k}")
+                };
+                let null = Value::Null;
+                differences(
+                    a.get(k).unwrap_or(&null),
+                    b.get(k).unwrap_or(&null),
+                    &p,
+                    out,
+                );
+            }
+        }
+        (a, b) if a != b => out.push(format!("  {path}: {a} -> {b}")),
+        _ => {}
+    }
+}
+
 /// Versions recorded with every run.
 pub fn versions() -> Value {
     json!({

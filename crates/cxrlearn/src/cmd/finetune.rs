@@ -17,7 +17,7 @@ use cxr_nn::device::DeviceRequest;
 use serde_json::{Value, json};
 
 use crate::cmd::model_arg;
-use crate::run::{RunDir, predictions, to_toml};
+use crate::run::{RunDir, check_resume, predictions};
 
 /// Arguments of `cxrlearn finetune`.
 #[derive(Debug, clap::Args)]
@@ -142,30 +142,6 @@ fn training_config(args: &Args, size: usize) -> Result<FinetuneConfig> {
     })
 }
 
-/// The differences between two resolved configurations, one line each.
-fn differences(old: &Value, new: &Value, path: &str, out: &mut Vec<String>) {
-    match (old, new) {
-        (Value::Object(a), Value::Object(b)) => {
-            let keys: std::collections::BTreeSet<&String> = a.keys().chain(b.keys()).collect();
-            for k in keys {
-                let p = if path.is_empty() {
-                    k.clone()
-                } else {
-                    format!("{path}.{k}")
-                };
-                differences(
-                    a.get(k).unwrap_or(&Value::Null),
-                    b.get(k).unwrap_or(&Value::Null),
-                    &p,
-                    out,
-                );
-            }
-        }
-        (a, b) if a != b => out.push(format!("  {path}: {a} -> {b}")),
-        _ => {}
-    }
-}
-
 /// Runs the subcommand.
 pub fn run(args: &Args, quiet: bool) -> Result<()> {
     let store = Arc::new(
@@ -203,36 +179,7 @@ pub fn run(args: &Args, quiet: bool) -> Result<()> {
         "training": serde_json::to_value(&config)?,
     });
 
-    let config_path = args.out.join("config.toml");
-    if args.resume {
-        let text = std::fs::read_to_string(&config_path).with_context(|| {
-            format!(
-                "--resume: {} not found (nothing to resume)",
-                config_path.display()
-            )
-        })?;
-        let old: toml::Value =
-            toml::from_str(&text).with_context(|| format!("{}", config_path.display()))?;
-        let old = serde_json::to_value(&old)?;
-        let new: Value =
-            serde_json::from_str(&serde_json::to_string(&toml::from_str::<toml::Value>(
-                &to_toml(&json!({"finetune": resolved_config}))?,
-            )?)?)?;
-        let mut diff = Vec::new();
-        differences(&old["finetune"], &new["finetune"], "", &mut diff);
-        if !diff.is_empty() {
-            bail!(
-                "--resume with different settings than the run in {} (old -> new):\n{}",
-                args.out.display(),
-                diff.join("\n")
-            );
-        }
-    } else if config_path.exists() {
-        bail!(
-            "{} already holds a run; continue it with --resume or choose another --out",
-            args.out.display()
-        );
-    }
+    check_resume(&args.out, "finetune", &resolved_config, args.resume)?;
 
     let run = RunDir::create(&args.out)?;
     if !args.resume {

@@ -18,7 +18,7 @@ use cxr_nn::registry::Normalization;
 use cxr_nn::spec::ModelSpec;
 use serde_json::{Value, json};
 
-use crate::run::RunDir;
+use crate::run::{RunDir, check_resume};
 
 /// Arguments of `cxrlearn pretrain`.
 #[derive(Debug, clap::Args)]
@@ -243,30 +243,7 @@ pub fn run(args: &Args, quiet: bool) -> Result<()> {
         "split": "train",
         "training": serde_json::to_value(&config)?,
     });
-    let config_path = args.out.join("config.toml");
-    if args.resume {
-        let text = std::fs::read_to_string(&config_path).with_context(|| {
-            format!(
-                "--resume: {} not found (nothing to resume)",
-                config_path.display()
-            )
-        })?;
-        let old: Value = serde_json::to_value(toml::from_str::<toml::Value>(&text)?)?;
-        let new: Value = serde_json::to_value(toml::from_str::<toml::Value>(
-            &crate::run::to_toml(&json!({"pretrain": resolved}))?,
-        )?)?;
-        if old["pretrain"] != new["pretrain"] {
-            bail!(
-                "--resume with different settings than the run in {} (compare its config.toml)",
-                args.out.display()
-            );
-        }
-    } else if config_path.exists() {
-        bail!(
-            "{} already holds a run; continue it with --resume or choose another --out",
-            args.out.display()
-        );
-    }
+    check_resume(&args.out, "pretrain", &resolved, args.resume)?;
     let device = args.device.resolve()?;
     let run = RunDir::create(&args.out)?;
     if !args.resume {

@@ -86,6 +86,24 @@ pub enum TrainError {
     Other(String),
 }
 
+impl TrainError {
+    /// The divergence error at `step` of `epoch`, naming the checkpoint at
+    /// `last` that survives (or saying none was written yet).
+    pub fn non_finite(epoch: usize, step: u64, value: f64, last: &Path) -> Self {
+        let kept = if last.exists() {
+            format!("The last good checkpoint is {}.", last.display())
+        } else {
+            "No checkpoint had been written yet.".into()
+        };
+        Self::NonFinite {
+            epoch,
+            step,
+            value,
+            kept,
+        }
+    }
+}
+
 impl From<String> for TrainError {
     fn from(s: String) -> Self {
         Self::Other(s)
@@ -290,20 +308,12 @@ impl Trainer<'_> {
                 let value = loss.double_value(&[]);
                 if !value.is_finite() {
                     drop(handle);
-                    let kept = if self.last_path().exists() {
-                        format!(
-                            "The last good checkpoint is {}.",
-                            self.last_path().display()
-                        )
-                    } else {
-                        "No checkpoint had been written yet.".into()
-                    };
-                    return Err(TrainError::NonFinite {
+                    return Err(TrainError::non_finite(
                         epoch,
-                        step: p.step + 1,
+                        p.step + 1,
                         value,
-                        kept,
-                    });
+                        &self.last_path(),
+                    ));
                 }
                 opt.zero_grad();
                 loss.backward();

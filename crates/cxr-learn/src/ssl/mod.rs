@@ -394,17 +394,7 @@ impl Pretrainer<'_> {
                 let value = loss.double_value(&[]);
                 if !value.is_finite() {
                     drop(handle);
-                    let kept = if last.exists() {
-                        format!("The last good checkpoint is {}.", last.display())
-                    } else {
-                        "No checkpoint had been written yet.".into()
-                    };
-                    return Err(TrainError::NonFinite {
-                        epoch,
-                        step: p.step + 1,
-                        value,
-                        kept,
-                    });
+                    return Err(TrainError::non_finite(epoch, p.step + 1, value, &last));
                 }
                 opt.zero_grad();
                 loss.backward();

@@ -41,12 +41,16 @@ enum Command {
     /// Scores PNG/JPEG/DICOM files with a finetuned model.
     Predict(cmd::predict::Args),
     /// Self-supervised pretraining on a store's training images.
-    Pretrain(cmd::pretrain::Args),
+    // Boxed: its many method flags make it far larger than the others.
+    Pretrain(Box<cmd::pretrain::Args>),
     /// Linear probing (L2 logistic regression, L-BFGS) on frozen features.
     Probe(cmd::probe::Args),
     /// Zero-shot classification from text prompts with an image-text model.
     #[command(name = "zero-shot")]
     ZeroShot(cmd::zeroshot::Args),
+    /// Runs (or emits Slurm jobs for) a grid of datasets x models x strategies
+    /// and writes the report; `benchmark report` rebuilds the report.
+    Benchmark(cmd::benchmark::Args),
 }
 
 fn main() -> ExitCode {
@@ -64,6 +68,7 @@ fn main() -> ExitCode {
         Command::Pretrain(args) => cmd::pretrain::run(&args, cli.quiet),
         Command::Probe(args) => cmd::probe::run(&args, cli.quiet),
         Command::ZeroShot(args) => cmd::zeroshot::run(&args, cli.quiet),
+        Command::Benchmark(args) => cmd::benchmark::run(&args, cli.quiet),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

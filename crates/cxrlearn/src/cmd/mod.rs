@@ -1,5 +1,6 @@
 //! One module per subcommand.
 
+pub mod benchmark;
 pub mod convert;
 pub mod evaluate;
 pub mod features;

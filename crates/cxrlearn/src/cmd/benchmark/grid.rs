@@ -1,0 +1,518 @@
+//! The grid configuration (`grid.toml`): datasets, models, strategies, seeds
+//! and the settings handed to the subcommands, resolved (absolute paths,
+//! normalised setting names) and checked before anything runs, and the cells
+//! it spans in their stable order.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+use clap::Args as _;
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+use super::slurm::SlurmSettings;
+use crate::cmd::{features, finetune, pretrain, probe};
+
+/// Strategies a cell can use.
+pub(crate) const STRATEGIES: [&str; 2] = ["linear", "finetune"];
+
+/// Flags of a subcommand the benchmark sets itself for every cell; a settings
+/// table naming one would silently fight the grid, so it is refused.
+const RESERVED_FEATURES: [&str; 4] = ["model", "checkpoint", "data", "out"];
+const RESERVED_PROBE: [&str; 6] = ["features", "model", "checkpoint", "data", "out", "seed"];
+const RESERVED_FINETUNE: [&str; 6] = ["model", "checkpoint", "data", "out", "seed", "resume"];
+const RESERVED_PRETRAIN: [&str; 2] = ["out", "resume"];
+
+/// Settings passed through to a subcommand: `key = value` becomes
+/// `--key value` (underscores written as dashes, arrays comma-joined, `true`
+/// a bare flag, `false` left out).
+pub(crate) type Settings = BTreeMap<String, toml::Value>;
+
+/// The whole grid file. After [`Grid::load`] every path is absolute and every
+/// setting name uses dashes; that resolved form is what `DIR/config.toml`
+/// holds and what `benchmark report` reads back.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct Grid {
+    /// The model every other model is compared against.
+    pub(crate) baseline: String,
+    /// Adaptation strategies, each run for every dataset, model and seed.
+    #[serde(default = "default_strategies")]
+    pub(crate) strategies: Vec<String>,
+    /// Seeds of every (dataset, model, strategy).
+    #[serde(default = "default_seeds")]
+    pub(crate) seeds: Vec<u64>,
+    /// Datasets (`[[dataset]]`).
+    #[serde(default)]
+    pub(crate) dataset: Vec<Dataset>,
+    /// Models (`[[model]]`).
+    #[serde(default)]
+    pub(crate) model: Vec<Model>,
+    /// `cxrlearn features` settings of the linear cells.
+    #[serde(default)]
+    pub(crate) features: Settings,
+    /// `cxrlearn probe` settings of the linear cells.
+    #[serde(default)]
+    pub(crate) probe: Settings,
+    /// `cxrlearn finetune` settings of the finetune cells.
+    #[serde(default)]
+    pub(crate) finetune: Settings,
+    /// Resources of the Slurm array (`--emit-slurm`).
+    #[serde(default)]
+    pub(crate) slurm: SlurmSettings,
+    /// Report settings.
+    #[serde(default)]
+    pub(crate) report: ReportSettings,
+}
+
+fn default_strategies() -> Vec<String> {
+    STRATEGIES.iter().map(|s| s.to_string()).collect()
+}
+
+fn default_seeds() -> Vec<u64> {
+    vec![0]
+}
+
+/// One `[[dataset]]`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct Dataset {
+    /// Name in the report and in run directories.
+    pub(crate) name: String,
+    /// Dataset store written by `cxrlearn convert` (relative to the grid file).
+    pub(crate) store: PathBuf,
+}
+
+/// One `[[model]]`: exactly one of `model` and `pretrain`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct Model {
+    /// Name in the report and in run directories.
+    pub(crate) name: String,
+    /// What `--model` accepts: registry name, `scratch:ARCH`, or a
+    /// safetensors file written by cxrlearn (relative to the grid file).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) model: Option<String>,
+    /// Weights of a registry model.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) checkpoint: Option<PathBuf>,
+    /// A pretraining recipe run once before the model's cells.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) pretrain: Option<Recipe>,
+}
+
+/// `pretrain = { method, data, ... }`: `cxrlearn pretrain` settings.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct Recipe {
+    /// Pretraining method (`--method`).
+    pub(crate) method: String,
+    /// A dataset name of the grid, or a store path (relative to the grid file).
+    pub(crate) data: String,
+    /// Every other `cxrlearn pretrain` flag (backbone, epochs, batch_size, ...).
+    #[serde(flatten)]
+    pub(crate) settings: Settings,
+}
+
+/// `[report]`: how the report compares and bootstraps.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ReportSettings {
+    /// `same` (each strategy against the baseline's same strategy) or a
+    /// strategy name; default `finetune` when the grid finetunes (the
+    /// paper's Table 2 compares both columns with the finetuned baseline).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) baseline_strategy: Option<String>,
+    /// Bootstrap replicates (default 1000).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) n_bootstrap: Option<usize>,
+    /// Seed of the bootstrap draws (default 0).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) seed: Option<u64>,
+    /// Interval coverage (default 0.95).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) confidence: Option<f64>,
+    /// Significance level (default 0.05).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) alpha: Option<f64>,
+}
+
+/// One cell: (dataset, model, strategy, seed), by position in the grid.
+#[derive(Debug, Clone)]
+pub(crate) struct CellSpec {
+    /// Index into [`Grid::dataset`].
+    pub(crate) dataset: usize,
+    /// Index into [`Grid::model`].
+    pub(crate) model: usize,
+    /// `linear` or `finetune`.
+    pub(crate) strategy: String,
+    /// Seed of the adaptation run.
+    pub(crate) seed: u64,
+}
+
+impl Grid {
+    /// Reads, resolves and checks a grid file.
+    pub(crate) fn load(path: &Path) -> Result<Self> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read grid config {}", path.display()))?;
+        let mut grid: Grid = toml::from_str(&text)
+            .map_err(|e| anyhow::anyhow!("{}: {}", path.display(), e.to_string().trim_end()))?;
+        let base = std::path::absolute(path)?
+            .parent()
+            .map(Path::to_owned)
+            .unwrap_or_default();
+        grid.resolve(&base);
+        grid.check()
+            .with_context(|| format!("grid config {}", path.display()))?;
+        for d in &grid.dataset {
+            if !d.store.exists() {
+                eprintln!(
+                    "warning: dataset '{}': store {} does not exist (its cells will fail)",
+                    d.name,
+                    d.store.display()
+                );
+            }
+        }
+        Ok(grid)
+    }
+
+    /// Reads the resolved grid a benchmark wrote into `DIR/config.toml`.
+    pub(crate) fn from_run_config(path: &Path) -> Result<Self> {
+        let text = std::fs::read_to_string(path).with_context(|| {
+            format!(
+                "{} not found: {} holds no benchmark",
+                path.display(),
+                path.parent().unwrap_or(Path::new(".")).display()
+            )
+        })?;
+        let mut doc: toml::Table =
+            toml::from_str(&text).with_context(|| format!("{}", path.display()))?;
+        let command = doc.get("command").and_then(|c| c.as_str()).unwrap_or("");
+        if command != "benchmark" {
+            bail!(
+                "{} belongs to a `{command}` run, not a benchmark",
+                path.display()
+            );
+        }
+        let grid: Grid = doc
+            .remove("benchmark")
+            .with_context(|| format!("{} has no [benchmark] table", path.display()))?
+            .try_into()
+            .with_context(|| format!("{}", path.display()))?;
+        grid.check()
+            .with_context(|| format!("{}", path.display()))?;
+        Ok(grid)
+    }
+
+    /// Makes paths absolute (relative to `base`, the grid file's folder) and
+    /// setting names dashed, so equal grids hash equally.
+    fn resolve(&mut self, base: &Path) {
+        let abs = |p: &Path| {
+            if p.is_absolute() {
+                p.to_owned()
+            } else {
+                base.join(p)
+            }
+        };
+        for d in &mut self.dataset {
+            d.store = abs(&d.store);
+        }
+        let stores: BTreeMap<String, PathBuf> = self
+            .dataset
+            .iter()
+            .map(|d| (d.name.clone(), d.store.clone()))
+            .collect();
+        for m in &mut self.model {
+            if let Some(model) = &m.model
+                && !model.starts_with("scratch:")
+                && cxr_nn::registry::find(model).is_err()
+            {
+                m.model = Some(abs(Path::new(model)).display().to_string());
+            }
+            if let Some(c) = &m.checkpoint {
+                m.checkpoint = Some(abs(c));
+            }
+            if let Some(r) = &mut m.pretrain {
+                r.data = match stores.get(&r.data) {
+                    Some(store) => store.display().to_string(),
+                    None => abs(Path::new(&r.data)).display().to_string(),
+                };
+                r.settings = dashed(std::mem::take(&mut r.settings));
+            }
+        }
+        for s in [&mut self.features, &mut self.probe, &mut self.finetune] {
+            *s = dashed(std::mem::take(s));
+        }
+    }
+
+    /// Every rule a grid must follow, each broken one named.
+    fn check(&self) -> Result<()> {
+        if self.dataset.is_empty() {
+            bail!("no [[dataset]] (each needs name and store)");
+        }
+        if self.model.is_empty() {
+            bail!("no [[model]] (each needs name and model or pretrain)");
+        }
+        unique_names("dataset", self.dataset.iter().map(|d| d.name.as_str()))?;
+        unique_names("model", self.model.iter().map(|m| m.name.as_str()))?;
+        if !self.model.iter().any(|m| m.name == self.baseline) {
+            bail!(
+                "baseline = '{}' is not the name of a [[model]] ({})",
+                self.baseline,
+                self.model
+                    .iter()
+                    .map(|m| m.name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
+        }
+        if self.strategies.is_empty() {
+            bail!(
+                "strategies is empty (use some of {})",
+                STRATEGIES.join(", ")
+            );
+        }
+        for s in &self.strategies {
+            if !STRATEGIES.contains(&s.as_str()) {
+                bail!(
+                    "strategies: unknown strategy '{s}' (expected {})",
+                    STRATEGIES.join(", ")
+                );
+            }
+        }
+        if self.strategies.iter().collect::<BTreeSet<_>>().len() != self.strategies.len() {
+            bail!("strategies lists a strategy twice");
+        }
+        if self.seeds.is_empty() {
+            bail!("seeds is empty");
+        }
+        if self.seeds.iter().collect::<BTreeSet<_>>().len() != self.seeds.len() {
+            bail!("seeds lists a seed twice");
+        }
+        for m in &self.model {
+            match (&m.model, &m.pretrain) {
+                (Some(_), None) => {}
+                (None, Some(r)) => {
+                    pretrain_args(r, Path::new("out"))
+                        .and_then(|a| validate(pretrain::Args::augment_args, "pretrain", &[], &a))
+                        .with_context(|| format!("model '{}': pretrain", m.name))?;
+                }
+                (Some(_), Some(_)) => bail!("model '{}': give model or pretrain, not both", m.name),
+                (None, None) => bail!(
+                    "model '{}': needs model = \"...\" or pretrain = {{ ... }}",
+                    m.name
+                ),
+            }
+            if m.checkpoint.is_some() && m.model.is_none() {
+                bail!(
+                    "model '{}': checkpoint goes with model = \"<registry name>\"",
+                    m.name
+                );
+            }
+        }
+        let fixed_features = ["--model", "m", "--data", "d", "--out", "o"];
+        let fixed_probe = ["--features", "f", "--data", "d", "--out", "o"];
+        let fixed_finetune = ["--model", "m", "--data", "d", "--out", "o"];
+        validate_table(
+            features::Args::augment_args,
+            "features",
+            &fixed_features,
+            &RESERVED_FEATURES,
+            &self.features,
+        )?;
+        validate_table(
+            probe::Args::augment_args,
+            "probe",
+            &fixed_probe,
+            &RESERVED_PROBE,
+            &self.probe,
+        )?;
+        validate_table(
+            finetune::Args::augment_args,
+            "finetune",
+            &fixed_finetune,
+            &RESERVED_FINETUNE,
+            &self.finetune,
+        )?;
+        self.slurm.check()?;
+        for (key, v) in [
+            ("confidence", self.report.confidence),
+            ("alpha", self.report.alpha),
+        ] {
+            if let Some(v) = v
+                && !(v > 0.0 && v < 1.0)
+            {
+                bail!("[report] {key} = {v}: must be strictly between 0 and 1");
+            }
+        }
+        if let Some(s) = &self.report.baseline_strategy
+            && s != "same"
+            && !self.strategies.contains(s)
+        {
+            bail!(
+                "[report] baseline_strategy = '{s}' is neither 'same' nor one of the grid's strategies"
+            );
+        }
+        Ok(())
+    }
+
+    /// Every cell, ordered by dataset, model, strategy, seed (grid order).
+    pub(crate) fn cells(&self) -> Vec<CellSpec> {
+        let mut out = Vec::new();
+        for dataset in 0..self.dataset.len() {
+            for model in 0..self.model.len() {
+                for strategy in &self.strategies {
+                    for &seed in &self.seeds {
+                        out.push(CellSpec {
+                            dataset,
+                            model,
+                            strategy: strategy.clone(),
+                            seed,
+                        });
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    /// The settings a cell's result depends on, besides its model and store.
+    pub(crate) fn cell_settings(&self, cell: &CellSpec) -> Value {
+        if cell.strategy == "linear" {
+            json!({ "features": self.features, "probe": self.probe })
+        } else {
+            json!({ "finetune": self.finetune })
+        }
+    }
+
+    /// `cell`'s name, `dataset / model / strategy / seed N`, for messages.
+    pub(crate) fn describe(&self, cell: &CellSpec) -> String {
+        format!(
+            "{} / {} / {} / seed {}",
+            self.dataset[cell.dataset].name, self.model[cell.model].name, cell.strategy, cell.seed
+        )
+    }
+}
+
+/// The `cxrlearn pretrain` arguments of a recipe writing into `out`.
+pub(crate) fn pretrain_args(recipe: &Recipe, out: &Path) -> Result<Vec<String>> {
+    for key in RESERVED_PRETRAIN {
+        if recipe.settings.contains_key(key) {
+            bail!("'{key}' is set by the benchmark (the run goes to DIR/pretrain/<model>)");
+        }
+    }
+    let mut args = vec![
+        "--method".to_owned(),
+        recipe.method.clone(),
+        "--data".to_owned(),
+        recipe.data.clone(),
+        "--out".to_owned(),
+        out.display().to_string(),
+    ];
+    args.extend(flags(&recipe.settings)?);
+    Ok(args)
+}
+
+/// `--key value` flags for a settings table.
+pub(crate) fn flags(settings: &Settings) -> Result<Vec<String>> {
+    let mut out = Vec::new();
+    for (key, value) in settings {
+        let flag = format!("--{key}");
+        match value {
+            toml::Value::Boolean(true) => out.push(flag),
+            toml::Value::Boolean(false) => {}
+            toml::Value::Array(items) => {
+                let parts = items
+                    .iter()
+                    .map(|v| scalar(key, v))
+                    .collect::<Result<Vec<_>>>()?;
+                out.extend([flag, parts.join(",")]);
+            }
+            v => out.extend([flag, scalar(key, v)?]),
+        }
+    }
+    Ok(out)
+}
+
+fn scalar(key: &str, v: &toml::Value) -> Result<String> {
+    Ok(match v {
+        toml::Value::String(s) => s.clone(),
+        toml::Value::Integer(i) => i.to_string(),
+        toml::Value::Float(f) => f.to_string(),
+        toml::Value::Boolean(b) => b.to_string(),
+        other => bail!(
+            "setting '{key}': a {} is not a command-line value (use a string, number, boolean or array of them)",
+            other.type_str()
+        ),
+    })
+}
+
+/// Settings names written with dashes, as the flags are.
+fn dashed(settings: Settings) -> Settings {
+    settings
+        .into_iter()
+        .map(|(k, v)| (k.replace('_', "-"), v))
+        .collect()
+}
+
+fn unique_names<'a>(what: &str, names: impl Iterator<Item = &'a str>) -> Result<()> {
+    let mut seen = BTreeSet::new();
+    for name in names {
+        // Names become directory names: keep them to one path component.
+        if name.is_empty()
+            || name == "."
+            || name == ".."
+            || name.contains(['/', '\\'])
+            || name.chars().any(char::is_control)
+        {
+            bail!("{what} name '{name}' cannot be a directory name (no slashes, not empty)");
+        }
+        if !seen.insert(name) {
+            bail!("two [[{what}]] entries are named '{name}'");
+        }
+    }
+    Ok(())
+}
+
+/// Checks a settings table against the subcommand's own parser, so a typo
+/// fails now, naming the key, rather than in every cell later.
+fn validate_table(
+    augment: fn(clap::Command) -> clap::Command,
+    command: &'static str,
+    fixed: &[&str],
+    reserved: &[&str],
+    settings: &Settings,
+) -> Result<()> {
+    for key in reserved {
+        if settings.contains_key(*key) {
+            bail!("[{command}] {key}: set by the benchmark for each cell, not a setting");
+        }
+    }
+    let args = flags(settings).with_context(|| format!("[{command}]"))?;
+    validate(augment, command, fixed, &args).with_context(|| format!("[{command}]"))
+}
+
+fn validate(
+    augment: fn(clap::Command) -> clap::Command,
+    command: &'static str,
+    fixed: &[&str],
+    args: &[String],
+) -> Result<()> {
+    let cmd = augment(clap::Command::new(command)).no_binary_name(true);
+    let argv = fixed
+        .iter()
+        .map(|s| s.to_string())
+        .chain(args.iter().cloned());
+    if let Err(e) = cmd.try_get_matches_from(argv) {
+        // clap's first line says what is wrong and names the flag (the
+        // setting, in dashes); the usage lines after it would name the
+        // benchmark's own flags and only confuse.
+        let text = e.to_string();
+        let first = text.lines().next().unwrap_or_default();
+        bail!(
+            "{} (settings are `cxrlearn {command}` flags: key = value)",
+            first.trim_start_matches("error: ")
+        );
+    }
+    Ok(())
+}

@@ -71,31 +71,27 @@ pub fn spawn(
     (rx, handle)
 }
 
-/// Two views per batch entry: the query image and its positive (the same
-/// image, or another image of the same patient for MedAug).
+/// Several views per batch entry: view 0 is the query image, views 1.. its
+/// positives (the same image again, or another image of the same patient or
+/// study), one row list per view.
 #[derive(Debug)]
-pub struct PairBatch {
-    /// Query store rows.
-    pub queries: Vec<usize>,
-    /// Positive store rows.
-    pub keys: Vec<usize>,
-    /// `[n, s, s]` u8 query views.
-    pub query_images: Vec<u8>,
-    /// `[n, s, s]` u8 key views.
-    pub key_images: Vec<u8>,
+pub struct ViewBatch {
+    /// Store rows of each view, `rows[v][j]` for entry `j`.
+    pub rows: Vec<Vec<usize>>,
+    /// `[n, s, s]` u8 pixels of each view.
+    pub images: Vec<Vec<u8>>,
 }
 
-/// Like [`spawn`] for (query, key) row pairs: the two views draw their
-/// augmentations from seeds `seed` and `seed + 1`, so the same image gives
-/// two different views.
-pub fn spawn_pairs(
+/// Like [`spawn`] for multi-view entries: view `v` draws its augmentations
+/// from seed `seed + v`, so the same image gives different views.
+pub fn spawn_views(
     store: std::sync::Arc<Store>,
-    chunks: Vec<(Vec<usize>, Vec<usize>)>,
+    chunks: Vec<Vec<Vec<usize>>>,
     augment: Augment,
     seed: u64,
     epoch: u64,
-) -> (mpsc::Receiver<PairBatch>, JoinHandle<()>) {
-    let (tx, rx) = mpsc::sync_channel::<PairBatch>(2);
+) -> (mpsc::Receiver<ViewBatch>, JoinHandle<()>) {
+    let (tx, rx) = mpsc::sync_channel::<ViewBatch>(2);
     let handle = std::thread::spawn(move || {
         let [h, w] = store.meta.image_size.map(|d| d as usize);
         let (oh, ow) = augment.out_size;
@@ -109,18 +105,13 @@ pub fn spawn_pairs(
             augment.batch(&sources, h, w, seed, &keys, &mut images);
             images
         };
-        for (queries, keys) in chunks {
-            let query_images = view(&queries, seed);
-            let key_images = view(&keys, seed.wrapping_add(1));
-            if tx
-                .send(PairBatch {
-                    queries,
-                    keys,
-                    query_images,
-                    key_images,
-                })
-                .is_err()
-            {
+        for rows in chunks {
+            let images = rows
+                .iter()
+                .enumerate()
+                .map(|(v, r)| view(r, seed.wrapping_add(v as u64)))
+                .collect();
+            if tx.send(ViewBatch { rows, images }).is_err() {
                 break;
             }
         }

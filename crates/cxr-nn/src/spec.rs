@@ -6,7 +6,7 @@
 use std::path::Path;
 
 use crate::arch::clip::ClipConfig;
-use crate::arch::densenet::DenseNetConfig;
+use crate::arch::densenet::{Activation, DenseNetConfig};
 use crate::arch::resnet::ResNetConfig;
 use crate::arch::vit::VitConfig;
 use crate::backbone::Architecture;
@@ -34,6 +34,11 @@ pub const ARCHITECTURES: &[&str] = &[
     "vit-b16",
     "resnet18-w16",
     "resnet18-w32",
+    "resnet18-w16-gn",
+    "resnet18-w32-gn",
+    "densenet121-leaky",
+    "densenet-tiny",
+    "vit-tiny",
 ];
 
 /// The architecture called `name` (see [`ARCHITECTURES`]).
@@ -46,10 +51,43 @@ pub fn architecture(name: &str) -> Result<Architecture, String> {
         "resnet50" => Architecture::ResNet(ResNetConfig::resnet50(None)),
         "densenet121" => Architecture::DenseNet(DenseNetConfig::densenet121(None)),
         "vit-b16" => Architecture::Vit(VitConfig::vit_b16(None)),
-        // Narrow ResNet-18s: the phantom-scale backbones of tests and demos.
-        "resnet18-w16" | "resnet18-w32" => Architecture::ResNet(ResNetConfig {
-            width: if name.ends_with("16") { 16 } else { 32 },
-            ..ResNetConfig::resnet18(None)
+        // Narrow ResNet-18s: the phantom-scale backbones of tests and demos;
+        // `-gn` with GroupNorm(8), the tiny contrastive default (§6.3, §7.2).
+        "resnet18-w16" | "resnet18-w32" | "resnet18-w16-gn" | "resnet18-w32-gn" => {
+            Architecture::ResNet(ResNetConfig {
+                width: if name.contains("-w16") { 16 } else { 32 },
+                norm: if name.ends_with("-gn") {
+                    crate::arch::Norm::Group(8)
+                } else {
+                    crate::arch::Norm::Batch
+                },
+                ..ResNetConfig::resnet18(None)
+            })
+        }
+        // S2MTS2's backbone: every activation LeakyReLU(0.1) (ssl-methods.md §2.3).
+        "densenet121-leaky" => Architecture::DenseNet(DenseNetConfig {
+            activation: Activation::LeakyRelu(0.1),
+            ..DenseNetConfig::densenet121(None)
+        }),
+        // The phantom-scale S2MTS2 backbone of §6.3: growth 8, two layers per
+        // block, a stem of twice the growth as DenseNet-121 has; 32 features.
+        "densenet-tiny" => Architecture::DenseNet(DenseNetConfig {
+            growth_rate: 8,
+            block_config: [2, 2, 2, 2],
+            num_init_features: 16,
+            activation: Activation::LeakyRelu(0.1),
+            ..DenseNetConfig::densenet121(None)
+        }),
+        // REFERS' ViT at phantom scale (ssl-methods.md §6.3): 64-pixel
+        // inputs in 8-pixel patches, width 96, 4 layers, 3 heads, MLP 384.
+        "vit-tiny" => Architecture::Vit(VitConfig {
+            image_size: 64,
+            patch_size: 8,
+            hidden: 96,
+            layers: 4,
+            heads: 3,
+            mlp: 384,
+            ..VitConfig::vit_b16(None)
         }),
         _ => {
             return Err(format!(
@@ -246,6 +284,36 @@ mod tests {
         let back = ModelSpec::from_sidecar(&reg.sidecar(), Path::new("x.json")).unwrap();
         assert_eq!(back.name, "resnet50-imagenet");
         assert_eq!(back.feature_dim(), 2048);
+    }
+
+    #[test]
+    fn leaky_densenet_sidecars_round_trip() {
+        for (name, dim) in [("densenet-tiny", 32), ("densenet121-leaky", 1024)] {
+            let spec = ModelSpec::scratch(name, 64, None).unwrap();
+            let back = ModelSpec::from_sidecar(&spec.sidecar(), Path::new("x.json")).unwrap();
+            assert_eq!(back.name, name);
+            assert_eq!(back.architecture, spec.architecture);
+            assert_eq!(back.feature_dim(), dim);
+            let Architecture::DenseNet(c) = &back.architecture else {
+                panic!("{name} is not a DenseNet");
+            };
+            assert_eq!(c.activation, Activation::LeakyRelu(0.1));
+        }
+        let Architecture::DenseNet(c) = architecture("densenet121").unwrap() else {
+            panic!("densenet121 is not a DenseNet");
+        };
+        assert_eq!(c.activation, Activation::Relu);
+    }
+
+    #[test]
+    fn vit_tiny_sidecar_round_trips() {
+        let spec = ModelSpec::scratch("vit-tiny", 64, None).unwrap();
+        assert_eq!(spec.feature_dim(), 96);
+        let back = ModelSpec::from_sidecar(&spec.sidecar(), Path::new("x.json")).unwrap();
+        assert_eq!(back.name, "vit-tiny");
+        assert_eq!(back.architecture, spec.architecture);
+        assert_eq!(back.preprocessing, spec.preprocessing);
+        assert!(ModelSpec::scratch("vit-tiny", 128, None).is_err());
     }
 
     #[test]

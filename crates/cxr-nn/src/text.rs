@@ -334,6 +334,74 @@ impl TextTokenizer {
         )
     }
 
+    /// Builds a BERT WordPiece vocabulary of at most `vocab_size` ids from
+    /// `texts` (for BERT-style text encoders pretrained from scratch here):
+    /// `[PAD]` 0, `[UNK]` 1, `[CLS]` 2, `[SEP]` 3, `[MASK]` 4, every
+    /// character seen both word-initial and as a `##` continuation (sorted),
+    /// then whole words by falling count (ties by text). Greedy longest-match
+    /// then reads a frequent word as one id and spells a rare one, so nothing
+    /// maps to `[UNK]`. Cleaning is BERT's, lower-cased. Deterministic.
+    ///
+    /// # Errors
+    /// A `vocab_size` below the special tokens and the characters.
+    pub fn train_wordpiece<S: AsRef<str>>(
+        texts: &[S],
+        vocab_size: usize,
+    ) -> Result<Self, TextError> {
+        let normalizer = BertNormalizer::new(true, true, None, true);
+        let mut counts: BTreeMap<String, u64> = BTreeMap::new();
+        for t in texts {
+            let mut pre = PreTokenizedString::from(t.as_ref());
+            pre.normalize(|s| normalizer.normalize(s))?;
+            BertPreTokenizer.pre_tokenize(&mut pre)?;
+            for (w, _, _) in pre.get_splits(OffsetReferential::Original, OffsetType::Char) {
+                *counts.entry(w.to_owned()).or_default() += 1;
+            }
+        }
+        let chars: BTreeSet<char> = counts.keys().flat_map(|w| w.chars()).collect();
+        let mut vocab: Vec<String> = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+            .map(String::from)
+            .to_vec();
+        vocab.extend(chars.iter().map(|c| c.to_string()));
+        vocab.extend(chars.iter().map(|c| format!("##{c}")));
+        if vocab.len() > vocab_size {
+            return Err(format!(
+                "vocabulary size {vocab_size} is below the {} special tokens and characters",
+                vocab.len()
+            )
+            .into());
+        }
+        let mut words: Vec<(String, u64)> = counts
+            .into_iter()
+            .filter(|(w, _)| w.chars().count() > 1)
+            .collect();
+        words.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+        let room = vocab_size - vocab.len();
+        vocab.extend(words.into_iter().take(room).map(|(w, _)| w));
+        let ids: Vocab = vocab
+            .into_iter()
+            .enumerate()
+            .map(|(i, s)| (s, i as u32))
+            .collect();
+        let wp = WordPiece::builder()
+            .vocab(ids)
+            .unk_token("[UNK]".into())
+            .build()?;
+        let mut tokenizer = Tokenizer::new(wp);
+        tokenizer.with_normalizer(Some(normalizer));
+        tokenizer.with_pre_tokenizer(Some(BertPreTokenizer));
+        tokenizer.add_special_tokens(
+            &["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"].map(|t| AddedToken::from(t, true)),
+        );
+        Self::with_specials(
+            tokenizer,
+            TokenizerKind::WordPiece,
+            "[CLS]",
+            "[SEP]",
+            Some("[PAD]"),
+        )
+    }
+
     /// Loads a `tokenizer.json` (as [`save`](Self::save) writes it). Its
     /// start and end tokens are CLIP's (`<|startoftext|>`, `<|endoftext|>`)
     /// or BERT's (`[CLS]`, `[SEP]`); padding is `<|pad|>` or `[PAD]` when
@@ -510,6 +578,36 @@ mod tests {
         "FINDINGS: The lungs are clear. IMPRESSION: No acute cardiopulmonary process.",
         "IMPRESSION: Large right pleural effusion. No pneumothorax.",
     ];
+
+    #[test]
+    fn trained_wordpiece_reads_frequent_words_whole_and_spells_the_rest() {
+        let tok = TextTokenizer::train_wordpiece(REPORTS, 120).unwrap();
+        assert_eq!(tok.kind, TokenizerKind::WordPiece);
+        assert_eq!((tok.pad_id, tok.start_id, tok.end_id), (0, 2, 3));
+        assert!(tok.vocab_size() <= 120);
+        let vocab = tok.tokenizer.get_vocab(true);
+        let id = |t: &str| vocab[t];
+        // "pneumothorax" occurs three times: one id; a new word is spelt.
+        assert_eq!(
+            tok.encode("Pneumothorax.").unwrap(),
+            vec![id("pneumothorax"), id(".")]
+        );
+        let spelt = tok.encode("lotion").unwrap();
+        assert!(spelt.len() > 1 && !spelt.contains(&1), "{spelt:?}");
+        let again = TextTokenizer::train_wordpiece(REPORTS, 120).unwrap();
+        assert_eq!(again.tokenizer.get_vocab(true), vocab);
+        // A saved vocabulary loads as WordPiece with the same ids.
+        let path = std::env::temp_dir().join(format!("cxr-wordpiece-{}.json", std::process::id()));
+        tok.save(&path).unwrap();
+        let back = TextTokenizer::load(&path).unwrap();
+        std::fs::remove_file(&path).unwrap();
+        assert_eq!(back.kind, TokenizerKind::WordPiece);
+        assert_eq!(
+            back.encode("left pneumothorax").unwrap(),
+            tok.encode("left pneumothorax").unwrap()
+        );
+        assert!(TextTokenizer::train_wordpiece(REPORTS, 10).is_err());
+    }
 
     #[test]
     fn bytes_to_unicode_matches_openai() {

@@ -23,6 +23,7 @@ fn tiny(block: Block) -> ResNetConfig {
         width: 8,
         in_channels: 3,
         num_classes: Some(5),
+        norm: cxr_nn::arch::Norm::Batch,
     }
 }
 

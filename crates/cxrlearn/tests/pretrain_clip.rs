@@ -120,38 +120,7 @@ fn clip_learns_and_exports_both_models() {
 fn clip_on_a_store_without_reports_names_the_column() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    std::fs::create_dir_all(d.join("img")).unwrap();
-    let mut csv = String::from("file,pid,a\n");
-    for i in 0..40u32 {
-        let name = format!("img/{i}.png");
-        let pixels: Vec<u8> = (0..64 * 64)
-            .map(|p| ((p * 7 + i * 13) % 256) as u8)
-            .collect();
-        image::save_buffer(d.join(&name), &pixels, 64, 64, image::ExtendedColorType::L8).unwrap();
-        csv += &format!("{name},p{i},{}\n", i % 2);
-    }
-    std::fs::write(d.join("labels.csv"), csv).unwrap();
-    let store = d.join("store");
-    cxrlearn(&[
-        "convert",
-        "--quiet",
-        "--csv",
-        d.join("labels.csv").to_str().unwrap(),
-        "--image-root",
-        d.to_str().unwrap(),
-        "--path-column",
-        "file",
-        "--label-columns",
-        "a",
-        "--task",
-        "multilabel",
-        "--patient-column",
-        "pid",
-        "--size",
-        "64",
-        "--out",
-        store.to_str().unwrap(),
-    ]);
+    let store = common::store_without_reports(d, "store");
     let bad = d.join("bad");
     let mut a = pretrain_args(&store, &bad);
     // clap refuses repeated flags: replace the value instead.

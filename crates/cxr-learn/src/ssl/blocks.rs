@@ -24,6 +24,18 @@ pub fn l2_normalize(x: &Tensor) -> Tensor {
 /// positive (its chance is `1 / (n + 1)`).
 pub fn queue_info_nce(q: &Tensor, k: &Tensor, queue: &Tensor, temperature: f64) -> (Tensor, f64) {
     let positive = (q * k).sum_dim_intlist(1, true, q.kind());
+    queue_info_nce_with_positive(q, &positive, queue, temperature)
+}
+
+/// [`queue_info_nce`] with the positive logit given (`[b, 1]`, before the
+/// temperature), the hook through which JCL adds its key-covariance term.
+pub fn queue_info_nce_with_positive(
+    q: &Tensor,
+    positive: &Tensor,
+    queue: &Tensor,
+    temperature: f64,
+) -> (Tensor, f64) {
+    let positive = positive.shallow_clone();
     let negative = q.matmul(&queue.tr());
     let logits = Tensor::cat(&[positive, negative], 1) / temperature;
     let target = Tensor::zeros([q.size()[0]], (Kind::Int64, q.device()));

@@ -272,8 +272,8 @@ pub fn center_outputs(model: &ClipModel, images: &Tensor, ids: &Tensor) {
 }
 
 impl Objective for ClipObjective {
-    fn two_views(&self) -> bool {
-        false
+    fn views(&self) -> usize {
+        1
     }
 
     fn rows(&self, _train: Vec<usize>) -> Vec<usize> {
@@ -297,9 +297,9 @@ impl Objective for ClipObjective {
     }
 
     fn loss(&mut self, views: &Views, _step_seed: u64) -> (Tensor, Map<String, Value>) {
-        let at: Vec<i64> = views.queries.iter().map(|i| self.position[i]).collect();
+        let at: Vec<i64> = views.queries().iter().map(|i| self.position[i]).collect();
         let at = Tensor::from_slice(&at).to_device(self.ids.device());
-        let img = self.model.image_embeddings(&views.xq);
+        let img = self.model.image_embeddings(views.xq());
         let txt = self.model.text_embeddings(&self.ids.index_select(0, &at));
         let loss = clip_loss(&img, &txt, self.scale());
         let (zi, zt) = (l2_normalize(&img.detach()), l2_normalize(&txt.detach()));

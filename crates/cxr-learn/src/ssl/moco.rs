@@ -14,7 +14,7 @@ use cxr_nn::spec::ModelSpec;
 use rand::SeedableRng;
 use rand::seq::SliceRandom;
 use rand_chacha::ChaCha8Rng;
-use tch::nn::{Module, VarStore};
+use tch::nn::{self, Module, VarStore};
 use tch::{Device, Kind, Tensor};
 
 use serde_json::{Map, Value, json};
@@ -37,20 +37,29 @@ pub struct MocoConfig {
     pub ghost_batches: usize,
 }
 
+/// Builds a projection head under the given path (the branch's `fc`) from
+/// the backbone's feature dimension to the embedding dimension, so methods
+/// of the MoCo family can swap MoCo v2's head for their own.
+pub(crate) type HeadBuilder = fn(&nn::Path, i64, i64) -> Box<dyn Module>;
+
+/// MoCo v2's head, `Linear(f, f) → ReLU → Linear(f, dim)`.
+pub(crate) fn mocov2_head(p: &nn::Path, f: i64, dim: i64) -> Box<dyn Module> {
+    Box::new(Mlp::new(p, f, f, dim))
+}
+
 /// One encoder (backbone + projection head) in its own variable store.
 #[derive(Debug)]
 struct Branch {
     vs: VarStore,
     backbone: Backbone,
-    head: Mlp,
+    head: Box<dyn Module>,
 }
 
 impl Branch {
-    fn new(spec: &ModelSpec, dim: i64, device: Device) -> Self {
+    fn new(spec: &ModelSpec, dim: i64, device: Device, head: HeadBuilder) -> Self {
         let vs = VarStore::new(device);
         let backbone = Backbone::new(&vs.root(), &spec.architecture);
-        let f = spec.feature_dim();
-        let head = Mlp::new(&(vs.root() / "fc"), f, f, dim);
+        let head = head(&(vs.root() / "fc"), spec.feature_dim(), dim);
         Self { vs, backbone, head }
     }
 
@@ -77,9 +86,20 @@ impl Moco {
     /// Builds both encoders (the key encoder a copy of the query one) and a
     /// queue of random unit vectors, all from `seed`.
     pub fn new(spec: ModelSpec, config: MocoConfig, device: Device, seed: u64) -> Self {
+        Self::with_head(spec, config, device, seed, mocov2_head)
+    }
+
+    /// As [`Moco::new`] with another projection head (S2MTS2's).
+    pub(crate) fn with_head(
+        spec: ModelSpec,
+        config: MocoConfig,
+        device: Device,
+        seed: u64,
+        head: HeadBuilder,
+    ) -> Self {
         tch::manual_seed(seed as i64);
-        let query = Branch::new(&spec, config.dim, device);
-        let mut key = Branch::new(&spec, config.dim, device);
+        let query = Branch::new(&spec, config.dim, device, head);
+        let mut key = Branch::new(&spec, config.dim, device, head);
         let _ = key.vs.copy(&query.vs);
         key.vs.freeze();
         let queue = l2_normalize(&Tensor::randn(
@@ -97,8 +117,38 @@ impl Moco {
         }
     }
 
+    /// The momentum update of the key encoder, `θ_k ← m·θ_k + (1 − m)·θ_q`
+    /// (parameters only).
+    pub(crate) fn momentum_update(&self) {
+        ema_update(
+            &self.key.vs.variables(),
+            &self.query.vs.variables(),
+            self.config.momentum,
+        );
+    }
+
+    /// Unit query embeddings of `x`, with gradient.
+    pub(crate) fn embed_query(&self, x: &Tensor) -> Tensor {
+        self.query.embed(x, true)
+    }
+
+    /// The queue of past keys, `[queue, dim]`.
+    pub(crate) fn queue(&self) -> &Tensor {
+        &self.queue
+    }
+
+    /// The engine's hyperparameters.
+    pub(crate) fn config(&self) -> &MocoConfig {
+        &self.config
+    }
+
+    /// Keeps `keys` to enqueue once the optimiser has stepped.
+    pub(crate) fn defer_enqueue(&mut self, keys: Tensor) {
+        self.pending = Some(keys);
+    }
+
     /// Keys of `xk`, computed in shuffled ghost batches and unshuffled.
-    fn keys(&self, xk: &Tensor, step_seed: u64) -> Tensor {
+    pub(crate) fn keys(&self, xk: &Tensor, step_seed: u64) -> Tensor {
         let n = xk.size()[0];
         let groups = self.config.ghost_batches.clamp(1, (n / 2).max(1) as usize) as i64;
         let mut perm: Vec<i64> = (0..n).collect();
@@ -141,13 +191,9 @@ impl Objective for Moco {
     /// The loss after the momentum update (as the reference orders it);
     /// the keys are enqueued once the optimiser has stepped.
     fn loss(&mut self, views: &Views, step_seed: u64) -> (Tensor, Map<String, Value>) {
-        let xk = views.xk.as_ref().expect("MoCo batches carry two views");
-        ema_update(
-            &self.key.vs.variables(),
-            &self.query.vs.variables(),
-            self.config.momentum,
-        );
-        let q = self.query.embed(&views.xq, true);
+        let xk = &views.x[1];
+        self.momentum_update();
+        let q = self.embed_query(views.xq());
         let k = tch::no_grad(|| self.keys(xk, step_seed));
         let (loss, accuracy) = queue_info_nce(&q, &k, &self.queue, self.config.temperature);
         let m = monitors(&q.detach(), &k);

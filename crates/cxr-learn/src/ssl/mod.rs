@@ -3,9 +3,15 @@
 //! clean).
 //!
 //! Implemented: `moco-cxr` and `medaug` on the momentum-contrast engine
-//! ([`moco`]) with the shared [`blocks`]; `clip` (CheXzero-style image-text
-//! CLIP, [`clip`]), which also writes the whole model as `clip.safetensors`
-//! with its `tokenizer.json` for `zero-shot`. The run directory holds
+//! ([`moco`]) with the shared [`blocks`]; `s2mts2` (stage A: MoCo with
+//! joint contrastive learning over several key views, [`s2mts2`]); `clip`
+//! (CheXzero-style image-text CLIP, [`clip`]), which also writes the whole model as `clip.safetensors`
+//! with its `tokenizer.json` for `zero-shot`; `convirt` and `gloria`
+//! (image + report sentence with a BERT text tower, [`convirt`],
+//! [`gloria`], sharing [`text_side`]), which export the image backbone and
+//! the text `tokenizer.json`; `refers` (three views of a study, gated
+//! fusion, report generation + image-report InfoNCE, [`refers`] with
+//! [`fusion`]), which exports its ViT. The run directory holds
 //! `last.safetensors` (everything needed to resume bit for bit),
 //! `encoder.safetensors` + `encoder.json` (the query backbone, loadable by
 //! `features`, `probe` and `finetune`), and `log.jsonl` (loss, pretext
@@ -13,7 +19,14 @@
 
 pub mod blocks;
 pub mod clip;
+pub mod convirt;
+pub mod fusion;
+pub mod gloria;
+pub mod gloria_attention;
 pub mod moco;
+pub mod refers;
+pub mod s2mts2;
+pub mod text_side;
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
@@ -35,7 +48,11 @@ use crate::io::{TrainState, write_safetensors};
 use crate::optim::{Optimizer, Rule};
 use crate::schedule::{Schedule, Shape};
 use clip::{ClipObjective, ClipSettings};
+use convirt::{Convirt, ConvirtSettings};
+use gloria::{Gloria, GloriaSettings};
 use moco::{Moco, MocoConfig};
+use refers::{RefersObjective, RefersSettings};
+use s2mts2::{S2mts2, S2mts2Settings};
 
 /// How a query's positive image is chosen.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -79,6 +96,22 @@ pub struct PretrainConfig {
     /// CLIP's shape and text settings (method `clip` only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub clip: Option<ClipSettings>,
+    /// S2MTS2's key views, λ ramp and head (method `s2mts2` only; absent:
+    /// [`S2mts2Settings::default`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub s2mts2: Option<S2mts2Settings>,
+    /// REFERS' loss weights, flip and text shapes (method `refers` only;
+    /// absent: [`RefersSettings::for_width`] of the ViT).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refers: Option<RefersSettings>,
+    /// ConVIRT's text tower and loss (method `convirt` only; absent:
+    /// [`ConvirtSettings::for_size`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub convirt: Option<ConvirtSettings>,
+    /// GLoRIA's text tower, temperatures and attention form (method
+    /// `gloria` only; absent: [`GloriaSettings::for_size`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gloria: Option<GloriaSettings>,
 }
 
 /// Query -> positive rows, drawn uniformly from the query's group with a
@@ -125,13 +158,20 @@ impl PositiveSampler {
         Ok(Self { groups, seed })
     }
 
-    /// The positive of `query` in `epoch`.
+    /// The positive of `query` in `epoch` for view 1 (the first positive).
     pub fn positive(&self, query: usize, epoch: u64) -> usize {
+        self.positive_of_view(query, epoch, 1)
+    }
+
+    /// The positive of `query` in `epoch` for view `view >= 1`; the views
+    /// draw independently, with replacement, from the query's group.
+    pub fn positive_of_view(&self, query: usize, epoch: u64, view: usize) -> usize {
         let group = &self.groups[&query];
         if group.len() == 1 {
             return query;
         }
-        let mut rng = rng_for(self.seed ^ 0x6d65_6461_7567, (epoch << 32) | query as u64);
+        let salt = 0x6d65_6461_7567 ^ ((view as u64 - 1) << 48);
+        let mut rng = rng_for(self.seed ^ salt, (epoch << 32) | query as u64);
         group[rng.random_range(0..group.len())]
     }
 }
@@ -144,24 +184,34 @@ struct Progress {
     step: u64,
 }
 
-/// One batch as an objective sees it: store rows and normalised inputs.
+/// One batch as an objective sees it: store rows and normalised inputs per
+/// view. View 0 is the query; views 1.. are its positives, drawn by the
+/// run's positive rule (the same image for MoCo-CXR).
 #[derive(Debug)]
-pub struct Views<'a> {
+pub struct Views {
+    /// Store rows of each view.
+    pub rows: Vec<Vec<usize>>,
+    /// Inputs `[n, c, s, s]` of each view.
+    pub x: Vec<Tensor>,
+}
+
+impl Views {
     /// Query rows.
-    pub queries: &'a [usize],
-    /// Positive rows (empty for single-view objectives).
-    pub keys: &'a [usize],
-    /// Query views `[n, c, s, s]`.
-    pub xq: Tensor,
-    /// Positive views (undefined for single-view objectives).
-    pub xk: Option<Tensor>,
+    pub fn queries(&self) -> &[usize] {
+        &self.rows[0]
+    }
+
+    /// Query inputs.
+    pub fn xq(&self) -> &Tensor {
+        &self.x[0]
+    }
 }
 
 /// A self-supervised objective: what the loop trains, checkpoints and exports.
 pub trait Objective {
-    /// Whether batches carry a second (positive) view.
-    fn two_views(&self) -> bool {
-        true
+    /// Views per batch entry: the query and its positives.
+    fn views(&self) -> usize {
+        2
     }
     /// The training rows it can use, of the split's `train` (image-text
     /// objectives drop rows without a report).
@@ -178,6 +228,9 @@ pub trait Objective {
     fn loss(&mut self, views: &Views, step_seed: u64) -> (Tensor, serde_json::Map<String, Value>);
     /// Called once the optimiser has stepped (MoCo enqueues its keys here).
     fn after_step(&mut self) {}
+    /// Called before each epoch, `epoch` counted from 0 of `epochs`, also
+    /// when a run resumes mid-epoch (S2MTS2 ramps its JCL weight by epoch).
+    fn start_epoch(&mut self, _epoch: usize, _epochs: usize) {}
     /// Every tensor a bit-for-bit resume needs.
     fn state(&self) -> BTreeMap<String, Tensor>;
     /// Restores [`Objective::state`] output.
@@ -271,6 +324,13 @@ impl Pretrainer<'_> {
     /// The objective `config.method` names.
     fn objective(&self) -> Result<Box<dyn Objective>, String> {
         match self.config.method.as_str() {
+            "s2mts2" => Ok(Box::new(S2mts2::new(
+                self.spec.clone(),
+                self.config.moco.clone(),
+                self.config.s2mts2.clone().unwrap_or_default(),
+                self.device,
+                self.config.seed,
+            )?)),
             "moco-cxr" | "medaug" => Ok(Box::new(Moco::new(
                 self.spec.clone(),
                 self.config.moco.clone(),
@@ -288,6 +348,54 @@ impl Pretrainer<'_> {
                     &self.store,
                     &train,
                     self.spec.preprocessing,
+                    &settings,
+                    self.device,
+                    self.config.seed,
+                )?))
+            }
+            "refers" => {
+                let train = self.store.split_indices(Split::Train);
+                let settings = self
+                    .config
+                    .refers
+                    .clone()
+                    .unwrap_or_else(|| RefersSettings::for_width(self.spec.feature_dim()));
+                Ok(Box::new(RefersObjective::new(
+                    &self.store,
+                    &train,
+                    &self.spec,
+                    &settings,
+                    self.device,
+                    self.config.seed,
+                )?))
+            }
+            "convirt" => {
+                let train = self.store.split_indices(Split::Train);
+                let settings = self
+                    .config
+                    .convirt
+                    .clone()
+                    .unwrap_or_else(|| ConvirtSettings::for_size(self.spec.preprocessing.size));
+                Ok(Box::new(Convirt::new(
+                    &self.store,
+                    &train,
+                    &self.spec,
+                    &settings,
+                    self.device,
+                    self.config.seed,
+                )?))
+            }
+            "gloria" => {
+                let train = self.store.split_indices(Split::Train);
+                let settings = self
+                    .config
+                    .gloria
+                    .clone()
+                    .unwrap_or_else(|| GloriaSettings::for_size(self.spec.preprocessing.size));
+                Ok(Box::new(Gloria::new(
+                    &self.store,
+                    &train,
+                    &self.spec,
                     &settings,
                     self.device,
                     self.config.seed,
@@ -320,7 +428,9 @@ impl Pretrainer<'_> {
             )
             .into());
         }
-        if c.method != "clip" && c.moco.queue % c.batch_size != 0 {
+        if !["clip", "refers", "convirt", "gloria"].contains(&c.method.as_str())
+            && c.moco.queue % c.batch_size != 0
+        {
             return Err(format!(
                 "the queue ({}) must be a multiple of the batch size ({})",
                 c.moco.queue, c.batch_size
@@ -347,25 +457,25 @@ impl Pretrainer<'_> {
             Progress::default()
         };
         while p.epoch < c.epochs {
+            model.start_epoch(p.epoch, c.epochs);
             let epoch = p.epoch + 1;
             let started = Instant::now();
             let order = data::epoch_order(&train, c.seed, epoch as u64);
-            let two = model.two_views();
-            let chunks: Vec<(Vec<usize>, Vec<usize>)> = order
+            let n_views = model.views().max(1);
+            let chunks: Vec<Vec<Vec<usize>>> = order
                 .chunks_exact(c.batch_size)
                 .skip(p.batch)
                 .map(|q| {
-                    let keys = if two {
+                    let mut rows = vec![q.to_vec()];
+                    rows.extend((1..n_views).map(|v| {
                         q.iter()
-                            .map(|&i| sampler.positive(i, epoch as u64))
+                            .map(|&i| sampler.positive_of_view(i, epoch as u64, v))
                             .collect()
-                    } else {
-                        Vec::new()
-                    };
-                    (q.to_vec(), keys)
+                    }));
+                    rows
                 })
                 .collect();
-            let (rx, handle) = data::spawn_pairs(
+            let (rx, handle) = data::spawn_views(
                 self.store.clone(),
                 chunks,
                 c.augment.clone(),
@@ -373,22 +483,23 @@ impl Pretrainer<'_> {
                 epoch as u64,
             );
             let mut losses = Vec::new();
+            let mut step_started = Instant::now();
             for batch in rx {
                 let lr = schedule.lr(p.step);
                 let step_seed = c.seed ^ p.step.wrapping_mul(0x9E37_79B9_7F4A_7C15);
                 tch::manual_seed(step_seed as i64);
-                let n = batch.queries.len();
-                let distinct = batch
-                    .queries
-                    .iter()
-                    .zip(&batch.keys)
-                    .filter(|(q, k)| q != k)
-                    .count();
+                let n = batch.rows[0].len();
+                let distinct = batch.rows.get(1).map_or(0, |keys| {
+                    batch.rows[0]
+                        .iter()
+                        .zip(keys)
+                        .filter(|(q, k)| q != k)
+                        .count()
+                });
+                let x = batch.images.iter().map(|im| self.input(im, n)).collect();
                 let views = Views {
-                    queries: &batch.queries,
-                    keys: &batch.keys,
-                    xq: self.input(&batch.query_images, n),
-                    xk: two.then(|| self.input(&batch.key_images, n)),
+                    rows: batch.rows,
+                    x,
                 };
                 let (loss, fields) = model.loss(&views, step_seed);
                 let value = loss.double_value(&[]);
@@ -403,9 +514,11 @@ impl Pretrainer<'_> {
                 p.step += 1;
                 p.batch += 1;
                 losses.push(value);
+                // Wall time since the previous step ended: waiting for data counts.
+                let seconds = step_started.elapsed().as_secs_f64();
                 let mut record = json!({
                     "event": "step", "epoch": epoch, "step": p.step, "lr": lr, "loss": value,
-                    "distinct_positives": distinct,
+                    "distinct_positives": distinct, "seconds": seconds,
                 });
                 if let Value::Object(m) = &mut record {
                     m.extend(fields);
@@ -415,6 +528,7 @@ impl Pretrainer<'_> {
                     self.save_last(model, &opt, &p)?;
                     (self.log)(&json!({"event": "checkpoint", "epoch": epoch, "step": p.step}))?;
                 }
+                step_started = Instant::now();
             }
             let _ = handle.join();
             p.epoch = epoch;

@@ -6,6 +6,7 @@
 pub mod attention;
 pub mod bert;
 pub mod clip;
+pub mod decoder;
 pub mod densenet;
 pub mod resnet;
 pub mod vit;
@@ -33,4 +34,40 @@ pub(crate) fn conv(
 /// Batch norm with PyTorch's defaults (eps 1e-5, momentum 0.1).
 pub(crate) fn bn(p: nn::Path, c: i64) -> nn::BatchNorm {
     nn::batch_norm2d(p, c, Default::default())
+}
+
+/// The normalisation layers of a convolutional backbone.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Norm {
+    /// Batch normalisation (torchvision's; `weight`, `bias`, running statistics).
+    #[default]
+    Batch,
+    /// Group normalisation with this many groups (`weight`, `bias`): no batch
+    /// statistics, so contrastive pretraining cannot identify positives through
+    /// them (ssl-methods.md §7.2) and train and eval modes agree.
+    Group(i64),
+}
+
+/// A built normalisation layer (see [`Norm`]).
+#[derive(Debug)]
+pub(crate) enum NormLayer {
+    Batch(nn::BatchNorm),
+    Group(nn::GroupNorm),
+}
+
+impl nn::ModuleT for NormLayer {
+    fn forward_t(&self, x: &tch::Tensor, train: bool) -> tch::Tensor {
+        match self {
+            Self::Batch(b) => x.apply_t(b, train),
+            Self::Group(g) => x.apply(g),
+        }
+    }
+}
+
+/// A normalisation layer of `c` channels under `p`; groups are capped at `c`.
+pub(crate) fn norm(p: nn::Path, c: i64, kind: Norm) -> NormLayer {
+    match kind {
+        Norm::Batch => NormLayer::Batch(bn(p, c)),
+        Norm::Group(g) => NormLayer::Group(nn::group_norm(p, g.min(c), c, Default::default())),
+    }
 }

@@ -5,7 +5,7 @@
 use tch::Tensor;
 use tch::nn::{self, ModuleT};
 
-use super::{bn, conv};
+use super::{Norm, NormLayer, conv, norm};
 
 /// The residual block type.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -38,6 +38,9 @@ pub struct ResNetConfig {
     pub in_channels: i64,
     /// Size of the `fc` classifier; `None` builds the trunk only.
     pub num_classes: Option<i64>,
+    /// Normalisation layers (batch norm in torchvision; the layers keep the
+    /// `bn` names either way).
+    pub norm: Norm,
 }
 
 impl ResNetConfig {
@@ -49,6 +52,7 @@ impl ResNetConfig {
             width: 64,
             in_channels: 3,
             num_classes,
+            norm: Norm::Batch,
         }
     }
 
@@ -60,6 +64,7 @@ impl ResNetConfig {
             width: 64,
             in_channels: 3,
             num_classes,
+            norm: Norm::Batch,
         }
     }
 
@@ -71,12 +76,12 @@ impl ResNetConfig {
 
 #[derive(Debug)]
 struct ResidualBlock {
-    convs: Vec<(nn::Conv2D, nn::BatchNorm)>,
-    downsample: Option<(nn::Conv2D, nn::BatchNorm)>,
+    convs: Vec<(nn::Conv2D, NormLayer)>,
+    downsample: Option<(nn::Conv2D, NormLayer)>,
 }
 
 impl ResidualBlock {
-    fn new(p: &nn::Path, block: Block, cin: i64, planes: i64, stride: i64) -> Self {
+    fn new(p: &nn::Path, block: Block, cin: i64, planes: i64, stride: i64, kind: Norm) -> Self {
         let out = planes * block.expansion();
         // torchvision (v1.5) puts the stride on the 3x3 convolution.
         let shapes: Vec<(i64, i64, i64, i64, i64)> = match block {
@@ -93,13 +98,16 @@ impl ResidualBlock {
             .map(|(i, (a, b, k, s, pad))| {
                 (
                     conv(p / format!("conv{}", i + 1), a, b, k, s, pad),
-                    bn(p / format!("bn{}", i + 1), b),
+                    norm(p / format!("bn{}", i + 1), b, kind),
                 )
             })
             .collect();
         let downsample = (stride != 1 || cin != out).then(|| {
             let d = p / "downsample";
-            (conv(&d / "0", cin, out, 1, stride, 0), bn(&d / "1", out))
+            (
+                conv(&d / "0", cin, out, 1, stride, 0),
+                norm(&d / "1", out, kind),
+            )
         });
         Self { convs, downsample }
     }
@@ -129,7 +137,7 @@ impl ResidualBlock {
 #[derive(Debug)]
 pub struct ResNet {
     conv1: nn::Conv2D,
-    bn1: nn::BatchNorm,
+    bn1: NormLayer,
     stages: Vec<Vec<ResidualBlock>>,
     fc: Option<nn::Linear>,
     config: ResNetConfig,
@@ -140,7 +148,7 @@ impl ResNet {
     pub fn new(p: &nn::Path, config: &ResNetConfig) -> Self {
         let w = config.width;
         let conv1 = conv(p / "conv1", config.in_channels, w, 7, 2, 3);
-        let bn1 = bn(p / "bn1", w);
+        let bn1 = norm(p / "bn1", w, config.norm);
         let mut cin = w;
         let mut stages = Vec::new();
         for (s, &n) in config.layers.iter().enumerate() {
@@ -155,6 +163,7 @@ impl ResNet {
                         cin,
                         planes,
                         if i == 0 { stride } else { 1 },
+                        config.norm,
                     );
                     cin = planes * config.block.expansion();
                     b
@@ -190,6 +199,33 @@ impl ResNet {
             }
         }
         y.adaptive_avg_pool2d([1, 1]).flatten(1, -1)
+    }
+
+    /// Channels of the `layer3` map (256 for ResNet-18, 1024 for ResNet-50).
+    pub fn layer3_channels(&self) -> i64 {
+        self.config.width * 4 * self.config.block.expansion()
+    }
+
+    /// The `layer3` map `[n, layer3_channels, h/16, w/16]` and the pooled
+    /// `layer4` features `[n, feature_dim]` of one forward pass: GLoRIA's
+    /// local (regions) and global image features.
+    pub fn layer3_and_features_t(&self, x: &Tensor, train: bool) -> (Tensor, Tensor) {
+        let mut y = x.apply(&self.conv1).apply_t(&self.bn1, train);
+        let _ = y.relu_();
+        let mut y = y.max_pool2d([3, 3], [2, 2], [1, 1], [1, 1], false);
+        let mut layer3 = None;
+        for (s, stage) in self.stages.iter().enumerate() {
+            for block in stage {
+                y = block.forward_t(&y, train);
+            }
+            if s == 2 {
+                // The next stage's in-place ReLU writes a new tensor, not
+                // this one, so a shallow clone stays valid.
+                layer3 = Some(y.shallow_clone());
+            }
+        }
+        let pooled = y.adaptive_avg_pool2d([1, 1]).flatten(1, -1);
+        (layer3.expect("four stages"), pooled)
     }
 }
 

@@ -139,9 +139,22 @@ impl Vit {
     }
 
     /// The class token after `encoder_norm`: `[n, hidden]`.
+    pub fn features_t(&self, x: &Tensor, train: bool) -> Tensor {
+        self.encoder_norm
+            .forward(&self.encode(x, train).select(1, 0))
+    }
+
+    /// Every token after `encoder_norm`, the class token first:
+    /// `[n, 1 + patches, hidden]` (REFERS' fusion and decoder read the
+    /// patch tokens; [`Vit::features_t`] is this tensor's first token).
+    pub fn tokens_t(&self, x: &Tensor, train: bool) -> Tensor {
+        self.encoder_norm.forward(&self.encode(x, train))
+    }
+
+    /// The encoder's token states before `encoder_norm`.
     // `y += ...` would add in place into a tensor LayerNorm saved for backward.
     #[allow(clippy::assign_op_pattern)]
-    pub fn features_t(&self, x: &Tensor, train: bool) -> Tensor {
+    fn encode(&self, x: &Tensor, train: bool) -> Tensor {
         let b = x.size()[0];
         let patches = x
             .apply(&self.patch_embeddings)
@@ -164,7 +177,7 @@ impl Vit {
             let m = gelu(&n.apply(&l.fc1)).dropout(DROPOUT, train);
             y = y + m.apply(&l.fc2).dropout(DROPOUT, train);
         }
-        self.encoder_norm.forward(&y.select(1, 0))
+        y
     }
 }
 
@@ -176,5 +189,35 @@ impl ModuleT for Vit {
             Some(h) => f.apply(h),
             None => f,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tch::{Device, Kind};
+
+    #[test]
+    fn tokens_start_with_the_class_feature() {
+        tch::manual_seed(0);
+        let vs = nn::VarStore::new(Device::Cpu);
+        let config = VitConfig {
+            image_size: 16,
+            patch_size: 8,
+            hidden: 12,
+            layers: 1,
+            heads: 3,
+            mlp: 24,
+            ..VitConfig::vit_b16(None)
+        };
+        let vit = Vit::new(&vs.root(), &config);
+        let x = Tensor::randn([2, 3, 16, 16], (Kind::Float, Device::Cpu));
+        let tokens = vit.tokens_t(&x, false);
+        assert_eq!(tokens.size(), [2, 5, 12]);
+        let diff = (tokens.select(1, 0) - vit.features_t(&x, false))
+            .abs()
+            .max()
+            .double_value(&[]);
+        assert!(diff < 1e-6, "{diff}");
     }
 }

@@ -11,7 +11,13 @@ use cxr_data::store::read::Store;
 use cxr_learn::optim::Rule;
 use cxr_learn::schedule::Shape;
 use cxr_learn::ssl::clip::ClipSettings;
+use cxr_learn::ssl::convirt::ConvirtSettings;
+use cxr_learn::ssl::gloria::GloriaSettings;
+use cxr_learn::ssl::gloria_attention::Gammas;
 use cxr_learn::ssl::moco::MocoConfig;
+use cxr_learn::ssl::refers::RefersSettings;
+use cxr_learn::ssl::s2mts2::S2mts2Settings;
+use cxr_learn::ssl::text_side::{BertSettings, Pooling};
 use cxr_learn::ssl::{Positive, PretrainConfig, Pretrainer};
 use cxr_nn::device::DeviceRequest;
 use cxr_nn::registry::Normalization;
@@ -24,9 +30,15 @@ use crate::run::{RunDir, check_resume};
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// moco-cxr (two views of an image), medaug (positives from the same
-    /// patient and study) or clip (CheXzero-style image-impression CLIP; the
-    /// store needs a report column).
-    #[arg(long, value_parser = ["moco-cxr", "medaug", "clip"])]
+    /// patient and study), s2mts2 (stage A: MoCo with joint contrastive
+    /// learning over --keys views of each image), clip (CheXzero-style
+    /// image-impression CLIP; the store needs a report column) or refers
+    /// (three views of a study + report generation + image-report InfoNCE;
+    /// needs reports, study ids and a ViT backbone such as vit-tiny),
+    /// convirt (image + one findings/impression sentence, BERT, asymmetric
+    /// bidirectional InfoNCE) or gloria (image regions + impression words,
+    /// local attention and global InfoNCE; a ResNet backbone).
+    #[arg(long, value_parser = ["moco-cxr", "medaug", "s2mts2", "clip", "refers", "convirt", "gloria"])]
     pub method: String,
     /// Dataset store (its training split is used).
     #[arg(long)]
@@ -34,7 +46,8 @@ pub struct Args {
     /// Run directory.
     #[arg(long)]
     pub out: PathBuf,
-    /// Backbone architecture (resnet18, resnet50, densenet121, resnet18-w16, ...).
+    /// Backbone architecture (resnet18, resnet50, densenet121, resnet18-w16, ...;
+    /// S2MTS2's is densenet121-leaky, its phantom-scale one densenet-tiny).
     #[arg(long, default_value = "resnet18")]
     pub backbone: String,
     /// Network input side (default: the store's image size).
@@ -78,6 +91,8 @@ pub struct Args {
     #[arg(long, value_parser = ["same-study", "same-patient", "same-image"])]
     pub positive: Option<String>,
     /// Horizontal-flip probability of the views (MoCo-CXR's "chexpert" recipe: 0.5).
+    /// refers: one flip of all three views with "left"/"right" swapped in
+    /// the caption, decided per sample by the objective.
     #[arg(long, default_value_t = 0.5)]
     pub hflip: f32,
     /// Rotation range of the views in degrees.
@@ -87,6 +102,16 @@ pub struct Args {
     /// recipe crops nothing from square images: `1,1`).
     #[arg(long, value_delimiter = ',', default_values_t = [1.0f32, 1.0])]
     pub crop_scale: Vec<f32>,
+    /// Brightness jitter of the views: a factor in `[1 - b, 1 + b]` (MoCo-CXR
+    /// and MedAug use none; S2MTS2's and SimCLR-style recipes 0.4).
+    #[arg(long, default_value_t = 0.0)]
+    pub brightness: f32,
+    /// Contrast jitter of the views, like `--brightness`.
+    #[arg(long, default_value_t = 0.0)]
+    pub contrast: f32,
+    /// Probability of a gaussian blur (sigma 0.1-2 px) on each view.
+    #[arg(long, default_value_t = 0.0)]
+    pub blur_p: f32,
     /// Seed of initialisation, order, augmentation and sampling.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
@@ -99,18 +124,32 @@ pub struct Args {
     /// Continue the run in --out from its last checkpoint.
     #[arg(long)]
     pub resume: bool,
+    /// s2mts2: key views per query, M (the reference's 2).
+    #[arg(long)]
+    pub keys: Option<usize>,
+    /// s2mts2: JCL weight at the last epoch, ramped linearly from
+    /// lambda/epochs (the reference's 2).
+    #[arg(long)]
+    pub jcl_lambda: Option<f64>,
+    /// s2mts2: the reference code's projection head, its `classifier` layer
+    /// applied twice (a quirk of the original; default MoCo v2's head).
+    #[arg(long)]
+    pub reference_head: bool,
     /// clip: a tokenizer file (tokenizer.json, OpenAI's BPE merges) instead
     /// of a BPE trained on the train split's impressions.
     #[arg(long)]
     pub tokenizer: Option<PathBuf>,
     /// clip: text context in tokens (default 32 tiny, 77 ViT-B/32); longer
-    /// impressions are truncated and counted in the log.
+    /// impressions are truncated and counted in the log. refers: the
+    /// caption length of both tokenizers (48 tiny, 100 for wider ViTs).
     #[arg(long)]
     pub context_length: Option<i64>,
     /// clip: size of the trained tokenizer's vocabulary (400 tiny, 8192 ViT-B/32).
+    /// refers: size of the caption decoder's trained BPE (1000 tiny, 10k).
     #[arg(long)]
     pub vocab_size: Option<usize>,
-    /// clip: joint embedding size (64 tiny, 512 ViT-B/32).
+    /// clip: joint embedding size (64 tiny, 512 ViT-B/32). convirt: output
+    /// of both projection heads (64 tiny, 512).
     #[arg(long)]
     pub embed_dim: Option<i64>,
     /// clip: image transformer layers (4 tiny, 12 ViT-B/32).
@@ -128,6 +167,60 @@ pub struct Args {
     /// clip: text token width (128 tiny, 512).
     #[arg(long)]
     pub text_width: Option<i64>,
+    /// refers: weight λ of the image->report term (1 - λ for report->image).
+    #[arg(long)]
+    pub refers_lambda: Option<f64>,
+    /// refers: temperature of the cosine similarities (0.1).
+    #[arg(long)]
+    pub refers_temperature: Option<f64>,
+    /// refers: the reference code's stop-gradient on the report->image term
+    /// (its value counts, its gradient does not); default: both terms train.
+    #[arg(long)]
+    pub refers_detach_t2i: bool,
+    /// convirt, gloria: BERT attention heads (2 tiny, 12); --text-layers,
+    /// --text-width, --context-length, --vocab-size and --tokenizer (a
+    /// tokenizer.json or BERT vocab.txt) shape the rest of the text tower.
+    #[arg(long)]
+    pub text_heads: Option<i64>,
+    /// convirt, gloria: BERT feed-forward width (512 tiny, 3072).
+    #[arg(long)]
+    pub text_ffn: Option<i64>,
+    /// convirt, gloria: freeze BERT's embeddings and its first N layers
+    /// (ConVIRT's paper: 6 of 12; default: nothing frozen below 224 px).
+    #[arg(long)]
+    pub freeze_text_layers: Option<usize>,
+    /// convirt: sentence pooling of the text tower (mean, the code default).
+    #[arg(long, value_parser = ["mean", "cls", "pooler", "max"])]
+    pub text_pooling: Option<String>,
+    /// convirt: weight λ of the image->text term (1 - λ for text->image; paper 0.75).
+    #[arg(long)]
+    pub convirt_lambda: Option<f64>,
+    /// convirt: temperature τ of both directions (0.1).
+    #[arg(long)]
+    pub convirt_temperature: Option<f64>,
+    /// convirt: the reference code's default without --biloss: the
+    /// image->text term alone.
+    #[arg(long)]
+    pub image_to_text_only: bool,
+    /// gloria: γ1,γ2,γ3 (attention, word aggregation, logit scale; 4,5,10).
+    #[arg(long, value_delimiter = ',')]
+    pub gloria_gammas: Option<Vec<f64>>,
+    /// gloria: the paper's single softmax over regions instead of the
+    /// code's softmax over words then over regions.
+    #[arg(long)]
+    pub single_softmax: bool,
+    /// gloria: side the images are resized to inside the model during
+    /// pretraining (the reference: 299 from 224; default: 299 above 128 px,
+    /// none below).
+    #[arg(long)]
+    pub gloria_upsample: Option<i64>,
+    /// Adam β1 (default 0.9; gloria 0.5, as its config).
+    #[arg(long)]
+    pub adam_beta1: Option<f64>,
+    /// convirt, gloria: train on the images as stored instead of the
+    /// method's augmentation (tiny from-scratch runs learn sooner).
+    #[arg(long)]
+    pub no_augment: bool,
 }
 
 /// CheXzero's pixel statistics (101.48761 and 83.43944 on the 0-255 scale).
@@ -153,6 +246,169 @@ fn clip_settings(args: &Args, size: i64) -> ClipSettings {
         init_logit_scale: d.init_logit_scale,
     }
 }
+
+/// S2MTS2's settings for `--method s2mts2` (the defaults with the flags'
+/// overrides); the flags are refused with other methods.
+fn s2mts2_settings(args: &Args) -> Result<Option<S2mts2Settings>> {
+    if args.method != "s2mts2" {
+        if args.keys.is_some() || args.jcl_lambda.is_some() || args.reference_head {
+            bail!("--keys, --jcl-lambda and --reference-head are S2MTS2's; use --method s2mts2");
+        }
+        return Ok(None);
+    }
+    let d = S2mts2Settings::default();
+    Ok(Some(S2mts2Settings {
+        keys: args.keys.unwrap_or(d.keys),
+        lambda: args.jcl_lambda.unwrap_or(d.lambda),
+        reference_head: args.reference_head,
+    }))
+}
+
+/// REFERS' settings for `--method refers` (the defaults for the ViT's
+/// width with the flags' overrides; `--hflip` is the paired image + caption
+/// flip, done by the objective); the flags are refused with other methods.
+fn refers_settings(args: &Args, spec: &ModelSpec) -> Result<Option<RefersSettings>> {
+    if args.method != "refers" {
+        if args.refers_lambda.is_some()
+            || args.refers_temperature.is_some()
+            || args.refers_detach_t2i
+        {
+            bail!(
+                "--refers-lambda, --refers-temperature and --refers-detach-t2i are REFERS'; use --method refers"
+            );
+        }
+        return Ok(None);
+    }
+    let d = RefersSettings::for_width(spec.feature_dim());
+    Ok(Some(RefersSettings {
+        lambda: args.refers_lambda.unwrap_or(d.lambda),
+        temperature: args.refers_temperature.unwrap_or(d.temperature),
+        detach_t2i: args.refers_detach_t2i,
+        flip: f64::from(args.hflip),
+        max_len: args.context_length.map_or(d.max_len, |n| n.max(0) as usize),
+        caption_vocab: args.vocab_size.unwrap_or(d.caption_vocab),
+        ..d
+    }))
+}
+
+/// The BERT of `d` with the text flags' overrides.
+fn bert_settings(args: &Args, d: BertSettings) -> BertSettings {
+    BertSettings {
+        layers: args.text_layers.unwrap_or(d.layers),
+        hidden: args.text_width.unwrap_or(d.hidden),
+        heads: args.text_heads.unwrap_or(d.heads),
+        intermediate: args.text_ffn.unwrap_or(d.intermediate),
+        context_length: args.context_length.unwrap_or(d.context_length),
+        vocab_size: args.vocab_size.unwrap_or(d.vocab_size),
+        tokenizer: args.tokenizer.clone(),
+        freeze_layers: args.freeze_text_layers.or(d.freeze_layers),
+    }
+}
+
+/// ConVIRT's settings for `--method convirt` (the defaults for the input
+/// size with the flags' overrides); its flags are refused elsewhere.
+fn convirt_settings(args: &Args, size: i64) -> Result<Option<ConvirtSettings>> {
+    if args.method != "convirt" {
+        if args.convirt_lambda.is_some()
+            || args.convirt_temperature.is_some()
+            || args.image_to_text_only
+            || args.text_pooling.is_some()
+        {
+            bail!(
+                "--convirt-lambda, --convirt-temperature, --image-to-text-only and \
+                 --text-pooling are ConVIRT's; use --method convirt"
+            );
+        }
+        return Ok(None);
+    }
+    let d = ConvirtSettings::for_size(size);
+    let pooling = match args.text_pooling.as_deref() {
+        None => d.pooling,
+        Some("cls") => Pooling::Cls,
+        Some("pooler") => Pooling::Pooler,
+        Some("max") => Pooling::Max,
+        Some(_) => Pooling::Mean,
+    };
+    Ok(Some(ConvirtSettings {
+        text: bert_settings(args, d.text.clone()),
+        pooling,
+        dim: args.embed_dim.unwrap_or(d.dim),
+        temperature: args.convirt_temperature.unwrap_or(d.temperature),
+        lambda: args.convirt_lambda.unwrap_or(d.lambda),
+        image_to_text_only: args.image_to_text_only,
+    }))
+}
+
+/// GLoRIA's settings for `--method gloria` (the defaults for the input
+/// size with the flags' overrides); its flags are refused elsewhere.
+fn gloria_settings(args: &Args, size: i64) -> Result<Option<GloriaSettings>> {
+    if args.method != "gloria" {
+        if args.gloria_gammas.is_some() || args.single_softmax || args.gloria_upsample.is_some() {
+            bail!(
+                "--gloria-gammas, --single-softmax and --gloria-upsample are GLoRIA's; \
+                 use --method gloria"
+            );
+        }
+        return Ok(None);
+    }
+    let d = GloriaSettings::for_size(size);
+    let gammas = match args.gloria_gammas.as_deref() {
+        None => d.gammas,
+        Some(&[attention, words, logits]) => Gammas {
+            attention,
+            words,
+            logits,
+        },
+        Some(_) => bail!("--gloria-gammas takes three values, γ1,γ2,γ3"),
+    };
+    Ok(Some(GloriaSettings {
+        text: bert_settings(args, d.text.clone()),
+        gammas,
+        single_softmax: args.single_softmax,
+        upsample: args.gloria_upsample.or(d.upsample),
+        ..d
+    }))
+}
+
+/// ConVIRT's augmentation (§2.4) as far as [`Augment`] expresses it: a
+/// square crop of side fraction 0.6-1 (area 0.36-1, drawn uniform in area
+/// rather than in side), rotation ±20° (no translation or scaling), flip
+/// 0.5 with the text unchanged, brightness and contrast 0.4, blur with
+/// p 0.95 and σ 0.1-3 px scaled from 224 px to the input size. The
+/// reference applies crop, affine and jitter each with p 0.95; here always.
+fn convirt_augment(size: usize) -> Augment {
+    let px = size as f32 / 224.0;
+    Augment {
+        crop_scale: (0.36, 1.0),
+        crop_ratio: (1.0, 1.0),
+        rotation_deg: 20.0,
+        brightness: 0.4,
+        contrast: 0.4,
+        hflip: 0.5,
+        blur_sigma: (0.1 * px, 3.0 * px),
+        blur_p: 0.95,
+        ..Augment::none(size, size)
+    }
+}
+
+/// GLoRIA's augmentation (§2.5): a random square crop of 224/256 of the
+/// side at a random position, resized back to the input size (the
+/// reference crops 224 of 256 and upsamples to 299 in the model); no flip,
+/// affine or jitter.
+fn gloria_augment(size: usize) -> Augment {
+    let side: f32 = 224.0 / 256.0;
+    Augment {
+        crop_scale: (side * side, side * side),
+        crop_ratio: (1.0, 1.0),
+        ..Augment::none(size, size)
+    }
+}
+
+/// GLoRIA's "half" normalisation (mean 0.5, std 0.5).
+const HALF: Normalization = Normalization {
+    mean: [0.5; 3],
+    std: [0.5; 3],
+};
 
 /// Runs the subcommand.
 pub fn run(args: &Args, quiet: bool) -> Result<()> {
@@ -182,26 +438,50 @@ pub fn run(args: &Args, quiet: bool) -> Result<()> {
             // clip.json records the tokenizer's real size.
             ModelSpec::clip_visual(c.config(size, c.vocab_size as i64), CHEXZERO)
         }
+        None if args.method == "gloria" => {
+            ModelSpec::scratch(&args.backbone, size, Some(HALF)).map_err(anyhow::Error::msg)?
+        }
         None => ModelSpec::scratch(&args.backbone, size, None).map_err(anyhow::Error::msg)?,
     };
     let positive = match (args.method.as_str(), args.positive.as_deref()) {
         ("moco-cxr", None | Some("same-image")) => Positive::SameImage,
         ("moco-cxr", Some(p)) => bail!("--positive {p} is MedAug's; use --method medaug"),
+        ("s2mts2", None | Some("same-image")) => Positive::SameImage,
+        ("refers", None | Some("same-study")) => Positive::SameStudy,
+        ("refers", Some(p)) => bail!(
+            "REFERS draws its three views from the query's study; --positive {p} does not apply"
+        ),
+        ("s2mts2", Some(p)) => {
+            bail!("S2MTS2's keys are views of the query image; --positive {p} is MedAug's")
+        }
         (_, Some("same-patient")) => Positive::SamePatient,
         (_, Some("same-image")) => Positive::SameImage,
         _ => Positive::SameStudy,
     };
     // CheXzero trains without augmentation.
-    let augment = if clip.is_some() {
+    let unaugmented = args.no_augment && ["convirt", "gloria"].contains(&args.method.as_str());
+    let augment = if clip.is_some() || unaugmented {
         Augment::none(size as usize, size as usize)
+    } else if args.method == "convirt" {
+        convirt_augment(size as usize)
+    } else if args.method == "gloria" {
+        gloria_augment(size as usize)
     } else {
         Augment {
-            hflip: args.hflip,
+            // REFERS flips in the objective, where the caption can follow.
+            hflip: if args.method == "refers" {
+                0.0
+            } else {
+                args.hflip
+            },
             rotation_deg: args.rotation,
             crop_scale: match args.crop_scale[..] {
                 [lo, hi] => (lo, hi),
                 _ => bail!("--crop-scale takes two values, LO,HI"),
             },
+            brightness: args.brightness,
+            contrast: args.contrast,
+            blur_p: args.blur_p,
             ..Augment::none(size as usize, size as usize)
         }
     };
@@ -211,7 +491,9 @@ pub fn run(args: &Args, quiet: bool) -> Result<()> {
         epochs: args.epochs,
         batch_size: args.batch_size,
         rule: Rule::AdamW {
-            beta1: 0.9,
+            beta1: args
+                .adam_beta1
+                .unwrap_or(if args.method == "gloria" { 0.5 } else { 0.9 }),
             beta2: 0.999,
             eps: 1e-8,
             weight_decay: args.weight_decay,
@@ -235,6 +517,10 @@ pub fn run(args: &Args, quiet: bool) -> Result<()> {
         seed: args.seed,
         checkpoint_every: args.checkpoint_every,
         clip,
+        s2mts2: s2mts2_settings(args)?,
+        refers: refers_settings(args, &spec)?,
+        convirt: convirt_settings(args, size)?,
+        gloria: gloria_settings(args, size)?,
     };
     let resolved = json!({
         "store": args.data.display().to_string(),

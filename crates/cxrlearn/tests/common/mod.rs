@@ -28,6 +28,51 @@ pub fn run_ok(args: &[&str]) -> Output {
     o
 }
 
+/// A 40-image, 64 px store of plain patterns with a patient column and no
+/// report column, under `dir/NAME`: the bad input of image-text methods.
+pub fn store_without_reports(dir: &Path, name: &str) -> PathBuf {
+    std::fs::create_dir_all(dir.join("img")).unwrap();
+    let mut csv = String::from("file,pid,a\n");
+    for i in 0..40u32 {
+        let file = format!("img/{i}.png");
+        let pixels: Vec<u8> = (0..64 * 64)
+            .map(|p| ((p * 7 + i * 13) % 256) as u8)
+            .collect();
+        image::save_buffer(
+            dir.join(&file),
+            &pixels,
+            64,
+            64,
+            image::ExtendedColorType::L8,
+        )
+        .unwrap();
+        csv += &format!("{file},p{i},{}\n", i % 2);
+    }
+    std::fs::write(dir.join("labels.csv"), csv).unwrap();
+    let store = dir.join(name);
+    run_ok(&[
+        "convert",
+        "--quiet",
+        "--csv",
+        dir.join("labels.csv").to_str().unwrap(),
+        "--image-root",
+        dir.to_str().unwrap(),
+        "--path-column",
+        "file",
+        "--label-columns",
+        "a",
+        "--task",
+        "multilabel",
+        "--patient-column",
+        "pid",
+        "--size",
+        "64",
+        "--out",
+        store.to_str().unwrap(),
+    ]);
+    store
+}
+
 /// A phantom (balanced prevalence, `render` px, `sites` sites, `seed`)
 /// converted with the phantom preset to a 64 px store under `dir/store`.
 pub fn phantom_store(dir: &Path, patients: usize, render: u32, sites: u32, seed: u64) -> PathBuf {

@@ -1,0 +1,385 @@
+//! ConVIRT (ssl-methods.md §2.4, recipe §4.3): an image backbone and a
+//! BERT text tower, each with an MLP head, trained with the asymmetric
+//! bidirectional in-batch InfoNCE `λ·InfoNCE(img→txt) + (1−λ)·InfoNCE(txt→img)`
+//! on (image, one random findings/impression sentence) pairs.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use cxr_data::store::read::Store;
+use cxr_nn::backbone::Backbone;
+use cxr_nn::spec::ModelSpec;
+use cxr_nn::text::TextTokenizer;
+use serde_json::{Map, Value, json};
+use tch::nn::{Module, VarStore};
+use tch::{Device, Kind, Tensor};
+
+use super::blocks::{Mlp, info_nce, l2_normalize, monitors};
+use super::text_side::{BertSettings, Pooling, SentenceBank, TextTower, convirt_sentences};
+use super::{Objective, Views};
+
+/// ConVIRT's settings.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct ConvirtSettings {
+    /// The text tower.
+    pub text: BertSettings,
+    /// Sentence pooling (code default: mean).
+    pub pooling: Pooling,
+    /// Output of both projection heads (512; tiny 64).
+    pub dim: i64,
+    /// τ of both directions (0.1).
+    pub temperature: f64,
+    /// λ, the image→text weight (paper 0.75; the code's default 0.5).
+    pub lambda: f64,
+    /// The reference code without `--biloss`: the image→text term alone,
+    /// at weight 1 (§7.5).
+    pub image_to_text_only: bool,
+}
+
+impl ConvirtSettings {
+    /// The paper's loss (λ 0.75, τ 0.1) with the text tower for `size`-pixel
+    /// runs: tiny BERT and 64-d heads up to 128 px, BERT-base (embeddings
+    /// and the first 6 layers frozen, as the paper does) and 512-d above.
+    pub fn for_size(size: i64) -> Self {
+        let mut text = BertSettings::for_size(size, 128);
+        let dim = if size <= 128 {
+            64
+        } else {
+            text.freeze_layers = Some(6);
+            512
+        };
+        Self {
+            text,
+            pooling: Pooling::Mean,
+            dim,
+            temperature: 0.1,
+            lambda: 0.75,
+            image_to_text_only: false,
+        }
+    }
+
+    /// The (image→text, text→image) weights of the loss.
+    pub fn weights(&self) -> (f64, f64) {
+        if self.image_to_text_only {
+            (1.0, 0.0)
+        } else {
+            (self.lambda, 1.0 - self.lambda)
+        }
+    }
+}
+
+/// Top-1 accuracy of the diagonal in `a bᵀ` rows (image→text retrieval in
+/// the batch; chance `1/B`).
+pub fn in_batch_accuracy(a: &Tensor, b: &Tensor) -> f64 {
+    tch::no_grad(|| {
+        let n = a.size()[0];
+        a.matmul(&b.tr())
+            .argmax(1, false)
+            .eq_tensor(&Tensor::arange(n, (Kind::Int64, a.device())))
+            .to_kind(Kind::Double)
+            .mean(Kind::Double)
+            .double_value(&[])
+    })
+}
+
+/// Fraction of batch entries whose token sequence equals another entry's:
+/// in-batch false negatives (§7.3).
+pub fn duplicate_fraction(ids: &Tensor) -> f64 {
+    let rows = Vec::<Vec<i64>>::try_from(ids.to_device(Device::Cpu)).unwrap_or_default();
+    let n = rows.len().max(1);
+    let dup = rows
+        .iter()
+        .enumerate()
+        .filter(|(i, r)| rows.iter().enumerate().any(|(j, s)| j != *i && s == *r))
+        .count();
+    dup as f64 / n as f64
+}
+
+/// Rows sampled for the data-dependent initialisation.
+const CENTER_SAMPLE: usize = 128;
+
+/// Normalised inputs `[n, c, s, s]` of up to [`CENTER_SAMPLE`] of `rows`.
+///
+/// # Errors
+/// An unreadable image.
+pub(crate) fn sample_inputs(
+    store: &Store,
+    rows: &[usize],
+    spec: &ModelSpec,
+    device: Device,
+) -> Result<(Vec<usize>, Tensor), String> {
+    let sample = rows[..rows.len().min(CENTER_SAMPLE)].to_vec();
+    let mut pixels = Vec::new();
+    for &i in &sample {
+        pixels.extend_from_slice(
+            store
+                .image(i)
+                .ok_or_else(|| format!("cannot read image {i} of the store"))?,
+        );
+    }
+    let [h, w] = store.meta.image_size.map(|d| d as usize);
+    let x = spec
+        .preprocessing
+        .input(&pixels, sample.len(), h, w, device);
+    Ok((sample, x))
+}
+
+/// Subtracts the mean of `out` (`[n, d]`) from the bias named `bias`, so
+/// the layer's output has zero mean on the sample. From random weights a
+/// chest film (or a boilerplate sentence) embeds in nearly one shared
+/// direction and the in-batch InfoNCE sits at ln B while the embeddings
+/// collapse further; centring leaves only the differences (the lesson of
+/// the tiny CLIP, [`super::clip::center_outputs`]).
+pub(crate) fn center_bias(vs: &VarStore, bias: &str, out: &Tensor) {
+    tch::no_grad(|| {
+        let mean = out.mean_dim(0, false, out.kind());
+        if let Some(b) = vs.variables().get(bias) {
+            let _ = b.shallow_clone().g_sub_(&mean);
+        }
+    });
+}
+
+/// State of `vs` under `prefix`, for [`Objective::state`].
+pub(crate) fn prefixed(out: &mut BTreeMap<String, Tensor>, prefix: &str, vs: &VarStore) {
+    for (name, t) in vs.variables() {
+        out.insert(format!("{prefix}{name}"), t);
+    }
+}
+
+/// Copies `state` into the variables of `vs` named `prefix + name`.
+pub(crate) fn load_prefixed(
+    state: &BTreeMap<String, Tensor>,
+    prefix: &str,
+    vs: &VarStore,
+) -> Result<(), String> {
+    tch::no_grad(|| {
+        for (name, mut t) in vs.variables() {
+            let key = format!("{prefix}{name}");
+            let src = state
+                .get(&key)
+                .ok_or_else(|| format!("checkpoint lacks '{key}'"))?;
+            if src.size() != t.size() {
+                return Err(format!(
+                    "'{key}' has shape {:?}, expected {:?}",
+                    src.size(),
+                    t.size()
+                ));
+            }
+            t.copy_(src);
+        }
+        Ok(())
+    })
+}
+
+/// Trainable variables of the stores, prefixed and sorted.
+pub(crate) fn trainable_of(stores: &[(&str, &VarStore)]) -> Vec<(String, Tensor)> {
+    let mut v: Vec<(String, Tensor)> = stores
+        .iter()
+        .flat_map(|(p, vs)| {
+            vs.variables()
+                .into_iter()
+                .filter(|(_, t)| t.requires_grad())
+                .map(move |(n, t)| (format!("{p}{n}"), t))
+        })
+        .collect();
+    v.sort_by(|a, b| a.0.cmp(&b.0));
+    v
+}
+
+/// The ConVIRT model: the backbone in its own store (exported as is), the
+/// heads and BERT in another.
+#[derive(Debug)]
+pub struct Convirt {
+    image: VarStore,
+    backbone: Backbone,
+    heads: VarStore,
+    image_proj: Mlp,
+    text_proj: Mlp,
+    text: TextTower,
+    bank: SentenceBank,
+    tokenizer: TextTokenizer,
+    settings: ConvirtSettings,
+}
+
+impl Convirt {
+    /// Collects the train rows' sentences, trains (or opens) the tokenizer,
+    /// builds every module from `seed` and centres both heads' outputs on
+    /// a sample of the pairs ([`center_bias`]).
+    ///
+    /// # Errors
+    /// A store without reports (the column named), no usable sentence, or a
+    /// tokenizer problem.
+    pub fn new(
+        store: &Store,
+        train: &[usize],
+        spec: &ModelSpec,
+        settings: &ConvirtSettings,
+        device: Device,
+        seed: u64,
+    ) -> Result<Self, String> {
+        if !(0.0..=1.0).contains(&settings.lambda) || settings.temperature <= 0.0 {
+            return Err(format!(
+                "convirt needs 0 <= λ <= 1 and τ > 0, got λ {} τ {}",
+                settings.lambda, settings.temperature
+            ));
+        }
+        let (bank, tokenizer) = SentenceBank::new(
+            "convirt",
+            store,
+            train,
+            convirt_sentences,
+            &settings.text,
+            device,
+        )?;
+        tch::manual_seed(seed as i64);
+        let image = VarStore::new(device);
+        let backbone = Backbone::new(&image.root(), &spec.architecture);
+        let heads = VarStore::new(device);
+        let f = spec.feature_dim();
+        let h = settings.text.hidden;
+        let image_proj = Mlp::new(&(heads.root() / "image_proj"), f, f, settings.dim);
+        let text_proj = Mlp::new(&(heads.root() / "text_proj"), h, h, settings.dim);
+        let text = TextTower::new(&heads, &settings.text, tokenizer.vocab_size());
+        let (sample, x) = sample_inputs(store, &bank.rows, spec, device)?;
+        tch::no_grad(|| {
+            let v = image_proj.forward(&backbone.features_t(&x, true));
+            center_bias(&heads, "image_proj.2.bias", &v);
+            let batch = bank.choose(&sample, seed);
+            let out = text.forward(&batch, false);
+            let u = text_proj.forward(&TextTower::pool(&out, &batch.mask, settings.pooling));
+            center_bias(&heads, "text_proj.2.bias", &u);
+        });
+        Ok(Self {
+            image,
+            backbone,
+            heads,
+            image_proj,
+            text_proj,
+            text,
+            bank,
+            tokenizer,
+            settings: settings.clone(),
+        })
+    }
+}
+
+impl Objective for Convirt {
+    fn views(&self) -> usize {
+        1
+    }
+
+    fn rows(&self, _train: Vec<usize>) -> Vec<usize> {
+        self.bank.rows.clone()
+    }
+
+    fn summary(&self) -> Option<Value> {
+        let b = &self.bank;
+        Some(json!({
+            "event": "text", "method": "convirt", "pairs": b.rows.len(),
+            "sentences": b.sentences, "skipped_without_report": b.without_report,
+            "skipped_without_sentence": b.without_sentence,
+            "truncated_sentences": b.truncated,
+            "context_length": self.settings.text.context_length,
+            "vocab_size": self.tokenizer.vocab_size(),
+            "loss_weights": [self.settings.weights().0, self.settings.weights().1],
+        }))
+    }
+
+    fn trainable(&self) -> Vec<(String, Tensor)> {
+        trainable_of(&[("image.", &self.image), ("text.", &self.heads)])
+    }
+
+    fn loss(&mut self, views: &Views, step_seed: u64) -> (Tensor, Map<String, Value>) {
+        let v = l2_normalize(
+            &self
+                .image_proj
+                .forward(&self.backbone.features_t(views.xq(), true)),
+        );
+        let batch = self.bank.choose(views.queries(), step_seed);
+        let out = self.text.forward(&batch, true);
+        let pooled = TextTower::pool(&out, &batch.mask, self.settings.pooling);
+        let u = l2_normalize(&self.text_proj.forward(&pooled));
+        let scale = Tensor::from(1.0 / self.settings.temperature).to_device(v.device());
+        let loss = info_nce(&v, &u, &scale, self.settings.weights());
+        let (vd, ud) = (v.detach(), u.detach());
+        let m = monitors(&vd, &ud);
+        let fields = json!({
+            "accuracy": in_batch_accuracy(&vd, &ud),
+            "text_accuracy": in_batch_accuracy(&ud, &vd),
+            "embedding_std": m.embedding_std,
+            "text_embedding_std": monitors(&ud, &vd).embedding_std,
+            "alignment": m.alignment, "uniformity": m.uniformity,
+            "duplicate_texts": duplicate_fraction(&batch.ids),
+        });
+        (loss, fields.as_object().cloned().unwrap_or_default())
+    }
+
+    /// `image.*` (the backbone) and `text.*` (heads and BERT).
+    fn state(&self) -> BTreeMap<String, Tensor> {
+        let mut out = BTreeMap::new();
+        prefixed(&mut out, "image.", &self.image);
+        prefixed(&mut out, "text.", &self.heads);
+        out
+    }
+
+    fn load_state(&mut self, state: &BTreeMap<String, Tensor>) -> Result<(), String> {
+        load_prefixed(state, "image.", &self.image)?;
+        load_prefixed(state, "text.", &self.heads)
+    }
+
+    /// The backbone in its own names, without the projection head.
+    fn encoder(&self) -> BTreeMap<String, Tensor> {
+        self.image.variables().into_iter().collect()
+    }
+
+    /// The text tokenizer, so the text side can be rebuilt.
+    fn export_extra(&self, dir: &Path) -> Result<(), String> {
+        let tok = dir.join("tokenizer.json");
+        self.tokenizer
+            .save(&tok)
+            .map_err(|e| format!("{}: {e}", tok.display()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn weights_follow_the_flag() {
+        let mut s = ConvirtSettings::for_size(64);
+        assert_eq!(s.weights(), (0.75, 0.25));
+        s.image_to_text_only = true;
+        assert_eq!(s.weights(), (1.0, 0.0));
+        assert_eq!(ConvirtSettings::for_size(224).text.freeze_layers, Some(6));
+    }
+
+    #[test]
+    fn asymmetric_loss_matches_a_per_sample_loop() {
+        tch::manual_seed(3);
+        let a = l2_normalize(&Tensor::randn([5, 4], (Kind::Double, Device::Cpu)));
+        let b = l2_normalize(&Tensor::randn([5, 4], (Kind::Double, Device::Cpu)));
+        let got = info_nce(&a, &b, &Tensor::from(10.0f64), (0.75, 0.25)).double_value(&[]);
+        let (av, bv) = (
+            Vec::<Vec<f64>>::try_from(&a).unwrap(),
+            Vec::<Vec<f64>>::try_from(&b).unwrap(),
+        );
+        let s =
+            |i: usize, j: usize| 10.0 * av[i].iter().zip(&bv[j]).map(|(x, y)| x * y).sum::<f64>();
+        let (mut i2t, mut t2i) = (0.0, 0.0);
+        for i in 0..5 {
+            i2t += (0..5).map(|j| s(i, j).exp()).sum::<f64>().ln() - s(i, i);
+            t2i += (0..5).map(|j| s(j, i).exp()).sum::<f64>().ln() - s(i, i);
+        }
+        let want = 0.75 * i2t / 5.0 + 0.25 * t2i / 5.0;
+        assert!((got - want).abs() < 1e-12, "{got} vs {want}");
+    }
+
+    #[test]
+    fn duplicates_and_accuracy() {
+        let ids = Tensor::from_slice(&[1i64, 2, 1, 2, 3, 4]).view([3, 2]);
+        assert!((duplicate_fraction(&ids) - 2.0 / 3.0).abs() < 1e-12);
+        let e = Tensor::eye(3, (Kind::Double, Device::Cpu));
+        assert_eq!(in_batch_accuracy(&e, &e), 1.0);
+    }
+}

@@ -1,0 +1,348 @@
+//! GLoRIA (ssl-methods.md §2.5, recipe §4.3): a ResNet whose `layer3` map
+//! (regions, through a bias-free 1×1 convolution) and pooled `layer4`
+//! (through a linear layer) are embedded at BERT's width, and a BERT whose
+//! words are the sum of its last 4 hidden states with WordPiece pieces
+//! merged. Loss: the local word↔region attention InfoNCE
+//! ([`super::gloria_attention`]) plus the global image↔sentence InfoNCE,
+//! each summed over both directions.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use cxr_data::store::read::Store;
+use cxr_nn::arch::resnet::{ResNet, ResNetConfig};
+use cxr_nn::backbone::Architecture;
+use cxr_nn::spec::ModelSpec;
+use cxr_nn::text::TextTokenizer;
+use serde_json::{Map, Value, json};
+use tch::nn::{self, VarStore};
+use tch::{Device, Kind, Tensor};
+
+use super::blocks::{l2_normalize, monitors};
+use super::convirt::{
+    duplicate_fraction, in_batch_accuracy, load_prefixed, prefixed, trainable_of,
+};
+use super::gloria_attention::{Gammas, both_directions, local_logits};
+use super::text_side::{BertSettings, SentenceBank, SentenceBatch, TextTower, gloria_sentences};
+use super::{Objective, Views};
+
+/// GLoRIA's settings.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct GloriaSettings {
+    /// The text tower (its width is the joint embedding width).
+    pub text: BertSettings,
+    /// γ1, γ2, γ3.
+    pub gammas: Gammas,
+    /// The paper's single softmax over regions instead of the code's
+    /// softmax over words followed by a γ1-scaled softmax over regions.
+    pub single_softmax: bool,
+    /// Hidden states summed into word embeddings (4; the embedding output
+    /// counts as one, so a 2-layer BERT sums all of its 3).
+    pub last_layers: usize,
+    /// Side the images are bilinearly resized to inside the model (the
+    /// reference: 224 → 299); `None` keeps the input size. The exported
+    /// encoder runs at the input size.
+    pub upsample: Option<i64>,
+    /// Weights of the local and global losses (1, 1).
+    pub loss_weights: (f64, f64),
+}
+
+impl GloriaSettings {
+    /// The reference settings with the text tower for `size`-pixel runs:
+    /// tiny BERT (context 48) up to 128 px, BERT-base (context 97) and the
+    /// 299-px in-model upsampling above.
+    pub fn for_size(size: i64) -> Self {
+        Self {
+            text: BertSettings::for_size(size, 97),
+            gammas: Gammas::default(),
+            single_softmax: false,
+            last_layers: 4,
+            upsample: (size > 128).then_some(299),
+            loss_weights: (1.0, 1.0),
+        }
+    }
+}
+
+/// Word embeddings `[n, words, d]` from token states `[n, t, d]`: each
+/// word is the sum of its pieces' states (`word_of_token`, -1 for padding);
+/// `words` is the largest word index + 1.
+pub fn merge_pieces(tokens: &Tensor, word_of_token: &Tensor, words: i64) -> Tensor {
+    // Padding goes to an extra class that is dropped.
+    let target = word_of_token.where_self(&word_of_token.ge(0), &Tensor::from(words));
+    let onehot = target
+        .one_hot(words + 1)
+        .narrow(2, 0, words)
+        .to_kind(tokens.kind());
+    Tensor::einsum("btw,btd->bwd", &[&onehot, tokens], None::<i64>)
+}
+
+/// The GLoRIA model: the ResNet in its own store (exported as is), the
+/// embedders and BERT in another.
+#[derive(Debug)]
+pub struct Gloria {
+    image: VarStore,
+    resnet: ResNet,
+    heads: VarStore,
+    local_embedder: nn::Conv2D,
+    global_embedder: nn::Linear,
+    text: TextTower,
+    bank: SentenceBank,
+    tokenizer: TextTokenizer,
+    settings: GloriaSettings,
+}
+
+/// Text embeddings of a batch: words `[n, w, d]`, which of them the local
+/// loss uses (`[CLS]` and the words, not `[SEP]`), and the sentence.
+struct TextEmbedding {
+    words: Tensor,
+    valid: Tensor,
+    sentence: Tensor,
+}
+
+impl Gloria {
+    /// Collects the train rows' impression sentences, trains (or opens) the
+    /// tokenizer and builds every module from `seed`.
+    ///
+    /// # Errors
+    /// A backbone other than a ResNet (GLoRIA taps `layer3`), a store
+    /// without reports (the column named), no usable sentence, or a
+    /// tokenizer problem.
+    pub fn new(
+        store: &Store,
+        train: &[usize],
+        spec: &ModelSpec,
+        settings: &GloriaSettings,
+        device: Device,
+        seed: u64,
+    ) -> Result<Self, String> {
+        let Architecture::ResNet(config) = &spec.architecture else {
+            return Err(format!(
+                "gloria taps a ResNet's layer3, but the backbone is {}",
+                spec.architecture.describe()
+            ));
+        };
+        if settings.last_layers == 0 {
+            return Err("gloria needs at least one BERT layer summed into words".into());
+        }
+        let (bank, tokenizer) = SentenceBank::new(
+            "gloria",
+            store,
+            train,
+            gloria_sentences,
+            &settings.text,
+            device,
+        )?;
+        tch::manual_seed(seed as i64);
+        let image = VarStore::new(device);
+        let resnet = ResNet::new(
+            &image.root(),
+            &ResNetConfig {
+                num_classes: None,
+                ..config.clone()
+            },
+        );
+        let heads = VarStore::new(device);
+        let h = settings.text.hidden;
+        let conv = nn::ConvConfig {
+            bias: false,
+            ..Default::default()
+        };
+        let local_embedder = nn::conv2d(
+            heads.root() / "local_embedder",
+            resnet.layer3_channels(),
+            h,
+            1,
+            conv,
+        );
+        let global_embedder = nn::linear(
+            heads.root() / "global_embedder",
+            resnet.config().feature_dim(),
+            h,
+            Default::default(),
+        );
+        let text = TextTower::new(&heads, &settings.text, tokenizer.vocab_size());
+        Ok(Self {
+            image,
+            resnet,
+            heads,
+            local_embedder,
+            global_embedder,
+            text,
+            bank,
+            tokenizer,
+            settings: settings.clone(),
+        })
+    }
+
+    /// Regions `[n, m, d]` and the global embedding `[n, d]` of images.
+    fn image_embeddings(&self, x: &Tensor) -> (Tensor, Tensor) {
+        let x = match self.settings.upsample {
+            Some(side) => x.upsample_bilinear2d([side, side], true, None, None),
+            None => x.shallow_clone(),
+        };
+        let (map, pooled) = self.resnet.layer3_and_features_t(&x, true);
+        let regions = map
+            .apply(&self.local_embedder)
+            .flatten(2, -1)
+            .transpose(1, 2);
+        (regions, pooled.apply(&self.global_embedder))
+    }
+
+    /// Words (sum of the last hidden states, pieces merged) and the
+    /// sentence: the mean over all `context_length` word slots, padding
+    /// zeros included, as the reference averages them.
+    fn text_embeddings(&self, batch: &SentenceBatch) -> TextEmbedding {
+        let out = self.text.forward(batch, true);
+        let k = self.settings.last_layers.min(out.hidden_states.len());
+        let states = &out.hidden_states[out.hidden_states.len() - k..];
+        let summed = states
+            .iter()
+            .skip(1)
+            .fold(states[0].shallow_clone(), |acc, s| acc + s);
+        let most = batch.words.iter().copied().max().unwrap_or(0);
+        // [CLS], the words, [SEP].
+        let slots = most + 2;
+        let words = merge_pieces(&summed, &batch.word_of_token, slots);
+        let kept: Vec<i64> = batch.words.iter().map(|w| w + 1).collect();
+        let kept = Tensor::from_slice(&kept).to_device(words.device());
+        let valid = Tensor::arange(slots, (Kind::Int64, words.device()))
+            .unsqueeze(0)
+            .lt_tensor(&kept.unsqueeze(1));
+        let sentence = words.sum_dim_intlist(1, false, words.kind())
+            / self.settings.text.context_length as f64;
+        TextEmbedding {
+            words,
+            valid,
+            sentence,
+        }
+    }
+}
+
+impl Objective for Gloria {
+    fn views(&self) -> usize {
+        1
+    }
+
+    fn rows(&self, _train: Vec<usize>) -> Vec<usize> {
+        self.bank.rows.clone()
+    }
+
+    fn summary(&self) -> Option<Value> {
+        let b = &self.bank;
+        Some(json!({
+            "event": "text", "method": "gloria", "pairs": b.rows.len(),
+            "sentences": b.sentences, "skipped_without_report": b.without_report,
+            "skipped_without_sentence": b.without_sentence,
+            "truncated_sentences": b.truncated,
+            "context_length": self.settings.text.context_length,
+            "vocab_size": self.tokenizer.vocab_size(),
+            "summed_hidden_states": self.settings.last_layers.min(self.settings.text.layers + 1),
+        }))
+    }
+
+    fn trainable(&self) -> Vec<(String, Tensor)> {
+        trainable_of(&[("image.", &self.image), ("text.", &self.heads)])
+    }
+
+    fn loss(&mut self, views: &Views, step_seed: u64) -> (Tensor, Map<String, Value>) {
+        let (regions, global) = self.image_embeddings(views.xq());
+        let batch = self.bank.choose(views.queries(), step_seed);
+        let t = self.text_embeddings(&batch);
+        let g = self.settings.gammas;
+        let local = local_logits(
+            &regions,
+            &t.words,
+            &t.valid,
+            g,
+            !self.settings.single_softmax,
+        );
+        let loss_local = both_directions(&local);
+        let (gi, gt) = (l2_normalize(&global), l2_normalize(&t.sentence));
+        let loss_global = both_directions(&(gi.matmul(&gt.tr()) * g.logits));
+        let (wl, wg) = self.settings.loss_weights;
+        let loss = &loss_local * wl + &loss_global * wg;
+        let (gid, gtd) = (gi.detach(), gt.detach());
+        let m = monitors(&gid, &gtd);
+        let local_acc = tch::no_grad(|| {
+            let n = local.size()[0];
+            local
+                .argmax(1, false)
+                .eq_tensor(&Tensor::arange(n, (Kind::Int64, local.device())))
+                .to_kind(Kind::Double)
+                .mean(Kind::Double)
+                .double_value(&[])
+        });
+        let fields = json!({
+            "loss_local": loss_local.double_value(&[]),
+            "loss_global": loss_global.double_value(&[]),
+            "accuracy": in_batch_accuracy(&gid, &gtd),
+            "local_accuracy": local_acc,
+            "embedding_std": m.embedding_std,
+            "text_embedding_std": monitors(&gtd, &gid).embedding_std,
+            "alignment": m.alignment, "uniformity": m.uniformity,
+            "duplicate_texts": duplicate_fraction(&batch.ids),
+            "regions": regions.size()[1],
+        });
+        (loss, fields.as_object().cloned().unwrap_or_default())
+    }
+
+    /// `image.*` (the ResNet) and `text.*` (embedders and BERT).
+    fn state(&self) -> BTreeMap<String, Tensor> {
+        let mut out = BTreeMap::new();
+        prefixed(&mut out, "image.", &self.image);
+        prefixed(&mut out, "text.", &self.heads);
+        out
+    }
+
+    fn load_state(&mut self, state: &BTreeMap<String, Tensor>) -> Result<(), String> {
+        load_prefixed(state, "image.", &self.image)?;
+        load_prefixed(state, "text.", &self.heads)
+    }
+
+    /// The ResNet in torchvision names; downstream features are its pooled
+    /// `layer4`, the feature cxrlearn probes GLoRIA with (before the embedder).
+    fn encoder(&self) -> BTreeMap<String, Tensor> {
+        self.image.variables().into_iter().collect()
+    }
+
+    /// The text tokenizer, so the text side can be rebuilt.
+    fn export_extra(&self, dir: &Path) -> Result<(), String> {
+        let tok = dir.join("tokenizer.json");
+        self.tokenizer
+            .save(&tok)
+            .map_err(|e| format!("{}: {e}", tok.display()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pieces_merge_into_words_and_padding_vanishes() {
+        // [CLS] a ##b c [SEP] pad: words 0, 1, 1, 2, 3, -1.
+        let tokens = Tensor::from_slice(&[1.0f64, 2.0, 4.0, 8.0, 16.0, 100.0]).view([1, 6, 1]);
+        let wot = Tensor::from_slice(&[0i64, 1, 1, 2, 3, -1]).view([1, 6]);
+        let w = merge_pieces(&tokens, &wot, 4);
+        assert_eq!(
+            Vec::<f64>::try_from(w.view([-1])).unwrap(),
+            vec![1.0, 6.0, 8.0, 16.0]
+        );
+    }
+
+    #[test]
+    fn layer3_tap_agrees_with_the_plain_forward() {
+        tch::manual_seed(0);
+        let vs = VarStore::new(Device::Cpu);
+        let config = ResNetConfig {
+            width: 8,
+            ..ResNetConfig::resnet18(None)
+        };
+        let net = ResNet::new(&vs.root(), &config);
+        let x = Tensor::randn([2, 3, 64, 64], (Kind::Float, Device::Cpu));
+        let (map, pooled) = net.layer3_and_features_t(&x, false);
+        assert_eq!(map.size(), vec![2, net.layer3_channels(), 4, 4]);
+        let plain = net.features_t(&x, false);
+        assert!(f64::try_from((pooled - plain).abs().max()).unwrap() < 1e-6);
+    }
+}

@@ -1,0 +1,154 @@
+//! `cxrlearn pretrain --method gloria` on phantom (image, impression
+//! sentence) pairs: local + global InfoNCE fall, image->sentence accuracy
+//! clears chance, the embeddings do not collapse, the ResNet loads into
+//! `features`, the single-softmax variant trains, and a non-ResNet backbone
+//! or a store without reports fails cleanly.
+
+mod common;
+
+use std::path::Path;
+
+use common::{events, log, mean, phantom_store, run, run_ok as cxrlearn};
+use serde_json::Value;
+
+const BATCH: usize = 32;
+
+/// The tiny recipe of ssl-methods.md §6.3 (BERT 2 layers, width 128, 2
+/// heads, FFN 512, context 48; γ 4, 5, 10; Adam β1 0.5) on the narrow
+/// ResNet (its layer3 is 4x4 = 16 regions at 64 px); the images are used as
+/// stored so the short run learns.
+fn args<'a>(store: &'a Path, out: &'a Path, extra: &[&'a str]) -> Vec<&'a str> {
+    let mut a = vec![
+        "--quiet",
+        "pretrain",
+        "--method",
+        "gloria",
+        "--data",
+        store.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "--backbone",
+        "resnet18-w16",
+        "--epochs",
+        "8",
+        "--batch-size",
+        "32",
+        "--lr",
+        "1e-3",
+        "--no-augment",
+        "--device",
+        "cpu",
+    ];
+    // clap refuses repeated flags: an extra flag replaces the default's value.
+    let mut rest = extra.iter();
+    while let Some(&flag) = rest.next() {
+        let takes_value = !matches!(flag, "--resume" | "--no-augment" | "--single-softmax");
+        match a.iter().position(|x| *x == flag) {
+            Some(i) if takes_value => a[i + 1] = rest.next().copied().unwrap(),
+            _ => {
+                a.push(flag);
+                if takes_value {
+                    a.push(rest.next().copied().unwrap());
+                }
+            }
+        }
+    }
+    a
+}
+
+#[test]
+fn gloria_learns_and_exports_the_resnet() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = phantom_store(dir.path(), 250, 96, 1, 0);
+    let a = dir.path().join("a");
+    cxrlearn(&args(&store, &a, &[]));
+    let l = log(&a);
+    let text = events(&l, "text")[0];
+    assert_eq!(text["skipped_without_report"], 0, "{text}");
+    assert_eq!(text["truncated_sentences"], 0, "{text}");
+    // A 2-layer BERT has 3 hidden states to sum.
+    assert_eq!(text["summed_hidden_states"], 3, "{text}");
+    let s = events(&l, "step");
+    assert!(s.iter().all(|v| v["loss"].as_f64().unwrap().is_finite()));
+    assert!(s.iter().all(|v| v["regions"] == 16));
+    // Four InfoNCE terms, each about ln B or above at the start.
+    let first = s[0]["loss"].as_f64().unwrap();
+    assert!(
+        first > 0.9 * 4.0 * (BATCH as f64).ln(),
+        "first loss {first}"
+    );
+    let q = s.len() / 4;
+    for key in ["loss", "loss_local", "loss_global"] {
+        let (early, late) = (mean(&s[..q], key), mean(&s[s.len() - q..], key));
+        eprintln!("{key} {early:.3} -> {late:.3} over {} steps", s.len());
+        if key == "loss" {
+            assert!(late < 0.95 * early, "{key} {early} -> {late}");
+        }
+    }
+    let chance = 1.0 / BATCH as f64;
+    for key in ["accuracy", "local_accuracy"] {
+        let acc = mean(&s[s.len() - q..], key);
+        eprintln!("{key} {acc:.3} (chance {chance:.3})");
+    }
+    // About 2x chance after 30 steps at this seed (duplicate normal
+    // impressions cap it well below 1).
+    let acc = mean(&s[s.len() - q..], "accuracy");
+    assert!(acc > 1.6 * chance, "accuracy {acc} vs chance {chance}");
+    // Spread on the sphere: about 1/sqrt(128) = 0.088 per dimension.
+    let std = mean(&s[s.len() - q..], "embedding_std");
+    assert!(std > 0.02, "embedding std {std}");
+
+    let feats = dir.path().join("feats");
+    cxrlearn(&[
+        "--quiet",
+        "features",
+        "--model",
+        a.join("encoder.safetensors").to_str().unwrap(),
+        "--data",
+        store.to_str().unwrap(),
+        "--out",
+        feats.to_str().unwrap(),
+        "--device",
+        "cpu",
+    ]);
+    let meta: Value =
+        serde_json::from_slice(&std::fs::read(feats.join("meta.json")).unwrap()).unwrap();
+    assert_eq!(meta["dim"], 128);
+}
+
+#[test]
+fn gloria_variants_and_bad_input() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let store = phantom_store(d, 60, 64, 1, 1);
+    // The paper's single softmax trains too.
+    let single = d.join("single");
+    cxrlearn(&args(
+        &store,
+        &single,
+        &["--epochs", "1", "--batch-size", "8", "--single-softmax"],
+    ));
+    let l = log(&single);
+    assert!(
+        events(&l, "step")
+            .iter()
+            .all(|v| v["loss"].as_f64().unwrap().is_finite())
+    );
+    // GLoRIA taps a ResNet's layer3: a DenseNet is refused by name.
+    let bad = d.join("bad");
+    let o = run(&args(&store, &bad, &["--backbone", "densenet121"]));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success());
+    assert!(err.contains("layer3") && err.contains("DenseNet"), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+    assert!(!bad.exists(), "left {}", bad.display());
+
+    let bare = common::store_without_reports(d, "bare");
+    let bad = d.join("bad");
+    let o = run(&args(&bare, &bad, &["--batch-size", "4"]));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success());
+    assert!(err.contains("'report'"), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+    assert!(!bad.exists(), "left {}", bad.display());
+}

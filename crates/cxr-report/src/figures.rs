@@ -283,7 +283,10 @@ impl Layout {
             .iter()
             .map(|p| panel_height(p, self.per_row))
             .sum();
-        (WIDTH + self.legend_width(), h + 50)
+        // A one-dataset figure is shorter than a long legend (entries from
+        // y = 70, 24 px apart): grow it so the last entry is not cut.
+        let legend = 70 + 24 * self.series.len() as u32 + 20;
+        (WIDTH + self.legend_width(), h.max(legend) + 50)
     }
 
     fn legend_width(&self) -> u32 {

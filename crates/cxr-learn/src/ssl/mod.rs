@@ -323,86 +323,63 @@ impl Pretrainer<'_> {
 
     /// The objective `config.method` names.
     fn objective(&self) -> Result<Box<dyn Objective>, String> {
-        match self.config.method.as_str() {
-            "s2mts2" => Ok(Box::new(S2mts2::new(
-                self.spec.clone(),
-                self.config.moco.clone(),
-                self.config.s2mts2.clone().unwrap_or_default(),
-                self.device,
-                self.config.seed,
-            )?)),
-            "moco-cxr" | "medaug" => Ok(Box::new(Moco::new(
-                self.spec.clone(),
-                self.config.moco.clone(),
-                self.device,
-                self.config.seed,
-            ))),
-            "clip" => {
-                let train = self.store.split_indices(Split::Train);
-                let settings = self
-                    .config
-                    .clip
-                    .clone()
-                    .unwrap_or_else(|| ClipSettings::for_size(self.spec.preprocessing.size));
-                Ok(Box::new(ClipObjective::new(
-                    &self.store,
-                    &train,
-                    self.spec.preprocessing,
-                    &settings,
-                    self.device,
-                    self.config.seed,
-                )?))
+        let (c, spec, device) = (&self.config, &self.spec, self.device);
+        let size = spec.preprocessing.size;
+        // The image-text objectives read their training rows' reports.
+        let train = || self.store.split_indices(Split::Train);
+        Ok(match c.method.as_str() {
+            "s2mts2" => Box::new(S2mts2::new(
+                spec.clone(),
+                c.moco.clone(),
+                c.s2mts2.clone().unwrap_or_default(),
+                device,
+                c.seed,
+            )?),
+            "moco-cxr" | "medaug" => {
+                Box::new(Moco::new(spec.clone(), c.moco.clone(), device, c.seed))
             }
-            "refers" => {
-                let train = self.store.split_indices(Split::Train);
-                let settings = self
-                    .config
-                    .refers
+            "clip" => Box::new(ClipObjective::new(
+                &self.store,
+                &train(),
+                spec.preprocessing,
+                &c.clip
                     .clone()
-                    .unwrap_or_else(|| RefersSettings::for_width(self.spec.feature_dim()));
-                Ok(Box::new(RefersObjective::new(
-                    &self.store,
-                    &train,
-                    &self.spec,
-                    &settings,
-                    self.device,
-                    self.config.seed,
-                )?))
-            }
-            "convirt" => {
-                let train = self.store.split_indices(Split::Train);
-                let settings = self
-                    .config
-                    .convirt
+                    .unwrap_or_else(|| ClipSettings::for_size(size)),
+                device,
+                c.seed,
+            )?),
+            "refers" => Box::new(RefersObjective::new(
+                &self.store,
+                &train(),
+                spec,
+                &c.refers
                     .clone()
-                    .unwrap_or_else(|| ConvirtSettings::for_size(self.spec.preprocessing.size));
-                Ok(Box::new(Convirt::new(
-                    &self.store,
-                    &train,
-                    &self.spec,
-                    &settings,
-                    self.device,
-                    self.config.seed,
-                )?))
-            }
-            "gloria" => {
-                let train = self.store.split_indices(Split::Train);
-                let settings = self
-                    .config
-                    .gloria
+                    .unwrap_or_else(|| RefersSettings::for_width(spec.feature_dim())),
+                device,
+                c.seed,
+            )?),
+            "convirt" => Box::new(Convirt::new(
+                &self.store,
+                &train(),
+                spec,
+                &c.convirt
                     .clone()
-                    .unwrap_or_else(|| GloriaSettings::for_size(self.spec.preprocessing.size));
-                Ok(Box::new(Gloria::new(
-                    &self.store,
-                    &train,
-                    &self.spec,
-                    &settings,
-                    self.device,
-                    self.config.seed,
-                )?))
-            }
-            other => Err(format!("unknown pretraining method '{other}'")),
-        }
+                    .unwrap_or_else(|| ConvirtSettings::for_size(size)),
+                device,
+                c.seed,
+            )?),
+            "gloria" => Box::new(Gloria::new(
+                &self.store,
+                &train(),
+                spec,
+                &c.gloria
+                    .clone()
+                    .unwrap_or_else(|| GloriaSettings::for_size(size)),
+                device,
+                c.seed,
+            )?),
+            other => return Err(format!("unknown pretraining method '{other}'")),
+        })
     }
 
     /// Trains, resuming from `last.safetensors` when `resume` is set and it

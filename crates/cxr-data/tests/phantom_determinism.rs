@@ -167,3 +167,33 @@ fn bad_configuration_is_an_error_not_a_panic() {
     };
     assert!(Phantom::new(cfg).is_err());
 }
+
+#[test]
+fn first_site_draws_one_site_on_its_own() {
+    // The held-out site of the demo: site preset 1 alone, every patient there,
+    // with the same acquisition settings as site 1 of a two-site world.
+    let alone = Phantom::new(PhantomConfig {
+        sites: 1,
+        first_site: 1,
+        ..config(4)
+    })
+    .unwrap();
+    let both = Phantom::new(PhantomConfig {
+        sites: 2,
+        ..config(4)
+    })
+    .unwrap();
+    assert_eq!(alone.sites.len(), 1);
+    assert_eq!(alone.sites[0].name, "site1");
+    assert!(alone.sites[0].monochrome1);
+    assert_eq!(alone.sites[0].noise, both.sites[1].noise);
+    assert!(alone.patients.iter().all(|p| p.site == 0));
+    let bad = PhantomConfig {
+        first_site: 16,
+        ..config(0)
+    };
+    assert!(matches!(
+        Phantom::new(bad),
+        Err(PhantomError::InvalidConfig(_))
+    ));
+}

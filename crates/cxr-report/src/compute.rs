@@ -224,6 +224,14 @@ fn method_notes(config: &ReportConfig) -> Vec<String> {
             config.baseline_model
         ),
     };
+    let references = if config.reference_models.is_empty() {
+        String::new()
+    } else {
+        format!(
+            " Reference models, shown but never chosen as best: {}.",
+            config.reference_models.join(", ")
+        )
+    };
     vec![
         "AUC: area under the ROC curve on the test split, ties counted one half; macro AUC: unweighted mean over the labels with both classes.".into(),
         format!(
@@ -233,7 +241,7 @@ fn method_notes(config: &ReportConfig) -> Vec<String> {
         "Seeds: a cell with several seeds reports the mean over seeds of the AUC, both for the point estimate and within each replicate; a single-seed cell matches `cxrlearn evaluate` exactly.".into(),
         format!("Comparator: {comparator}."),
         format!(
-            "Best SSL model: the non-baseline model with the highest macro AUC on the dataset and strategy (chosen on the test split, as in the paper); delta = best minus comparator, with the percentile interval of the paired replicate differences and a two-sided bootstrap p-value; significant when p < {}.",
+            "Best SSL model: the non-baseline model with the highest macro AUC on the dataset and strategy (chosen on the test split, as in the paper); delta = best minus comparator, with the percentile interval of the paired replicate differences and a two-sided bootstrap p-value; significant when p < {}.{references}",
             config.alpha
         ),
     ]
@@ -394,7 +402,11 @@ fn dataset_report(
         let baseline = base.map(|b| result(b, false));
         let best = models
             .iter()
-            .filter(|m| !m.is_baseline && m.macro_avg.auc.is_some())
+            .filter(|m| {
+                !m.is_baseline
+                    && !config.reference_models.contains(&m.model)
+                    && m.macro_avg.auc.is_some()
+            })
             .fold(None::<&ModelResult>, |best, m| match best {
                 Some(b) if b.macro_avg.auc >= m.macro_avg.auc => Some(b),
                 _ => Some(m),

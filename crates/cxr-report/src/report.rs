@@ -41,6 +41,11 @@ pub struct ReportConfig {
     pub confidence: f64,
     /// Significance level: a difference is marked when its p-value is below it.
     pub alpha: f64,
+    /// Reference models (random initialisation, say): reported in every
+    /// table and figure, compared with the baseline, but never chosen as the
+    /// best SSL model of Table 2 and Figure 1.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub reference_models: Vec<String>,
 }
 
 impl ReportConfig {
@@ -54,6 +59,7 @@ impl ReportConfig {
             seed: 0,
             confidence: 0.95,
             alpha: 0.05,
+            reference_models: Vec::new(),
         }
     }
 }

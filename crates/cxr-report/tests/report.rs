@@ -319,6 +319,29 @@ fn seeds_are_averaged_on_shared_replicates() {
 }
 
 #[test]
+fn reference_models_are_never_best() {
+    // convirt is built strongest; as a reference it stays in the tables but
+    // the best SSL model becomes the next one.
+    let with_ref = ReportConfig {
+        reference_models: vec!["convirt".into()],
+        ..config()
+    };
+    let r = Report::from_predictions(grid().inputs, &with_ref).unwrap();
+    for d in ["Pneumothorax", "Chest Multi"] {
+        for s in ["linear", "finetune"] {
+            let sr = strategy(&r, d, s);
+            assert_eq!(sr.best_ssl.as_ref().unwrap().model, "moco", "{d} {s}");
+            assert!(sr.models.iter().any(|m| m.model == "convirt"));
+        }
+    }
+    assert!(
+        r.method
+            .iter()
+            .any(|m| m.contains("never chosen as best: convirt"))
+    );
+}
+
+#[test]
 fn best_ssl_and_paired_delta() {
     let g = grid();
     let r = Report::from_predictions(g.inputs, &config()).unwrap();

@@ -51,6 +51,9 @@ enum Command {
     /// Runs (or emits Slurm jobs for) a grid of datasets x models x strategies
     /// and writes the report; `benchmark report` rebuilds the report.
     Benchmark(cmd::benchmark::Args),
+    /// The whole system on phantom data: pretraining, a supervised
+    /// out-of-domain baseline, probing and finetuning at two sites, the report.
+    Demo(cmd::demo::Args),
 }
 
 fn main() -> ExitCode {
@@ -69,6 +72,7 @@ fn main() -> ExitCode {
         Command::Probe(args) => cmd::probe::run(&args, cli.quiet),
         Command::ZeroShot(args) => cmd::zeroshot::run(&args, cli.quiet),
         Command::Benchmark(args) => cmd::benchmark::run(&args, cli.quiet),
+        Command::Demo(args) => cmd::demo::run(&args, cli.quiet),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

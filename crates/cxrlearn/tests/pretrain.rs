@@ -14,7 +14,7 @@ const BATCH: usize = 32;
 const QUEUE: usize = 128;
 
 fn args<'a>(method: &'a str, store: &'a Path, out: &'a Path, extra: &[&'a str]) -> Vec<&'a str> {
-    let mut a = vec![
+    let a = vec![
         "--quiet",
         "pretrain",
         "--method",
@@ -38,21 +38,7 @@ fn args<'a>(method: &'a str, store: &'a Path, out: &'a Path, extra: &[&'a str]) 
         "--device",
         "cpu",
     ];
-    // clap refuses repeated flags: an extra flag replaces the default's value.
-    let mut rest = extra.iter();
-    while let Some(&flag) = rest.next() {
-        let takes_value = !matches!(flag, "--resume");
-        match a.iter().position(|x| *x == flag) {
-            Some(i) if takes_value => a[i + 1] = rest.next().copied().unwrap(),
-            _ => {
-                a.push(flag);
-                if takes_value {
-                    a.push(rest.next().copied().unwrap());
-                }
-            }
-        }
-    }
-    a
+    common::with_flags(a, extra, &["--resume"])
 }
 
 #[test]

@@ -17,7 +17,7 @@ const BATCH: usize = 32;
 /// heads, FFN 512, context 48; 64-d heads; λ 0.75, τ 0.1) on the narrow
 /// ResNet; the images are used as stored so the short run learns.
 fn args<'a>(store: &'a Path, out: &'a Path, extra: &[&'a str]) -> Vec<&'a str> {
-    let mut a = vec![
+    let a = vec![
         "--quiet",
         "pretrain",
         "--method",
@@ -38,21 +38,7 @@ fn args<'a>(store: &'a Path, out: &'a Path, extra: &[&'a str]) -> Vec<&'a str> {
         "--device",
         "cpu",
     ];
-    // clap refuses repeated flags: an extra flag replaces the default's value.
-    let mut rest = extra.iter();
-    while let Some(&flag) = rest.next() {
-        let takes_value = !matches!(flag, "--resume" | "--no-augment");
-        match a.iter().position(|x| *x == flag) {
-            Some(i) if takes_value => a[i + 1] = rest.next().copied().unwrap(),
-            _ => {
-                a.push(flag);
-                if takes_value {
-                    a.push(rest.next().copied().unwrap());
-                }
-            }
-        }
-    }
-    a
+    common::with_flags(a, extra, &["--resume", "--no-augment"])
 }
 
 #[test]

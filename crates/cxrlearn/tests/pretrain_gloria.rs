@@ -18,7 +18,7 @@ const BATCH: usize = 32;
 /// ResNet (its layer3 is 4x4 = 16 regions at 64 px); the images are used as
 /// stored so the short run learns.
 fn args<'a>(store: &'a Path, out: &'a Path, extra: &[&'a str]) -> Vec<&'a str> {
-    let mut a = vec![
+    let a = vec![
         "--quiet",
         "pretrain",
         "--method",
@@ -39,21 +39,7 @@ fn args<'a>(store: &'a Path, out: &'a Path, extra: &[&'a str]) -> Vec<&'a str> {
         "--device",
         "cpu",
     ];
-    // clap refuses repeated flags: an extra flag replaces the default's value.
-    let mut rest = extra.iter();
-    while let Some(&flag) = rest.next() {
-        let takes_value = !matches!(flag, "--resume" | "--no-augment" | "--single-softmax");
-        match a.iter().position(|x| *x == flag) {
-            Some(i) if takes_value => a[i + 1] = rest.next().copied().unwrap(),
-            _ => {
-                a.push(flag);
-                if takes_value {
-                    a.push(rest.next().copied().unwrap());
-                }
-            }
-        }
-    }
-    a
+    common::with_flags(a, extra, &["--resume", "--no-augment", "--single-softmax"])
 }
 
 #[test]

@@ -16,7 +16,7 @@ const QUEUE: usize = 128;
 const EPOCHS: usize = 8;
 
 fn args<'a>(store: &'a Path, out: &'a Path, extra: &[&'a str]) -> Vec<&'a str> {
-    let mut a = vec![
+    let a = vec![
         "--quiet",
         "pretrain",
         "--method",
@@ -42,8 +42,7 @@ fn args<'a>(store: &'a Path, out: &'a Path, extra: &[&'a str]) -> Vec<&'a str> {
         "--device",
         "cpu",
     ];
-    a.extend_from_slice(extra);
-    a
+    common::with_flags(a, extra, &["--resume", "--reference-head"])
 }
 
 #[test]

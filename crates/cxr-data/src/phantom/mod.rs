@@ -103,6 +103,10 @@ pub struct PhantomConfig {
     pub size: usize,
     /// Number of sites (patients are split among them).
     pub sites: usize,
+    /// Preset index of the first site: the sites are `first_site ..
+    /// first_site + sites`, so single-site worlds of different sites (a
+    /// held-out site for distribution shift) can be drawn separately.
+    pub first_site: usize,
     /// Per-study prevalence of each finding.
     pub prevalence: Prevalence,
     /// Co-occurrence strength in `[0, 1]` (0: independent findings).
@@ -118,6 +122,7 @@ impl Default for PhantomConfig {
             patients: 100,
             size: 256,
             sites: 2,
+            first_site: 0,
             prevalence: Prevalence::nih(),
             cooccurrence: 1.0,
             max_studies: 4,
@@ -143,6 +148,12 @@ impl PhantomConfig {
         }
         if !(1..=16).contains(&self.sites) {
             return bad(format!("--sites must be 1..=16, got {}", self.sites));
+        }
+        if self.first_site > 15 {
+            return bad(format!(
+                "--first-site must be 0..=15, got {}",
+                self.first_site
+            ));
         }
         for f in Finding::ALL {
             let p = self.prevalence.get(f);
@@ -304,7 +315,8 @@ impl Phantom {
     /// [`PhantomError::InvalidConfig`].
     pub fn new(config: PhantomConfig) -> Result<Self, PhantomError> {
         config.validate()?;
-        let sites: Vec<Site> = (0..config.sites)
+        let first = config.first_site;
+        let sites: Vec<Site> = (first..first + config.sites)
             .map(|k| Site::preset(k, config.seed))
             .collect();
         let width = config.patients.to_string().len().max(4);

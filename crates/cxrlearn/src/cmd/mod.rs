@@ -2,6 +2,7 @@
 
 pub mod benchmark;
 pub mod convert;
+pub mod demo;
 pub mod evaluate;
 pub mod features;
 pub mod finetune;

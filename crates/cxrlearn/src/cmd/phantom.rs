@@ -25,6 +25,11 @@ pub struct Args {
     /// Number of acquisition sites (site1 stores MONOCHROME1, i.e. inverted PNGs).
     #[arg(long, default_value_t = 2)]
     pub sites: usize,
+    /// Preset of the first site (0: outpatient PA department, 1: intensive-care
+    /// portable unit, 2 and above: drawn from the seed); the sites are
+    /// FIRST..FIRST+SITES, so one site can be drawn on its own.
+    #[arg(long, default_value_t = 0)]
+    pub first_site: usize,
     /// Master seed: same seed, same bytes.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
@@ -81,6 +86,7 @@ pub fn run(args: &Args, quiet: bool) -> Result<()> {
         patients: args.patients,
         size: args.size,
         sites: args.sites,
+        first_site: args.first_site,
         prevalence: prevalence(args)?,
         cooccurrence: args.cooccurrence,
         max_studies: args.max_studies,

@@ -28,6 +28,26 @@ pub fn run_ok(args: &[&str]) -> Output {
     o
 }
 
+/// `base` with `extra` applied: a flag already in `base` gets `extra`'s
+/// value (clap refuses repeated flags), others are appended. Flags in `bare`
+/// take no value.
+pub fn with_flags<'a>(mut base: Vec<&'a str>, extra: &[&'a str], bare: &[&str]) -> Vec<&'a str> {
+    let mut rest = extra.iter();
+    while let Some(&flag) = rest.next() {
+        let takes_value = !bare.contains(&flag);
+        match base.iter().position(|x| *x == flag) {
+            Some(i) if takes_value => base[i + 1] = rest.next().copied().unwrap(),
+            _ => {
+                base.push(flag);
+                if takes_value {
+                    base.push(rest.next().copied().unwrap());
+                }
+            }
+        }
+    }
+    base
+}
+
 /// A 40-image, 64 px store of plain patterns with a patient column and no
 /// report column, under `dir/NAME`: the bad input of image-text methods.
 pub fn store_without_reports(dir: &Path, name: &str) -> PathBuf {

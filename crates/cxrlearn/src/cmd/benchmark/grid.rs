@@ -100,6 +100,10 @@ pub(crate) struct Model {
     /// A pretraining recipe run once before the model's cells.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(crate) pretrain: Option<Recipe>,
+    /// A reference (random initialisation, say): in every table and figure,
+    /// but never the best SSL model of Table 2 and Figure 1.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub(crate) reference: bool,
 }
 
 /// `pretrain = { method, data, ... }`: `cxrlearn pretrain` settings.
@@ -264,6 +268,16 @@ impl Grid {
                     .map(|m| m.name.as_str())
                     .collect::<Vec<_>>()
                     .join(", ")
+            );
+        }
+        if let Some(m) = self
+            .model
+            .iter()
+            .find(|m| m.reference && m.name == self.baseline)
+        {
+            bail!(
+                "model '{}' is the baseline; it cannot also be a reference",
+                m.name
             );
         }
         if self.strategies.is_empty() {

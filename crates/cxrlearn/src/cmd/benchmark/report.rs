@@ -22,6 +22,12 @@ pub(crate) fn config(grid: &Grid) -> ReportConfig {
         }
         None => BaselineStrategy::SameStrategy,
     };
+    c.reference_models = grid
+        .model
+        .iter()
+        .filter(|m| m.reference)
+        .map(|m| m.name.clone())
+        .collect();
     if let Some(n) = grid.report.n_bootstrap {
         c.n_bootstrap = n;
     }

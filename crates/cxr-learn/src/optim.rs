@@ -33,6 +33,47 @@ pub enum Rule {
     },
 }
 
+/// Gradient clipping before each update.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum GradClip {
+    /// Scale all gradients so their global L2 norm is at most this
+    /// (`torch.nn.utils.clip_grad_norm_`).
+    Norm(f64),
+    /// Clamp every gradient element into `[-v, v]`
+    /// (`torch.nn.utils.clip_grad_value_`).
+    Value(f64),
+}
+
+impl GradClip {
+    /// Checks that the bound is positive and finite.
+    ///
+    /// # Errors
+    /// A message naming the bad bound.
+    pub fn validate(self) -> Result<Self, String> {
+        let (GradClip::Norm(v) | GradClip::Value(v)) = self;
+        if v.is_finite() && v > 0.0 {
+            Ok(self)
+        } else {
+            Err(format!(
+                "a gradient clip bound must be positive and finite, got {v}"
+            ))
+        }
+    }
+
+    /// Clips `opt`'s gradients; returns their global norm before clipping.
+    pub fn apply(self, opt: &mut Optimizer) -> f64 {
+        match self {
+            GradClip::Norm(max) => opt.clip_grad_norm(max),
+            GradClip::Value(v) => {
+                let norm = opt.grad_norm();
+                opt.clip_grad_value(v);
+                norm
+            }
+        }
+    }
+}
+
 /// An optimiser over a fixed list of named parameters.
 #[derive(Debug)]
 pub struct Optimizer {
@@ -95,6 +136,18 @@ impl Optimizer {
             });
         }
         norm
+    }
+
+    /// Clamps every gradient element into `[-clip, clip]`.
+    pub fn clip_grad_value(&mut self, clip: f64) {
+        tch::no_grad(|| {
+            for (_, p) in &self.params {
+                let mut g = p.grad();
+                if g.defined() {
+                    let _ = g.clamp_(-clip, clip);
+                }
+            }
+        });
     }
 
     /// One update with learning rate `lr`.
@@ -197,6 +250,48 @@ impl Optimizer {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn with_grads(grads: &[f64]) -> (Optimizer, Tensor) {
+        let w = Tensor::zeros([grads.len() as i64], (Kind::Double, tch::Device::Cpu))
+            .set_requires_grad(true);
+        let target = Tensor::from_slice(grads);
+        // d/dw sum(w * target) = target.
+        (&w * &target).sum(Kind::Double).backward();
+        (
+            Optimizer::new(
+                Rule::Sgd {
+                    momentum: 0.0,
+                    weight_decay: 0.0,
+                },
+                vec![("w".into(), w.shallow_clone())],
+            ),
+            w,
+        )
+    }
+
+    #[test]
+    fn clipping_by_value_and_by_norm() {
+        let (mut opt, w) = with_grads(&[3.0, -0.1, -4.0]);
+        let before = GradClip::Value(0.25).apply(&mut opt);
+        assert!((before - (9.0f64 + 0.01 + 16.0).sqrt()).abs() < 1e-12);
+        let g = Vec::<f64>::try_from(w.grad()).unwrap();
+        assert_eq!(g, [0.25, -0.1, -0.25]);
+
+        let (mut opt, w) = with_grads(&[3.0, 0.0, -4.0]);
+        assert!((GradClip::Norm(1.0).apply(&mut opt) - 5.0).abs() < 1e-12);
+        let g = Vec::<f64>::try_from(w.grad()).unwrap();
+        // PyTorch's factor max_norm / (norm + 1e-6).
+        let f = 1.0 / (5.0 + 1e-6);
+        for (a, b) in g.iter().zip([3.0 * f, 0.0, -4.0 * f]) {
+            assert!((a - b).abs() < 1e-15, "{a} vs {b}");
+        }
+        // Below the bound nothing changes.
+        let (mut opt, w) = with_grads(&[0.3, 0.4]);
+        GradClip::Norm(1.0).apply(&mut opt);
+        assert_eq!(Vec::<f64>::try_from(w.grad()).unwrap(), [0.3, 0.4]);
+        assert!(GradClip::Value(0.0).validate().is_err());
+        assert!(GradClip::Norm(f64::NAN).validate().is_err());
+    }
 
     fn quadratic_run(rule: Rule, steps: usize) -> Vec<f64> {
         // f(w) = sum((w - 3)^2), gradient 2(w - 3).

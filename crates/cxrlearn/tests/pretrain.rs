@@ -125,7 +125,14 @@ fn medaug_pairs_within_patients_and_bad_input_fails_cleanly() {
         "medaug",
         &store,
         &out,
-        &["--positive", "same-patient", "--epochs", "2"],
+        &[
+            "--positive",
+            "same-patient",
+            "--epochs",
+            "2",
+            "--grad-clip-norm",
+            "0.5",
+        ],
     ));
     assert!(out.join("encoder.safetensors").exists());
     let l = log(&out);
@@ -137,6 +144,11 @@ fn medaug_pairs_within_patients_and_bad_input_fails_cleanly() {
         .map(|v| v["distinct_positives"].as_u64().unwrap())
         .sum();
     assert!(distinct > 0, "MedAug never paired two different images");
+    // Clipping logs the norm before clipping at every step.
+    for v in &s {
+        let norm = v["grad_norm"].as_f64().expect("grad_norm logged");
+        assert!(norm.is_finite() && norm > 0.0, "{v}");
+    }
 
     // A queue that is not a multiple of the batch, an unknown backbone.
     for (extra, needle) in [
@@ -145,6 +157,7 @@ fn medaug_pairs_within_patients_and_bad_input_fails_cleanly() {
             vec!["--backbone", "resnet7"],
             "unknown architecture 'resnet7'",
         ),
+        (vec!["--grad-clip-value", "0"], "positive and finite"),
     ] {
         let bad = dir.path().join("bad");
         let a = args("moco-cxr", &store, &bad, &extra);

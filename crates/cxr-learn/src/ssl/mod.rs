@@ -45,7 +45,7 @@ use tch::{Device, Tensor};
 use crate::data;
 use crate::finetune::TrainError;
 use crate::io::{TrainState, write_safetensors};
-use crate::optim::{Optimizer, Rule};
+use crate::optim::{GradClip, Optimizer, Rule};
 use crate::schedule::{Schedule, Shape};
 use clip::{ClipObjective, ClipSettings};
 use convirt::{Convirt, ConvirtSettings};
@@ -93,6 +93,10 @@ pub struct PretrainConfig {
     pub seed: u64,
     /// Also checkpoint every this many steps (0: at epoch ends only).
     pub checkpoint_every: u64,
+    /// Gradient clipping before each update (ConVIRT's code: norm 5; GLoRIA:
+    /// value 0.25; REFERS: norm 10); `None` leaves gradients as they are.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub grad_clip: Option<GradClip>,
     /// CLIP's shape and text settings (method `clip` only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub clip: Option<ClipSettings>,
@@ -486,6 +490,7 @@ impl Pretrainer<'_> {
                 }
                 opt.zero_grad();
                 loss.backward();
+                let grad_norm = c.grad_clip.map(|g| g.apply(&mut opt));
                 opt.step(lr);
                 model.after_step();
                 p.step += 1;
@@ -497,6 +502,10 @@ impl Pretrainer<'_> {
                     "event": "step", "epoch": epoch, "step": p.step, "lr": lr, "loss": value,
                     "distinct_positives": distinct, "seconds": seconds,
                 });
+                if let (Some(norm), Value::Object(m)) = (grad_norm, &mut record) {
+                    // The norm before clipping: how often the bound bites.
+                    m.insert("grad_norm".into(), json!(norm));
+                }
                 if let Value::Object(m) = &mut record {
                     m.extend(fields);
                 }

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use anyhow::{Context, Result, bail};
 use cxr_data::augment::Augment;
 use cxr_data::store::read::Store;
-use cxr_learn::optim::Rule;
+use cxr_learn::optim::{GradClip, Rule};
 use cxr_learn::schedule::Shape;
 use cxr_learn::ssl::clip::ClipSettings;
 use cxr_learn::ssl::convirt::ConvirtSettings;
@@ -118,6 +118,15 @@ pub struct Args {
     /// Also checkpoint every N steps.
     #[arg(long, default_value_t = 0)]
     pub checkpoint_every: u64,
+    /// Scale gradients to this global L2 norm at most before each update
+    /// (the reference codes: ConVIRT 5, REFERS 10); the pre-clip norm is
+    /// logged per step as `grad_norm`.
+    #[arg(long, conflicts_with = "grad_clip_value")]
+    pub grad_clip_norm: Option<f64>,
+    /// Clamp every gradient element into [-V, V] before each update (GLoRIA's
+    /// code: 0.25).
+    #[arg(long)]
+    pub grad_clip_value: Option<f64>,
     /// auto, cpu, cuda or cuda:N.
     #[arg(long, default_value = "auto")]
     pub device: DeviceRequest,
@@ -516,6 +525,11 @@ pub fn run(args: &Args, quiet: bool) -> Result<()> {
         },
         seed: args.seed,
         checkpoint_every: args.checkpoint_every,
+        grad_clip: match (args.grad_clip_norm, args.grad_clip_value) {
+            (Some(n), _) => Some(GradClip::Norm(n).validate().map_err(anyhow::Error::msg)?),
+            (None, Some(v)) => Some(GradClip::Value(v).validate().map_err(anyhow::Error::msg)?),
+            (None, None) => None,
+        },
         clip,
         s2mts2: s2mts2_settings(args)?,
         refers: refers_settings(args, &spec)?,

@@ -81,6 +81,9 @@ pub struct Optimizer {
     params: Vec<(String, Tensor)>,
     /// `name.momentum` (SGD) or `name.exp_avg` / `name.exp_avg_sq` (AdamW).
     state: BTreeMap<String, Tensor>,
+    /// Per parameter, the factor on the step's learning rate (parameter
+    /// groups: a text tower at its own rate).
+    lr_scale: Vec<f64>,
     /// Updates taken (AdamW's bias correction needs it).
     pub steps: i64,
 }
@@ -90,10 +93,25 @@ impl Optimizer {
     pub fn new(rule: Rule, params: Vec<(String, Tensor)>) -> Self {
         Self {
             rule,
+            lr_scale: vec![1.0; params.len()],
             params,
             state: BTreeMap::new(),
             steps: 0,
         }
+    }
+
+    /// Gives the parameters whose name satisfies `which` the learning rate
+    /// `scale` times the step's (decoupled weight decay scales with it, as
+    /// in a PyTorch parameter group); returns how many it matched.
+    pub fn set_lr_scale(&mut self, which: impl Fn(&str) -> bool, scale: f64) -> usize {
+        let mut n = 0;
+        for ((name, _), s) in self.params.iter().zip(&mut self.lr_scale) {
+            if which(name) {
+                *s = scale;
+                n += 1;
+            }
+        }
+        n
     }
 
     /// Clears every parameter's gradient.
@@ -155,7 +173,8 @@ impl Optimizer {
         self.steps += 1;
         let t = self.steps;
         tch::no_grad(|| {
-            for (name, p) in &mut self.params {
+            for ((name, p), &scale) in self.params.iter_mut().zip(&self.lr_scale) {
+                let lr = lr * scale;
                 let g = p.grad();
                 if !g.defined() {
                     continue;
@@ -267,6 +286,45 @@ mod tests {
             ),
             w,
         )
+    }
+
+    #[test]
+    fn parameter_groups_scale_the_learning_rate() {
+        // Two parameters with the same gradient; SGD without momentum moves
+        // each by its own lr * g, AdamW's first step by its own lr (sign(g)).
+        for rule in [
+            Rule::Sgd {
+                momentum: 0.0,
+                weight_decay: 0.0,
+            },
+            Rule::AdamW {
+                beta1: 0.9,
+                beta2: 0.999,
+                eps: 1e-12,
+                weight_decay: 0.0,
+            },
+        ] {
+            let a = Tensor::from_slice(&[1.0f64]).set_requires_grad(true);
+            let b = Tensor::from_slice(&[1.0f64]).set_requires_grad(true);
+            let mut opt = Optimizer::new(
+                rule,
+                vec![
+                    ("image.w".into(), a.shallow_clone()),
+                    ("text.bert.w".into(), b.shallow_clone()),
+                ],
+            );
+            assert_eq!(opt.set_lr_scale(|n| n.starts_with("text.bert."), 0.1), 1);
+            (&a * 2.0 + &b * 2.0).sum(Kind::Double).backward();
+            opt.step(0.5);
+            let moved = |t: &Tensor| 1.0 - t.double_value(&[0]);
+            let expect = if matches!(rule, Rule::Sgd { .. }) {
+                1.0
+            } else {
+                0.5
+            };
+            assert!((moved(&a) - expect).abs() < 1e-9, "{rule:?}");
+            assert!((moved(&b) - expect * 0.1).abs() < 1e-9, "{rule:?}");
+        }
     }
 
     #[test]

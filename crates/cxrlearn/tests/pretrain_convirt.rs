@@ -141,3 +141,77 @@ fn convirt_counts_truncations_and_refuses_a_store_without_reports() {
     assert!(!err.contains("panicked"), "{err}");
     assert!(!bad.exists(), "left {}", bad.display());
 }
+
+/// Named tensors of a checkpoint.
+type Named = Vec<(String, tch::Tensor)>;
+
+/// The `model.text.bert.*` and `model.image.*` tensors of a run's last checkpoint.
+fn towers(run: &Path) -> (Named, Named) {
+    let mut all = tch::Tensor::read_safetensors(run.join("last.safetensors")).unwrap();
+    // The file's order is not the names' order.
+    all.sort_by(|a, b| a.0.cmp(&b.0));
+    let (bert, rest): (Vec<_>, Vec<_>) = all
+        .into_iter()
+        .partition(|(n, _)| n.starts_with("model.text.bert."));
+    let image = rest
+        .into_iter()
+        .filter(|(n, _)| n.starts_with("model.image."))
+        .collect();
+    (bert, image)
+}
+
+#[test]
+fn text_lr_trains_bert_at_its_own_rate_and_clip_refuses_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let store = phantom_store(d, 60, 64, 1, 2);
+    // At --text-lr 0 BERT stays at its seeded initialisation: one epoch and
+    // two leave it identical, while the image tower moves.
+    let run_for = |epochs: &str| {
+        let out = d.join(format!("e{epochs}"));
+        cxrlearn(&args(
+            &store,
+            &out,
+            &["--epochs", epochs, "--batch-size", "8", "--text-lr", "0"],
+        ));
+        towers(&out)
+    };
+    let (bert1, image1) = run_for("1");
+    let (bert2, image2) = run_for("2");
+    assert!(bert1.len() > 10, "{} BERT tensors", bert1.len());
+    for ((n, a), (_, b)) in bert1.iter().zip(&bert2) {
+        assert!(a.equal(b), "{n} moved at --text-lr 0");
+    }
+    assert!(
+        image1
+            .iter()
+            .zip(&image2)
+            .any(|((_, a), (_, b))| !a.equal(b)),
+        "the image tower did not train"
+    );
+
+    // CLIP trains its towers at one rate (as CheXzero): the flag is an error.
+    let bad = d.join("clip");
+    let o = run(&[
+        "--quiet",
+        "pretrain",
+        "--method",
+        "clip",
+        "--data",
+        store.to_str().unwrap(),
+        "--out",
+        bad.to_str().unwrap(),
+        "--epochs",
+        "1",
+        "--batch-size",
+        "8",
+        "--text-lr",
+        "1e-4",
+        "--device",
+        "cpu",
+    ]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success());
+    assert!(err.contains("no trainable text encoder"), "{err}");
+    assert!(!bad.exists(), "left {}", bad.display());
+}

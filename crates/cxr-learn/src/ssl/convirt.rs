@@ -285,6 +285,10 @@ impl Objective for Convirt {
         }))
     }
 
+    fn is_text_encoder(&self, name: &str) -> bool {
+        name.starts_with("text.bert.")
+    }
+
     fn trainable(&self) -> Vec<(String, Tensor)> {
         trainable_of(&[("image.", &self.image), ("text.", &self.heads)])
     }

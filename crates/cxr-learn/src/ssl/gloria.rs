@@ -240,6 +240,10 @@ impl Objective for Gloria {
         }))
     }
 
+    fn is_text_encoder(&self, name: &str) -> bool {
+        name.starts_with("text.bert.")
+    }
+
     fn trainable(&self) -> Vec<(String, Tensor)> {
         trainable_of(&[("image.", &self.image), ("text.", &self.heads)])
     }

@@ -93,6 +93,10 @@ pub struct PretrainConfig {
     pub seed: u64,
     /// Also checkpoint every this many steps (0: at epoch ends only).
     pub checkpoint_every: u64,
+    /// Peak learning rate of the text encoder (same schedule), when it
+    /// differs from `lr`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub text_lr: Option<f64>,
     /// Gradient clipping before each update (ConVIRT's code: norm 5; GLoRIA:
     /// value 0.25; REFERS: norm 10); `None` leaves gradients as they are.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -228,6 +232,13 @@ pub trait Objective {
     }
     /// Trainable variables by name, in a stable order.
     fn trainable(&self) -> Vec<(String, Tensor)>;
+    /// Whether trainable variable `name` belongs to the pretrained text
+    /// encoder, which `--text-lr` trains at its own rate (ConVIRT's
+    /// `bert_lr`, REFERS' BERT branch); `false` for methods without one.
+    fn is_text_encoder(&self, name: &str) -> bool {
+        let _ = name;
+        false
+    }
     /// The loss of one batch and the fields it adds to the step's log line.
     fn loss(&mut self, views: &Views, step_seed: u64) -> (Tensor, serde_json::Map<String, Value>);
     /// Called once the optimiser has stepped (MoCo enqueues its keys here).
@@ -420,6 +431,23 @@ impl Pretrainer<'_> {
         }
         let sampler = PositiveSampler::new(&self.store, &train, c.positive, c.seed)?;
         let mut opt = Optimizer::new(c.rule, model.trainable());
+        if let Some(text_lr) = c.text_lr {
+            if !(text_lr.is_finite() && text_lr >= 0.0 && c.lr > 0.0) {
+                return Err(format!(
+                    "--text-lr must be finite and >= 0 (and --lr > 0), got {text_lr}"
+                )
+                .into());
+            }
+            let n = opt.set_lr_scale(|n| model.is_text_encoder(n), text_lr / c.lr);
+            if n == 0 {
+                return Err(format!(
+                    "--text-lr: method '{}' has no trainable text encoder of its own rate",
+                    c.method
+                )
+                .into());
+            }
+            (self.log)(&json!({"event": "groups", "text_encoder_tensors": n, "text_lr": text_lr}))?;
+        }
         let schedule = Schedule {
             shape: c.schedule,
             base_lr: c.lr,

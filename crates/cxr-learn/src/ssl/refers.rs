@@ -365,6 +365,10 @@ impl Objective for RefersObjective {
         Some(self.summary.clone())
     }
 
+    fn is_text_encoder(&self, name: &str) -> bool {
+        name.starts_with("bert.")
+    }
+
     fn trainable(&self) -> Vec<(String, Tensor)> {
         let mut v: Vec<(String, Tensor)> = self.vs.variables().into_iter().collect();
         v.sort_by(|a, b| a.0.cmp(&b.0));

@@ -118,6 +118,11 @@ pub struct Args {
     /// Also checkpoint every N steps.
     #[arg(long, default_value_t = 0)]
     pub checkpoint_every: u64,
+    /// Peak learning rate of the text encoder's BERT (convirt, gloria,
+    /// refers; same schedule); default --lr. REFERS' code trains its BERT at
+    /// a tenth of the rest.
+    #[arg(long)]
+    pub text_lr: Option<f64>,
     /// Scale gradients to this global L2 norm at most before each update
     /// (the reference codes: ConVIRT 5, REFERS 10); the pre-clip norm is
     /// logged per step as `grad_norm`.
@@ -525,6 +530,7 @@ pub fn run(args: &Args, quiet: bool) -> Result<()> {
         },
         seed: args.seed,
         checkpoint_every: args.checkpoint_every,
+        text_lr: args.text_lr,
         grad_clip: match (args.grad_clip_norm, args.grad_clip_value) {
             (Some(n), _) => Some(GradClip::Norm(n).validate().map_err(anyhow::Error::msg)?),
             (None, Some(v)) => Some(GradClip::Value(v).validate().map_err(anyhow::Error::msg)?),

@@ -74,6 +74,40 @@ impl GradClip {
     }
 }
 
+/// Lookahead (Zhang et al., 2019) around the inner rule: slow weights start
+/// at the parameters' values before the first update; every `k` updates
+/// they move `alpha` of the way to the fast weights, which are then reset
+/// to them.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Lookahead {
+    /// Inner steps between synchronisations.
+    pub k: u64,
+    /// Step size of the slow weights.
+    pub alpha: f64,
+}
+
+impl Lookahead {
+    /// Checks `k >= 1` and `alpha` in (0, 1].
+    ///
+    /// # Errors
+    /// A message naming the bad value.
+    pub fn validate(self) -> Result<Self, String> {
+        if self.k == 0 || !(self.alpha > 0.0 && self.alpha <= 1.0) {
+            return Err(format!(
+                "lookahead needs k >= 1 and alpha in (0, 1], got k {} alpha {}",
+                self.k, self.alpha
+            ));
+        }
+        Ok(self)
+    }
+}
+
+/// PyTorch codes' no-decay rule `re.match(".*(norm.*|bias)", name)`: every
+/// normalisation parameter and every bias.
+pub fn is_norm_or_bias(name: &str) -> bool {
+    name.contains("norm") || name.contains("bias")
+}
+
 /// An optimiser over a fixed list of named parameters.
 #[derive(Debug)]
 pub struct Optimizer {
@@ -84,6 +118,10 @@ pub struct Optimizer {
     /// Per parameter, the factor on the step's learning rate (parameter
     /// groups: a text tower at its own rate).
     lr_scale: Vec<f64>,
+    /// Per parameter, whether weight decay applies.
+    decay: Vec<bool>,
+    /// Slow weights around the rule, when set.
+    lookahead: Option<Lookahead>,
     /// Updates taken (AdamW's bias correction needs it).
     pub steps: i64,
 }
@@ -94,6 +132,8 @@ impl Optimizer {
         Self {
             rule,
             lr_scale: vec![1.0; params.len()],
+            decay: vec![true; params.len()],
+            lookahead: None,
             params,
             state: BTreeMap::new(),
             steps: 0,
@@ -156,6 +196,24 @@ impl Optimizer {
         norm
     }
 
+    /// Exempts the parameters whose name satisfies `which` from weight decay;
+    /// returns how many it matched.
+    pub fn set_no_decay(&mut self, which: impl Fn(&str) -> bool) -> usize {
+        let mut n = 0;
+        for ((name, _), d) in self.params.iter().zip(&mut self.decay) {
+            if which(name) {
+                *d = false;
+                n += 1;
+            }
+        }
+        n
+    }
+
+    /// Wraps the rule in Lookahead (`name.slow` state tensors).
+    pub fn set_lookahead(&mut self, lookahead: Lookahead) {
+        self.lookahead = Some(lookahead);
+    }
+
     /// Clamps every gradient element into `[-clip, clip]`.
     pub fn clip_grad_value(&mut self, clip: f64) {
         tch::no_grad(|| {
@@ -173,13 +231,34 @@ impl Optimizer {
         self.steps += 1;
         let t = self.steps;
         tch::no_grad(|| {
-            for ((name, p), &scale) in self.params.iter_mut().zip(&self.lr_scale) {
+            let groups = self.lr_scale.iter().zip(&self.decay);
+            for ((name, p), (&scale, &decay)) in self.params.iter_mut().zip(groups) {
                 let lr = lr * scale;
                 let g = p.grad();
                 if !g.defined() {
                     continue;
                 }
-                match self.rule {
+                if self.lookahead.is_some() {
+                    self.state
+                        .entry(format!("{name}.slow"))
+                        .or_insert_with(|| p.detach().copy());
+                }
+                let rule = match self.rule {
+                    Rule::Sgd { momentum, .. } if !decay => Rule::Sgd {
+                        momentum,
+                        weight_decay: 0.0,
+                    },
+                    Rule::AdamW {
+                        beta1, beta2, eps, ..
+                    } if !decay => Rule::AdamW {
+                        beta1,
+                        beta2,
+                        eps,
+                        weight_decay: 0.0,
+                    },
+                    r => r,
+                };
+                match rule {
                     Rule::Sgd {
                         momentum,
                         weight_decay,
@@ -227,6 +306,16 @@ impl Optimizer {
                         let _ = p.g_add_(&(&m / denom * (-lr / bc1)));
                         self.state.insert(m_key, m);
                         self.state.insert(v_key, v);
+                    }
+                }
+            }
+            if let Some(la) = self.lookahead
+                && t as u64 % la.k == 0
+            {
+                for (name, p) in &mut self.params {
+                    if let Some(slow) = self.state.get_mut(&format!("{name}.slow")) {
+                        let _ = slow.g_add_(&((&*p - &*slow) * la.alpha));
+                        p.copy_(slow);
                     }
                 }
             }
@@ -325,6 +414,58 @@ mod tests {
             assert!((moved(&a) - expect).abs() < 1e-9, "{rule:?}");
             assert!((moved(&b) - expect * 0.1).abs() < 1e-9, "{rule:?}");
         }
+    }
+
+    #[test]
+    fn lookahead_and_no_decay_follow_their_definitions() {
+        // f(w) = (w - 3)^2 by plain SGD (lr 0.1) in Lookahead(k 2, alpha 0.5);
+        // by hand: two fast steps, then slow += 0.5 (fast - slow), fast = slow.
+        let w = Tensor::from_slice(&[0.0f64]).set_requires_grad(true);
+        let mut opt = Optimizer::new(
+            Rule::Sgd {
+                momentum: 0.0,
+                weight_decay: 0.0,
+            },
+            vec![("w".into(), w.shallow_clone())],
+        );
+        opt.set_lookahead(Lookahead { k: 2, alpha: 0.5 });
+        let (mut fast, mut slow) = (0.0f64, 0.0f64);
+        for step in 1..=6 {
+            opt.zero_grad();
+            (&w - 3.0).square().sum(Kind::Double).backward();
+            opt.step(0.1);
+            fast -= 0.1 * 2.0 * (fast - 3.0);
+            if step % 2 == 0 {
+                slow += 0.5 * (fast - slow);
+                fast = slow;
+            }
+            assert!((w.double_value(&[0]) - fast).abs() < 1e-12, "step {step}");
+        }
+        assert!(opt.state().contains_key("w.slow"));
+
+        // Weight decay 0.1 on `a`, none on the bias: zero gradients, one
+        // AdamW step of lr 1 shrinks only `a`.
+        let a = Tensor::from_slice(&[2.0f64]).set_requires_grad(true);
+        let b = Tensor::from_slice(&[2.0f64]).set_requires_grad(true);
+        let mut opt = Optimizer::new(
+            Rule::AdamW {
+                beta1: 0.9,
+                beta2: 0.999,
+                eps: 1e-8,
+                weight_decay: 0.1,
+            },
+            vec![
+                ("fc.weight".into(), a.shallow_clone()),
+                ("fc.bias".into(), b.shallow_clone()),
+            ],
+        );
+        assert_eq!(opt.set_no_decay(is_norm_or_bias), 1);
+        ((&a + &b) * 0.0).sum(Kind::Double).backward();
+        opt.step(1.0);
+        assert!((a.double_value(&[0]) - 1.8).abs() < 1e-12);
+        assert_eq!(b.double_value(&[0]), 2.0);
+        assert!(is_norm_or_bias("blocks.0.norm1.weight") && !is_norm_or_bias("fc.weight"));
+        assert!(Lookahead { k: 0, alpha: 0.5 }.validate().is_err());
     }
 
     #[test]

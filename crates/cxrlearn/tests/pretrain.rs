@@ -38,7 +38,7 @@ fn args<'a>(method: &'a str, store: &'a Path, out: &'a Path, extra: &[&'a str]) 
         "--device",
         "cpu",
     ];
-    common::with_flags(a, extra, &["--resume"])
+    common::with_flags(a, extra, &["--resume", "--no-decay-norm-bias"])
 }
 
 #[test]
@@ -167,4 +167,47 @@ fn medaug_pairs_within_patients_and_bad_input_fails_cleanly() {
         assert!(err.contains(needle), "{err}");
         assert!(!bad.exists(), "left {}", bad.display());
     }
+}
+
+#[test]
+fn sgd_in_lookahead_resumes_bit_for_bit() {
+    // REFERS' optimiser path: SGD with momentum in Lookahead, no decay on
+    // norms and biases. A checkpoint every 3 steps falls inside Lookahead's
+    // 5-step cycles, so the slow weights must travel in the checkpoint.
+    let dir = tempfile::tempdir().unwrap();
+    let store = phantom_store(dir.path(), 200, 96, 1, 5);
+    let extra = [
+        "--optimizer",
+        "sgd",
+        "--lr",
+        "0.03",
+        "--lookahead",
+        "5,0.5",
+        "--no-decay-norm-bias",
+        "--epochs",
+        "4",
+        "--checkpoint-every",
+        "3",
+    ];
+    let a = dir.path().join("a");
+    cxrlearn(&args("moco-cxr", &store, &a, &extra));
+    let s = events(&log(&a), "step").len();
+    assert!(s > 5, "{s} steps: Lookahead never synchronised");
+    let b = dir.path().join("b");
+    kill_after_checkpoint(&args("moco-cxr", &store, &b, &extra), &b, 2);
+    let mut resume = extra.to_vec();
+    resume.push("--resume");
+    cxrlearn(&args("moco-cxr", &store, &b, &resume));
+    assert!(log(&b).iter().any(|v| v["event"] == "resume"));
+    assert!(
+        std::fs::read(a.join("encoder.safetensors")).unwrap()
+            == std::fs::read(b.join("encoder.safetensors")).unwrap(),
+        "the resumed encoder differs from the uninterrupted one"
+    );
+    let config = std::fs::read_to_string(a.join("config.toml")).unwrap();
+    // The resolved settings record the optimiser path.
+    assert!(
+        config.contains("lookahead") && config.contains("alpha = 0.5"),
+        "{config}"
+    );
 }

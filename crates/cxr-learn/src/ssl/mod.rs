@@ -45,7 +45,7 @@ use tch::{Device, Tensor};
 use crate::data;
 use crate::finetune::TrainError;
 use crate::io::{TrainState, write_safetensors};
-use crate::optim::{GradClip, Optimizer, Rule};
+use crate::optim::{GradClip, Lookahead, Optimizer, Rule, is_norm_or_bias};
 use crate::schedule::{Schedule, Shape};
 use clip::{ClipObjective, ClipSettings};
 use convirt::{Convirt, ConvirtSettings};
@@ -93,6 +93,13 @@ pub struct PretrainConfig {
     pub seed: u64,
     /// Also checkpoint every this many steps (0: at epoch ends only).
     pub checkpoint_every: u64,
+    /// No weight decay on normalisation parameters and biases
+    /// ([`crate::optim::is_norm_or_bias`]).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub no_decay_norm_bias: bool,
+    /// Lookahead around the optimiser.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lookahead: Option<Lookahead>,
     /// Peak learning rate of the text encoder (same schedule), when it
     /// differs from `lr`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -431,6 +438,12 @@ impl Pretrainer<'_> {
         }
         let sampler = PositiveSampler::new(&self.store, &train, c.positive, c.seed)?;
         let mut opt = Optimizer::new(c.rule, model.trainable());
+        if c.no_decay_norm_bias {
+            opt.set_no_decay(is_norm_or_bias);
+        }
+        if let Some(la) = c.lookahead {
+            opt.set_lookahead(la.validate()?);
+        }
         if let Some(text_lr) = c.text_lr {
             if !(text_lr.is_finite() && text_lr >= 0.0 && c.lr > 0.0) {
                 return Err(format!(

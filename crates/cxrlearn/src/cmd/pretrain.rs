@@ -8,7 +8,7 @@ use std::sync::Arc;
 use anyhow::{Context, Result, bail};
 use cxr_data::augment::Augment;
 use cxr_data::store::read::Store;
-use cxr_learn::optim::{GradClip, Rule};
+use cxr_learn::optim::{GradClip, Lookahead, Rule};
 use cxr_learn::schedule::Shape;
 use cxr_learn::ssl::clip::ClipSettings;
 use cxr_learn::ssl::convirt::ConvirtSettings;
@@ -63,10 +63,25 @@ pub struct Args {
     /// scratch; clip: CheXzero's 1e-4, 5e-4 to 1e-3 for a tiny CLIP from scratch).
     #[arg(long, default_value_t = 1e-4)]
     pub lr: f64,
-    /// Adam weight decay.
+    /// Weight decay (decoupled for AdamW, L2 for SGD).
     #[arg(long, default_value_t = 1e-4)]
     pub weight_decay: f64,
-    /// cosine or constant.
+    /// adamw, or sgd (with --momentum; REFERS' code: SGD 0.9 in Lookahead).
+    #[arg(long, default_value = "adamw", value_parser = ["adamw", "sgd"])]
+    pub optimizer: String,
+    /// SGD momentum.
+    #[arg(long, default_value_t = 0.9)]
+    pub momentum: f64,
+    /// No weight decay on normalisation parameters and biases (the reference
+    /// codes' `.*(norm.*|bias)` rule).
+    #[arg(long)]
+    pub no_decay_norm_bias: bool,
+    /// Wrap the optimiser in Lookahead with K inner steps and slow step
+    /// ALPHA, e.g. `5,0.5` (REFERS).
+    #[arg(long, value_delimiter = ',', num_args = 1, value_name = "K,ALPHA")]
+    pub lookahead: Option<Vec<f64>>,
+    /// cosine (warm-up, then half a cosine to 0: also REFERS' cos² decay,
+    /// which is the same curve) or constant.
     #[arg(long, default_value = "cosine", value_parser = ["cosine", "constant"])]
     pub schedule: String,
     /// Warm-up steps.
@@ -504,13 +519,33 @@ pub fn run(args: &Args, quiet: bool) -> Result<()> {
         method: args.method.clone(),
         epochs: args.epochs,
         batch_size: args.batch_size,
-        rule: Rule::AdamW {
-            beta1: args
-                .adam_beta1
-                .unwrap_or(if args.method == "gloria" { 0.5 } else { 0.9 }),
-            beta2: 0.999,
-            eps: 1e-8,
-            weight_decay: args.weight_decay,
+        rule: if args.optimizer == "sgd" {
+            if args.adam_beta1.is_some() {
+                bail!("--adam-beta1 goes with --optimizer adamw");
+            }
+            Rule::Sgd {
+                momentum: args.momentum,
+                weight_decay: args.weight_decay,
+            }
+        } else {
+            Rule::AdamW {
+                beta1: args
+                    .adam_beta1
+                    .unwrap_or(if args.method == "gloria" { 0.5 } else { 0.9 }),
+                beta2: 0.999,
+                eps: 1e-8,
+                weight_decay: args.weight_decay,
+            }
+        },
+        no_decay_norm_bias: args.no_decay_norm_bias,
+        lookahead: match args.lookahead.as_deref() {
+            None => None,
+            Some(&[k, alpha]) if k >= 1.0 && k.fract() == 0.0 => Some(
+                Lookahead { k: k as u64, alpha }
+                    .validate()
+                    .map_err(anyhow::Error::msg)?,
+            ),
+            Some(v) => bail!("--lookahead takes K,ALPHA with K a whole number >= 1, got {v:?}"),
         },
         lr: args.lr,
         schedule: if args.schedule == "constant" {

@@ -15,7 +15,9 @@ use tch::nn::{Module, VarStore};
 use tch::{Device, Kind, Tensor};
 
 use super::blocks::{Mlp, info_nce, l2_normalize, monitors};
-use super::text_side::{BertSettings, Pooling, SentenceBank, TextTower, convirt_sentences};
+use super::text_side::{
+    BertSettings, Pooling, SentenceBank, TextTower, convirt_sentences, export_tokenizer,
+};
 use super::{Objective, Views};
 
 /// ConVIRT's settings.
@@ -139,33 +141,39 @@ pub(crate) fn center_bias(vs: &VarStore, bias: &str, out: &Tensor) {
     });
 }
 
-/// State of `vs` under `prefix`, for [`Objective::state`].
-pub(crate) fn prefixed(out: &mut BTreeMap<String, Tensor>, prefix: &str, vs: &VarStore) {
-    for (name, t) in vs.variables() {
-        out.insert(format!("{prefix}{name}"), t);
-    }
+/// The variables of each store under its prefix, for [`Objective::state`].
+pub(crate) fn state_of(stores: &[(&str, &VarStore)]) -> BTreeMap<String, Tensor> {
+    stores
+        .iter()
+        .flat_map(|(prefix, vs)| {
+            vs.variables()
+                .into_iter()
+                .map(move |(name, t)| (format!("{prefix}{name}"), t))
+        })
+        .collect()
 }
 
-/// Copies `state` into the variables of `vs` named `prefix + name`.
-pub(crate) fn load_prefixed(
+/// Copies `state` into each store's variables named `prefix + name`.
+pub(crate) fn load_state_of(
     state: &BTreeMap<String, Tensor>,
-    prefix: &str,
-    vs: &VarStore,
+    stores: &[(&str, &VarStore)],
 ) -> Result<(), String> {
     tch::no_grad(|| {
-        for (name, mut t) in vs.variables() {
-            let key = format!("{prefix}{name}");
-            let src = state
-                .get(&key)
-                .ok_or_else(|| format!("checkpoint lacks '{key}'"))?;
-            if src.size() != t.size() {
-                return Err(format!(
-                    "'{key}' has shape {:?}, expected {:?}",
-                    src.size(),
-                    t.size()
-                ));
+        for (prefix, vs) in stores {
+            for (name, mut t) in vs.variables() {
+                let key = format!("{prefix}{name}");
+                let src = state
+                    .get(&key)
+                    .ok_or_else(|| format!("checkpoint lacks '{key}'"))?;
+                if src.size() != t.size() {
+                    return Err(format!(
+                        "'{key}' has shape {:?}, expected {:?}",
+                        src.size(),
+                        t.size()
+                    ));
+                }
+                t.copy_(src);
             }
-            t.copy_(src);
         }
         Ok(())
     })
@@ -320,15 +328,11 @@ impl Objective for Convirt {
 
     /// `image.*` (the backbone) and `text.*` (heads and BERT).
     fn state(&self) -> BTreeMap<String, Tensor> {
-        let mut out = BTreeMap::new();
-        prefixed(&mut out, "image.", &self.image);
-        prefixed(&mut out, "text.", &self.heads);
-        out
+        state_of(&[("image.", &self.image), ("text.", &self.heads)])
     }
 
     fn load_state(&mut self, state: &BTreeMap<String, Tensor>) -> Result<(), String> {
-        load_prefixed(state, "image.", &self.image)?;
-        load_prefixed(state, "text.", &self.heads)
+        load_state_of(state, &[("image.", &self.image), ("text.", &self.heads)])
     }
 
     /// The backbone in its own names, without the projection head.
@@ -338,10 +342,7 @@ impl Objective for Convirt {
 
     /// The text tokenizer, so the text side can be rebuilt.
     fn export_extra(&self, dir: &Path) -> Result<(), String> {
-        let tok = dir.join("tokenizer.json");
-        self.tokenizer
-            .save(&tok)
-            .map_err(|e| format!("{}: {e}", tok.display()))
+        export_tokenizer(&self.tokenizer, dir)
     }
 }
 

@@ -20,10 +20,12 @@ use tch::{Device, Kind, Tensor};
 
 use super::blocks::{l2_normalize, monitors};
 use super::convirt::{
-    duplicate_fraction, in_batch_accuracy, load_prefixed, prefixed, trainable_of,
+    duplicate_fraction, in_batch_accuracy, load_state_of, state_of, trainable_of,
 };
 use super::gloria_attention::{Gammas, both_directions, local_logits};
-use super::text_side::{BertSettings, SentenceBank, SentenceBatch, TextTower, gloria_sentences};
+use super::text_side::{
+    BertSettings, SentenceBank, SentenceBatch, TextTower, export_tokenizer, gloria_sentences,
+};
 use super::{Objective, Views};
 
 /// GLoRIA's settings.
@@ -292,15 +294,11 @@ impl Objective for Gloria {
 
     /// `image.*` (the ResNet) and `text.*` (embedders and BERT).
     fn state(&self) -> BTreeMap<String, Tensor> {
-        let mut out = BTreeMap::new();
-        prefixed(&mut out, "image.", &self.image);
-        prefixed(&mut out, "text.", &self.heads);
-        out
+        state_of(&[("image.", &self.image), ("text.", &self.heads)])
     }
 
     fn load_state(&mut self, state: &BTreeMap<String, Tensor>) -> Result<(), String> {
-        load_prefixed(state, "image.", &self.image)?;
-        load_prefixed(state, "text.", &self.heads)
+        load_state_of(state, &[("image.", &self.image), ("text.", &self.heads)])
     }
 
     /// The ResNet in torchvision names; downstream features are its pooled
@@ -311,10 +309,7 @@ impl Objective for Gloria {
 
     /// The text tokenizer, so the text side can be rebuilt.
     fn export_extra(&self, dir: &Path) -> Result<(), String> {
-        let tok = dir.join("tokenizer.json");
-        self.tokenizer
-            .save(&tok)
-            .map_err(|e| format!("{}: {e}", tok.display()))
+        export_tokenizer(&self.tokenizer, dir)
     }
 }
 

@@ -5,7 +5,7 @@
 //! with a WordPiece vocabulary trained on the train split's reports.
 
 use std::collections::HashMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use cxr_data::augment::rng_for;
 use cxr_data::store::read::Store;
@@ -492,6 +492,15 @@ impl TextTower {
             }
         }
     }
+}
+
+/// Writes `tokenizer` as `dir/tokenizer.json`, beside an exported encoder,
+/// so the text side can be rebuilt.
+pub(crate) fn export_tokenizer(tokenizer: &TextTokenizer, dir: &Path) -> Result<(), String> {
+    let tok = dir.join("tokenizer.json");
+    tokenizer
+        .save(&tok)
+        .map_err(|e| format!("{}: {e}", tok.display()))
 }
 
 #[cfg(test)]

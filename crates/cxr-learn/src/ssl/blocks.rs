@@ -1,10 +1,11 @@
 //! Building blocks shared by the self-supervised objectives
 //! (ssl-methods.md §4): contrastive losses, the momentum (EMA) update, the
-//! projection MLP, and the collapse monitors.
+//! projection MLP, the collapse monitors, and checkpoint state of variable
+//! stores.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
-use tch::nn::{self, Module};
+use tch::nn::{self, Module, VarStore};
 use tch::{Kind, Tensor};
 
 /// Mean cross-entropy of logits rows against class indices, in the logits'
@@ -138,6 +139,44 @@ pub fn monitors(z: &Tensor, z_pos: &Tensor) -> Monitors {
             alignment,
             uniformity: mean.log().double_value(&[]),
         }
+    })
+}
+
+/// The variables of each store under its prefix, for [`super::Objective::state`].
+pub(crate) fn state_of(stores: &[(&str, &VarStore)]) -> BTreeMap<String, Tensor> {
+    stores
+        .iter()
+        .flat_map(|(prefix, vs)| {
+            vs.variables()
+                .into_iter()
+                .map(move |(name, t)| (format!("{prefix}{name}"), t))
+        })
+        .collect()
+}
+
+/// Copies `state` into each store's variables named `prefix + name`.
+pub(crate) fn load_state_of(
+    state: &BTreeMap<String, Tensor>,
+    stores: &[(&str, &VarStore)],
+) -> Result<(), String> {
+    tch::no_grad(|| {
+        for (prefix, vs) in stores {
+            for (name, mut t) in vs.variables() {
+                let key = format!("{prefix}{name}");
+                let src = state
+                    .get(&key)
+                    .ok_or_else(|| format!("checkpoint lacks '{key}'"))?;
+                if src.size() != t.size() {
+                    return Err(format!(
+                        "'{key}' has shape {:?}, expected {:?}",
+                        src.size(),
+                        t.size()
+                    ));
+                }
+                t.copy_(src);
+            }
+        }
+        Ok(())
     })
 }
 

@@ -18,7 +18,7 @@ use cxr_nn::text::{TextTokenizer, impression};
 use serde_json::{Map, Value, json};
 use tch::{Device, Kind, Tensor};
 
-use super::blocks::{l2_normalize, monitors};
+use super::blocks::{l2_normalize, load_state_of, monitors};
 use super::{Objective, Views};
 use crate::contrastive::{MAX_LOGIT_SCALE, clip_loss};
 
@@ -334,22 +334,7 @@ impl Objective for ClipObjective {
     }
 
     fn load_state(&mut self, state: &BTreeMap<String, Tensor>) -> Result<(), String> {
-        tch::no_grad(|| {
-            for (name, mut t) in self.model.var_store().variables() {
-                let src = state
-                    .get(&name)
-                    .ok_or_else(|| format!("checkpoint lacks '{name}'"))?;
-                if src.size() != t.size() {
-                    return Err(format!(
-                        "'{name}' has shape {:?}, expected {:?}",
-                        src.size(),
-                        t.size()
-                    ));
-                }
-                t.copy_(src);
-            }
-            Ok(())
-        })
+        load_state_of(state, &[("", self.model.var_store())])
     }
 
     /// The image tower under `visual.`, as a `clip-visual` backbone names it.

@@ -14,7 +14,7 @@ use serde_json::{Map, Value, json};
 use tch::nn::{Module, VarStore};
 use tch::{Device, Kind, Tensor};
 
-use super::blocks::{Mlp, info_nce, l2_normalize, monitors};
+use super::blocks::{Mlp, info_nce, l2_normalize, load_state_of, monitors, state_of};
 use super::text_side::{
     BertSettings, Pooling, SentenceBank, TextTower, convirt_sentences, export_tokenizer,
 };
@@ -139,44 +139,6 @@ pub(crate) fn center_bias(vs: &VarStore, bias: &str, out: &Tensor) {
             let _ = b.shallow_clone().g_sub_(&mean);
         }
     });
-}
-
-/// The variables of each store under its prefix, for [`Objective::state`].
-pub(crate) fn state_of(stores: &[(&str, &VarStore)]) -> BTreeMap<String, Tensor> {
-    stores
-        .iter()
-        .flat_map(|(prefix, vs)| {
-            vs.variables()
-                .into_iter()
-                .map(move |(name, t)| (format!("{prefix}{name}"), t))
-        })
-        .collect()
-}
-
-/// Copies `state` into each store's variables named `prefix + name`.
-pub(crate) fn load_state_of(
-    state: &BTreeMap<String, Tensor>,
-    stores: &[(&str, &VarStore)],
-) -> Result<(), String> {
-    tch::no_grad(|| {
-        for (prefix, vs) in stores {
-            for (name, mut t) in vs.variables() {
-                let key = format!("{prefix}{name}");
-                let src = state
-                    .get(&key)
-                    .ok_or_else(|| format!("checkpoint lacks '{key}'"))?;
-                if src.size() != t.size() {
-                    return Err(format!(
-                        "'{key}' has shape {:?}, expected {:?}",
-                        src.size(),
-                        t.size()
-                    ));
-                }
-                t.copy_(src);
-            }
-        }
-        Ok(())
-    })
 }
 
 /// Trainable variables of the stores, prefixed and sorted.

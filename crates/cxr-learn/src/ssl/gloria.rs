@@ -18,10 +18,8 @@ use serde_json::{Map, Value, json};
 use tch::nn::{self, VarStore};
 use tch::{Device, Kind, Tensor};
 
-use super::blocks::{l2_normalize, monitors};
-use super::convirt::{
-    duplicate_fraction, in_batch_accuracy, load_state_of, state_of, trainable_of,
-};
+use super::blocks::{l2_normalize, load_state_of, monitors, state_of};
+use super::convirt::{duplicate_fraction, in_batch_accuracy, trainable_of};
 use super::gloria_attention::{Gammas, both_directions, local_logits};
 use super::text_side::{
     BertSettings, SentenceBank, SentenceBatch, TextTower, export_tokenizer, gloria_sentences,

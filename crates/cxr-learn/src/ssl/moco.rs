@@ -19,7 +19,9 @@ use tch::{Device, Kind, Tensor};
 
 use serde_json::{Map, Value, json};
 
-use super::blocks::{Mlp, ema_update, l2_normalize, monitors, queue_info_nce};
+use super::blocks::{
+    Mlp, ema_update, l2_normalize, load_state_of, monitors, queue_info_nce, state_of,
+};
 use super::{Objective, Views};
 
 /// MoCo hyperparameters.
@@ -213,35 +215,15 @@ impl Objective for Moco {
 
     /// `q.*`, `k.*`, `queue`, `queue_ptr`.
     fn state(&self) -> BTreeMap<String, Tensor> {
-        let mut out = BTreeMap::new();
-        for (prefix, vs) in [("q.", &self.query.vs), ("k.", &self.key.vs)] {
-            for (name, t) in vs.variables() {
-                out.insert(format!("{prefix}{name}"), t);
-            }
-        }
+        let mut out = state_of(&[("q.", &self.query.vs), ("k.", &self.key.vs)]);
         out.insert("queue".into(), self.queue.shallow_clone());
         out.insert("queue_ptr".into(), Tensor::from(self.pointer));
         out
     }
 
     fn load_state(&mut self, state: &BTreeMap<String, Tensor>) -> Result<(), String> {
+        load_state_of(state, &[("q.", &self.query.vs), ("k.", &self.key.vs)])?;
         tch::no_grad(|| -> Result<(), String> {
-            for (prefix, vs) in [("q.", &self.query.vs), ("k.", &self.key.vs)] {
-                for (name, mut t) in vs.variables() {
-                    let key = format!("{prefix}{name}");
-                    let src = state
-                        .get(&key)
-                        .ok_or_else(|| format!("checkpoint lacks '{key}'"))?;
-                    if src.size() != t.size() {
-                        return Err(format!(
-                            "'{key}' has shape {:?}, expected {:?}",
-                            src.size(),
-                            t.size()
-                        ));
-                    }
-                    t.copy_(src);
-                }
-            }
             let queue = state.get("queue").ok_or("checkpoint lacks 'queue'")?;
             if queue.size() != self.queue.size() {
                 return Err(format!(

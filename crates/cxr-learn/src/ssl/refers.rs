@@ -48,7 +48,7 @@ use serde_json::{Map, Value, json};
 use tch::nn::{self, Module, VarStore};
 use tch::{Device, Kind, Tensor};
 
-use super::blocks::{l2_normalize, monitors};
+use super::blocks::{l2_normalize, load_state_of, monitors};
 use super::fusion::{ViewFusion, gate_monitors};
 use super::{Objective, Views};
 
@@ -458,22 +458,7 @@ impl Objective for RefersObjective {
     }
 
     fn load_state(&mut self, state: &BTreeMap<String, Tensor>) -> Result<(), String> {
-        tch::no_grad(|| {
-            for (name, mut t) in self.vs.variables() {
-                let src = state
-                    .get(&name)
-                    .ok_or_else(|| format!("checkpoint lacks '{name}'"))?;
-                if src.size() != t.size() {
-                    return Err(format!(
-                        "'{name}' has shape {:?}, expected {:?}",
-                        src.size(),
-                        t.size()
-                    ));
-                }
-                t.copy_(src);
-            }
-            Ok(())
-        })
+        load_state_of(state, &[("", &self.vs)])
     }
 
     /// The ViT under its own names (`transformer.*`), as a `vit-*` backbone

@@ -33,6 +33,44 @@ pub enum Rule {
     },
 }
 
+impl Rule {
+    /// The same rule without weight decay (a no-decay parameter group).
+    fn without_decay(self) -> Self {
+        match self {
+            Rule::Sgd { momentum, .. } => Rule::Sgd {
+                momentum,
+                weight_decay: 0.0,
+            },
+            Rule::AdamW {
+                beta1, beta2, eps, ..
+            } => Rule::AdamW {
+                beta1,
+                beta2,
+                eps,
+                weight_decay: 0.0,
+            },
+        }
+    }
+}
+
+/// Sets `slots[i] = value` for each parameter `i` whose name satisfies
+/// `which`; returns how many matched.
+fn set_where<T: Copy>(
+    params: &[(String, Tensor)],
+    slots: &mut [T],
+    which: impl Fn(&str) -> bool,
+    value: T,
+) -> usize {
+    let mut n = 0;
+    for ((name, _), slot) in params.iter().zip(slots) {
+        if which(name) {
+            *slot = value;
+            n += 1;
+        }
+    }
+    n
+}
+
 /// Gradient clipping before each update.
 #[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -144,14 +182,7 @@ impl Optimizer {
     /// `scale` times the step's (decoupled weight decay scales with it, as
     /// in a PyTorch parameter group); returns how many it matched.
     pub fn set_lr_scale(&mut self, which: impl Fn(&str) -> bool, scale: f64) -> usize {
-        let mut n = 0;
-        for ((name, _), s) in self.params.iter().zip(&mut self.lr_scale) {
-            if which(name) {
-                *s = scale;
-                n += 1;
-            }
-        }
-        n
+        set_where(&self.params, &mut self.lr_scale, which, scale)
     }
 
     /// Clears every parameter's gradient.
@@ -199,14 +230,7 @@ impl Optimizer {
     /// Exempts the parameters whose name satisfies `which` from weight decay;
     /// returns how many it matched.
     pub fn set_no_decay(&mut self, which: impl Fn(&str) -> bool) -> usize {
-        let mut n = 0;
-        for ((name, _), d) in self.params.iter().zip(&mut self.decay) {
-            if which(name) {
-                *d = false;
-                n += 1;
-            }
-        }
-        n
+        set_where(&self.params, &mut self.decay, which, false)
     }
 
     /// Wraps the rule in Lookahead (`name.slow` state tensors).
@@ -243,20 +267,10 @@ impl Optimizer {
                         .entry(format!("{name}.slow"))
                         .or_insert_with(|| p.detach().copy());
                 }
-                let rule = match self.rule {
-                    Rule::Sgd { momentum, .. } if !decay => Rule::Sgd {
-                        momentum,
-                        weight_decay: 0.0,
-                    },
-                    Rule::AdamW {
-                        beta1, beta2, eps, ..
-                    } if !decay => Rule::AdamW {
-                        beta1,
-                        beta2,
-                        eps,
-                        weight_decay: 0.0,
-                    },
-                    r => r,
+                let rule = if decay {
+                    self.rule
+                } else {
+                    self.rule.without_decay()
                 };
                 match rule {
                     Rule::Sgd {

@@ -444,6 +444,9 @@ impl Pretrainer<'_> {
         if let Some(la) = c.lookahead {
             opt.set_lookahead(la.validate()?);
         }
+        if let Some(clip) = c.grad_clip {
+            clip.validate()?;
+        }
         if let Some(text_lr) = c.text_lr {
             if !(text_lr.is_finite() && text_lr >= 0.0 && c.lr > 0.0) {
                 return Err(format!(
@@ -542,11 +545,9 @@ impl Pretrainer<'_> {
                 let mut record = json!({
                     "event": "step", "epoch": epoch, "step": p.step, "lr": lr, "loss": value,
                     "distinct_positives": distinct, "seconds": seconds,
+                    // Before clipping (null without): how often the bound bites.
+                    "grad_norm": grad_norm,
                 });
-                if let (Some(norm), Value::Object(m)) = (grad_norm, &mut record) {
-                    // The norm before clipping: how often the bound bites.
-                    m.insert("grad_norm".into(), json!(norm));
-                }
                 if let Value::Object(m) = &mut record {
                     m.extend(fields);
                 }

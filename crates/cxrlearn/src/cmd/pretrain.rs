@@ -540,11 +540,10 @@ pub fn run(args: &Args, quiet: bool) -> Result<()> {
         no_decay_norm_bias: args.no_decay_norm_bias,
         lookahead: match args.lookahead.as_deref() {
             None => None,
-            Some(&[k, alpha]) if k >= 1.0 && k.fract() == 0.0 => Some(
-                Lookahead { k: k as u64, alpha }
-                    .validate()
-                    .map_err(anyhow::Error::msg)?,
-            ),
+            // alpha is checked with the other settings when training starts.
+            Some(&[k, alpha]) if k >= 1.0 && k.fract() == 0.0 => {
+                Some(Lookahead { k: k as u64, alpha })
+            }
             Some(v) => bail!("--lookahead takes K,ALPHA with K a whole number >= 1, got {v:?}"),
         },
         lr: args.lr,
@@ -567,8 +566,8 @@ pub fn run(args: &Args, quiet: bool) -> Result<()> {
         checkpoint_every: args.checkpoint_every,
         text_lr: args.text_lr,
         grad_clip: match (args.grad_clip_norm, args.grad_clip_value) {
-            (Some(n), _) => Some(GradClip::Norm(n).validate().map_err(anyhow::Error::msg)?),
-            (None, Some(v)) => Some(GradClip::Value(v).validate().map_err(anyhow::Error::msg)?),
+            (Some(n), _) => Some(GradClip::Norm(n)),
+            (None, Some(v)) => Some(GradClip::Value(v)),
             (None, None) => None,
         },
         clip,

@@ -95,7 +95,6 @@ pub fn run(args: &Args, quiet: bool) -> Result<()> {
         plan,
         log: out.join("demo.log"),
         out,
-        quiet,
     };
     let say = |m: &str| {
         if !quiet {
@@ -204,7 +203,6 @@ fn claim(out: &Path, plan: &Plan) -> Result<()> {
 struct Demo {
     plan: Plan,
     out: PathBuf,
-    quiet: bool,
     /// `DIR/demo.log`: the children's output.
     log: PathBuf,
 }
@@ -344,10 +342,8 @@ impl Demo {
             let tail = text.get(start as usize..).unwrap_or("").trim();
             bail!("`cxrlearn {}` failed ({status}):\n{tail}", args.join(" "));
         }
-        if !self.quiet {
-            // Keep the log readable between steps.
-            writeln!(log)?;
-        }
+        // A blank line keeps the log readable between steps.
+        writeln!(log)?;
         Ok(())
     }
 }

@@ -31,3 +31,15 @@ else
     export PATH="$CXRLEARN_TORCH_VENV/bin:$PATH"
     export LIBTORCH_USE_PYTORCH=1
 fi
+
+# CharLS, the JPEG-LS codec of DICOM decoding, builds with CMake (PyPI's cmake
+# wheel when the machine has none).
+if ! command -v cmake >/dev/null 2>&1; then
+    if [ -n "${CXRLEARN_TORCH_VENV:-}" ] && [ -x "$CXRLEARN_TORCH_VENV/bin/pip" ]; then
+        echo "cxrlearn: installing cmake==3.31.6 (to build CharLS, the JPEG-LS codec) into $CXRLEARN_TORCH_VENV" >&2
+        "$CXRLEARN_TORCH_VENV/bin/pip" install --quiet --disable-pip-version-check "cmake==3.31.6" ||
+            cxrlearn_die "pip could not install cmake==3.31.6"
+    else
+        cxrlearn_die "cmake is needed to build CharLS (JPEG-LS); install it (apt-get install cmake, or pip install cmake)"
+    fi
+fi

@@ -16,6 +16,7 @@ wheels=(
     "torchxrayvision-1.5.7-py3-none-any.whl torchxrayvision==1.5.7 95f6c3475661f3515d4258deb0855bd5d1b1a56e0b65384251d3dd3fa61fac41"
     "pydicom_data-1.0.0-py3-none-any.whl pydicom-data==1.0.0 622ac97265f1d91f76b5120b5bd6eb0f57737c392ef863b72c71779c91e33637"
     "open_clip_torch-2.32.0-py3-none-any.whl open_clip_torch==2.32.0 80b35b43e37afc2b6173aa5ab0ad68744ab3a3211e624f72dfe743a162707637"
+    "pydicom-3.0.1-py3-none-any.whl pydicom==3.0.1 db32f78b2641bd7972096b8289111ddab01fb221610de8d7afa835eb938adb41"
 )
 # member inside its wheel, sha256 of the member
 members=(
@@ -30,6 +31,9 @@ members=(
     "data_store/data/RG1_J2KR.dcm 7fbfd29360af806770102fd7c4ffcb2a133075bd00920a4bb63460d516f67ac4"
     "data_store/data/RG1_J2KI.dcm 744d01372fdda4e21b507bb7f97329065de961f4f263342079b369b430064d65"
     "open_clip/bpe_simple_vocab_16e6.txt.gz 924691ac288e54409236115652ad4aa250f48203de50a9e4722a6ecd48d6804a"
+    "pydicom/data/test_files/MR_small.dcm 3f27d1c22f1a66e80d7bb7c911e8610fd0bb70325a76746a7adb1c0ddefcf2bb"
+    "pydicom/data/test_files/MR_small_jpeg_ls_lossless.dcm b2b69dd2ae854bf7dfada6745709cd5d8a4573ea12387adbbdc56e8be6056206"
+    "pydicom/data/test_files/JPEGLSNearLossless_16.dcm dcefcc3f6b95688027ebc1d432d06aee639b6c0fddb2b35f80cd2cf1ec3c4e80"
 )
 
 sha() { sha256sum "$1" | cut -d' ' -f1; }
@@ -68,6 +72,7 @@ for m in "${members[@]}"; do
     case $member in
         torchxrayvision/*) wheel="$cache/wheels/torchxrayvision-1.5.7-py3-none-any.whl" ;;
         open_clip/*) wheel="$cache/wheels/open_clip_torch-2.32.0-py3-none-any.whl" ;;
+        pydicom/*) wheel="$cache/wheels/pydicom-3.0.1-py3-none-any.whl" ;;
         *) wheel="$cache/wheels/pydicom_data-1.0.0-py3-none-any.whl" ;;
     esac
     dest="$cache/$(basename "$member")"

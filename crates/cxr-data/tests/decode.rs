@@ -255,3 +255,33 @@ fn real_rg1_three_transfer_syntaxes() {
         "lungs {lungs} mediastinum {mediastinum}"
     );
 }
+
+/// JPEG-LS through CharLS, on pydicom's own test files: the lossless file
+/// decodes to exactly the samples of its uncompressed twin (`MR_small`), and
+/// a 16-bit near-lossless file decodes to a plausible image.
+#[test]
+fn real_jpeg_ls_lossless_and_near_lossless() {
+    let (Some(unc), Some(jls), Some(near)) = (
+        common::real_data("MR_small.dcm"),
+        common::real_data("MR_small_jpeg_ls_lossless.dcm"),
+        common::real_data("JPEGLSNearLossless_16.dcm"),
+    ) else {
+        return;
+    };
+    let a = decode_file(&unc).unwrap();
+    let b = decode_file(&jls).unwrap();
+    assert_eq!((a.width, a.height, a.bits), (b.width, b.height, b.bits));
+    assert_eq!((a.width, a.height), (64, 64));
+    assert_eq!(samples(&a), samples(&b));
+    assert_eq!(
+        to_store_image(a, 32, ResizePolicy::Squash),
+        to_store_image(b, 32, ResizePolicy::Squash)
+    );
+    let n = decode_file(&near).unwrap();
+    let s = samples(&n);
+    assert_eq!(s.len(), n.width as usize * n.height as usize);
+    let (lo, hi) = s
+        .iter()
+        .fold((f32::MAX, f32::MIN), |(l, h), &v| (l.min(v), h.max(v)));
+    assert!(s.iter().all(|v| v.is_finite()) && hi > lo, "{lo}..{hi}");
+}

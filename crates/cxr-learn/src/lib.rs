@@ -9,6 +9,9 @@
 //! - [`finetune`]: the training loop (backbone + head, [`optim`],
 //!   [`schedule`], resumable checkpoints written through [`io`]) over a
 //!   [`classifier::Classifier`].
+//! - [`ssl`]: the seven self-supervised objectives and their loop.
+//! - [`dist`]: data-parallel training (launcher variables, rendezvous,
+//!   sampler, gradient buckets, NCCL); [`scaler`]: float16 loss scaling.
 
 pub mod contrastive;
 pub mod metrics;
@@ -17,8 +20,23 @@ pub mod zeroshot;
 
 pub mod classifier;
 pub mod data;
+pub mod dist;
 pub mod finetune;
 pub mod io;
 pub mod optim;
+pub mod scaler;
 pub mod schedule;
 pub mod ssl;
+
+/// Runs `f` while no other thread of this process initialises a model.
+/// libtorch has one random generator per process: two models seeded and
+/// built at once on two threads (thread ranks in tests, trainers run side by
+/// side) would interleave their draws, and neither would get the weights
+/// its seed gives.
+pub fn one_init_at_a_time<T>(f: impl FnOnce() -> T) -> T {
+    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _guard = LOCK
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    f()
+}

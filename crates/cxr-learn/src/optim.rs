@@ -185,6 +185,11 @@ impl Optimizer {
         set_where(&self.params, &mut self.lr_scale, which, scale)
     }
 
+    /// The parameters, by name, in the order the optimiser holds them.
+    pub fn params(&self) -> &[(String, Tensor)] {
+        &self.params
+    }
+
     /// Clears every parameter's gradient.
     pub fn zero_grad(&mut self) {
         for (_, p) in &mut self.params {
@@ -324,7 +329,7 @@ impl Optimizer {
                 }
             }
             if let Some(la) = self.lookahead
-                && t as u64 % la.k == 0
+                && (t as u64).is_multiple_of(la.k)
             {
                 for (name, p) in &mut self.params {
                     if let Some(slow) = self.state.get_mut(&format!("{name}.slow")) {

@@ -9,6 +9,7 @@ use tch::{Device, Kind, Tensor};
 use crate::backbone::Backbone;
 use crate::checkpoint::RawTensor;
 use crate::load::{KeyMismatch, load_strict};
+use crate::precision::Precision;
 use crate::registry::{Normalization, Preprocessing};
 use crate::spec::ModelSpec;
 
@@ -19,6 +20,8 @@ pub struct Encoder {
     pub spec: ModelSpec,
     /// Statistics inputs are normalised with (the entry's by default).
     pub normalization: Normalization,
+    /// Arithmetic of the forward pass (autocast below fp32).
+    pub precision: Precision,
     backbone: Backbone,
     _vs: VarStore,
     device: Device,
@@ -56,6 +59,7 @@ impl Encoder {
     fn assemble(spec: ModelSpec, backbone: Backbone, vs: VarStore, device: Device) -> Self {
         Self {
             normalization: spec.preprocessing.normalization,
+            precision: Precision::Fp32,
             spec,
             backbone,
             _vs: vs,
@@ -83,8 +87,8 @@ impl Encoder {
     pub fn features(&self, images: &[u8], n: usize, h: usize, w: usize) -> Tensor {
         tch::no_grad(|| {
             let x = self.preprocess(images, n, h, w);
-            self.backbone
-                .features_t(&x, false)
+            self.precision
+                .autocast(self.device, || self.backbone.features_t(&x, false))
                 .to_kind(Kind::Float)
                 .to_device(Device::Cpu)
         })

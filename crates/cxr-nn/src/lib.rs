@@ -13,6 +13,7 @@ pub mod image_text;
 pub mod import;
 pub mod load;
 pub mod models;
+pub mod precision;
 pub mod registry;
 pub mod spec;
 pub mod text;

@@ -76,11 +76,17 @@ impl Preprocessing {
             n * h * w,
             "batch bytes do not match n x h x w"
         );
-        let mut x = Tensor::from_slice(images)
-            .view([n as i64, 1, h as i64, w as i64])
-            .to_device(device)
-            .to_kind(Kind::Float)
-            / 255.0;
+        let host = Tensor::from_slice(images).view([n as i64, 1, h as i64, w as i64]);
+        // The u8 batch (a quarter of the float bytes) crosses to the GPU
+        // from pinned memory without blocking the host; the conversion runs
+        // on the device.
+        let on_device = if device.is_cuda() {
+            host.pin_memory(device)
+                .to_device_(device, Kind::Uint8, true, false)
+        } else {
+            host
+        };
+        let mut x = on_device.to_kind(Kind::Float) / 255.0;
         if (h as i64, w as i64) != (self.size, self.size) {
             x = x.upsample_bilinear2d([self.size, self.size], false, None, None);
         }

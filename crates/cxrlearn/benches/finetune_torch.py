@@ -2,7 +2,7 @@
 
     python finetune_torch.py --store STORE [--arch resnet50|resnet18] [--size 224]
         [--batch-size 32] [--steps 20] [--warmup 3] [--workers 2] [--threads N]
-        [--load] [--device cpu]
+        [--load] [--device cpu] [--precision fp32|bf16|fp16]
 
 Reads the store's train split (manifest.csv rows with split == train; the u8
 shards images-*.safetensors, concatenated in manifest order, memory mapped per
@@ -11,7 +11,10 @@ item is the grayscale image /255, resized bilinearly to size x size when the
 store's size differs (no augmentation), replicated to 3 channels and
 ImageNet-normalised, with its label vector (empty -> 0) and a known-label mask.
 DataLoader(shuffle, drop_last, num_workers, persistent workers); torchvision
-ResNet (weights=None) with fc -> Linear(features, k); SGD(lr 1e-3, momentum
+ResNet or ViT-B/16 (weights=None) with its last layer -> Linear(features, k);
+under --precision bf16/fp16 the forward pass runs in torch.autocast (fp16 with
+a GradScaler), and on CUDA batches come from pinned memory, copied
+asynchronously; SGD(lr 1e-3, momentum
 0.9, weight decay 1e-4); masked BCEWithLogits; model.train(). After --warmup
 untimed steps, --steps steps are timed, each from the end of the previous step
 (so waiting for the batch counts) to the end of optimizer.step(). Prints
@@ -103,7 +106,7 @@ def read_store(store):
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--store", required=True, help="dataset store directory")
-    ap.add_argument("--arch", choices=["resnet50", "resnet18"], default="resnet50")
+    ap.add_argument("--arch", choices=["resnet50", "resnet18", "vit_b_16"], default="resnet50")
     ap.add_argument("--size", type=int, default=224, help="training resolution (bilinear resize if the store differs)")
     ap.add_argument("--batch-size", type=int, default=32)
     ap.add_argument("--steps", type=int, default=20, help="timed steps")
@@ -112,6 +115,7 @@ def main():
     ap.add_argument("--threads", type=int, default=os.cpu_count(), help="torch.set_num_threads")
     ap.add_argument("--load", action="store_true", help="read the shards into memory once instead of memory mapping")
     ap.add_argument("--device", default="cpu")
+    ap.add_argument("--precision", choices=["fp32", "bf16", "fp16"], default="fp32")
     args = ap.parse_args()
 
     torch.set_num_threads(args.threads)
@@ -122,13 +126,21 @@ def main():
         raise SystemExit(f"error: shards hold {sum(data.lengths)} images, manifest needs {rows.max() + 1}")
     if len(data) < args.batch_size:
         raise SystemExit(f"error: {len(data)} training images, fewer than one batch of {args.batch_size}")
-    loader = DataLoader(data, batch_size=args.batch_size, shuffle=True, num_workers=args.workers,
-                        drop_last=True, persistent_workers=args.workers > 0)
-
     device = torch.device(args.device)
+    cuda = device.type == "cuda"
+    loader = DataLoader(data, batch_size=args.batch_size, shuffle=True, num_workers=args.workers,
+                        drop_last=True, persistent_workers=args.workers > 0, pin_memory=cuda)
+
+    if cuda:
+        torch.backends.cudnn.benchmark = True
     model = getattr(torchvision.models, args.arch)(weights=None)
-    model.fc = torch.nn.Linear(model.fc.in_features, len(labels))
+    if args.arch.startswith("vit"):
+        model.heads.head = torch.nn.Linear(model.heads.head.in_features, len(labels))
+    else:
+        model.fc = torch.nn.Linear(model.fc.in_features, len(labels))
     model = model.to(device)
+    dtype = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[args.precision]
+    scaler = torch.amp.GradScaler(device.type) if args.precision == "fp16" else None
     model.train()
     opt = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9, weight_decay=1e-4)
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
@@ -141,12 +153,19 @@ def main():
 
     def step():
         x, y, mask = next(it)
-        x, y, mask = x.to(device), y.to(device), mask.to(device)
+        x, y, mask = (t.to(device, non_blocking=cuda) for t in (x, y, mask))
         opt.zero_grad(set_to_none=True)
-        logits = model(x)
+        with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
+            logits = model(x)
+        logits = logits.float()
         loss = (F.binary_cross_entropy_with_logits(logits, y, reduction="none") * mask).sum() / mask.sum().clamp(min=1)
-        loss.backward()
-        opt.step()
+        if scaler is None:
+            loss.backward()
+            opt.step()
+        else:
+            scaler.scale(loss).backward()
+            scaler.step(opt)
+            scaler.update()
         return loss
 
     for _ in range(args.warmup):
@@ -164,7 +183,8 @@ def main():
     median = statistics.median(times)
     print(f"store={args.store} train_images={len(data)} store_size={meta['image_size']} labels={len(labels)} "
           f"arch={args.arch} size={args.size} batch={args.batch_size} workers={args.workers} "
-          f"threads={args.threads} device={args.device} torch={torch.__version__} last_loss={loss.item():.4f}")
+          f"threads={args.threads} device={args.device} precision={args.precision} torch={torch.__version__} "
+          f"last_loss={loss.item():.4f}")
     print(f"torch_seconds_per_step={total / args.steps:.6f}")
     print(f"torch_seconds_per_step_median={median:.6f}")
     print(f"torch_images_per_second={args.batch_size * args.steps / total:.3f}")

@@ -342,3 +342,66 @@ fn divergence_and_bad_input_fail_cleanly() {
         assert!(!out.exists() || out == a, "{model}: left {}", out.display());
     }
 }
+
+/// `--precision bf16` on the CPU: the forward pass runs under bfloat16
+/// autocast, so the first step's loss matches float32's to bfloat16
+/// rounding (not bit for bit), training still learns, and the choice is
+/// recorded; fp16 is refused on the CPU before anything is written.
+#[test]
+fn bf16_autocast_tracks_fp32_and_fp16_needs_a_gpu() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = make_store(dir.path());
+    let two_epochs = |out: &Path, extra: &[&'static str]| -> Vec<String> {
+        let mut a: Vec<String> = args(&store, out, &["--quiet"])
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        let e = a.iter().position(|s| s == "--epochs").unwrap();
+        a[e + 1] = "2".into();
+        a.extend(extra.iter().map(|s| s.to_string()));
+        a
+    };
+    let (f32_run, bf16_run) = (dir.path().join("fp32"), dir.path().join("bf16"));
+    for (out, extra) in [(&f32_run, vec![]), (&bf16_run, vec!["--precision", "bf16"])] {
+        let a = two_epochs(out, &extra);
+        cxrlearn(&a.iter().map(String::as_str).collect::<Vec<_>>());
+    }
+    let loss = |run: &Path| -> Vec<f64> {
+        events(&log(run), "step")
+            .iter()
+            .map(|s| s["loss"].as_f64().unwrap())
+            .collect()
+    };
+    let (a, b) = (loss(&f32_run), loss(&bf16_run));
+    assert_eq!(a.len(), b.len());
+    let first = (a[0] - b[0]).abs() / a[0];
+    assert!(
+        first > 0.0 && first < 1e-2,
+        "first-step loss {} vs {}",
+        a[0],
+        b[0]
+    );
+    let tail = |v: &[f64]| v[v.len() - 4..].iter().sum::<f64>() / 4.0;
+    assert!(tail(&b) < 0.9 * b[0], "bf16 loss {} -> {}", b[0], tail(&b));
+    assert!(
+        (tail(&a) - tail(&b)).abs() < 0.15 * tail(&a),
+        "final loss {} vs {}",
+        tail(&a),
+        tail(&b)
+    );
+    let config = std::fs::read_to_string(bf16_run.join("config.toml")).unwrap();
+    assert!(config.contains("precision = \"bf16\""), "{config}");
+    assert!(
+        !std::fs::read_to_string(f32_run.join("config.toml"))
+            .unwrap()
+            .contains("precision")
+    );
+
+    let bad = dir.path().join("fp16");
+    let a = two_epochs(&bad, &["--precision", "fp16"]);
+    let o = run(&a.iter().map(String::as_str).collect::<Vec<_>>());
+    assert!(!o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("fp16 is for CUDA devices"), "{err}");
+    assert!(!bad.exists());
+}

@@ -1,5 +1,6 @@
 //! DICOM through `dicom-object` + `dicom-pixeldata` (uncompressed, RLE, JPEG
-//! baseline/lossless, JPEG 2000 via the pure-Rust `openjp2`).
+//! baseline/lossless, JPEG 2000 via the pure-Rust `openjp2`, JPEG-LS via
+//! CharLS, built from source with CMake).
 
 use std::io::Cursor;
 use std::path::Path;

@@ -90,10 +90,10 @@ pub fn walk(dir: &Path, exts: &[&str]) -> Result<Vec<std::path::PathBuf>> {
             }
             if p.is_dir() {
                 stack.push(p);
-            } else if let Some(ext) = p.extension() {
-                if exts.contains(&ext.to_string_lossy().to_ascii_lowercase().as_str()) {
-                    out.push(p);
-                }
+            } else if let Some(ext) = p.extension()
+                && exts.contains(&ext.to_string_lossy().to_ascii_lowercase().as_str())
+            {
+                out.push(p);
             }
         }
     }

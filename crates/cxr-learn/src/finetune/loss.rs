@@ -89,7 +89,17 @@ impl Targets {
     /// Mean loss of `logits` (`[n, k]`) against the rows `indices`; 0 when
     /// the batch has no known target.
     pub fn loss(&self, logits: &Tensor, indices: &[usize]) -> Tensor {
+        let (sum, count) = self.loss_parts(logits, indices);
+        sum / count.clamp_min(1.0)
+    }
+
+    /// The loss as a sum over known targets and the count it is divided by
+    /// (the weight of the known targets when classes are weighted). Data
+    /// parallelism divides each rank's sum by the count summed over ranks,
+    /// which makes the ranks' gradients add up to the single-process one.
+    pub fn loss_parts(&self, logits: &Tensor, indices: &[usize]) -> (Tensor, Tensor) {
         let n = indices.len() as i64;
+        let zero = || Tensor::zeros([], (Kind::Float, self.device));
         if self.multiclass {
             let classes: Vec<i64> = indices
                 .iter()
@@ -100,17 +110,26 @@ impl Targets {
                         .map_or(-100, |c| *c as i64)
                 })
                 .collect();
-            if classes.iter().all(|&c| c < 0) {
-                return logits.sum(Kind::Float) * 0.0;
+            let known: Vec<i64> = classes.iter().copied().filter(|&c| c >= 0).collect();
+            if known.is_empty() {
+                return (logits.sum(Kind::Float) * 0.0, zero());
             }
             let target = Tensor::from_slice(&classes).to_device(self.device);
-            return logits.cross_entropy_loss(
+            let sum = logits.cross_entropy_loss(
                 &target,
                 self.weights.as_ref(),
-                Reduction::Mean,
+                Reduction::Sum,
                 -100,
                 0.0,
             );
+            // Cross-entropy's weighted mean divides by the targets' weights.
+            let count = match &self.weights {
+                Some(w) => w
+                    .index_select(0, &Tensor::from_slice(&known).to_device(self.device))
+                    .sum(Kind::Float),
+                None => Tensor::from(known.len() as f32).to_device(self.device),
+            };
+            return (sum, count);
         }
         let flat: Vec<f32> = indices
             .iter()
@@ -127,7 +146,7 @@ impl Targets {
             self.weights.as_ref(),
             Reduction::None,
         );
-        (per * &mask).sum(Kind::Float) / mask.sum(Kind::Float).clamp_min(1.0)
+        ((per * &mask).sum(Kind::Float), mask.sum(Kind::Float))
     }
 }
 

@@ -25,10 +25,13 @@ use tch::{Device, Kind};
 
 use crate::classifier::Classifier;
 use crate::data;
+use crate::dist::{DataParallel, shard};
 use crate::io::{TrainState, write_safetensors};
 use crate::metrics::macro_auc;
 use crate::optim::{Optimizer, Rule};
+use crate::scaler::GradScaler;
 use crate::schedule::{Schedule, Shape};
+use cxr_nn::precision::Precision;
 pub use loss::Targets;
 
 /// Everything that shapes a finetuning run.
@@ -64,6 +67,16 @@ pub struct FinetuneConfig {
     pub seed: u64,
     /// Also checkpoint every this many steps (0: at epoch ends only).
     pub checkpoint_every: u64,
+    /// Arithmetic of the training forward pass (autocast; float16 adds
+    /// dynamic loss scaling). Validation scores in float32.
+    #[serde(default, skip_serializing_if = "is_fp32")]
+    pub precision: Precision,
+}
+
+/// Whether `p` is the default float32 (kept out of recorded configs, so
+/// runs written before the option existed still resume).
+pub fn is_fp32(p: &Precision) -> bool {
+    *p == Precision::Fp32
 }
 
 /// Why training stopped with an error.
@@ -143,6 +156,9 @@ struct Progress {
     since_best: usize,
     loss_sum: f64,
     loss_count: u64,
+    /// The float16 loss scaler's state.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    scaler: Option<GradScaler>,
 }
 
 /// The training loop over a store.
@@ -159,6 +175,9 @@ pub struct Trainer<'a> {
     pub log: &'a mut dyn FnMut(&Value) -> Result<(), String>,
     /// Progress lines on stderr.
     pub verbose: bool,
+    /// The process group: each rank trains on its slice of every global
+    /// batch of `config.batch_size`; only rank 0 writes checkpoints.
+    pub parallel: DataParallel,
 }
 
 /// Scores `[n, k]` of store rows `indices`: sigmoid per label, or softmax
@@ -200,6 +219,9 @@ impl Trainer<'_> {
     }
 
     fn save_last(&self, opt: &Optimizer, progress: &Progress) -> Result<(), String> {
+        if !self.parallel.is_main() {
+            return Ok(());
+        }
         TrainState {
             model: self.model.vs.variables().into_iter().collect(),
             optim: opt.state(),
@@ -266,7 +288,26 @@ impl Trainer<'_> {
             warmup_steps: (c.warmup_epochs * batches_per_epoch as f64).round() as u64,
             total_steps,
         };
+        let device = self.model.vs.device();
+        c.precision.check(device)?;
+        let dp = self.parallel.clone();
+        let local_batch =
+            shard::local_batch(c.batch_size, dp.world_size()).map_err(String::from)?;
+        if local_batch < 2 && !self.config.freeze_backbone {
+            return Err(format!(
+                "each of the {} ranks gets {local_batch} image(s) of a batch of {}; batch norm needs at least 2",
+                dp.world_size(),
+                c.batch_size
+            )
+            .into());
+        }
         let mut opt = Optimizer::new(c.rule, self.model.trainable());
+        let params: Vec<tch::Tensor> = opt
+            .params()
+            .iter()
+            .map(|(_, p)| p.shallow_clone())
+            .collect();
+        let buffers = self.buffers();
         let mut p = if resume && self.last_path().exists() {
             let p = self.load_last(&mut opt)?;
             (self.log)(
@@ -274,8 +315,16 @@ impl Trainer<'_> {
             )?;
             p
         } else {
-            Progress::default()
+            Progress {
+                scaler: c.precision.needs_loss_scaling().then(GradScaler::default),
+                ..Progress::default()
+            }
         };
+        // Every rank starts from rank 0's weights, whatever its initialisation.
+        let mut all: Vec<(String, tch::Tensor)> = self.model.vs.variables().into_iter().collect();
+        all.sort_by(|a, b| a.0.cmp(&b.0));
+        let all: Vec<tch::Tensor> = all.into_iter().map(|(_, t)| t).collect();
+        dp.broadcast_params(&all).map_err(String::from)?;
         let s = self.model.spec.preprocessing.size as usize;
         let augment = c.augment.clone().unwrap_or_else(|| Augment::none(s, s));
         let k = self.model.k as usize;
@@ -284,11 +333,9 @@ impl Trainer<'_> {
             let epoch = p.epoch + 1;
             let started = Instant::now();
             let order = data::epoch_order(&train, c.seed, epoch as u64);
-            let chunks: Vec<Vec<usize>> = order
-                .chunks_exact(c.batch_size)
-                .skip(p.batch)
-                .map(<[usize]>::to_vec)
-                .collect();
+            let chunks =
+                shard::shard_batches(&order, c.batch_size, dp.rank(), dp.world_size(), p.batch)
+                    .map_err(String::from)?;
             let images = chunks.len() * c.batch_size;
             let (rx, handle) = data::spawn(
                 self.store.clone(),
@@ -302,10 +349,17 @@ impl Trainer<'_> {
                 let lr = schedule.lr(p.step);
                 // Dropout draws depend on the step alone, wherever a run resumed.
                 tch::manual_seed((c.seed ^ p.step.wrapping_mul(0x9E37_79B9_7F4A_7C15)) as i64);
+                // Batch-norm statistics follow rank 0's, as DDP's broadcast_buffers does.
+                dp.broadcast_params(&buffers).map_err(String::from)?;
                 let x = self.model.input(&batch.images, batch.indices.len());
-                let logits = self.model.forward_t(&x, true);
-                let loss = targets.loss(&logits, &batch.indices);
-                let value = loss.double_value(&[]);
+                let logits = c
+                    .precision
+                    .autocast(device, || self.model.forward_t(&x, true))
+                    .to_kind(Kind::Float);
+                let (sum, count) = targets.loss_parts(&logits, &batch.indices);
+                let count = dp.sum(&[count.double_value(&[])]).map_err(String::from)?[0];
+                let loss = sum / count.max(1.0);
+                let value = dp.sum(&[loss.double_value(&[])]).map_err(String::from)?[0];
                 if !value.is_finite() {
                     drop(handle);
                     return Err(TrainError::non_finite(
@@ -316,9 +370,24 @@ impl Trainer<'_> {
                     ));
                 }
                 opt.zero_grad();
-                loss.backward();
-                let grad_norm = c.grad_clip.map(|m| opt.clip_grad_norm(m));
-                opt.step(lr);
+                match &p.scaler {
+                    Some(scaler) => scaler.scale(&loss).backward(),
+                    None => loss.backward(),
+                }
+                // Each rank's loss is its share of the global one: the sum of
+                // the ranks' gradients is the single-process gradient.
+                dp.sync_grads(&params, 1.0).map_err(String::from)?;
+                // Summed gradients are the same on every rank, so is the verdict.
+                let overflowed = p.scaler.as_mut().is_some_and(|scaler| {
+                    let overflowed = scaler.unscale(&params);
+                    scaler.update(overflowed);
+                    overflowed
+                });
+                let mut grad_norm = None;
+                if !overflowed {
+                    grad_norm = c.grad_clip.map(|m| opt.clip_grad_norm(m));
+                    opt.step(lr);
+                }
                 p.step += 1;
                 p.batch += 1;
                 p.loss_sum += value;
@@ -328,6 +397,8 @@ impl Trainer<'_> {
                 (self.log)(&json!({
                     "event": "step", "epoch": epoch, "step": p.step, "lr": lr, "loss": value,
                     "grad_norm": grad_norm, "seconds": seconds,
+                    "loss_scale": p.scaler.as_ref().map(|s| s.scale),
+                    "skipped": overflowed,
                 }))?;
                 if c.checkpoint_every > 0
                     && p.step % c.checkpoint_every == 0
@@ -343,7 +414,8 @@ impl Trainer<'_> {
             let (val_auc, val_loss) = if val.is_empty() {
                 (None, None)
             } else {
-                let scores = score(&self.model, &self.store, &val, c.batch_size);
+                dp.broadcast_params(&buffers).map_err(String::from)?;
+                let scores = self.score_shared(&val, c.batch_size)?;
                 let y = self.store.dense_targets(&val);
                 (
                     macro_auc(&y, &scores, k).0,
@@ -404,6 +476,9 @@ impl Trainer<'_> {
     }
 
     fn save_best(&self, epoch: usize, auc: Option<f64>) -> Result<(), String> {
+        if !self.parallel.is_main() {
+            return Ok(());
+        }
         let meta = HashMap::from([
             ("epoch".to_owned(), epoch.to_string()),
             (
@@ -416,6 +491,44 @@ impl Trainer<'_> {
             &self.model.weights()?,
             Some(meta),
         )
+    }
+
+    /// Variables the optimiser does not train but the forward pass updates
+    /// (batch-norm statistics); empty when the backbone is frozen in eval
+    /// mode.
+    fn buffers(&self) -> Vec<tch::Tensor> {
+        if self.config.freeze_backbone {
+            return Vec::new();
+        }
+        let mut vars: Vec<(String, tch::Tensor)> = self
+            .model
+            .vs
+            .variables()
+            .into_iter()
+            .filter(|(_, v)| !v.requires_grad())
+            .collect();
+        vars.sort_by(|a, b| a.0.cmp(&b.0));
+        vars.into_iter().map(|(_, v)| v).collect()
+    }
+
+    /// [`score`] of `rows`, each rank scoring a contiguous part and the
+    /// parts summed into the whole on every rank.
+    fn score_shared(&self, rows: &[usize], batch_size: usize) -> Result<Vec<f32>, String> {
+        let dp = &self.parallel;
+        if dp.world_size() == 1 {
+            return Ok(score(&self.model, &self.store, rows, batch_size));
+        }
+        let k = self.model.k as usize;
+        let part = rows.len().div_ceil(dp.world_size());
+        let start = (dp.rank() * part).min(rows.len());
+        let end = (start + part).min(rows.len());
+        let mine = score(&self.model, &self.store, &rows[start..end], batch_size);
+        let mut all = vec![0.0f64; rows.len() * k];
+        for (dst, src) in all[start * k..end * k].iter_mut().zip(&mine) {
+            *dst = f64::from(*src);
+        }
+        let summed = dp.sum(&all).map_err(String::from)?;
+        Ok(summed.into_iter().map(|v| v as f32).collect())
     }
 
     /// Loads the best weights (`model.safetensors`) into the model.

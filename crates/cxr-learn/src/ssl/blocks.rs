@@ -5,6 +5,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 
+use crate::dist::DataParallel;
 use tch::nn::{self, Module, VarStore};
 use tch::{Kind, Tensor};
 
@@ -59,6 +60,30 @@ pub fn info_nce(a: &Tensor, b: &Tensor, scale: &Tensor, weights: (f64, f64)) -> 
     let logits = a.matmul(&b.tr()) * scale;
     let target = Tensor::arange(a.size()[0], (Kind::Int64, a.device()));
     cross_entropy(&logits, &target) * weights.0 + cross_entropy(&logits.tr(), &target) * weights.1
+}
+
+/// [`info_nce`] with the pairs marked in `exclude` (`[b, b]` bool, never the
+/// diagonal) left out of both directions' softmax: identical report texts
+/// are not treated as negatives of each other (ssl-methods.md §7.3).
+pub fn info_nce_excluding(
+    a: &Tensor,
+    b: &Tensor,
+    scale: &Tensor,
+    weights: (f64, f64),
+    exclude: &Tensor,
+) -> Tensor {
+    let logits = (a.matmul(&b.tr()) * scale).masked_fill(exclude, f64::NEG_INFINITY);
+    let target = Tensor::arange(a.size()[0], (Kind::Int64, a.device()));
+    cross_entropy(&logits, &target) * weights.0 + cross_entropy(&logits.tr(), &target) * weights.1
+}
+
+/// `[n, n]` bool: entries `i != j` with equal `keys` (e.g. hashes of their
+/// token sequences).
+pub fn same_key_pairs(keys: &Tensor) -> Tensor {
+    let n = keys.size()[0];
+    let same = keys.unsqueeze(1).eq_tensor(&keys.unsqueeze(0));
+    let eye = Tensor::eye(n, (Kind::Bool, keys.device()));
+    same.logical_and(&eye.logical_not())
 }
 
 /// `target ← m·target + (1 − m)·source` for every variable of `source` that
@@ -180,10 +205,154 @@ pub(crate) fn load_state_of(
     })
 }
 
+/// Every rank's rows of `local` (`[n, ...]`, the same `n` on every rank)
+/// in rank order, with gradients flowing only into this rank's own rows:
+/// a loss over the whole global batch, computed in full on every rank,
+/// then gives each rank exactly its own samples' share of the gradient.
+///
+/// # Errors
+/// When the gather fails.
+pub fn gather_with_grad(dp: &DataParallel, local: &Tensor) -> Result<Tensor, String> {
+    if dp.world_size() == 1 {
+        return Ok(local.shallow_clone());
+    }
+    let all = dp.all_gather(&local.detach()).map_err(String::from)?;
+    let n = local.size()[0];
+    let start = dp.rank() as i64 * n;
+    let total = all.size()[0];
+    Ok(Tensor::cat(
+        &[
+            all.narrow(0, 0, start),
+            local.shallow_clone(),
+            all.narrow(0, start + n, total - start - n),
+        ],
+        0,
+    ))
+}
+
+/// This rank's share of a loss every rank computed in full over the global
+/// batch (through [`gather_with_grad`]): its value is `1/world` of the
+/// loss, so the ranks' values add up to it, while its gradient stays whole,
+/// since each rank's gradient reaches only its own samples.
+pub fn share_of_global(loss: Tensor, world: usize) -> Tensor {
+    if world == 1 {
+        return loss;
+    }
+    let correction = loss.detach() * (1.0 / world as f64 - 1.0);
+    loss + correction
+}
+
+/// `param` where rank 0 uses it, detached elsewhere: a parameter applied
+/// after [`gather_with_grad`] (CLIP's logit scale) must receive its
+/// gradient from one rank only, or the summed gradient counts it `world`
+/// times.
+pub fn on_rank_zero(dp: &DataParallel, param: &Tensor) -> Tensor {
+    if dp.is_main() {
+        param.shallow_clone()
+    } else {
+        param.detach()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use tch::Device;
+
+    /// CLIP's loss over a batch split across two thread ranks, through
+    /// `gather_with_grad`, `on_rank_zero` and `share_of_global`: the values
+    /// add up to the whole batch's loss, each rank's embedding gradients are
+    /// its rows of the whole batch's, and the logit scale's gradients add up
+    /// to its whole-batch gradient.
+    #[test]
+    fn gathered_loss_splits_into_exact_shares() {
+        use crate::contrastive::clip_loss;
+        use crate::dist::threads::run_ranks;
+        let img = Tensor::randn([6, 5], (Kind::Double, Device::Cpu));
+        let txt = Tensor::randn([6, 5], (Kind::Double, Device::Cpu));
+        let leaf = |t: &Tensor| t.detach().copy().set_requires_grad(true);
+        let (fi, ft, fs) = (leaf(&img), leaf(&txt), leaf(&Tensor::from(0.7f64)));
+        let full = clip_loss(&fi, &ft, &fs);
+        full.backward();
+        let grads = |t: &Tensor| Vec::<f64>::try_from(t.grad().flatten(0, -1)).unwrap();
+        // Tensors are not Sync: the threads rebuild them from plain values.
+        let flat = |t: &Tensor| Vec::<f64>::try_from(t.flatten(0, -1)).unwrap();
+        let (img_v, txt_v) = (flat(&img), flat(&txt));
+        let shares = run_ranks(2, |g| {
+            let dp = DataParallel::new(std::sync::Arc::new(g));
+            let rows = |v: &[f64]| {
+                let r = dp.rank();
+                Tensor::from_slice(&v[r * 15..(r + 1) * 15])
+                    .view([3, 5])
+                    .set_requires_grad(true)
+            };
+            let leaf = |t: &Tensor| t.detach().copy().set_requires_grad(true);
+            let (li, lt, ls) = (rows(&img_v), rows(&txt_v), leaf(&Tensor::from(0.7f64)));
+            let loss = clip_loss(
+                &gather_with_grad(&dp, &li).unwrap(),
+                &gather_with_grad(&dp, &lt).unwrap(),
+                &on_rank_zero(&dp, &ls),
+            );
+            let loss = share_of_global(loss, dp.world_size());
+            loss.backward();
+            let scale_grad = if ls.grad().defined() {
+                f64::try_from(ls.grad()).unwrap()
+            } else {
+                0.0
+            };
+            let grads = |t: &Tensor| Vec::<f64>::try_from(t.grad().flatten(0, -1)).unwrap();
+            (loss.double_value(&[]), grads(&li), grads(&lt), scale_grad)
+        });
+        let total: f64 = shares.iter().map(|s| s.0).sum();
+        assert!((total - full.double_value(&[])).abs() < 1e-12);
+        let (gi, gt) = (grads(&fi), grads(&ft));
+        for (r, s) in shares.iter().enumerate() {
+            for (a, b) in s.1.iter().zip(&gi[r * 15..(r + 1) * 15]) {
+                assert!((a - b).abs() < 1e-12, "image grad {a} vs {b}");
+            }
+            for (a, b) in s.2.iter().zip(&gt[r * 15..(r + 1) * 15]) {
+                assert!((a - b).abs() < 1e-12, "text grad {a} vs {b}");
+            }
+        }
+        let scale: f64 = shares.iter().map(|s| s.3).sum();
+        assert!((scale - f64::try_from(fs.grad()).unwrap()).abs() < 1e-12);
+        assert_eq!(shares[1].3, 0.0, "rank 1 must leave the scale to rank 0");
+    }
+
+    /// Masking identical texts removes exactly those logits from both
+    /// softmaxes (checked against a direct f64 sum), and with nothing to mask
+    /// it is plain InfoNCE.
+    #[test]
+    fn excluded_pairs_leave_both_softmaxes() {
+        let a = unit(5, 4, 31);
+        let b = unit(5, 4, 32);
+        let scale = Tensor::from(10.0f64);
+        let keys = Tensor::from_slice(&[7i64, 3, 7, 9, 3]);
+        let same = same_key_pairs(&keys);
+        let pairs: Vec<(i64, i64)> = (0..5)
+            .flat_map(|i| (0..5).map(move |j| (i, j)))
+            .filter(|&(i, j)| same.int64_value(&[i, j]) != 0)
+            .collect();
+        assert_eq!(pairs, [(0, 2), (1, 4), (2, 0), (4, 1)]);
+        let none = Tensor::zeros([5, 5], (Kind::Bool, Device::Cpu));
+        let plain = info_nce(&a, &b, &scale, (0.75, 0.25)).double_value(&[]);
+        let unmasked = info_nce_excluding(&a, &b, &scale, (0.75, 0.25), &none).double_value(&[]);
+        assert!((plain - unmasked).abs() < 1e-12);
+        let got = info_nce_excluding(&a, &b, &scale, (0.75, 0.25), &same).double_value(&[]);
+        let s = Vec::<Vec<f64>>::try_from(a.matmul(&b.tr()) * 10.0).unwrap();
+        let keep = |i: usize, j: usize| !pairs.contains(&(i as i64, j as i64));
+        let mut rows = 0.0;
+        let mut cols = 0.0;
+        for (i, row) in s.iter().enumerate() {
+            let r: f64 = (0..5).filter(|&j| keep(i, j)).map(|j| row[j].exp()).sum();
+            let c: f64 = (0..5).filter(|&j| keep(j, i)).map(|j| s[j][i].exp()).sum();
+            rows += r.ln() - row[i];
+            cols += c.ln() - row[i];
+        }
+        let want = 0.75 * rows / 5.0 + 0.25 * cols / 5.0;
+        assert!((got - want).abs() < 1e-10, "{got} vs {want}");
+        assert!(got < plain, "removing negatives lowers the loss");
+    }
 
     fn unit(n: i64, d: i64, seed: i64) -> Tensor {
         tch::manual_seed(seed);

@@ -18,9 +18,12 @@ use cxr_nn::text::{TextTokenizer, impression};
 use serde_json::{Map, Value, json};
 use tch::{Device, Kind, Tensor};
 
-use super::blocks::{l2_normalize, load_state_of, monitors};
+use super::blocks::{
+    gather_with_grad, l2_normalize, load_state_of, monitors, on_rank_zero, share_of_global,
+};
 use super::{Objective, Views};
 use crate::contrastive::{MAX_LOGIT_SCALE, clip_loss};
+use crate::dist::DataParallel;
 
 /// CLIP shape and text settings of a run. The image resolution is the
 /// run's input size; the vocabulary size is the tokenizer's.
@@ -130,6 +133,8 @@ pub struct ClipObjective {
     position: HashMap<usize, i64>,
     rows: Vec<usize>,
     summary: Value,
+    /// The process group the global batch is gathered over.
+    dp: DataParallel,
 }
 
 impl ClipObjective {
@@ -229,6 +234,7 @@ impl ClipObjective {
             position,
             rows,
             summary,
+            dp: DataParallel::single(),
         })
     }
 
@@ -296,12 +302,29 @@ impl Objective for ClipObjective {
         v
     }
 
-    fn loss(&mut self, views: &Views, _step_seed: u64) -> (Tensor, Map<String, Value>) {
+    /// Contrasts the whole global batch: both towers' embeddings are
+    /// gathered from every rank, so each rank sees the single-process
+    /// negatives.
+    fn join(&mut self, dp: &DataParallel) -> bool {
+        self.dp = dp.clone();
+        true
+    }
+
+    fn loss(
+        &mut self,
+        views: &Views,
+        _step_seed: u64,
+    ) -> Result<(Tensor, Map<String, Value>), String> {
         let at: Vec<i64> = views.queries().iter().map(|i| self.position[i]).collect();
         let at = Tensor::from_slice(&at).to_device(self.ids.device());
         let img = self.model.image_embeddings(views.xq());
         let txt = self.model.text_embeddings(&self.ids.index_select(0, &at));
-        let loss = clip_loss(&img, &txt, self.scale());
+        let loss = clip_loss(
+            &gather_with_grad(&self.dp, &img)?,
+            &gather_with_grad(&self.dp, &txt)?,
+            &on_rank_zero(&self.dp, self.scale()),
+        );
+        let loss = share_of_global(loss, self.dp.world_size());
         let (zi, zt) = (l2_normalize(&img.detach()), l2_normalize(&txt.detach()));
         let n = zi.size()[0];
         let hits = zi
@@ -318,14 +341,15 @@ impl Objective for ClipObjective {
             "alignment": m.alignment, "uniformity": m.uniformity,
             "logit_scale": self.scale().double_value(&[]),
         });
-        (loss, fields.as_object().cloned().unwrap_or_default())
+        Ok((loss, fields.as_object().cloned().unwrap_or_default()))
     }
 
     /// Clamps the scale after the update, as the clamp in §6.3 means it.
-    fn after_step(&mut self) {
+    fn after_step(&mut self) -> Result<(), String> {
         tch::no_grad(|| {
             let _ = self.scale().shallow_clone().clamp_max_(MAX_LOGIT_SCALE);
         });
+        Ok(())
     }
 
     /// Every variable of both towers (the logit scale included).

@@ -14,11 +14,15 @@ use serde_json::{Map, Value, json};
 use tch::nn::{Module, VarStore};
 use tch::{Device, Kind, Tensor};
 
-use super::blocks::{Mlp, info_nce, l2_normalize, load_state_of, monitors, state_of};
+use super::blocks::{
+    Mlp, gather_with_grad, info_nce, info_nce_excluding, l2_normalize, load_state_of, monitors,
+    same_key_pairs, share_of_global, state_of,
+};
 use super::text_side::{
     BertSettings, Pooling, SentenceBank, TextTower, convirt_sentences, export_tokenizer,
 };
 use super::{Objective, Views};
+use crate::dist::DataParallel;
 
 /// ConVIRT's settings.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -36,6 +40,10 @@ pub struct ConvirtSettings {
     /// The reference code without `--biloss`: the image→text term alone,
     /// at weight 1 (§7.5).
     pub image_to_text_only: bool,
+    /// Leave pairs with identical sentences out of each other's negatives
+    /// (§7.3; off by default, as in the paper).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub mask_duplicate_texts: bool,
 }
 
 impl ConvirtSettings {
@@ -57,6 +65,7 @@ impl ConvirtSettings {
             temperature: 0.1,
             lambda: 0.75,
             image_to_text_only: false,
+            mask_duplicate_texts: false,
         }
     }
 
@@ -95,6 +104,26 @@ pub fn duplicate_fraction(ids: &Tensor) -> f64 {
         .filter(|(i, r)| rows.iter().enumerate().any(|(j, s)| j != *i && s == *r))
         .count();
     dup as f64 / n as f64
+}
+
+/// One key per row of `ids` (`[n, t]`, padding 0), equal exactly for equal
+/// token sequences (a hash of the non-padding ids; padding lengths differ
+/// between batches and ranks, so they do not count).
+pub fn sentence_keys(ids: &Tensor, device: Device) -> Tensor {
+    use std::hash::{Hash, Hasher};
+    let rows = Vec::<Vec<i64>>::try_from(ids.to_device(Device::Cpu)).unwrap_or_default();
+    let keys: Vec<i64> = rows
+        .iter()
+        .map(|r| {
+            let mut h = std::collections::hash_map::DefaultHasher::new();
+            r.iter()
+                .filter(|&&t| t != 0)
+                .collect::<Vec<_>>()
+                .hash(&mut h);
+            h.finish() as i64
+        })
+        .collect();
+    Tensor::from_slice(&keys).to_device(device)
 }
 
 /// Rows sampled for the data-dependent initialisation.
@@ -169,6 +198,8 @@ pub struct Convirt {
     bank: SentenceBank,
     tokenizer: TextTokenizer,
     settings: ConvirtSettings,
+    /// The process group the global batch is gathered over.
+    dp: DataParallel,
 }
 
 impl Convirt {
@@ -229,6 +260,7 @@ impl Convirt {
             bank,
             tokenizer,
             settings: settings.clone(),
+            dp: DataParallel::single(),
         })
     }
 }
@@ -263,7 +295,19 @@ impl Objective for Convirt {
         trainable_of(&[("image.", &self.image), ("text.", &self.heads)])
     }
 
-    fn loss(&mut self, views: &Views, step_seed: u64) -> (Tensor, Map<String, Value>) {
+    /// Contrasts the whole global batch: both embeddings are gathered from
+    /// every rank (the temperature is a constant, so nothing trainable
+    /// follows the gather).
+    fn join(&mut self, dp: &DataParallel) -> bool {
+        self.dp = dp.clone();
+        true
+    }
+
+    fn loss(
+        &mut self,
+        views: &Views,
+        step_seed: u64,
+    ) -> Result<(Tensor, Map<String, Value>), String> {
         let v = l2_normalize(
             &self
                 .image_proj
@@ -274,7 +318,26 @@ impl Objective for Convirt {
         let pooled = TextTower::pool(&out, &batch.mask, self.settings.pooling);
         let u = l2_normalize(&self.text_proj.forward(&pooled));
         let scale = Tensor::from(1.0 / self.settings.temperature).to_device(v.device());
-        let loss = info_nce(&v, &u, &scale, self.settings.weights());
+        let (v_all, u_all) = (
+            gather_with_grad(&self.dp, &v)?,
+            gather_with_grad(&self.dp, &u)?,
+        );
+        let loss = if self.settings.mask_duplicate_texts {
+            let keys = self
+                .dp
+                .all_gather(&sentence_keys(&batch.ids, v.device()))
+                .map_err(String::from)?;
+            info_nce_excluding(
+                &v_all,
+                &u_all,
+                &scale,
+                self.settings.weights(),
+                &same_key_pairs(&keys),
+            )
+        } else {
+            info_nce(&v_all, &u_all, &scale, self.settings.weights())
+        };
+        let loss = share_of_global(loss, self.dp.world_size());
         let (vd, ud) = (v.detach(), u.detach());
         let m = monitors(&vd, &ud);
         let fields = json!({
@@ -285,7 +348,7 @@ impl Objective for Convirt {
             "alignment": m.alignment, "uniformity": m.uniformity,
             "duplicate_texts": duplicate_fraction(&batch.ids),
         });
-        (loss, fields.as_object().cloned().unwrap_or_default())
+        Ok((loss, fields.as_object().cloned().unwrap_or_default()))
     }
 
     /// `image.*` (the backbone) and `text.*` (heads and BERT).

@@ -248,7 +248,11 @@ impl Objective for Gloria {
         trainable_of(&[("image.", &self.image), ("text.", &self.heads)])
     }
 
-    fn loss(&mut self, views: &Views, step_seed: u64) -> (Tensor, Map<String, Value>) {
+    fn loss(
+        &mut self,
+        views: &Views,
+        step_seed: u64,
+    ) -> Result<(Tensor, Map<String, Value>), String> {
         let (regions, global) = self.image_embeddings(views.xq());
         let batch = self.bank.choose(views.queries(), step_seed);
         let t = self.text_embeddings(&batch);
@@ -287,7 +291,7 @@ impl Objective for Gloria {
             "duplicate_texts": duplicate_fraction(&batch.ids),
             "regions": regions.size()[1],
         });
-        (loss, fields.as_object().cloned().unwrap_or_default())
+        Ok((loss, fields.as_object().cloned().unwrap_or_default()))
     }
 
     /// `image.*` (the ResNet) and `text.*` (embedders and BERT).

@@ -23,6 +23,7 @@ use super::blocks::{
     Mlp, ema_update, l2_normalize, load_state_of, monitors, queue_info_nce, state_of,
 };
 use super::{Objective, Views};
+use crate::dist::DataParallel;
 
 /// MoCo hyperparameters.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -80,6 +81,8 @@ pub struct Moco {
     config: MocoConfig,
     /// Keys of the last batch, enqueued after the optimiser step.
     pending: Option<Tensor>,
+    /// The process group keys are gathered over.
+    dp: DataParallel,
     /// What the query backbone is.
     pub spec: ModelSpec,
 }
@@ -115,6 +118,7 @@ impl Moco {
             pointer: 0,
             config,
             pending: None,
+            dp: DataParallel::single(),
             spec,
         }
     }
@@ -168,6 +172,31 @@ impl Moco {
     }
 
     /// Writes `keys` into the queue at the pointer.
+    /// Joins a data-parallel run: keys are gathered from every rank before
+    /// they enter the queue, so every rank keeps the single-process queue.
+    pub(crate) fn join(&mut self, dp: &DataParallel) {
+        self.dp = dp.clone();
+    }
+
+    /// The per-query mean over this rank's slice as its share of the global
+    /// mean (equal slices).
+    pub(crate) fn share(&self, loss: Tensor) -> Tensor {
+        match self.dp.world_size() {
+            1 => loss,
+            w => loss / w as f64,
+        }
+    }
+
+    /// Enqueues the keys deferred by the last loss, gathered from every rank
+    /// in rank order.
+    pub(crate) fn flush(&mut self) -> Result<(), String> {
+        if let Some(k) = self.pending.take() {
+            let all = self.dp.all_gather(&k).map_err(String::from)?;
+            self.enqueue(&all);
+        }
+        Ok(())
+    }
+
     fn enqueue(&mut self, keys: &Tensor) {
         let b = keys.size()[0];
         tch::no_grad(|| {
@@ -192,7 +221,16 @@ impl Objective for Moco {
 
     /// The loss after the momentum update (as the reference orders it);
     /// the keys are enqueued once the optimiser has stepped.
-    fn loss(&mut self, views: &Views, step_seed: u64) -> (Tensor, Map<String, Value>) {
+    fn join(&mut self, dp: &DataParallel) -> bool {
+        Moco::join(self, dp);
+        true
+    }
+
+    fn loss(
+        &mut self,
+        views: &Views,
+        step_seed: u64,
+    ) -> Result<(Tensor, Map<String, Value>), String> {
         let xk = &views.x[1];
         self.momentum_update();
         let q = self.embed_query(views.xq());
@@ -204,16 +242,16 @@ impl Objective for Moco {
             "accuracy": accuracy, "embedding_std": m.embedding_std,
             "alignment": m.alignment, "uniformity": m.uniformity,
         });
-        (loss, fields.as_object().cloned().unwrap_or_default())
+        Ok((
+            self.share(loss),
+            fields.as_object().cloned().unwrap_or_default(),
+        ))
     }
 
-    fn after_step(&mut self) {
-        if let Some(k) = self.pending.take() {
-            self.enqueue(&k);
-        }
+    fn after_step(&mut self) -> Result<(), String> {
+        self.flush()
     }
 
-    /// `q.*`, `k.*`, `queue`, `queue_ptr`.
     fn state(&self) -> BTreeMap<String, Tensor> {
         let mut out = state_of(&[("q.", &self.query.vs), ("k.", &self.key.vs)]);
         out.insert("queue".into(), self.queue.shallow_clone());

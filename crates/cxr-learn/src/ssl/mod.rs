@@ -43,12 +43,15 @@ use serde_json::{Value, json};
 use tch::{Device, Tensor};
 
 use crate::data;
+use crate::dist::{DataParallel, shard};
 use crate::finetune::TrainError;
 use crate::io::{TrainState, write_safetensors};
 use crate::optim::{GradClip, Lookahead, Optimizer, Rule, is_norm_or_bias};
+use crate::scaler::GradScaler;
 use crate::schedule::{Schedule, Shape};
 use clip::{ClipObjective, ClipSettings};
 use convirt::{Convirt, ConvirtSettings};
+use cxr_nn::precision::Precision;
 use gloria::{Gloria, GloriaSettings};
 use moco::{Moco, MocoConfig};
 use refers::{RefersObjective, RefersSettings};
@@ -93,6 +96,10 @@ pub struct PretrainConfig {
     pub seed: u64,
     /// Also checkpoint every this many steps (0: at epoch ends only).
     pub checkpoint_every: u64,
+    /// Arithmetic of the objective's forward pass (autocast; float16 adds
+    /// dynamic loss scaling).
+    #[serde(default, skip_serializing_if = "crate::finetune::is_fp32")]
+    pub precision: Precision,
     /// No weight decay on normalisation parameters and biases
     /// ([`crate::optim::is_norm_or_bias`]).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
@@ -197,6 +204,9 @@ struct Progress {
     epoch: usize,
     batch: usize,
     step: u64,
+    /// The float16 loss scaler's state.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    scaler: Option<GradScaler>,
 }
 
 /// One batch as an objective sees it: store rows and normalised inputs per
@@ -246,10 +256,30 @@ pub trait Objective {
         let _ = name;
         false
     }
-    /// The loss of one batch and the fields it adds to the step's log line.
-    fn loss(&mut self, views: &Views, step_seed: u64) -> (Tensor, serde_json::Map<String, Value>);
+    /// Takes part in the data-parallel run `dp`; `false` when the method
+    /// cannot (every method runs in a single process).
+    fn join(&mut self, dp: &DataParallel) -> bool {
+        dp.world_size() == 1
+    }
+    /// The loss of this rank's slice of the batch and the fields it adds to
+    /// the step's log line. In a data-parallel run the returned loss is the
+    /// rank's share: summed over ranks, both the values and the gradients
+    /// are the global batch's.
+    ///
+    /// # Errors
+    /// When a collective fails.
+    fn loss(
+        &mut self,
+        views: &Views,
+        step_seed: u64,
+    ) -> Result<(Tensor, serde_json::Map<String, Value>), String>;
     /// Called once the optimiser has stepped (MoCo enqueues its keys here).
-    fn after_step(&mut self) {}
+    ///
+    /// # Errors
+    /// When a collective fails.
+    fn after_step(&mut self) -> Result<(), String> {
+        Ok(())
+    }
     /// Called before each epoch, `epoch` counted from 0 of `epochs`, also
     /// when a run resumes mid-epoch (S2MTS2 ramps its JCL weight by epoch).
     fn start_epoch(&mut self, _epoch: usize, _epochs: usize) {}
@@ -287,6 +317,9 @@ pub struct Pretrainer<'a> {
     pub log: &'a mut dyn FnMut(&Value) -> Result<(), String>,
     /// Progress lines on stderr.
     pub verbose: bool,
+    /// The process group: each rank takes its slice of every global batch of
+    /// `config.batch_size`; only rank 0 writes checkpoints and the encoder.
+    pub parallel: DataParallel,
 }
 
 fn raw(name: &str, t: &Tensor) -> Result<RawTensor, String> {
@@ -305,6 +338,9 @@ impl Pretrainer<'_> {
         opt: &Optimizer,
         p: &Progress,
     ) -> Result<(), String> {
+        if !self.parallel.is_main() {
+            return Ok(());
+        }
         TrainState {
             model: model.state(),
             optim: opt.state(),
@@ -329,6 +365,9 @@ impl Pretrainer<'_> {
     }
 
     fn export(&self, model: &dyn Objective) -> Result<(), String> {
+        if !self.parallel.is_main() {
+            return Ok(());
+        }
         model.export_extra(&self.dir)?;
         let tensors: BTreeMap<String, RawTensor> = model
             .encoder()
@@ -412,7 +451,7 @@ impl Pretrainer<'_> {
     /// messages for data and I/O problems.
     pub fn run(&mut self, resume: bool) -> Result<(), TrainError> {
         let c = self.config.clone();
-        let mut objective = self.objective()?;
+        let mut objective = crate::one_init_at_a_time(|| self.objective())?;
         let model = objective.as_mut();
         if let Some(summary) = model.summary() {
             (self.log)(&summary)?;
@@ -428,11 +467,22 @@ impl Pretrainer<'_> {
             .into());
         }
         if !["clip", "refers", "convirt", "gloria"].contains(&c.method.as_str())
-            && c.moco.queue % c.batch_size != 0
+            && !c.moco.queue.is_multiple_of(c.batch_size)
         {
             return Err(format!(
                 "the queue ({}) must be a multiple of the batch size ({})",
                 c.moco.queue, c.batch_size
+            )
+            .into());
+        }
+        c.precision.check(self.device)?;
+        let dp = self.parallel.clone();
+        shard::local_batch(c.batch_size, dp.world_size()).map_err(String::from)?;
+        if !model.join(&dp) {
+            return Err(format!(
+                "method '{}' does not train data-parallel: its loss needs features of the whole \
+                 batch that are not gathered across ranks; run it as one process",
+                c.method
             )
             .into());
         }
@@ -479,27 +529,39 @@ impl Pretrainer<'_> {
             )?;
             p
         } else {
-            Progress::default()
+            Progress {
+                scaler: c.precision.needs_loss_scaling().then(GradScaler::default),
+                ..Progress::default()
+            }
         };
+        // Every rank starts from rank 0's state, whatever its initialisation.
+        let state: Vec<Tensor> = model.state().into_values().collect();
+        dp.broadcast_params(&state).map_err(String::from)?;
+        let params: Vec<Tensor> = opt
+            .params()
+            .iter()
+            .map(|(_, t)| t.shallow_clone())
+            .collect();
         while p.epoch < c.epochs {
             model.start_epoch(p.epoch, c.epochs);
             let epoch = p.epoch + 1;
             let started = Instant::now();
             let order = data::epoch_order(&train, c.seed, epoch as u64);
             let n_views = model.views().max(1);
-            let chunks: Vec<Vec<Vec<usize>>> = order
-                .chunks_exact(c.batch_size)
-                .skip(p.batch)
-                .map(|q| {
-                    let mut rows = vec![q.to_vec()];
-                    rows.extend((1..n_views).map(|v| {
-                        q.iter()
-                            .map(|&i| sampler.positive_of_view(i, epoch as u64, v))
-                            .collect()
-                    }));
-                    rows
-                })
-                .collect();
+            let chunks: Vec<Vec<Vec<usize>>> =
+                shard::shard_batches(&order, c.batch_size, dp.rank(), dp.world_size(), p.batch)
+                    .map_err(String::from)?
+                    .into_iter()
+                    .map(|q| {
+                        let mut rows = vec![q.to_vec()];
+                        rows.extend((1..n_views).map(|v| {
+                            q.iter()
+                                .map(|&i| sampler.positive_of_view(i, epoch as u64, v))
+                                .collect()
+                        }));
+                        rows
+                    })
+                    .collect();
             let (rx, handle) = data::spawn_views(
                 self.store.clone(),
                 chunks,
@@ -526,17 +588,35 @@ impl Pretrainer<'_> {
                     rows: batch.rows,
                     x,
                 };
-                let (loss, fields) = model.loss(&views, step_seed);
-                let value = loss.double_value(&[]);
+                let (loss, fields) = c
+                    .precision
+                    .autocast(self.device, || model.loss(&views, step_seed))?;
+                let loss = loss.to_kind(tch::Kind::Float);
+                let totals = dp
+                    .sum(&[loss.double_value(&[]), distinct as f64])
+                    .map_err(String::from)?;
+                let (value, distinct) = (totals[0], totals[1] as usize);
                 if !value.is_finite() {
                     drop(handle);
                     return Err(TrainError::non_finite(epoch, p.step + 1, value, &last));
                 }
                 opt.zero_grad();
-                loss.backward();
-                let grad_norm = c.grad_clip.map(|g| g.apply(&mut opt));
-                opt.step(lr);
-                model.after_step();
+                match &p.scaler {
+                    Some(scaler) => scaler.scale(&loss).backward(),
+                    None => loss.backward(),
+                }
+                dp.sync_grads(&params, 1.0).map_err(String::from)?;
+                let overflowed = p.scaler.as_mut().is_some_and(|scaler| {
+                    let overflowed = scaler.unscale(&params);
+                    scaler.update(overflowed);
+                    overflowed
+                });
+                let mut grad_norm = None;
+                if !overflowed {
+                    grad_norm = c.grad_clip.map(|g| g.apply(&mut opt));
+                    opt.step(lr);
+                }
+                model.after_step()?;
                 p.step += 1;
                 p.batch += 1;
                 losses.push(value);
@@ -547,6 +627,8 @@ impl Pretrainer<'_> {
                     "distinct_positives": distinct, "seconds": seconds,
                     // Before clipping (null without): how often the bound bites.
                     "grad_norm": grad_norm,
+                    "loss_scale": p.scaler.as_ref().map(|s| s.scale),
+                    "skipped": overflowed,
                 });
                 if let Value::Object(m) = &mut record {
                     m.extend(fields);

@@ -375,7 +375,11 @@ impl Objective for RefersObjective {
         v
     }
 
-    fn loss(&mut self, views: &Views, step_seed: u64) -> (Tensor, Map<String, Value>) {
+    fn loss(
+        &mut self,
+        views: &Views,
+        step_seed: u64,
+    ) -> Result<(Tensor, Map<String, Value>), String> {
         let n = views.queries().len();
         let device = views.xq().device();
         let flips = self.flips(n, step_seed);
@@ -447,10 +451,10 @@ impl Objective for RefersObjective {
             "duplicate_texts": duplicates,
             "flipped": flips.iter().filter(|&&f| f).count(),
         });
-        (
+        Ok((
             l_cap + con.loss,
             fields.as_object().cloned().unwrap_or_default(),
-        )
+        ))
     }
 
     fn state(&self) -> BTreeMap<String, Tensor> {

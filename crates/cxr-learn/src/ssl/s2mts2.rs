@@ -20,6 +20,7 @@ use tch::{Device, Tensor};
 use super::blocks::{monitors, queue_info_nce_with_positive};
 use super::moco::{HeadBuilder, Moco, MocoConfig, mocov2_head};
 use super::{Objective, Views};
+use crate::dist::DataParallel;
 
 /// S2MTS2's settings beyond the MoCo engine's.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -194,7 +195,16 @@ impl Objective for S2mts2 {
     /// The momentum update, then the query and the M key views (each in
     /// its own shuffled ghost batches), then JCL; `μ` is enqueued after the
     /// optimiser step.
-    fn loss(&mut self, views: &Views, step_seed: u64) -> (Tensor, Map<String, Value>) {
+    fn join(&mut self, dp: &DataParallel) -> bool {
+        self.engine.join(dp);
+        true
+    }
+
+    fn loss(
+        &mut self,
+        views: &Views,
+        step_seed: u64,
+    ) -> Result<(Tensor, Map<String, Value>), String> {
         self.engine.momentum_update();
         let q = self.engine.embed_query(views.xq());
         let keys: Vec<Tensor> = tch::no_grad(|| {
@@ -212,11 +222,14 @@ impl Objective for S2mts2 {
             "key_spread": jcl.spread.mean(jcl.spread.kind()).double_value(&[]),
         });
         self.engine.defer_enqueue(jcl.mu);
-        (jcl.loss, fields.as_object().cloned().unwrap_or_default())
+        Ok((
+            self.engine.share(jcl.loss),
+            fields.as_object().cloned().unwrap_or_default(),
+        ))
     }
 
-    fn after_step(&mut self) {
-        self.engine.after_step();
+    fn after_step(&mut self) -> Result<(), String> {
+        self.engine.flush()
     }
 
     fn start_epoch(&mut self, epoch: usize, epochs: usize) {
@@ -451,8 +464,8 @@ mod tests {
         // Same weights and queue whatever other tests did to libtorch's
         // global generator meanwhile.
         moco.load_state(&s.state()).unwrap();
-        let (a, fields) = s.loss(&v, 5);
-        let (b, _) = moco.loss(&v, 5);
+        let (a, fields) = s.loss(&v, 5).unwrap();
+        let (b, _) = moco.loss(&v, 5).unwrap();
         assert!((a.double_value(&[]) - b.double_value(&[])).abs() < 1e-6);
         assert_eq!(fields["jcl_term"], 0.0);
     }
@@ -462,12 +475,12 @@ mod tests {
         let v = views(3);
         let mut s = tiny(2, true);
         s.start_epoch(0, 2);
-        let (loss, fields) = s.loss(&v, 7);
+        let (loss, fields) = s.loss(&v, 7).unwrap();
         assert!(loss.double_value(&[]).is_finite());
         assert_eq!(fields["lambda"], 1.0);
         assert!(fields["jcl_term"].as_f64().unwrap() >= 0.0);
         let mu = s.engine.state()["queue"].narrow(0, 0, 4).copy();
-        s.after_step();
+        s.after_step().unwrap();
         let queued = s.engine.queue().narrow(0, 0, 4);
         assert!((&queued - &mu).abs().max().double_value(&[]) > 0.0);
         let norms = Vec::<f64>::try_from(

@@ -11,7 +11,9 @@ use cxr_data::store::read::Store;
 use cxr_nn::checkpoint::{self, DType, RawTensor};
 use cxr_nn::device::DeviceRequest;
 use cxr_nn::encoder::Encoder;
+use cxr_nn::precision::Precision;
 use cxr_nn::registry::CLIP;
+use cxr_nn::tch;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
@@ -39,6 +41,10 @@ pub struct Args {
     /// auto, cpu, cuda or cuda:N.
     #[arg(long, default_value = "auto")]
     pub device: DeviceRequest,
+    /// Arithmetic: fp32, bf16 (autocast; CPU or GPU) or fp16 (autocast,
+    /// GPU only).
+    #[arg(long, default_value = "fp32")]
+    pub precision: Precision,
     /// Images per forward pass.
     #[arg(long, default_value_t = 64)]
     pub batch_size: usize,
@@ -112,6 +118,8 @@ pub fn run(args: &Args, quiet: bool) -> Result<()> {
         "weights_sha256": weights_key,
         "store_sha256": store_hash(&args.data)?,
         "normalization": args.normalization,
+        // Reduced precision gives other numbers: its own cache entry.
+        "precision": (args.precision != Precision::Fp32).then(|| args.precision.to_string()),
     });
     let meta_path = args.out.join("meta.json");
     let splits = [Split::Train, Split::Val, Split::Test];
@@ -133,6 +141,10 @@ pub fn run(args: &Args, quiet: bool) -> Result<()> {
     }
 
     let device = args.device.resolve()?;
+    args.precision.check(device).map_err(anyhow::Error::msg)?;
+    if device.is_cuda() {
+        tch::Cuda::cudnn_set_benchmark(true);
+    }
     let mut encoder = match &resolved.load()? {
         Some(tensors) => Encoder::new(spec.clone(), tensors, device)
             .with_context(|| format!("{} as '{}'", resolved.source, spec.name))?,
@@ -141,6 +153,7 @@ pub fn run(args: &Args, quiet: bool) -> Result<()> {
     if args.normalization == "clip" {
         encoder.normalization = CLIP;
     }
+    encoder.precision = args.precision;
 
     let out = OutputDir::create(&args.out)?;
     let started = std::time::Instant::now();
@@ -219,6 +232,7 @@ pub fn run(args: &Args, quiet: bool) -> Result<()> {
         "store": args.data.display().to_string(),
         "weights": resolved.source,
         "device": format!("{device:?}"),
+        "precision": args.precision,
         "normalization": {"name": args.normalization, "mean": encoder.normalization.mean, "std": encoder.normalization.std},
         "cache_key": key,
         "cxrlearn_version": env!("CARGO_PKG_VERSION"),

@@ -14,9 +14,10 @@ use cxr_learn::finetune::{self, FinetuneConfig, Trainer};
 use cxr_learn::optim::Rule;
 use cxr_learn::schedule::Shape;
 use cxr_nn::device::DeviceRequest;
+use cxr_nn::precision::Precision;
 use serde_json::{Value, json};
 
-use crate::cmd::model_arg;
+use crate::cmd::{model_arg, parallel};
 use crate::run::{RunDir, check_resume, predictions};
 
 /// Arguments of `cxrlearn finetune`.
@@ -92,6 +93,10 @@ pub struct Args {
     /// auto, cpu, cuda or cuda:N.
     #[arg(long, default_value = "auto")]
     pub device: DeviceRequest,
+    /// Arithmetic: fp32, bf16 (autocast; CPU or GPU) or fp16 (autocast,
+    /// GPU only).
+    #[arg(long, default_value = "fp32")]
+    pub precision: Precision,
     /// Continue the run in --out from its last checkpoint (same settings).
     #[arg(long)]
     pub resume: bool,
@@ -139,6 +144,7 @@ fn training_config(args: &Args, size: usize) -> Result<FinetuneConfig> {
         freeze_backbone: args.freeze_backbone,
         seed: args.seed,
         checkpoint_every: args.checkpoint_every,
+        precision: args.precision,
     })
 }
 
@@ -163,7 +169,7 @@ pub fn run(args: &Args, quiet: bool) -> Result<()> {
     )?;
     let size = resolved.spec.preprocessing.size as usize;
     let config = training_config(args, size)?;
-    let device = args.device.resolve()?;
+    let (parallel, device) = parallel::join(args.device)?;
     let resolved_config = json!({
         "model": args.model,
         "architecture": resolved.spec.name,
@@ -181,8 +187,14 @@ pub fn run(args: &Args, quiet: bool) -> Result<()> {
 
     check_resume(&args.out, "finetune", &resolved_config, args.resume)?;
 
-    let run = RunDir::create(&args.out)?;
-    if !args.resume {
+    // In a data-parallel run only rank 0 writes the run directory.
+    let run = parallel
+        .is_main()
+        .then(|| RunDir::create(&args.out))
+        .transpose()?;
+    if let Some(run) = &run
+        && !args.resume
+    {
         run.write_config("finetune", &resolved_config)?;
     }
     let k = store.meta.labels.len() as i64;
@@ -200,23 +212,34 @@ pub fn run(args: &Args, quiet: bool) -> Result<()> {
     sidecar["task"] = json!(store.meta.task);
     sidecar["store_preprocessing"] = serde_json::to_value(&store.meta.preprocessing)?;
     sidecar["store_image_size"] = json!(store.meta.image_size);
-    run.write_file(
-        "model.json",
-        (serde_json::to_string_pretty(&sidecar)? + "\n").as_bytes(),
-    )?;
+    if let Some(run) = &run {
+        run.write_file(
+            "model.json",
+            (serde_json::to_string_pretty(&sidecar)? + "\n").as_bytes(),
+        )?;
+    }
 
-    let mut log = |v: &Value| run.log(v).map_err(|e| format!("{e:#}"));
+    let run_ref = run.as_ref();
+    let mut log = |v: &Value| run_ref.map_or(Ok(()), |r| r.log(v).map_err(|e| format!("{e:#}")));
     let mut trainer = Trainer {
         store: store.clone(),
         model,
         config: config.clone(),
         dir: args.out.clone(),
         log: &mut log,
-        verbose: !quiet,
+        verbose: !quiet && parallel.is_main(),
+        parallel,
     };
     let outcome = trainer.run(args.resume);
-    let outcome = outcome.and_then(|s| trainer.restore_best().map(|()| s).map_err(Into::into));
+    let outcome = match run_ref {
+        Some(_) => outcome.and_then(|s| trainer.restore_best().map(|()| s).map_err(Into::into)),
+        None => outcome,
+    };
     let model = trainer.model;
+    // Other ranks are done: rank 0 scores, evaluates and writes.
+    let Some(run) = run else {
+        return outcome.map(|_| ()).map_err(Into::into);
+    };
     let summary = match outcome {
         Ok(s) => s,
         Err(e) => {

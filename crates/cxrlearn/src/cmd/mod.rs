@@ -10,6 +10,7 @@ pub mod import;
 pub mod info;
 pub mod model_arg;
 pub mod models;
+pub mod parallel;
 pub mod phantom;
 pub mod predict;
 pub mod pretrain;

@@ -20,10 +20,12 @@ use cxr_learn::ssl::s2mts2::S2mts2Settings;
 use cxr_learn::ssl::text_side::{BertSettings, Pooling};
 use cxr_learn::ssl::{Positive, PretrainConfig, Pretrainer};
 use cxr_nn::device::DeviceRequest;
+use cxr_nn::precision::Precision;
 use cxr_nn::registry::Normalization;
 use cxr_nn::spec::ModelSpec;
 use serde_json::{Value, json};
 
+use crate::cmd::parallel;
 use crate::run::{RunDir, check_resume};
 
 /// Arguments of `cxrlearn pretrain`.
@@ -150,6 +152,10 @@ pub struct Args {
     /// auto, cpu, cuda or cuda:N.
     #[arg(long, default_value = "auto")]
     pub device: DeviceRequest,
+    /// Arithmetic: fp32, bf16 (autocast; CPU or GPU) or fp16 (autocast,
+    /// GPU only).
+    #[arg(long, default_value = "fp32")]
+    pub precision: Precision,
     /// Continue the run in --out from its last checkpoint.
     #[arg(long)]
     pub resume: bool,
@@ -231,6 +237,10 @@ pub struct Args {
     /// image->text term alone.
     #[arg(long)]
     pub image_to_text_only: bool,
+    /// convirt: leave pairs with identical sentences out of each other's
+    /// negatives (off in the paper; the duplicate rate is logged either way).
+    #[arg(long)]
+    pub mask_duplicate_texts: bool,
     /// gloria: γ1,γ2,γ3 (attention, word aggregation, logit scale; 4,5,10).
     #[arg(long, value_delimiter = ',')]
     pub gloria_gammas: Option<Vec<f64>>,
@@ -341,11 +351,12 @@ fn convirt_settings(args: &Args, size: i64) -> Result<Option<ConvirtSettings>> {
         if args.convirt_lambda.is_some()
             || args.convirt_temperature.is_some()
             || args.image_to_text_only
+            || args.mask_duplicate_texts
             || args.text_pooling.is_some()
         {
             bail!(
-                "--convirt-lambda, --convirt-temperature, --image-to-text-only and \
-                 --text-pooling are ConVIRT's; use --method convirt"
+                "--convirt-lambda, --convirt-temperature, --image-to-text-only, \
+                 --mask-duplicate-texts and --text-pooling are ConVIRT's; use --method convirt"
             );
         }
         return Ok(None);
@@ -365,6 +376,7 @@ fn convirt_settings(args: &Args, size: i64) -> Result<Option<ConvirtSettings>> {
         temperature: args.convirt_temperature.unwrap_or(d.temperature),
         lambda: args.convirt_lambda.unwrap_or(d.lambda),
         image_to_text_only: args.image_to_text_only,
+        mask_duplicate_texts: args.mask_duplicate_texts,
     }))
 }
 
@@ -564,6 +576,7 @@ pub fn run(args: &Args, quiet: bool) -> Result<()> {
         },
         seed: args.seed,
         checkpoint_every: args.checkpoint_every,
+        precision: args.precision,
         text_lr: args.text_lr,
         grad_clip: match (args.grad_clip_norm, args.grad_clip_value) {
             (Some(n), _) => Some(GradClip::Norm(n)),
@@ -584,12 +597,19 @@ pub fn run(args: &Args, quiet: bool) -> Result<()> {
         "training": serde_json::to_value(&config)?,
     });
     check_resume(&args.out, "pretrain", &resolved, args.resume)?;
-    let device = args.device.resolve()?;
-    let run = RunDir::create(&args.out)?;
-    if !args.resume {
+    let (parallel, device) = parallel::join(args.device)?;
+    // In a data-parallel run only rank 0 writes the run directory.
+    let run = parallel
+        .is_main()
+        .then(|| RunDir::create(&args.out))
+        .transpose()?;
+    if let Some(run) = &run
+        && !args.resume
+    {
         run.write_config("pretrain", &resolved)?;
     }
-    let mut log = |v: &Value| run.log(v).map_err(|e| format!("{e:#}"));
+    let run_ref = run.as_ref();
+    let mut log = |v: &Value| run_ref.map_or(Ok(()), |r| r.log(v).map_err(|e| format!("{e:#}")));
     let mut trainer = Pretrainer {
         store,
         spec,
@@ -597,10 +617,14 @@ pub fn run(args: &Args, quiet: bool) -> Result<()> {
         dir: args.out.clone(),
         device,
         log: &mut log,
-        verbose: !quiet,
+        verbose: !quiet && parallel.is_main(),
+        parallel,
     };
     let outcome = trainer.run(args.resume);
     drop(trainer);
+    let Some(run) = run else {
+        return outcome.map_err(Into::into);
+    };
     if let Err(e) = outcome {
         if args.out.join("last.safetensors").exists() {
             run.commit();

@@ -147,6 +147,8 @@ fn extract(args: &Args, quiet: bool) -> Result<PathBuf> {
         batch_size: 64,
         normalization: "model".into(),
         strict: false,
+        // Probes compare models: features in full precision.
+        precision: cxr_nn::precision::Precision::Fp32,
     };
     crate::cmd::features::run(&fargs, quiet)?;
     Ok(dir)

@@ -1,0 +1,25 @@
+//! cxr-nn's build script: the rpath to libtorch, and the small C++ shim
+//! (`csrc/autocast.cpp`) that switches libtorch's autocast to bfloat16 or
+//! on the CPU, which tch cannot.
+
+include!("rpath.rs");
+
+fn main() {
+    emit_rpath();
+    println!("cargo:rerun-if-changed=csrc/autocast.cpp");
+    let lib = std::env::var("DEP_TCH_LIBTORCH_LIB")
+        .expect("torch-sys exports the libtorch directory (links = \"tch\")");
+    let root = std::path::Path::new(&lib)
+        .parent()
+        .expect("libtorch's lib directory has a parent")
+        .to_path_buf();
+    cc::Build::new()
+        .cpp(true)
+        .file("csrc/autocast.cpp")
+        .include(root.join("include"))
+        .include(root.join("include/torch/csrc/api/include"))
+        .flag("-std=c++17")
+        .flag_if_supported("-Wno-deprecated-declarations")
+        .warnings(false)
+        .compile("cxr_autocast");
+}

@@ -1,0 +1,434 @@
+//! Data-parallel finetuning through the in-process thread collective (the
+//! same code path NCCL drives on GPUs): two ranks, each training on its half
+//! of every global batch, end with the single-process weights up to
+//! floating-point reordering; with batch norm the ranks stay identical to
+//! each other. Also: a launcher asking for two ranks on a machine without
+//! GPUs fails before writing anything.
+
+mod common;
+
+use std::path::Path;
+use std::sync::Arc;
+
+use cxr_data::augment::Augment;
+use cxr_data::store::read::Store;
+use cxr_learn::classifier::Classifier;
+use cxr_learn::dist::threads::run_ranks;
+use cxr_learn::dist::{Collective, DataParallel};
+use cxr_learn::finetune::{FinetuneConfig, Trainer};
+use cxr_learn::optim::Rule;
+use cxr_learn::schedule::Shape;
+use cxr_nn::spec::ModelSpec;
+use serde_json::Value;
+
+type Weights = Vec<(String, Vec<f32>)>;
+
+/// The training loops reseed libtorch's one generator every step, so the
+/// two training tests of this file run one after the other.
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    SERIAL
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+struct Outcome {
+    initial: Weights,
+    weights: Weights,
+    losses: Vec<f64>,
+    val_aucs: Vec<f64>,
+}
+
+fn config(rule: Rule) -> FinetuneConfig {
+    FinetuneConfig {
+        epochs: 2,
+        batch_size: 16,
+        rule,
+        lr: 1e-3,
+        schedule: Shape::Cosine,
+        warmup_epochs: 0.5,
+        min_lr: 0.0,
+        grad_clip: Some(5.0),
+        augment: Some(Augment::finetune(64, 64)),
+        class_balanced: true,
+        patience: None,
+        freeze_backbone: false,
+        seed: 11,
+        checkpoint_every: 0,
+        precision: Default::default(),
+    }
+}
+
+/// Finetunes `arch` on `world` thread ranks; every rank's outcome.
+fn train(store: &Arc<Store>, arch: &str, rule: Rule, world: usize, dir: &Path) -> Vec<Outcome> {
+    run_ranks(world, |group| {
+        let rank = group.rank();
+        let spec = ModelSpec::scratch(arch, 64, None).unwrap();
+        let k = store.meta.labels.len() as i64;
+        let model = Classifier::new(spec, k, tch::Device::Cpu, None, 5, false).unwrap();
+        let run_dir = dir.join(format!("{arch}-w{world}-r{rank}"));
+        std::fs::create_dir_all(&run_dir).unwrap();
+        let mut records: Vec<Value> = Vec::new();
+        let mut log = |v: &Value| {
+            records.push(v.clone());
+            Ok(())
+        };
+        let initial = sorted(&model);
+        let mut trainer = Trainer {
+            store: store.clone(),
+            model,
+            config: config(rule),
+            dir: run_dir.clone(),
+            log: &mut log,
+            verbose: false,
+            parallel: DataParallel::new(Arc::new(group)).with_bucket_bytes(64 << 10),
+        };
+        trainer.run(false).unwrap();
+        let weights = sorted(&trainer.model);
+        // Only rank 0 writes checkpoints.
+        assert_eq!(run_dir.join("last.safetensors").exists(), rank == 0);
+        let of = |event: &str, key: &str| -> Vec<f64> {
+            records
+                .iter()
+                .filter(|r| r["event"] == event)
+                .filter_map(|r| r[key].as_f64())
+                .collect()
+        };
+        Outcome {
+            initial,
+            weights,
+            losses: of("step", "loss"),
+            val_aucs: of("epoch", "val_macro_auc"),
+        }
+    })
+}
+
+fn sorted(model: &Classifier) -> Weights {
+    let mut w: Weights = model
+        .vs
+        .variables()
+        .into_iter()
+        .map(|(n, t)| (n, Vec::<f32>::try_from(t.flatten(0, -1)).unwrap()))
+        .collect();
+    w.sort_by(|a, b| a.0.cmp(&b.0));
+    w
+}
+
+fn l2(a: &[f32], b: &[f32]) -> f64 {
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| f64::from(x - y).powi(2))
+        .sum::<f64>()
+        .sqrt()
+}
+
+/// Per tensor, how far `b` ends from `a`, relative to how far `a` moved
+/// from `init`; the worst tensor.
+fn worst_relative_update_gap(init: &Weights, a: &Weights, b: &Weights) -> (String, f64) {
+    let mut worst = (String::new(), 0.0);
+    for ((name, w0), ((_, wa), (_, wb))) in init.iter().zip(a.iter().zip(b)) {
+        let moved = l2(wa, w0);
+        if moved == 0.0 {
+            assert_eq!(wa, wb, "{name} stayed put in one run only");
+            continue;
+        }
+        let gap = l2(wa, wb) / moved;
+        if gap > worst.1 {
+            worst = (name.clone(), gap);
+        }
+    }
+    worst
+}
+
+#[test]
+fn two_ranks_match_one_process() {
+    let _serial = serial();
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(Store::open(&common::phantom_store(dir.path(), 90, 96, 1, 3)).unwrap());
+    let adamw = Rule::AdamW {
+        beta1: 0.9,
+        beta2: 0.999,
+        eps: 1e-8,
+        weight_decay: 1e-4,
+    };
+    // Group norm: no statistic couples the samples of a batch.
+    let one = train(&store, "resnet18-w16-gn", adamw, 1, dir.path());
+    let two = train(&store, "resnet18-w16-gn", adamw, 2, dir.path());
+    assert!(one[0].losses.len() >= 8, "{} steps", one[0].losses.len());
+    // The ranks agree exactly: they apply the same summed gradients.
+    assert!(two[0].weights == two[1].weights, "the ranks drifted apart");
+    // Both start from the same weights, and the first update agrees to
+    // float rounding: the gradients are the same sum in another order.
+    assert!(
+        one[0].initial == two[0].initial,
+        "different starting weights"
+    );
+    assert!((one[0].losses[1] - two[0].losses[1]).abs() < 1e-6);
+    // Rounding differences (per-rank kernels see half batches) grow slowly
+    // over the steps; the updates still agree to about 1e-5.
+    let (name, gap) = worst_relative_update_gap(&one[0].initial, &one[0].weights, &two[0].weights);
+    eprintln!("worst gap {name} {gap}");
+    assert!(
+        gap < 1e-3,
+        "2 ranks vs 1 process: {name} differs by {gap} of its update"
+    );
+    // The logged loss is the global batch's, on every step.
+    assert_eq!(one[0].losses.len(), two[0].losses.len());
+    for (a, b) in one[0].losses.iter().zip(&two[0].losses) {
+        assert!((a - b).abs() < 1e-4 * a.abs().max(1.0), "loss {a} vs {b}");
+    }
+    // Validation is scored in parts and summed: the same AUC on every rank.
+    assert_eq!(two[0].val_aucs, two[1].val_aucs);
+    for (a, b) in one[0].val_aucs.iter().zip(&two[0].val_aucs) {
+        assert!((a - b).abs() < 1e-3, "val AUC {a} vs {b}");
+    }
+    // The weights moved: the comparison is not between two initialisations.
+    let init = train(
+        &store,
+        "resnet18-w16-gn",
+        adamw,
+        1,
+        &dir.path().join("again"),
+    );
+    assert!(
+        init[0].weights == one[0].weights,
+        "same seed, different result"
+    );
+
+    // Batch norm sees per-rank batches (as DDP does), but rank 0's
+    // statistics are broadcast, so the ranks never drift apart.
+    let bn = train(&store, "resnet18-w16", adamw, 2, dir.path());
+    assert!(
+        bn[0].weights == bn[1].weights,
+        "batch-norm ranks drifted apart"
+    );
+}
+
+/// `RANK=0 WORLD_SIZE=2` on a machine without GPUs: a clear error naming
+/// the device, and no run directory.
+#[test]
+fn a_two_rank_launch_without_gpus_fails_cleanly() {
+    if tch::Cuda::is_available() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("run");
+    let store = dir.path().join("no-store-needed");
+    let o = std::process::Command::new(env!("CARGO_BIN_EXE_cxrlearn"))
+        .args(["finetune", "--model", "scratch:resnet18-w16-gn", "--data"])
+        .arg(&store)
+        .arg("--out")
+        .arg(&out)
+        .env("RANK", "1")
+        .env("WORLD_SIZE", "2")
+        .env("MASTER_PORT", "1")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success());
+    assert!(err.contains("cannot open store"), "{err}");
+    let o = std::process::Command::new(env!("CARGO_BIN_EXE_cxrlearn"))
+        .args(["finetune", "--model", "scratch:resnet18-w16-gn", "--data"])
+        .arg(common::phantom_store(dir.path(), 12, 64, 1, 1))
+        .arg("--out")
+        .arg(&out)
+        .env("RANK", "1")
+        .env("WORLD_SIZE", "2")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success());
+    assert!(
+        err.contains("needs CUDA device 1 but libtorch sees 0"),
+        "{err}"
+    );
+    let o = std::process::Command::new(env!("CARGO_BIN_EXE_cxrlearn"))
+        .args([
+            "finetune",
+            "--model",
+            "scratch:resnet18-w16-gn",
+            "--device",
+            "cpu",
+            "--data",
+        ])
+        .arg(dir.path().join("store"))
+        .arg("--out")
+        .arg(&out)
+        .env("RANK", "0")
+        .env("WORLD_SIZE", "2")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("rank 0 of 2") && err.contains("drop --device cpu"),
+        "{err}"
+    );
+    let o = std::process::Command::new(env!("CARGO_BIN_EXE_cxrlearn"))
+        .args(["finetune", "--model", "scratch:resnet18-w16-gn", "--data"])
+        .arg(dir.path().join("store"))
+        .arg("--out")
+        .arg(&out)
+        .env("RANK", "x")
+        .env("WORLD_SIZE", "2")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("RANK=\"x\""), "{err}");
+    assert!(!out.exists());
+}
+
+/// MoCo on a group-norm ResNet: two ranks (keys gathered into the queue,
+/// each rank's loss a share of the global mean) follow the single-process
+/// run: the same losses and, to rounding, the same encoder.
+#[test]
+fn two_rank_moco_matches_one_process() {
+    use cxr_learn::ssl::moco::Moco;
+    use cxr_learn::ssl::{Objective, PretrainConfig, Pretrainer};
+
+    let _serial = serial();
+    let dir = tempfile::tempdir().unwrap();
+    let store_path = common::phantom_store(dir.path(), 90, 96, 1, 4);
+    // The CLI resolves every setting; the threads reuse its config.toml.
+    let cli = dir.path().join("cli");
+    common::run_ok(&[
+        "--quiet",
+        "pretrain",
+        "--method",
+        "moco-cxr",
+        "--data",
+        store_path.to_str().unwrap(),
+        "--out",
+        cli.to_str().unwrap(),
+        "--backbone",
+        "resnet18-w16-gn",
+        "--epochs",
+        "1",
+        "--batch-size",
+        "16",
+        "--queue",
+        "64",
+        "--lr",
+        "1e-3",
+        "--key-momentum",
+        "0.99",
+        "--device",
+        "cpu",
+    ]);
+    let doc: toml::Value =
+        toml::from_str(&std::fs::read_to_string(cli.join("config.toml")).unwrap()).unwrap();
+    let mut config: PretrainConfig = doc["pretrain"]["training"].clone().try_into().unwrap();
+    config.epochs = 2;
+    let store = Arc::new(Store::open(&store_path).unwrap());
+    let spec = ModelSpec::scratch("resnet18-w16-gn", 64, None).unwrap();
+    let initial: Weights = {
+        let m = cxr_learn::one_init_at_a_time(|| {
+            Moco::new(
+                spec.clone(),
+                config.moco.clone(),
+                tch::Device::Cpu,
+                config.seed,
+            )
+        });
+        let mut w: Weights = m
+            .encoder()
+            .into_iter()
+            .map(|(n, t)| (n, Vec::<f32>::try_from(t.flatten(0, -1)).unwrap()))
+            .collect();
+        w.sort_by(|a, b| a.0.cmp(&b.0));
+        w
+    };
+    let train = |world: usize| -> Vec<(Weights, Vec<f64>)> {
+        run_ranks(world, |group| {
+            let rank = group.rank();
+            let out = dir.path().join(format!("moco-w{world}-r{rank}"));
+            std::fs::create_dir_all(&out).unwrap();
+            let mut losses = Vec::new();
+            let mut log = |v: &Value| {
+                if v["event"] == "step" {
+                    losses.push(v["loss"].as_f64().unwrap());
+                }
+                Ok(())
+            };
+            {
+                let mut p = Pretrainer {
+                    store: store.clone(),
+                    spec: spec.clone(),
+                    config: config.clone(),
+                    dir: out.clone(),
+                    device: tch::Device::Cpu,
+                    log: &mut log,
+                    verbose: false,
+                    parallel: DataParallel::new(Arc::new(group)),
+                };
+                p.run(false).unwrap();
+            }
+            assert_eq!(out.join("encoder.safetensors").exists(), rank == 0);
+            let weights = if rank == 0 {
+                let ck = cxr_nn::checkpoint::load(&out.join("encoder.safetensors")).unwrap();
+                let mut w: Weights = ck
+                    .tensors
+                    .iter()
+                    .map(|(n, r)| {
+                        (
+                            n.clone(),
+                            Vec::<f32>::try_from(r.to_tch().flatten(0, -1)).unwrap(),
+                        )
+                    })
+                    .collect();
+                w.sort_by(|a, b| a.0.cmp(&b.0));
+                w
+            } else {
+                Vec::new()
+            };
+            (weights, losses)
+        })
+    };
+    let one = train(1);
+    let two = train(2);
+    let (w1, l1) = &one[0];
+    let (w2, l2) = &two[0];
+    assert_eq!(l1.len(), l2.len());
+    assert!(l1.len() >= 6, "{} steps", l1.len());
+    // Rank 1 logs the same global losses.
+    assert_eq!(&two[1].1, l2);
+    assert!((l1[1] - l2[1]).abs() < 1e-6, "{} vs {}", l1[1], l2[1]);
+    for (a, b) in l1.iter().zip(l2) {
+        assert!((a - b).abs() < 1e-4 * a.abs().max(1.0), "loss {a} vs {b}");
+    }
+    let (name, gap) = worst_relative_update_gap(&initial, w1, w2);
+    eprintln!("moco worst gap {name} {gap}");
+    assert!(
+        gap < 1e-3,
+        "2 ranks vs 1 process: {name} differs by {gap} of its update"
+    );
+
+    // GLoRIA's local loss would need word and region features of the whole
+    // batch: refused on two ranks, before anything is written.
+    let refused = run_ranks(2, |group| {
+        let out = dir.path().join(format!("gloria-r{}", group.rank()));
+        let mut log = |_: &Value| Ok(());
+        let mut p = Pretrainer {
+            store: store.clone(),
+            spec: spec.clone(),
+            config: PretrainConfig {
+                method: "gloria".into(),
+                ..config.clone()
+            },
+            dir: out.clone(),
+            device: tch::Device::Cpu,
+            log: &mut log,
+            verbose: false,
+            parallel: DataParallel::new(Arc::new(group)),
+        };
+        let e = p.run(false).unwrap_err().to_string();
+        (e, out.join("last.safetensors").exists())
+    });
+    for (e, wrote) in refused {
+        assert!(
+            e.contains("method 'gloria' does not train data-parallel"),
+            "{e}"
+        );
+        assert!(!wrote);
+    }
+}

@@ -76,7 +76,8 @@ step_times() {
     python - "$1" "$warmup" "$steps" <<'PY'
 import json, statistics, sys
 log, warm, n = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
-s = [json.loads(l)["seconds"] for l in open(log) if '"event":"step"' in l.replace(" ", "")][warm:warm + n]
+records = (json.loads(l) for l in open(log))
+s = [r["seconds"] for r in records if r.get("event") == "step"][warm:warm + n]
 print(sum(s) / len(s), statistics.median(s))
 PY
 }
@@ -137,8 +138,10 @@ from safetensors.numpy import load_file
 one, many, n = sys.argv[1], sys.argv[2], sys.argv[3]
 a, b = load_file(f"{one}/model.safetensors"), load_file(f"{many}/model.safetensors")
 worst = max(np.linalg.norm(a[k] - b[k]) / max(np.linalg.norm(a[k]), 1e-12) for k in a)
-la = [json.loads(l)["loss"] for l in open(f"{one}/log.jsonl") if '"step"' in l]
-lb = [json.loads(l)["loss"] for l in open(f"{many}/log.jsonl") if '"step"' in l]
+def losses(run):
+    records = (json.loads(l) for l in open(f"{run}/log.jsonl"))
+    return [r["loss"] for r in records if r.get("event") == "step"]
+la, lb = losses(one), losses(many)
 print(f"1-vs-{n} ranks (resnet18-w16-gn, AdamW, 2 epochs): worst tensor relative difference {worst:.2e}; "
       f"first-step loss {la[0]:.6f} vs {lb[0]:.6f}; final {la[-1]:.6f} vs {lb[-1]:.6f}")
 PY

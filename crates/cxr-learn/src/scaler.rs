@@ -7,6 +7,8 @@
 
 use tch::{Kind, Tensor};
 
+use crate::dist::DataParallel;
+
 /// The scaler's settings and state.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct GradScaler {
@@ -78,6 +80,32 @@ impl GradScaler {
             }
         }
     }
+}
+
+/// One step's backward pass as both training loops take it: backpropagates
+/// `loss` (scaled first when training in float16), sums the gradients of
+/// `params` across `dp`'s ranks, then unscales them and updates the scaler.
+/// Returns whether the optimiser step must be skipped (a float16 overflow;
+/// the summed gradients are the same on every rank, so is the verdict).
+///
+/// # Errors
+/// When the gradient reduction fails.
+pub fn backward(
+    loss: &Tensor,
+    scaler: Option<&mut GradScaler>,
+    dp: &DataParallel,
+    params: &[Tensor],
+) -> Result<bool, String> {
+    match &scaler {
+        Some(s) => s.scale(loss).backward(),
+        None => loss.backward(),
+    }
+    dp.sync_grads(params, 1.0).map_err(String::from)?;
+    Ok(scaler.is_some_and(|s| {
+        let overflowed = s.unscale(params);
+        s.update(overflowed);
+        overflowed
+    }))
 }
 
 #[cfg(test)]

@@ -29,7 +29,7 @@ use crate::dist::{DataParallel, shard};
 use crate::io::{TrainState, write_safetensors};
 use crate::metrics::macro_auc;
 use crate::optim::{Optimizer, Rule};
-use crate::scaler::GradScaler;
+use crate::scaler::{self, GradScaler};
 use crate::schedule::{Schedule, Shape};
 use cxr_nn::precision::Precision;
 pub use loss::Targets;
@@ -370,19 +370,9 @@ impl Trainer<'_> {
                     ));
                 }
                 opt.zero_grad();
-                match &p.scaler {
-                    Some(scaler) => scaler.scale(&loss).backward(),
-                    None => loss.backward(),
-                }
                 // Each rank's loss is its share of the global one: the sum of
                 // the ranks' gradients is the single-process gradient.
-                dp.sync_grads(&params, 1.0).map_err(String::from)?;
-                // Summed gradients are the same on every rank, so is the verdict.
-                let overflowed = p.scaler.as_mut().is_some_and(|scaler| {
-                    let overflowed = scaler.unscale(&params);
-                    scaler.update(overflowed);
-                    overflowed
-                });
+                let overflowed = scaler::backward(&loss, p.scaler.as_mut(), &dp, &params)?;
                 let mut grad_norm = None;
                 if !overflowed {
                     grad_norm = c.grad_clip.map(|m| opt.clip_grad_norm(m));

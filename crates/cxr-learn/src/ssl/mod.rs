@@ -3,7 +3,7 @@
 //! clean).
 //!
 //! Implemented: `moco-cxr` and `medaug` on the momentum-contrast engine
-//! ([`moco`]) with the shared [`blocks`]; `s2mts2` (stage A: MoCo with
+//! ([`moco`]) with the shared [`blocks`] and the [`positive`] sampler; `s2mts2` (stage A: MoCo with
 //! joint contrastive learning over several key views, [`s2mts2`]); `clip`
 //! (CheXzero-style image-text CLIP, [`clip`]), which also writes the whole model as `clip.safetensors`
 //! with its `tokenizer.json` for `zero-shot`; `convirt` and `gloria`
@@ -24,21 +24,21 @@ pub mod fusion;
 pub mod gloria;
 pub mod gloria_attention;
 pub mod moco;
+pub mod positive;
 pub mod refers;
 pub mod s2mts2;
 pub mod text_side;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
 
-use cxr_data::augment::{Augment, rng_for};
+use cxr_data::augment::Augment;
 use cxr_data::labels::Split;
 use cxr_data::store::read::Store;
 use cxr_nn::checkpoint::RawTensor;
 use cxr_nn::spec::ModelSpec;
-use rand::Rng;
 use serde_json::{Value, json};
 use tch::{Device, Tensor};
 
@@ -47,27 +47,16 @@ use crate::dist::{DataParallel, shard};
 use crate::finetune::TrainError;
 use crate::io::{TrainState, write_safetensors};
 use crate::optim::{GradClip, Lookahead, Optimizer, Rule, is_norm_or_bias};
-use crate::scaler::GradScaler;
+use crate::scaler::{self, GradScaler};
 use crate::schedule::{Schedule, Shape};
 use clip::{ClipObjective, ClipSettings};
 use convirt::{Convirt, ConvirtSettings};
 use cxr_nn::precision::Precision;
 use gloria::{Gloria, GloriaSettings};
 use moco::{Moco, MocoConfig};
+pub use positive::{Positive, PositiveSampler};
 use refers::{RefersObjective, RefersSettings};
 use s2mts2::{S2mts2, S2mts2Settings};
-
-/// How a query's positive image is chosen.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Positive {
-    /// Another view of the same image (MoCo-CXR).
-    SameImage,
-    /// Any image of the same patient, the query included (MedAug).
-    SamePatient,
-    /// An image of the same patient and study (MedAug's best strategy).
-    SameStudy,
-}
 
 /// Settings of a pretraining run.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -134,68 +123,6 @@ pub struct PretrainConfig {
     /// `gloria` only; absent: [`GloriaSettings::for_size`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub gloria: Option<GloriaSettings>,
-}
-
-/// Query -> positive rows, drawn uniformly from the query's group with a
-/// stream keyed by `(seed, epoch, row)`.
-#[derive(Debug)]
-pub struct PositiveSampler {
-    groups: HashMap<usize, Arc<Vec<usize>>>,
-    seed: u64,
-}
-
-impl PositiveSampler {
-    /// Groups the `train` rows of `store` by the rule.
-    ///
-    /// # Errors
-    /// A study-level rule on a store without study ids, named.
-    pub fn new(store: &Store, train: &[usize], rule: Positive, seed: u64) -> Result<Self, String> {
-        let key = |i: usize| -> Result<String, String> {
-            let r = &store.rows[i];
-            Ok(match rule {
-                Positive::SameImage => format!("{i}"),
-                Positive::SamePatient => r.patient_id.clone(),
-                Positive::SameStudy => {
-                    let study = r.study_id.as_deref().ok_or_else(|| {
-                        format!(
-                            "positive pairs by study need the store's study_id column, which row {} ({}) lacks",
-                            i, r.id
-                        )
-                    })?;
-                    format!("{}\u{1f}{study}", r.patient_id)
-                }
-            })
-        };
-        let mut by_key: HashMap<String, Vec<usize>> = HashMap::new();
-        for &i in train {
-            by_key.entry(key(i)?).or_default().push(i);
-        }
-        let mut groups = HashMap::new();
-        for members in by_key.into_values() {
-            let shared = Arc::new(members);
-            for &i in shared.iter() {
-                groups.insert(i, shared.clone());
-            }
-        }
-        Ok(Self { groups, seed })
-    }
-
-    /// The positive of `query` in `epoch` for view 1 (the first positive).
-    pub fn positive(&self, query: usize, epoch: u64) -> usize {
-        self.positive_of_view(query, epoch, 1)
-    }
-
-    /// The positive of `query` in `epoch` for view `view >= 1`; the views
-    /// draw independently, with replacement, from the query's group.
-    pub fn positive_of_view(&self, query: usize, epoch: u64, view: usize) -> usize {
-        let group = &self.groups[&query];
-        if group.len() == 1 {
-            return query;
-        }
-        let salt = 0x6d65_6461_7567 ^ ((view as u64 - 1) << 48);
-        let mut rng = rng_for(self.seed ^ salt, (epoch << 32) | query as u64);
-        group[rng.random_range(0..group.len())]
-    }
 }
 
 /// Progress saved with `last.safetensors`.
@@ -601,16 +528,7 @@ impl Pretrainer<'_> {
                     return Err(TrainError::non_finite(epoch, p.step + 1, value, &last));
                 }
                 opt.zero_grad();
-                match &p.scaler {
-                    Some(scaler) => scaler.scale(&loss).backward(),
-                    None => loss.backward(),
-                }
-                dp.sync_grads(&params, 1.0).map_err(String::from)?;
-                let overflowed = p.scaler.as_mut().is_some_and(|scaler| {
-                    let overflowed = scaler.unscale(&params);
-                    scaler.update(overflowed);
-                    overflowed
-                });
+                let overflowed = scaler::backward(&loss, p.scaler.as_mut(), &dp, &params)?;
                 let mut grad_norm = None;
                 if !overflowed {
                     grad_norm = c.grad_clip.map(|g| g.apply(&mut opt));

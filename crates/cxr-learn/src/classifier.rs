@@ -45,19 +45,7 @@ impl Classifier {
         seed: u64,
         freeze_backbone: bool,
     ) -> Result<Self, KeyMismatch> {
-        crate::one_init_at_a_time(|| {
-            Self::build(spec, k, device, backbone_weights, seed, freeze_backbone)
-        })
-    }
-
-    fn build(
-        spec: ModelSpec,
-        k: i64,
-        device: Device,
-        backbone_weights: Option<&BTreeMap<String, RawTensor>>,
-        seed: u64,
-        freeze_backbone: bool,
-    ) -> Result<Self, KeyMismatch> {
+        let _init = crate::init_lock();
         tch::manual_seed(seed as i64);
         let mut vs = VarStore::new(device);
         let backbone = Backbone::new(&vs.root(), &spec.architecture);

@@ -28,15 +28,13 @@ pub mod scaler;
 pub mod schedule;
 pub mod ssl;
 
-/// Runs `f` while no other thread of this process initialises a model.
-/// libtorch has one random generator per process: two models seeded and
-/// built at once on two threads (thread ranks in tests, trainers run side by
-/// side) would interleave their draws, and neither would get the weights
-/// its seed gives.
-pub fn one_init_at_a_time<T>(f: impl FnOnce() -> T) -> T {
+/// Held while a model is seeded and initialised, so no other thread of
+/// this process initialises one at the same time. libtorch has one random
+/// generator per process: two models seeded and built at once on two
+/// threads (thread ranks in tests, trainers run side by side) would
+/// interleave their draws, and neither would get the weights its seed gives.
+pub fn init_lock() -> std::sync::MutexGuard<'static, ()> {
     static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
-    let _guard = LOCK
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner);
-    f()
+    LOCK.lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }

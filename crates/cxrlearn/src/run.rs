@@ -34,6 +34,26 @@ impl RunDir {
         })
     }
 
+    /// The run directory of a training command that may run data-parallel:
+    /// on rank 0 (`is_main`) it is created and, unless resuming, its
+    /// `config.toml` written; the other ranks write nothing and get `None`.
+    pub fn for_rank(
+        path: &Path,
+        is_main: bool,
+        command: &str,
+        config: &Value,
+        resume: bool,
+    ) -> Result<Option<Self>> {
+        if !is_main {
+            return Ok(None);
+        }
+        let run = Self::create(path)?;
+        if !resume {
+            run.write_config(command, config)?;
+        }
+        Ok(Some(run))
+    }
+
     /// The directory.
     pub fn path(&self) -> &Path {
         &self.path
@@ -105,6 +125,12 @@ impl RunDir {
     pub fn commit(self) {
         self.out.commit();
     }
+}
+
+/// The training loops' log sink: `run`'s `log.jsonl`, or nothing on the
+/// ranks that write no run directory.
+pub fn log_sink(run: Option<&RunDir>) -> impl FnMut(&Value) -> Result<(), String> + '_ {
+    move |v| run.map_or(Ok(()), |r| r.log(v).map_err(|e| format!("{e:#}")))
 }
 
 /// Checks that `out` can take a run of `command` with settings `config`:

@@ -322,14 +322,15 @@ fn two_rank_moco_matches_one_process() {
     let store = Arc::new(Store::open(&store_path).unwrap());
     let spec = ModelSpec::scratch("resnet18-w16-gn", 64, None).unwrap();
     let initial: Weights = {
-        let m = cxr_learn::one_init_at_a_time(|| {
+        let m = {
+            let _init = cxr_learn::init_lock();
             Moco::new(
                 spec.clone(),
                 config.moco.clone(),
                 tch::Device::Cpu,
                 config.seed,
             )
-        });
+        };
         let mut w: Weights = m
             .encoder()
             .into_iter()

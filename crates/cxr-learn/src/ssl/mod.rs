@@ -378,7 +378,10 @@ impl Pretrainer<'_> {
     /// messages for data and I/O problems.
     pub fn run(&mut self, resume: bool) -> Result<(), TrainError> {
         let c = self.config.clone();
-        let mut objective = crate::one_init_at_a_time(|| self.objective())?;
+        let mut objective = {
+            let _init = crate::init_lock();
+            self.objective()?
+        };
         let model = objective.as_mut();
         if let Some(summary) = model.summary() {
             (self.log)(&summary)?;

@@ -15,10 +15,10 @@ use cxr_learn::optim::Rule;
 use cxr_learn::schedule::Shape;
 use cxr_nn::device::DeviceRequest;
 use cxr_nn::precision::Precision;
-use serde_json::{Value, json};
+use serde_json::json;
 
 use crate::cmd::{model_arg, parallel};
-use crate::run::{RunDir, check_resume, predictions};
+use crate::run::{RunDir, check_resume, log_sink, predictions};
 
 /// Arguments of `cxrlearn finetune`.
 #[derive(Debug, clap::Args)]
@@ -187,16 +187,13 @@ pub fn run(args: &Args, quiet: bool) -> Result<()> {
 
     check_resume(&args.out, "finetune", &resolved_config, args.resume)?;
 
-    // In a data-parallel run only rank 0 writes the run directory.
-    let run = parallel
-        .is_main()
-        .then(|| RunDir::create(&args.out))
-        .transpose()?;
-    if let Some(run) = &run
-        && !args.resume
-    {
-        run.write_config("finetune", &resolved_config)?;
-    }
+    let run = RunDir::for_rank(
+        &args.out,
+        parallel.is_main(),
+        "finetune",
+        &resolved_config,
+        args.resume,
+    )?;
     let k = store.meta.labels.len() as i64;
     let model = Classifier::new(
         resolved.spec.clone(),
@@ -220,7 +217,7 @@ pub fn run(args: &Args, quiet: bool) -> Result<()> {
     }
 
     let run_ref = run.as_ref();
-    let mut log = |v: &Value| run_ref.map_or(Ok(()), |r| r.log(v).map_err(|e| format!("{e:#}")));
+    let mut log = log_sink(run_ref);
     let mut trainer = Trainer {
         store: store.clone(),
         model,
@@ -236,6 +233,7 @@ pub fn run(args: &Args, quiet: bool) -> Result<()> {
         None => outcome,
     };
     let model = trainer.model;
+    drop(log);
     // Other ranks are done: rank 0 scores, evaluates and writes.
     let Some(run) = run else {
         return outcome.map(|_| ()).map_err(Into::into);

@@ -23,10 +23,10 @@ use cxr_nn::device::DeviceRequest;
 use cxr_nn::precision::Precision;
 use cxr_nn::registry::Normalization;
 use cxr_nn::spec::ModelSpec;
-use serde_json::{Value, json};
+use serde_json::json;
 
 use crate::cmd::parallel;
-use crate::run::{RunDir, check_resume};
+use crate::run::{RunDir, check_resume, log_sink};
 
 /// Arguments of `cxrlearn pretrain`.
 #[derive(Debug, clap::Args)]
@@ -598,18 +598,14 @@ pub fn run(args: &Args, quiet: bool) -> Result<()> {
     });
     check_resume(&args.out, "pretrain", &resolved, args.resume)?;
     let (parallel, device) = parallel::join(args.device)?;
-    // In a data-parallel run only rank 0 writes the run directory.
-    let run = parallel
-        .is_main()
-        .then(|| RunDir::create(&args.out))
-        .transpose()?;
-    if let Some(run) = &run
-        && !args.resume
-    {
-        run.write_config("pretrain", &resolved)?;
-    }
-    let run_ref = run.as_ref();
-    let mut log = |v: &Value| run_ref.map_or(Ok(()), |r| r.log(v).map_err(|e| format!("{e:#}")));
+    let run = RunDir::for_rank(
+        &args.out,
+        parallel.is_main(),
+        "pretrain",
+        &resolved,
+        args.resume,
+    )?;
+    let mut log = log_sink(run.as_ref());
     let mut trainer = Pretrainer {
         store,
         spec,
@@ -622,6 +618,7 @@ pub fn run(args: &Args, quiet: bool) -> Result<()> {
     };
     let outcome = trainer.run(args.resume);
     drop(trainer);
+    drop(log);
     let Some(run) = run else {
         return outcome.map_err(Into::into);
     };

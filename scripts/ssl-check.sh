@@ -46,7 +46,9 @@ for method in $methods; do
         moco-cxr) extra=(--backbone "$backbone" --batch-size 32 --queue 1024 --lr 1e-3 --key-momentum 0.99 "${cnn_views[@]}") ;;
         medaug) extra=(--backbone "$backbone" --batch-size 32 --queue 1024 --lr 1e-3 --key-momentum 0.99 --positive same-patient "${cnn_views[@]}") ;;
         s2mts2) extra=(--backbone "$backbone" --batch-size 32 --queue 1024 --lr 1e-3 --key-momentum 0.99 "${cnn_views[@]}") ;;
-        convirt | gloria) extra=(--backbone "$backbone" --batch-size 32 --lr 1e-3) ;;
+        # Cosine like the rest: a few hundred steps are too short for the
+        # plateau schedule these two default to.
+        convirt | gloria) extra=(--backbone "$backbone" --batch-size 32 --lr 1e-3 --schedule cosine) ;;
         clip) extra=(--batch-size 32 --lr 5e-4); random=random-vit ;;
         refers) extra=(--backbone vit-tiny --batch-size 16 --lr 5e-4); random=random-vit ;;
         *) echo "error: unknown method $method" >&2; exit 2 ;;

@@ -211,3 +211,152 @@ fn sgd_in_lookahead_resumes_bit_for_bit() {
         "{config}"
     );
 }
+
+/// Validation on a held-out share of whole patients: its passes never move
+/// training, each verdict follows the losses (best so far, a plateau cut on
+/// every evaluation without a better loss at patience 0, early stopping
+/// after 3), the cuts reach the optimiser, `encoder.json` names the best
+/// evaluation, and a killed run resumes to the same decisions and encoder.
+#[test]
+fn validation_steers_the_rate_the_export_and_stopping() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = phantom_store(dir.path(), 200, 96, 1, 0);
+    let plateau = [
+        "--val-fraction",
+        "0.2",
+        "--schedule",
+        "plateau",
+        "--plateau-patience",
+        "0",
+        "--early-stop",
+        "3",
+        "--epochs",
+        "10",
+    ];
+    let a = dir.path().join("a");
+    cxrlearn(&args("moco-cxr", &store, &a, &plateau));
+    let la = log(&a);
+    let split = events(&la, "validation_split")[0];
+    assert!(
+        split["validation_rows"].as_u64().unwrap() >= BATCH as u64,
+        "{split}"
+    );
+    assert!(
+        split["validation_patients"].as_u64().unwrap() >= 10,
+        "{split}"
+    );
+    let vals = events(&la, "validation");
+    let steps = events(&la, "step");
+    assert!(vals.len() >= 3, "{} evaluations", vals.len());
+    let (mut best, mut since_best, mut lr) = (f64::INFINITY, 0, 1e-3);
+    for v in &vals {
+        let loss = v["loss"].as_f64().unwrap();
+        assert!(loss.is_finite(), "{v}");
+        let improved = loss < best;
+        assert_eq!(v["improved"], improved, "{v}");
+        // Patience 0: an evaluation that is not better cuts; a better one
+        // cuts only when it is better by less than PyTorch's relative 1e-4.
+        if v["lr_cut"] == true {
+            assert!(!improved || loss > best * (1.0 - 2e-4), "{v}");
+            lr *= 0.5;
+        } else {
+            assert!(improved, "{v}");
+        }
+        if improved {
+            (best, since_best) = (loss, 0);
+        } else {
+            since_best += 1;
+        }
+        assert_eq!(v["best_loss"].as_f64().unwrap(), best, "{v}");
+        assert_eq!(v["next_lr"].as_f64().unwrap(), lr, "{v}");
+        assert_eq!(v["early_stop"], since_best >= 3, "{v}");
+        // Steps after this evaluation train at its rate.
+        let step = v["step"].as_u64().unwrap();
+        if let Some(next) = steps
+            .iter()
+            .find(|s| s["step"].as_u64().unwrap() == step + 1)
+        {
+            assert_eq!(next["lr"].as_f64().unwrap(), lr, "{next}");
+        }
+    }
+    assert!(
+        vals.iter().any(|v| v["improved"] == false),
+        "no cut exercised"
+    );
+    let last = vals.last().unwrap();
+    if last["early_stop"] == true {
+        assert_eq!(
+            steps.last().unwrap()["step"],
+            last["step"],
+            "steps after the stop"
+        );
+    } else {
+        assert_eq!(vals.len(), 10);
+    }
+    let sidecar: Value =
+        serde_json::from_slice(&std::fs::read(a.join("encoder.json")).unwrap()).unwrap();
+    assert_eq!(sidecar["validation"]["loss"].as_f64().unwrap(), best);
+    assert_eq!(sidecar["validation"]["step"], last["best_step"]);
+
+    // The same run validating only at its end trains identically up to A's
+    // first cut: validating changes nothing.
+    let b = dir.path().join("b");
+    cxrlearn(&args(
+        "moco-cxr",
+        &store,
+        &b,
+        &[&plateau[..], &["--val-every", "100000"]].concat(),
+    ));
+    let lb = log(&b);
+    let first_cut = vals
+        .iter()
+        .find(|v| v["lr_cut"] == true)
+        .map_or(u64::MAX, |v| v["step"].as_u64().unwrap());
+    let same: Vec<_> = steps
+        .iter()
+        .take_while(|s| s["step"].as_u64().unwrap() <= first_cut)
+        .collect();
+    assert!(
+        same.len() >= 2 * 4,
+        "{} steps before the first cut",
+        same.len()
+    );
+    for (sa, sb) in same.iter().zip(events(&lb, "step")) {
+        assert_eq!(sa["loss"], sb["loss"], "step {}", sa["step"]);
+    }
+    assert_eq!(events(&lb, "validation").len(), 1);
+
+    // Killed mid-run and resumed: the same evaluations and encoder.
+    let c = dir.path().join("c");
+    let with_checkpoints = [&plateau[..], &["--checkpoint-every", "3"]].concat();
+    kill_after_checkpoint(&args("moco-cxr", &store, &c, &with_checkpoints), &c, 3);
+    cxrlearn(&args(
+        "moco-cxr",
+        &store,
+        &c,
+        &[&with_checkpoints[..], &["--resume"]].concat(),
+    ));
+    let lc = log(&c);
+    let vc = events(&lc, "validation");
+    let key = |v: &&Value| (v["step"].clone(), v["loss"].clone(), v["next_lr"].clone());
+    let tail: Vec<_> = vals.iter().rev().take(3).map(key).collect();
+    let tail_c: Vec<_> = vc.iter().rev().take(3).map(key).collect();
+    assert_eq!(tail, tail_c);
+    assert!(
+        std::fs::read(a.join("encoder.safetensors")).unwrap()
+            == std::fs::read(c.join("encoder.safetensors")).unwrap(),
+        "the resumed run exported another encoder"
+    );
+
+    // The plateau schedule without validation rows is refused up front.
+    let d = dir.path().join("d");
+    let out = run(&args(
+        "moco-cxr",
+        &store,
+        &d,
+        &["--schedule", "plateau", "--val-fraction", "0.01"],
+    ));
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("fewer than one batch"), "{err}");
+}

@@ -46,7 +46,7 @@ fn convirt_learns_exports_the_backbone_and_resumes_bit_for_bit() {
     let dir = tempfile::tempdir().unwrap();
     let store = phantom_store(dir.path(), 250, 96, 1, 0);
     let a = dir.path().join("a");
-    cxrlearn(&args(&store, &a, &[]));
+    cxrlearn(&args(&store, &a, &["--schedule", "cosine"]));
     let l = log(&a);
     let text = events(&l, "text")[0];
     assert_eq!(text["skipped_without_report"], 0, "{text}");
@@ -91,9 +91,20 @@ fn convirt_learns_exports_the_backbone_and_resumes_bit_for_bit() {
         serde_json::from_slice(&std::fs::read(feats.join("meta.json")).unwrap()).unwrap();
     assert_eq!(meta["dim"], 128);
 
-    // Kill a second run after a mid-epoch checkpoint, resume, compare.
+    // Kill a second run after a mid-epoch checkpoint, resume, compare; with
+    // the paper's plateau schedule on a held-out share, validated every 5
+    // steps, so the validation state resumes too.
     let b = dir.path().join("b");
-    let short = ["--epochs", "3", "--checkpoint-every", "4"];
+    let short = [
+        "--epochs",
+        "3",
+        "--checkpoint-every",
+        "4",
+        "--val-fraction",
+        "0.15",
+        "--val-every",
+        "5",
+    ];
     kill_after_checkpoint(&args(&store, &b, &short), &b, 2);
     let mut again = short.to_vec();
     again.push("--resume");
@@ -105,6 +116,32 @@ fn convirt_learns_exports_the_backbone_and_resumes_bit_for_bit() {
         std::fs::read(c.join("encoder.safetensors")).unwrap()
             == std::fs::read(b.join("encoder.safetensors")).unwrap(),
         "the resumed encoder differs from the uninterrupted one"
+    );
+    let lc = log(&c);
+    let vals = events(&lc, "validation");
+    // 3 epochs of 7 steps: steps 5, 10, 15, 20 and the last, 21.
+    let at: Vec<u64> = vals.iter().map(|v| v["step"].as_u64().unwrap()).collect();
+    assert_eq!(at, [5, 10, 15, 20, 21], "{vals:?}");
+    for v in &vals {
+        let (loss, acc) = (v["loss"].as_f64().unwrap(), v["accuracy"].as_f64().unwrap());
+        assert!(loss.is_finite() && (0.0..=1.0).contains(&acc), "{v}");
+    }
+    let sidecar: Value =
+        serde_json::from_slice(&std::fs::read(c.join("encoder.json")).unwrap()).unwrap();
+    assert_eq!(
+        sidecar["validation"]["step"],
+        vals.last().unwrap()["best_step"]
+    );
+    let lb = log(&b);
+    let key = |v: &&Value| (v["step"].clone(), v["loss"].clone());
+    assert_eq!(
+        events(&lb, "validation")
+            .iter()
+            .rev()
+            .take(2)
+            .map(key)
+            .collect::<Vec<_>>(),
+        vals.iter().rev().take(2).map(key).collect::<Vec<_>>()
     );
 }
 
@@ -125,6 +162,8 @@ fn convirt_counts_truncations_and_refuses_a_store_without_reports() {
             "8",
             "--context-length",
             "6",
+            "--schedule",
+            "cosine",
         ],
     ));
     let l = log(&short);
@@ -172,7 +211,16 @@ fn text_lr_trains_bert_at_its_own_rate_and_clip_refuses_it() {
         cxrlearn(&args(
             &store,
             &out,
-            &["--epochs", epochs, "--batch-size", "8", "--text-lr", "0"],
+            &[
+                "--epochs",
+                epochs,
+                "--batch-size",
+                "8",
+                "--text-lr",
+                "0",
+                "--schedule",
+                "cosine",
+            ],
         ));
         towers(&out)
     };

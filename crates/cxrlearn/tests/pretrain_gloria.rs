@@ -47,8 +47,15 @@ fn gloria_learns_and_exports_the_resnet() {
     let dir = tempfile::tempdir().unwrap();
     let store = phantom_store(dir.path(), 250, 96, 1, 0);
     let a = dir.path().join("a");
-    cxrlearn(&args(&store, &a, &[]));
+    // The paper's schedule (the default): plateau on a held-out share,
+    // validated each epoch, early stopping after 10 evaluations.
+    cxrlearn(&args(&store, &a, &["--val-fraction", "0.15"]));
     let l = log(&a);
+    let vals = events(&l, "validation");
+    assert_eq!(vals.len(), 8, "one evaluation per epoch");
+    for v in &vals {
+        assert!(v["loss"].as_f64().unwrap().is_finite(), "{v}");
+    }
     let text = events(&l, "text")[0];
     assert_eq!(text["skipped_without_report"], 0, "{text}");
     assert_eq!(text["truncated_sentences"], 0, "{text}");
@@ -112,7 +119,15 @@ fn gloria_variants_and_bad_input() {
     cxrlearn(&args(
         &store,
         &single,
-        &["--epochs", "1", "--batch-size", "8", "--single-softmax"],
+        &[
+            "--epochs",
+            "1",
+            "--batch-size",
+            "8",
+            "--single-softmax",
+            "--schedule",
+            "cosine",
+        ],
     ));
     let l = log(&single);
     assert!(

@@ -131,7 +131,6 @@ pub struct ClipObjective {
     ids: Tensor,
     /// Store row -> row of `ids`.
     position: HashMap<usize, i64>,
-    rows: Vec<usize>,
     summary: Value,
     /// The process group the global batch is gathered over.
     dp: DataParallel,
@@ -232,7 +231,6 @@ impl ClipObjective {
             tokenizer,
             ids,
             position,
-            rows,
             summary,
             dp: DataParallel::single(),
         })
@@ -282,8 +280,11 @@ impl Objective for ClipObjective {
         1
     }
 
-    fn rows(&self, _train: Vec<usize>) -> Vec<usize> {
-        self.rows.clone()
+    fn rows(&self, candidates: Vec<usize>) -> Vec<usize> {
+        candidates
+            .into_iter()
+            .filter(|r| self.position.contains_key(r))
+            .collect()
     }
 
     fn summary(&self) -> Option<Value> {
@@ -314,6 +315,8 @@ impl Objective for ClipObjective {
         &mut self,
         views: &Views,
         _step_seed: u64,
+        // Nothing differs: the towers have neither dropout nor batch norm.
+        _train: bool,
     ) -> Result<(Tensor, Map<String, Value>), String> {
         let at: Vec<i64> = views.queries().iter().map(|i| self.position[i]).collect();
         let at = Tensor::from_slice(&at).to_device(self.ids.device());

@@ -270,8 +270,8 @@ impl Objective for Convirt {
         1
     }
 
-    fn rows(&self, _train: Vec<usize>) -> Vec<usize> {
-        self.bank.rows.clone()
+    fn rows(&self, candidates: Vec<usize>) -> Vec<usize> {
+        self.bank.usable(candidates)
     }
 
     fn summary(&self) -> Option<Value> {
@@ -307,14 +307,15 @@ impl Objective for Convirt {
         &mut self,
         views: &Views,
         step_seed: u64,
+        train: bool,
     ) -> Result<(Tensor, Map<String, Value>), String> {
         let v = l2_normalize(
             &self
                 .image_proj
-                .forward(&self.backbone.features_t(views.xq(), true)),
+                .forward(&self.backbone.features_t(views.xq(), train)),
         );
         let batch = self.bank.choose(views.queries(), step_seed);
-        let out = self.text.forward(&batch, true);
+        let out = self.text.forward(&batch, train);
         let pooled = TextTower::pool(&out, &batch.mask, self.settings.pooling);
         let u = l2_normalize(&self.text_proj.forward(&pooled));
         let scale = Tensor::from(1.0 / self.settings.temperature).to_device(v.device());

@@ -175,12 +175,12 @@ impl Gloria {
     }
 
     /// Regions `[n, m, d]` and the global embedding `[n, d]` of images.
-    fn image_embeddings(&self, x: &Tensor) -> (Tensor, Tensor) {
+    fn image_embeddings(&self, x: &Tensor, train: bool) -> (Tensor, Tensor) {
         let x = match self.settings.upsample {
             Some(side) => x.upsample_bilinear2d([side, side], true, None, None),
             None => x.shallow_clone(),
         };
-        let (map, pooled) = self.resnet.layer3_and_features_t(&x, true);
+        let (map, pooled) = self.resnet.layer3_and_features_t(&x, train);
         let regions = map
             .apply(&self.local_embedder)
             .flatten(2, -1)
@@ -191,8 +191,8 @@ impl Gloria {
     /// Words (sum of the last hidden states, pieces merged) and the
     /// sentence: the mean over all `context_length` word slots, padding
     /// zeros included, as the reference averages them.
-    fn text_embeddings(&self, batch: &SentenceBatch) -> TextEmbedding {
-        let out = self.text.forward(batch, true);
+    fn text_embeddings(&self, batch: &SentenceBatch, train: bool) -> TextEmbedding {
+        let out = self.text.forward(batch, train);
         let k = self.settings.last_layers.min(out.hidden_states.len());
         let states = &out.hidden_states[out.hidden_states.len() - k..];
         let summed = states
@@ -223,8 +223,8 @@ impl Objective for Gloria {
         1
     }
 
-    fn rows(&self, _train: Vec<usize>) -> Vec<usize> {
-        self.bank.rows.clone()
+    fn rows(&self, candidates: Vec<usize>) -> Vec<usize> {
+        self.bank.usable(candidates)
     }
 
     fn summary(&self) -> Option<Value> {
@@ -252,10 +252,11 @@ impl Objective for Gloria {
         &mut self,
         views: &Views,
         step_seed: u64,
+        train: bool,
     ) -> Result<(Tensor, Map<String, Value>), String> {
-        let (regions, global) = self.image_embeddings(views.xq());
+        let (regions, global) = self.image_embeddings(views.xq(), train);
         let batch = self.bank.choose(views.queries(), step_seed);
-        let t = self.text_embeddings(&batch);
+        let t = self.text_embeddings(&batch, train);
         let g = self.settings.gammas;
         let local = local_logits(
             &regions,

@@ -133,9 +133,9 @@ impl Moco {
         );
     }
 
-    /// Unit query embeddings of `x`, with gradient.
-    pub(crate) fn embed_query(&self, x: &Tensor) -> Tensor {
-        self.query.embed(x, true)
+    /// Unit query embeddings of `x` (with gradient when training).
+    pub(crate) fn embed_query(&self, x: &Tensor, train: bool) -> Tensor {
+        self.query.embed(x, train)
     }
 
     /// The queue of past keys, `[queue, dim]`.
@@ -153,8 +153,13 @@ impl Moco {
         self.pending = Some(keys);
     }
 
-    /// Keys of `xk`, computed in shuffled ghost batches and unshuffled.
-    pub(crate) fn keys(&self, xk: &Tensor, step_seed: u64) -> Tensor {
+    /// Keys of `xk`, computed in shuffled ghost batches and unshuffled
+    /// (when training: in evaluation mode the batch statistics do not
+    /// enter, so the whole batch goes at once).
+    pub(crate) fn keys(&self, xk: &Tensor, step_seed: u64, train: bool) -> Tensor {
+        if !train {
+            return self.key.embed(xk, false);
+        }
         let n = xk.size()[0];
         let groups = self.config.ghost_batches.clamp(1, (n / 2).max(1) as usize) as i64;
         let mut perm: Vec<i64> = (0..n).collect();
@@ -230,14 +235,19 @@ impl Objective for Moco {
         &mut self,
         views: &Views,
         step_seed: u64,
+        train: bool,
     ) -> Result<(Tensor, Map<String, Value>), String> {
         let xk = &views.x[1];
-        self.momentum_update();
-        let q = self.embed_query(views.xq());
-        let k = tch::no_grad(|| self.keys(xk, step_seed));
+        if train {
+            self.momentum_update();
+        }
+        let q = self.embed_query(views.xq(), train);
+        let k = tch::no_grad(|| self.keys(xk, step_seed, train));
         let (loss, accuracy) = queue_info_nce(&q, &k, &self.queue, self.config.temperature);
         let m = monitors(&q.detach(), &k);
-        self.pending = Some(k);
+        if train {
+            self.pending = Some(k);
+        }
         let fields = json!({
             "accuracy": accuracy, "embedding_std": m.embedding_std,
             "alignment": m.alignment, "uniformity": m.uniformity,

@@ -357,8 +357,11 @@ impl Objective for RefersObjective {
         VIEWS
     }
 
-    fn rows(&self, _train: Vec<usize>) -> Vec<usize> {
-        self.rows.clone()
+    fn rows(&self, candidates: Vec<usize>) -> Vec<usize> {
+        candidates
+            .into_iter()
+            .filter(|r| self.position.contains_key(r))
+            .collect()
     }
 
     fn summary(&self) -> Option<Value> {
@@ -379,10 +382,15 @@ impl Objective for RefersObjective {
         &mut self,
         views: &Views,
         step_seed: u64,
+        train: bool,
     ) -> Result<(Tensor, Map<String, Value>), String> {
         let n = views.queries().len();
         let device = views.xq().device();
-        let flips = self.flips(n, step_seed);
+        let flips = if train {
+            self.flips(n, step_seed)
+        } else {
+            vec![false; n]
+        };
         let flip_mask = Tensor::from_slice(&flips)
             .to_device(device)
             .view([-1, 1, 1, 1]);
@@ -393,7 +401,7 @@ impl Objective for RefersObjective {
             .collect();
         let tokens = self
             .vit
-            .tokens_t(&Tensor::cat(&x, 0), true)
+            .tokens_t(&Tensor::cat(&x, 0), train)
             .chunk(VIEWS as i64, 0);
         let cls: Vec<Tensor> = tokens.iter().map(|t| t.select(1, 0)).collect();
         let patches: Vec<Tensor> = tokens
@@ -414,7 +422,7 @@ impl Objective for RefersObjective {
         let len = ids.size()[1];
         let logits = self
             .decoder
-            .forward_t(&ids.narrow(1, 0, len - 1), &fused.memory, true);
+            .forward_t(&ids.narrow(1, 0, len - 1), &fused.memory, train);
         let targets = ids.narrow(1, 1, len - 1);
         let pad = self.captions.decoder_pad;
         let l_cap = loss::token_cross_entropy(&logits, &targets, pad);
@@ -424,7 +432,7 @@ impl Objective for RefersObjective {
         let mask = bert_ids.ne(self.captions.bert_pad).to_kind(Kind::Int64);
         let u = self
             .text_projection
-            .forward(&self.bert.forward_t(&bert_ids, &mask, true).pooled);
+            .forward(&self.bert.forward_t(&bert_ids, &mask, train).pooled);
         let v = Tensor::cat(&cls, 1);
         let s = &self.settings;
         let con = loss::contrastive(&v, &u, s.temperature, s.lambda, s.detach_t2i);

@@ -204,12 +204,15 @@ impl Objective for S2mts2 {
         &mut self,
         views: &Views,
         step_seed: u64,
+        train: bool,
     ) -> Result<(Tensor, Map<String, Value>), String> {
-        self.engine.momentum_update();
-        let q = self.engine.embed_query(views.xq());
+        if train {
+            self.engine.momentum_update();
+        }
+        let q = self.engine.embed_query(views.xq(), train);
         let keys: Vec<Tensor> = tch::no_grad(|| {
             (1..views.x.len())
-                .map(|v| self.engine.keys(&views.x[v], key_seed(step_seed, v)))
+                .map(|v| self.engine.keys(&views.x[v], key_seed(step_seed, v), train))
                 .collect()
         });
         let t = self.engine.config().temperature;
@@ -221,7 +224,9 @@ impl Objective for S2mts2 {
             "jcl_term": jcl.extra.double_value(&[]), "lambda": self.lambda,
             "key_spread": jcl.spread.mean(jcl.spread.kind()).double_value(&[]),
         });
-        self.engine.defer_enqueue(jcl.mu);
+        if train {
+            self.engine.defer_enqueue(jcl.mu);
+        }
         Ok((
             self.engine.share(jcl.loss),
             fields.as_object().cloned().unwrap_or_default(),
@@ -464,8 +469,8 @@ mod tests {
         // Same weights and queue whatever other tests did to libtorch's
         // global generator meanwhile.
         moco.load_state(&s.state()).unwrap();
-        let (a, fields) = s.loss(&v, 5).unwrap();
-        let (b, _) = moco.loss(&v, 5).unwrap();
+        let (a, fields) = s.loss(&v, 5, true).unwrap();
+        let (b, _) = moco.loss(&v, 5, true).unwrap();
         assert!((a.double_value(&[]) - b.double_value(&[])).abs() < 1e-6);
         assert_eq!(fields["jcl_term"], 0.0);
     }
@@ -475,7 +480,7 @@ mod tests {
         let v = views(3);
         let mut s = tiny(2, true);
         s.start_epoch(0, 2);
-        let (loss, fields) = s.loss(&v, 7).unwrap();
+        let (loss, fields) = s.loss(&v, 7, true).unwrap();
         assert!(loss.double_value(&[]).is_finite());
         assert_eq!(fields["lambda"], 1.0);
         assert!(fields["jcl_term"].as_f64().unwrap() >= 0.0);

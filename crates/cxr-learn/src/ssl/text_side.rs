@@ -372,6 +372,14 @@ impl SentenceBank {
         Ok((bank, tokenizer))
     }
 
+    /// The rows of `candidates` that have sentences here, in their order.
+    pub fn usable(&self, candidates: Vec<usize>) -> Vec<usize> {
+        candidates
+            .into_iter()
+            .filter(|r| self.position.contains_key(r))
+            .collect()
+    }
+
     /// One sentence per row of `rows`, drawn uniformly with a stream keyed
     /// by `(step_seed, row)`, so a resumed run draws the same ones.
     pub fn choose(&self, rows: &[usize], step_seed: u64) -> SentenceBatch {

@@ -269,6 +269,12 @@ fn recipe(method: &str) -> Table {
     if method == "medaug" {
         t.insert("positive".into(), "same-patient".into());
     }
+    // Runs of a few hundred steps are too short for the plateau schedule
+    // ConVIRT and GLoRIA default to (ConVIRT validates every 5,000 steps);
+    // all methods share the cosine here.
+    if matches!(method, "convirt" | "gloria") {
+        t.insert("schedule".into(), "cosine".into());
+    }
     t
 }
 

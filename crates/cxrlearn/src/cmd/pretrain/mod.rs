@@ -9,23 +9,20 @@ use anyhow::{Context, Result, bail};
 use cxr_data::augment::Augment;
 use cxr_data::store::read::Store;
 use cxr_learn::optim::{GradClip, Lookahead, Rule};
-use cxr_learn::schedule::Shape;
-use cxr_learn::ssl::clip::ClipSettings;
-use cxr_learn::ssl::convirt::ConvirtSettings;
-use cxr_learn::ssl::gloria::GloriaSettings;
-use cxr_learn::ssl::gloria_attention::Gammas;
 use cxr_learn::ssl::moco::MocoConfig;
-use cxr_learn::ssl::refers::RefersSettings;
-use cxr_learn::ssl::s2mts2::S2mts2Settings;
-use cxr_learn::ssl::text_side::{BertSettings, Pooling};
 use cxr_learn::ssl::{Positive, PretrainConfig, Pretrainer};
 use cxr_nn::device::DeviceRequest;
 use cxr_nn::precision::Precision;
-use cxr_nn::registry::Normalization;
 use cxr_nn::spec::ModelSpec;
 use serde_json::json;
 
 use crate::cmd::parallel;
+use methods::{
+    CHEXZERO, HALF, clip_settings, convirt_augment, convirt_settings, gloria_augment,
+    gloria_settings, refers_settings, s2mts2_settings, schedule_and_validation,
+};
+
+mod methods;
 use crate::run::{RunDir, check_resume, log_sink};
 
 /// Arguments of `cxrlearn pretrain`.
@@ -83,9 +80,32 @@ pub struct Args {
     #[arg(long, value_delimiter = ',', num_args = 1, value_name = "K,ALPHA")]
     pub lookahead: Option<Vec<f64>>,
     /// cosine (warm-up, then half a cosine to 0: also REFERS' cos² decay,
-    /// which is the same curve) or constant.
-    #[arg(long, default_value = "cosine", value_parser = ["cosine", "constant"])]
-    pub schedule: String,
+    /// which is the same curve), constant, or plateau (halve the rate when
+    /// the validation loss stalls, PyTorch's ReduceLROnPlateau; holds out
+    /// --val-fraction). Default: plateau for convirt and gloria (their
+    /// papers' schedule), cosine for the rest.
+    #[arg(long, value_parser = ["cosine", "constant", "plateau"])]
+    pub schedule: Option<String>,
+    /// Hold out this share of the training rows (whole patients) to
+    /// validate on: the best validation loss picks the exported encoder,
+    /// and steers --schedule plateau and --early-stop (default 0.05 when
+    /// either asks for validation; none otherwise).
+    #[arg(long)]
+    pub val_fraction: Option<f64>,
+    /// Validate every N steps (default: convirt 5000 as its code, others at
+    /// each epoch's end); the run's last step is always validated.
+    #[arg(long)]
+    pub val_every: Option<u64>,
+    /// Plateau schedule: factor of each cut (0.5).
+    #[arg(long)]
+    pub plateau_factor: Option<f64>,
+    /// Plateau schedule: evaluations without improvement before a cut (5).
+    #[arg(long)]
+    pub plateau_patience: Option<usize>,
+    /// Stop after N evaluations without a better validation loss (gloria
+    /// with the plateau schedule: 10, as its code).
+    #[arg(long)]
+    pub early_stop: Option<usize>,
     /// Warm-up steps.
     #[arg(long, default_value_t = 0)]
     pub warmup_steps: u64,
@@ -262,195 +282,6 @@ pub struct Args {
     pub no_augment: bool,
 }
 
-/// CheXzero's pixel statistics (101.48761 and 83.43944 on the 0-255 scale).
-const CHEXZERO: Normalization = Normalization {
-    mean: [101.487_61 / 255.0; 3],
-    std: [83.439_44 / 255.0; 3],
-};
-
-/// The CLIP settings: the default for the input size (tiny up to 128 px,
-/// ViT-B/32 above) with the flags' overrides.
-fn clip_settings(args: &Args, size: i64) -> ClipSettings {
-    let d = ClipSettings::for_size(size);
-    ClipSettings {
-        embed_dim: args.embed_dim.unwrap_or(d.embed_dim),
-        vision_layers: args.vision_layers.unwrap_or(d.vision_layers),
-        vision_width: args.vision_width.unwrap_or(d.vision_width),
-        vision_patch_size: args.patch_size.unwrap_or(d.vision_patch_size),
-        context_length: args.context_length.unwrap_or(d.context_length),
-        transformer_width: args.text_width.unwrap_or(d.transformer_width),
-        transformer_layers: args.text_layers.unwrap_or(d.transformer_layers),
-        vocab_size: args.vocab_size.unwrap_or(d.vocab_size),
-        tokenizer: args.tokenizer.clone(),
-        init_logit_scale: d.init_logit_scale,
-    }
-}
-
-/// S2MTS2's settings for `--method s2mts2` (the defaults with the flags'
-/// overrides); the flags are refused with other methods.
-fn s2mts2_settings(args: &Args) -> Result<Option<S2mts2Settings>> {
-    if args.method != "s2mts2" {
-        if args.keys.is_some() || args.jcl_lambda.is_some() || args.reference_head {
-            bail!("--keys, --jcl-lambda and --reference-head are S2MTS2's; use --method s2mts2");
-        }
-        return Ok(None);
-    }
-    let d = S2mts2Settings::default();
-    Ok(Some(S2mts2Settings {
-        keys: args.keys.unwrap_or(d.keys),
-        lambda: args.jcl_lambda.unwrap_or(d.lambda),
-        reference_head: args.reference_head,
-    }))
-}
-
-/// REFERS' settings for `--method refers` (the defaults for the ViT's
-/// width with the flags' overrides; `--hflip` is the paired image + caption
-/// flip, done by the objective); the flags are refused with other methods.
-fn refers_settings(args: &Args, spec: &ModelSpec) -> Result<Option<RefersSettings>> {
-    if args.method != "refers" {
-        if args.refers_lambda.is_some()
-            || args.refers_temperature.is_some()
-            || args.refers_detach_t2i
-        {
-            bail!(
-                "--refers-lambda, --refers-temperature and --refers-detach-t2i are REFERS'; use --method refers"
-            );
-        }
-        return Ok(None);
-    }
-    let d = RefersSettings::for_width(spec.feature_dim());
-    Ok(Some(RefersSettings {
-        lambda: args.refers_lambda.unwrap_or(d.lambda),
-        temperature: args.refers_temperature.unwrap_or(d.temperature),
-        detach_t2i: args.refers_detach_t2i,
-        flip: f64::from(args.hflip),
-        max_len: args.context_length.map_or(d.max_len, |n| n.max(0) as usize),
-        caption_vocab: args.vocab_size.unwrap_or(d.caption_vocab),
-        ..d
-    }))
-}
-
-/// The BERT of `d` with the text flags' overrides.
-fn bert_settings(args: &Args, d: BertSettings) -> BertSettings {
-    BertSettings {
-        layers: args.text_layers.unwrap_or(d.layers),
-        hidden: args.text_width.unwrap_or(d.hidden),
-        heads: args.text_heads.unwrap_or(d.heads),
-        intermediate: args.text_ffn.unwrap_or(d.intermediate),
-        context_length: args.context_length.unwrap_or(d.context_length),
-        vocab_size: args.vocab_size.unwrap_or(d.vocab_size),
-        tokenizer: args.tokenizer.clone(),
-        freeze_layers: args.freeze_text_layers.or(d.freeze_layers),
-    }
-}
-
-/// ConVIRT's settings for `--method convirt` (the defaults for the input
-/// size with the flags' overrides); its flags are refused elsewhere.
-fn convirt_settings(args: &Args, size: i64) -> Result<Option<ConvirtSettings>> {
-    if args.method != "convirt" {
-        if args.convirt_lambda.is_some()
-            || args.convirt_temperature.is_some()
-            || args.image_to_text_only
-            || args.mask_duplicate_texts
-            || args.text_pooling.is_some()
-        {
-            bail!(
-                "--convirt-lambda, --convirt-temperature, --image-to-text-only, \
-                 --mask-duplicate-texts and --text-pooling are ConVIRT's; use --method convirt"
-            );
-        }
-        return Ok(None);
-    }
-    let d = ConvirtSettings::for_size(size);
-    let pooling = match args.text_pooling.as_deref() {
-        None => d.pooling,
-        Some("cls") => Pooling::Cls,
-        Some("pooler") => Pooling::Pooler,
-        Some("max") => Pooling::Max,
-        Some(_) => Pooling::Mean,
-    };
-    Ok(Some(ConvirtSettings {
-        text: bert_settings(args, d.text.clone()),
-        pooling,
-        dim: args.embed_dim.unwrap_or(d.dim),
-        temperature: args.convirt_temperature.unwrap_or(d.temperature),
-        lambda: args.convirt_lambda.unwrap_or(d.lambda),
-        image_to_text_only: args.image_to_text_only,
-        mask_duplicate_texts: args.mask_duplicate_texts,
-    }))
-}
-
-/// GLoRIA's settings for `--method gloria` (the defaults for the input
-/// size with the flags' overrides); its flags are refused elsewhere.
-fn gloria_settings(args: &Args, size: i64) -> Result<Option<GloriaSettings>> {
-    if args.method != "gloria" {
-        if args.gloria_gammas.is_some() || args.single_softmax || args.gloria_upsample.is_some() {
-            bail!(
-                "--gloria-gammas, --single-softmax and --gloria-upsample are GLoRIA's; \
-                 use --method gloria"
-            );
-        }
-        return Ok(None);
-    }
-    let d = GloriaSettings::for_size(size);
-    let gammas = match args.gloria_gammas.as_deref() {
-        None => d.gammas,
-        Some(&[attention, words, logits]) => Gammas {
-            attention,
-            words,
-            logits,
-        },
-        Some(_) => bail!("--gloria-gammas takes three values, γ1,γ2,γ3"),
-    };
-    Ok(Some(GloriaSettings {
-        text: bert_settings(args, d.text.clone()),
-        gammas,
-        single_softmax: args.single_softmax,
-        upsample: args.gloria_upsample.or(d.upsample),
-        ..d
-    }))
-}
-
-/// ConVIRT's augmentation (§2.4) as far as [`Augment`] expresses it: a
-/// square crop of side fraction 0.6-1 (area 0.36-1, drawn uniform in area
-/// rather than in side), rotation ±20° (no translation or scaling), flip
-/// 0.5 with the text unchanged, brightness and contrast 0.4, blur with
-/// p 0.95 and σ 0.1-3 px scaled from 224 px to the input size. The
-/// reference applies crop, affine and jitter each with p 0.95; here always.
-fn convirt_augment(size: usize) -> Augment {
-    let px = size as f32 / 224.0;
-    Augment {
-        crop_scale: (0.36, 1.0),
-        crop_ratio: (1.0, 1.0),
-        rotation_deg: 20.0,
-        brightness: 0.4,
-        contrast: 0.4,
-        hflip: 0.5,
-        blur_sigma: (0.1 * px, 3.0 * px),
-        blur_p: 0.95,
-        ..Augment::none(size, size)
-    }
-}
-
-/// GLoRIA's augmentation (§2.5): a random square crop of 224/256 of the
-/// side at a random position, resized back to the input size (the
-/// reference crops 224 of 256 and upsamples to 299 in the model); no flip,
-/// affine or jitter.
-fn gloria_augment(size: usize) -> Augment {
-    let side: f32 = 224.0 / 256.0;
-    Augment {
-        crop_scale: (side * side, side * side),
-        crop_ratio: (1.0, 1.0),
-        ..Augment::none(size, size)
-    }
-}
-
-/// GLoRIA's "half" normalisation (mean 0.5, std 0.5).
-const HALF: Normalization = Normalization {
-    mean: [0.5; 3],
-    std: [0.5; 3],
-};
-
 /// Runs the subcommand.
 pub fn run(args: &Args, quiet: bool) -> Result<()> {
     let store = Arc::new(
@@ -527,6 +358,7 @@ pub fn run(args: &Args, quiet: bool) -> Result<()> {
         }
     };
     augment.validate().map_err(anyhow::Error::msg)?;
+    let (schedule, validation) = schedule_and_validation(args)?;
     let config = PretrainConfig {
         method: args.method.clone(),
         epochs: args.epochs,
@@ -559,11 +391,7 @@ pub fn run(args: &Args, quiet: bool) -> Result<()> {
             Some(v) => bail!("--lookahead takes K,ALPHA with K a whole number >= 1, got {v:?}"),
         },
         lr: args.lr,
-        schedule: if args.schedule == "constant" {
-            Shape::Constant
-        } else {
-            Shape::Cosine
-        },
+        schedule,
         warmup_steps: args.warmup_steps,
         augment,
         positive,
@@ -588,6 +416,7 @@ pub fn run(args: &Args, quiet: bool) -> Result<()> {
         refers: refers_settings(args, &spec)?,
         convirt: convirt_settings(args, size)?,
         gloria: gloria_settings(args, size)?,
+        validation,
     };
     let resolved = json!({
         "store": args.data.display().to_string(),

@@ -1,0 +1,586 @@
+//! The pretraining loop every objective shares: sharded batches of views,
+//! mixed precision and loss scaling, clipping, checkpoints, `--resume`,
+//! validation and the encoder's export.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Instant;
+
+use cxr_data::augment::Augment;
+use cxr_data::labels::Split;
+use cxr_data::store::read::Store;
+use cxr_nn::checkpoint::RawTensor;
+use cxr_nn::spec::ModelSpec;
+use serde_json::{Value, json};
+use tch::{Device, Tensor};
+
+use super::clip::{ClipObjective, ClipSettings};
+use super::convirt::{Convirt, ConvirtSettings};
+use super::gloria::{Gloria, GloriaSettings};
+use super::moco::Moco;
+use super::refers::{RefersObjective, RefersSettings};
+use super::s2mts2::S2mts2;
+use super::validation::{Tracker, hold_out, patient_of};
+use super::{Objective, PositiveSampler, PretrainConfig, Progress, Views};
+use crate::data;
+use crate::dist::{DataParallel, shard};
+use crate::finetune::TrainError;
+use crate::io::{TrainState, write_safetensors};
+use crate::optim::{Optimizer, is_norm_or_bias};
+use crate::scaler::{self, GradScaler};
+use crate::schedule::{Schedule, Shape};
+
+/// Seeds validation's views and sampling apart from training's.
+const VALIDATION_SALT: u64 = 0x5641_4c49_4441_5445;
+
+/// A pretraining run.
+pub struct Pretrainer<'a> {
+    /// The store.
+    pub store: Arc<Store>,
+    /// The backbone to train.
+    pub spec: ModelSpec,
+    /// Settings.
+    pub config: PretrainConfig,
+    /// Run directory.
+    pub dir: PathBuf,
+    /// Device.
+    pub device: Device,
+    /// Receives every log record.
+    pub log: &'a mut dyn FnMut(&Value) -> Result<(), String>,
+    /// Progress lines on stderr.
+    pub verbose: bool,
+    /// The process group: each rank takes its slice of every global batch of
+    /// `config.batch_size`; only rank 0 writes checkpoints and the encoder.
+    pub parallel: DataParallel,
+}
+
+fn raw(name: &str, t: &Tensor) -> Result<RawTensor, String> {
+    RawTensor::from_tch(name, &t.to_device(Device::Cpu)).map_err(|e| e.to_string())
+}
+
+impl Pretrainer<'_> {
+    fn input(&self, images: &[u8], n: usize) -> Tensor {
+        let s = self.spec.preprocessing.size as usize;
+        self.spec.preprocessing.input(images, n, s, s, self.device)
+    }
+
+    fn save_last(
+        &self,
+        model: &dyn Objective,
+        opt: &Optimizer,
+        p: &Progress,
+    ) -> Result<(), String> {
+        if !self.parallel.is_main() {
+            return Ok(());
+        }
+        TrainState {
+            model: model.state(),
+            optim: opt.state(),
+            progress: serde_json::to_vec(p).map_err(|e| e.to_string())?,
+        }
+        .save(&self.dir.join("last.safetensors"))
+    }
+
+    fn load_last(
+        &self,
+        model: &mut dyn Objective,
+        opt: &mut Optimizer,
+    ) -> Result<Progress, String> {
+        let path = self.dir.join("last.safetensors");
+        let state = TrainState::load(&path, self.device)?;
+        model
+            .load_state(&state.model)
+            .map_err(|e| format!("{}: {e}", path.display()))?;
+        opt.load_state(state.optim)
+            .map_err(|e| format!("{}: {e}", path.display()))?;
+        serde_json::from_slice(&state.progress).map_err(|e| format!("{}: {e}", path.display()))
+    }
+
+    /// Writes the encoder; `validation` (loss and step) goes into
+    /// `encoder.json` when validation chose it.
+    fn export(&self, model: &dyn Objective, validation: Option<(f64, u64)>) -> Result<(), String> {
+        if !self.parallel.is_main() {
+            return Ok(());
+        }
+        model.export_extra(&self.dir)?;
+        let tensors: BTreeMap<String, RawTensor> = model
+            .encoder()
+            .iter()
+            .map(|(k, v)| Ok((k.clone(), raw(k, v)?)))
+            .collect::<Result<_, String>>()?;
+        write_safetensors(&self.dir.join("encoder.safetensors"), &tensors, None)?;
+        let mut sidecar = self.spec.sidecar();
+        sidecar["method"] = json!(self.config.method);
+        if let Some((loss, step)) = validation {
+            sidecar["validation"] = json!({"loss": loss, "step": step});
+        }
+        let text = serde_json::to_string_pretty(&sidecar).map_err(|e| e.to_string())? + "\n";
+        crate::io::write_atomic(&self.dir.join("encoder.json"), text.as_bytes())
+            .map_err(|e| e.to_string())
+    }
+
+    /// The mean loss (and pretext accuracy, when the objective logs one)
+    /// over the full batches of `val`, in its fixed order, without
+    /// gradient and in evaluation mode. Image-only methods compare views
+    /// drawn with the training augmentation (fixed seeds, so every
+    /// evaluation sees the same views); image-text ones see images as
+    /// stored, as ConVIRT validates.
+    fn validate(
+        &self,
+        model: &mut dyn Objective,
+        val: &[usize],
+        sampler: &PositiveSampler,
+    ) -> Result<(f64, Option<f64>), String> {
+        let c = &self.config;
+        let dp = &self.parallel;
+        let n_views = model.views().max(1);
+        let chunks: Vec<Vec<Vec<usize>>> =
+            shard::shard_batches(val, c.batch_size, dp.rank(), dp.world_size(), 0)
+                .map_err(String::from)?
+                .into_iter()
+                .map(|q| {
+                    let mut rows = vec![q.to_vec()];
+                    rows.extend((1..n_views).map(|v| {
+                        q.iter()
+                            .map(|&i| sampler.positive_of_view(i, 0, v))
+                            .collect()
+                    }));
+                    rows
+                })
+                .collect();
+        let augment = if n_views == 1 {
+            let (h, w) = c.augment.out_size;
+            Augment::none(h, w)
+        } else {
+            c.augment.clone()
+        };
+        let (rx, handle) = data::spawn_views(
+            self.store.clone(),
+            chunks,
+            augment,
+            c.seed ^ VALIDATION_SALT,
+            0,
+        );
+        let (mut loss_sum, mut accuracy_sum, mut batches, mut with_accuracy) = (0.0, 0.0, 0, 0);
+        for batch in rx {
+            let n = batch.rows[0].len();
+            let x = batch.images.iter().map(|im| self.input(im, n)).collect();
+            let views = Views {
+                rows: batch.rows,
+                x,
+            };
+            let seed = c.seed ^ VALIDATION_SALT ^ batches as u64;
+            tch::manual_seed(seed as i64);
+            let (loss, fields) = tch::no_grad(|| {
+                c.precision
+                    .autocast(self.device, || model.loss(&views, seed, false))
+            })?;
+            loss_sum += loss.to_kind(tch::Kind::Double).double_value(&[]);
+            if let Some(a) = fields.get("accuracy").and_then(Value::as_f64) {
+                accuracy_sum += a;
+                with_accuracy += 1;
+            }
+            batches += 1;
+        }
+        let _ = handle.join();
+        // Each rank's loss is its share of the global batch's: they add up.
+        let totals = dp
+            .sum(&[loss_sum, accuracy_sum, with_accuracy as f64])
+            .map_err(String::from)?;
+        let accuracy = (totals[2] > 0.0).then(|| totals[1] / totals[2]);
+        Ok((totals[0] / batches.max(1) as f64, accuracy))
+    }
+
+    /// The objective `config.method` names.
+    fn objective(&self) -> Result<Box<dyn Objective>, String> {
+        let (c, spec, device) = (&self.config, &self.spec, self.device);
+        let size = spec.preprocessing.size;
+        // The image-text objectives read their training rows' reports.
+        let train = || self.store.split_indices(Split::Train);
+        Ok(match c.method.as_str() {
+            "s2mts2" => Box::new(S2mts2::new(
+                spec.clone(),
+                c.moco.clone(),
+                c.s2mts2.clone().unwrap_or_default(),
+                device,
+                c.seed,
+            )?),
+            "moco-cxr" | "medaug" => {
+                Box::new(Moco::new(spec.clone(), c.moco.clone(), device, c.seed))
+            }
+            "clip" => Box::new(ClipObjective::new(
+                &self.store,
+                &train(),
+                spec.preprocessing,
+                &c.clip
+                    .clone()
+                    .unwrap_or_else(|| ClipSettings::for_size(size)),
+                device,
+                c.seed,
+            )?),
+            "refers" => Box::new(RefersObjective::new(
+                &self.store,
+                &train(),
+                spec,
+                &c.refers
+                    .clone()
+                    .unwrap_or_else(|| RefersSettings::for_width(spec.feature_dim())),
+                device,
+                c.seed,
+            )?),
+            "convirt" => Box::new(Convirt::new(
+                &self.store,
+                &train(),
+                spec,
+                &c.convirt
+                    .clone()
+                    .unwrap_or_else(|| ConvirtSettings::for_size(size)),
+                device,
+                c.seed,
+            )?),
+            "gloria" => Box::new(Gloria::new(
+                &self.store,
+                &train(),
+                spec,
+                &c.gloria
+                    .clone()
+                    .unwrap_or_else(|| GloriaSettings::for_size(size)),
+                device,
+                c.seed,
+            )?),
+            other => return Err(format!("unknown pretraining method '{other}'")),
+        })
+    }
+
+    /// Trains, resuming from `last.safetensors` when `resume` is set and it
+    /// exists; writes the encoder at every epoch end.
+    ///
+    /// # Errors
+    /// [`TrainError::NonFinite`] on divergence (the last checkpoint kept);
+    /// messages for data and I/O problems.
+    pub fn run(&mut self, resume: bool) -> Result<(), TrainError> {
+        let c = self.config.clone();
+        let mut objective = {
+            let _init = crate::init_lock();
+            self.objective()?
+        };
+        let model = objective.as_mut();
+        if let Some(summary) = model.summary() {
+            (self.log)(&summary)?;
+        }
+        let usable = model.rows(self.store.split_indices(Split::Train));
+        let (train, val) = match &c.validation {
+            None if c.schedule == Shape::Plateau => {
+                return Err("the plateau schedule follows a validation loss: \
+                            hold rows out with --val-fraction"
+                    .to_string()
+                    .into());
+            }
+            None => (usable, Vec::new()),
+            Some(v) => {
+                v.validate()?;
+                hold_out(&usable, patient_of(&self.store), v.fraction, c.seed)?
+            }
+        };
+        if c.validation.is_some() {
+            if val.len() < c.batch_size {
+                return Err(format!(
+                    "validation holds {} rows, fewer than one batch of {}: raise \
+                     --val-fraction or lower --batch-size",
+                    val.len(),
+                    c.batch_size
+                )
+                .into());
+            }
+            let patients: std::collections::HashSet<&str> =
+                val.iter().map(|&i| patient_of(&self.store)(i)).collect();
+            (self.log)(&json!({
+                "event": "validation_split", "train_rows": train.len(),
+                "validation_rows": val.len(), "validation_patients": patients.len(),
+            }))?;
+        }
+        let batches = train.len() / c.batch_size.max(1);
+        if c.batch_size < 2 || batches == 0 {
+            return Err(format!(
+                "need at least one batch of {} (>= 2) training images, have {}",
+                c.batch_size,
+                train.len()
+            )
+            .into());
+        }
+        if !["clip", "refers", "convirt", "gloria"].contains(&c.method.as_str())
+            && !c.moco.queue.is_multiple_of(c.batch_size)
+        {
+            return Err(format!(
+                "the queue ({}) must be a multiple of the batch size ({})",
+                c.moco.queue, c.batch_size
+            )
+            .into());
+        }
+        c.precision.check(self.device)?;
+        let dp = self.parallel.clone();
+        shard::local_batch(c.batch_size, dp.world_size()).map_err(String::from)?;
+        if !model.join(&dp) {
+            return Err(format!(
+                "method '{}' does not train data-parallel: its loss needs features of the whole \
+                 batch that are not gathered across ranks; run it as one process",
+                c.method
+            )
+            .into());
+        }
+        let sampler = PositiveSampler::new(&self.store, &train, c.positive, c.seed)?;
+        let val_sampler = match &c.validation {
+            Some(_) => Some(PositiveSampler::new(
+                &self.store,
+                &val,
+                c.positive,
+                c.seed ^ VALIDATION_SALT,
+            )?),
+            None => None,
+        };
+        let mut opt = Optimizer::new(c.rule, model.trainable());
+        if c.no_decay_norm_bias {
+            opt.set_no_decay(is_norm_or_bias);
+        }
+        if let Some(la) = c.lookahead {
+            opt.set_lookahead(la.validate()?);
+        }
+        if let Some(clip) = c.grad_clip {
+            clip.validate()?;
+        }
+        if let Some(text_lr) = c.text_lr {
+            if !(text_lr.is_finite() && text_lr >= 0.0 && c.lr > 0.0) {
+                return Err(format!(
+                    "--text-lr must be finite and >= 0 (and --lr > 0), got {text_lr}"
+                )
+                .into());
+            }
+            let n = opt.set_lr_scale(|n| model.is_text_encoder(n), text_lr / c.lr);
+            if n == 0 {
+                return Err(format!(
+                    "--text-lr: method '{}' has no trainable text encoder of its own rate",
+                    c.method
+                )
+                .into());
+            }
+            (self.log)(&json!({"event": "groups", "text_encoder_tensors": n, "text_lr": text_lr}))?;
+        }
+        let schedule = Schedule {
+            shape: c.schedule,
+            base_lr: c.lr,
+            min_lr: 0.0,
+            warmup_steps: c.warmup_steps,
+            total_steps: (batches * c.epochs) as u64,
+        };
+        let last = self.dir.join("last.safetensors");
+        let mut p = if resume && last.exists() {
+            let p = self.load_last(model, &mut opt)?;
+            (self.log)(
+                &json!({"event": "resume", "epoch": p.epoch, "batch": p.batch, "step": p.step}),
+            )?;
+            p
+        } else {
+            Progress {
+                scaler: c.precision.needs_loss_scaling().then(GradScaler::default),
+                ..Progress::default()
+            }
+        };
+        if let Some(v) = &c.validation {
+            let t = p.validation.get_or_insert_with(|| Tracker::new(v, c.lr));
+            if t.stopped {
+                (self.log)(&json!({"event": "early_stop", "step": p.step, "already": true}))?;
+                return Ok(());
+            }
+        }
+        // Every rank starts from rank 0's state, whatever its initialisation.
+        let state: Vec<Tensor> = model.state().into_values().collect();
+        dp.broadcast_params(&state).map_err(String::from)?;
+        let params: Vec<Tensor> = opt
+            .params()
+            .iter()
+            .map(|(_, t)| t.shallow_clone())
+            .collect();
+        while p.epoch < c.epochs {
+            model.start_epoch(p.epoch, c.epochs);
+            let epoch = p.epoch + 1;
+            let started = Instant::now();
+            let order = data::epoch_order(&train, c.seed, epoch as u64);
+            let n_views = model.views().max(1);
+            let chunks: Vec<Vec<Vec<usize>>> =
+                shard::shard_batches(&order, c.batch_size, dp.rank(), dp.world_size(), p.batch)
+                    .map_err(String::from)?
+                    .into_iter()
+                    .map(|q| {
+                        let mut rows = vec![q.to_vec()];
+                        rows.extend((1..n_views).map(|v| {
+                            q.iter()
+                                .map(|&i| sampler.positive_of_view(i, epoch as u64, v))
+                                .collect()
+                        }));
+                        rows
+                    })
+                    .collect();
+            let (rx, handle) = data::spawn_views(
+                self.store.clone(),
+                chunks,
+                c.augment.clone(),
+                c.seed,
+                epoch as u64,
+            );
+            let mut losses = Vec::new();
+            let mut step_started = Instant::now();
+            let mut stop = false;
+            for batch in rx {
+                let lr =
+                    schedule.lr(p.step) * p.validation.as_ref().map_or(1.0, |t| t.lr_factor(c.lr));
+                let step_seed = c.seed ^ p.step.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+                tch::manual_seed(step_seed as i64);
+                let n = batch.rows[0].len();
+                let distinct = batch.rows.get(1).map_or(0, |keys| {
+                    batch.rows[0]
+                        .iter()
+                        .zip(keys)
+                        .filter(|(q, k)| q != k)
+                        .count()
+                });
+                let x = batch.images.iter().map(|im| self.input(im, n)).collect();
+                let views = Views {
+                    rows: batch.rows,
+                    x,
+                };
+                let (loss, fields) = c
+                    .precision
+                    .autocast(self.device, || model.loss(&views, step_seed, true))?;
+                let loss = loss.to_kind(tch::Kind::Float);
+                let totals = dp
+                    .sum(&[loss.double_value(&[]), distinct as f64])
+                    .map_err(String::from)?;
+                let (value, distinct) = (totals[0], totals[1] as usize);
+                if !value.is_finite() {
+                    drop(handle);
+                    return Err(TrainError::non_finite(epoch, p.step + 1, value, &last));
+                }
+                opt.zero_grad();
+                let overflowed = scaler::backward(&loss, p.scaler.as_mut(), &dp, &params)?;
+                let mut grad_norm = None;
+                if !overflowed {
+                    grad_norm = c.grad_clip.map(|g| g.apply(&mut opt));
+                    opt.step(lr);
+                }
+                model.after_step()?;
+                p.step += 1;
+                p.batch += 1;
+                losses.push(value);
+                // Wall time since the previous step ended: waiting for data counts.
+                let seconds = step_started.elapsed().as_secs_f64();
+                let mut record = json!({
+                    "event": "step", "epoch": epoch, "step": p.step, "lr": lr, "loss": value,
+                    "distinct_positives": distinct, "seconds": seconds,
+                    // Before clipping (null without): how often the bound bites.
+                    "grad_norm": grad_norm,
+                    "loss_scale": p.scaler.as_ref().map(|s| s.scale),
+                    "skipped": overflowed,
+                });
+                if let Value::Object(m) = &mut record {
+                    m.extend(fields);
+                }
+                (self.log)(&record)?;
+                if let (Some(v), Some(vs)) = (&c.validation, &val_sampler) {
+                    let run_ends = epoch == c.epochs && p.batch == batches;
+                    if v.every > 0 && (p.step.is_multiple_of(v.every) || run_ends) {
+                        stop = self.evaluate(model, &val, vs, &mut p, epoch)?;
+                        if stop {
+                            break;
+                        }
+                    }
+                }
+                if c.checkpoint_every > 0 && p.step % c.checkpoint_every == 0 && p.batch < batches {
+                    self.save_last(model, &opt, &p)?;
+                    (self.log)(&json!({"event": "checkpoint", "epoch": epoch, "step": p.step}))?;
+                }
+                step_started = Instant::now();
+            }
+            let _ = handle.join();
+            if stop {
+                self.save_last(model, &opt, &p)?;
+                break;
+            }
+            p.epoch = epoch;
+            p.batch = 0;
+            match (&c.validation, &val_sampler) {
+                (Some(v), Some(vs)) => {
+                    if v.every == 0 {
+                        stop = self.evaluate(model, &val, vs, &mut p, epoch)?;
+                    }
+                    self.save_last(model, &opt, &p)?;
+                }
+                _ => {
+                    self.save_last(model, &opt, &p)?;
+                    self.export(model, None)?;
+                }
+            }
+            let mean = losses.iter().sum::<f64>() / losses.len().max(1) as f64;
+            let secs = started.elapsed().as_secs_f64();
+            (self.log)(
+                &json!({"event": "epoch", "epoch": epoch, "loss": mean, "seconds": secs, "images_per_second": (losses.len() * c.batch_size) as f64 / secs}),
+            )?;
+            if self.verbose {
+                eprintln!(
+                    "epoch {epoch}/{}: loss {mean:.4} ({:.1} images/s)",
+                    c.epochs,
+                    (losses.len() * c.batch_size) as f64 / secs
+                );
+            }
+            if stop {
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    /// Validates after step `p.step`, records the verdict in `p`, exports
+    /// the encoder when the loss is the best so far, and logs it all;
+    /// returns whether early stopping ends the run.
+    fn evaluate(
+        &mut self,
+        model: &mut dyn Objective,
+        val: &[usize],
+        sampler: &PositiveSampler,
+        p: &mut Progress,
+        epoch: usize,
+    ) -> Result<bool, TrainError> {
+        let c = self.config.clone();
+        let Some(v) = &c.validation else {
+            return Ok(false);
+        };
+        let started = Instant::now();
+        let (loss, accuracy) = self.validate(model, val, sampler)?;
+        let t = p.validation.get_or_insert_with(|| Tracker::new(v, c.lr));
+        let verdict = t.observe(v, loss, p.step);
+        let (best, next_lr) = (t.best, c.lr * t.lr_factor(c.lr));
+        if verdict.improved {
+            self.export(model, best)?;
+        }
+        (self.log)(&json!({
+            "event": "validation", "epoch": epoch, "step": p.step, "loss": loss,
+            "accuracy": accuracy, "best_loss": best.map(|b| b.0), "best_step": best.map(|b| b.1),
+            "improved": verdict.improved, "lr_cut": verdict.cut, "next_lr": next_lr,
+            "early_stop": verdict.stop, "seconds": started.elapsed().as_secs_f64(),
+        }))?;
+        if self.verbose {
+            eprintln!(
+                "step {}: validation loss {loss:.4}{}{}{}",
+                p.step,
+                if verdict.improved { " (best)" } else { "" },
+                if verdict.cut {
+                    format!(", rate cut to {next_lr:.3e}")
+                } else {
+                    String::new()
+                },
+                if verdict.stop { ", early stop" } else { "" },
+            );
+        }
+        Ok(verdict.stop)
+    }
+}

@@ -309,22 +309,30 @@ impl Optimizer {
                         weight_decay,
                     } => {
                         let _ = p.g_mul_scalar_(1.0 - lr * weight_decay);
-                        let m_key = format!("{name}.exp_avg");
-                        let v_key = format!("{name}.exp_avg_sq");
-                        let m = match self.state.remove(&m_key) {
-                            None => &g * (1.0 - beta1),
-                            Some(m) => m * beta1 + &g * (1.0 - beta1),
+                        // In place on zero-initialised moments: the same
+                        // values as out-of-place arithmetic (0·β + x = x),
+                        // with four temporaries per tensor instead of a
+                        // dozen (each a fresh, page-faulted allocation on
+                        // the CPU for large tensors).
+                        let mut moment = |suffix: &str| {
+                            self.state
+                                .entry(format!("{name}.{suffix}"))
+                                .or_insert_with(|| g.zeros_like())
+                                .shallow_clone()
                         };
-                        let v = match self.state.remove(&v_key) {
-                            None => g.square() * (1.0 - beta2),
-                            Some(v) => v * beta2 + g.square() * (1.0 - beta2),
-                        };
+                        let (mut m, mut v) = (moment("exp_avg"), moment("exp_avg_sq"));
+                        let _ = m.g_mul_scalar_(beta1);
+                        let _ = m.g_add_(&(&g * (1.0 - beta1)));
+                        let _ = v.g_mul_scalar_(beta2);
+                        let _ = v.g_add_(&g.square().g_mul_scalar_(1.0 - beta2));
                         let bc1 = 1.0 - beta1.powi(t as i32);
                         let bc2 = 1.0 - beta2.powi(t as i32);
-                        let denom = (v.sqrt() / bc2.sqrt()) + eps;
-                        let _ = p.g_add_(&(&m / denom * (-lr / bc1)));
-                        self.state.insert(m_key, m);
-                        self.state.insert(v_key, v);
+                        let mut denom = v.sqrt();
+                        let _ = denom.g_div_scalar_(bc2.sqrt());
+                        let _ = denom.g_add_scalar_(eps);
+                        let mut update = &m / &denom;
+                        let _ = update.g_mul_scalar_(-lr / bc1);
+                        let _ = p.g_add_(&update);
                     }
                 }
             }

@@ -6,6 +6,7 @@
 //! (defaults `dampening = 0`, `nesterov = False`, `amsgrad = False`).
 
 use std::collections::BTreeMap;
+use std::collections::btree_map::Entry;
 
 use tch::{Kind, Tensor};
 
@@ -288,15 +289,17 @@ impl Optimizer {
                             g
                         };
                         let d = if momentum != 0.0 {
-                            let key = format!("{name}.momentum");
-                            let buf = match self.state.remove(&key) {
+                            match self.state.entry(format!("{name}.momentum")) {
                                 // PyTorch seeds the buffer with the first gradient.
-                                None => d.detach().copy(),
-                                Some(b) => b * momentum + &d,
-                            };
-                            let out = buf.shallow_clone();
-                            self.state.insert(key, buf);
-                            out
+                                Entry::Vacant(e) => e.insert(d.detach().copy()).shallow_clone(),
+                                // In place, as AdamW's moments below.
+                                Entry::Occupied(e) => {
+                                    let mut buf = e.get().shallow_clone();
+                                    let _ = buf.g_mul_scalar_(momentum);
+                                    let _ = buf.g_add_(&d);
+                                    buf
+                                }
+                            }
                         } else {
                             d
                         };

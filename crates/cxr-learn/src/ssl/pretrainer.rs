@@ -386,12 +386,16 @@ impl Pretrainer<'_> {
                 ..Progress::default()
             }
         };
-        if let Some(v) = &c.validation {
-            let t = p.validation.get_or_insert_with(|| Tracker::new(v, c.lr));
-            if t.stopped {
-                (self.log)(&json!({"event": "early_stop", "step": p.step, "already": true}))?;
-                return Ok(());
+        let stopped = match &c.validation {
+            Some(v) => {
+                p.validation
+                    .get_or_insert_with(|| Tracker::new(v, c.lr))
+                    .stopped
             }
+            None => false,
+        };
+        if stopped {
+            (self.log)(&json!({"event": "early_stop", "step": p.step, "already": true}))?;
         }
         // Every rank starts from rank 0's state, whatever its initialisation.
         let state: Vec<Tensor> = model.state().into_values().collect();
@@ -401,7 +405,7 @@ impl Pretrainer<'_> {
             .iter()
             .map(|(_, t)| t.shallow_clone())
             .collect();
-        while p.epoch < c.epochs {
+        while p.epoch < c.epochs && !stopped {
             model.start_epoch(p.epoch, c.epochs);
             let epoch = p.epoch + 1;
             let started = Instant::now();
@@ -535,6 +539,13 @@ impl Pretrainer<'_> {
             if stop {
                 break;
             }
+        }
+        // No finite validation loss ever chose an encoder: export the last.
+        if p.validation.as_ref().is_some_and(|t| t.best.is_none()) {
+            self.export(model, None)?;
+            (self.log)(
+                &json!({"event": "export", "step": p.step, "reason": "no finite validation loss"}),
+            )?;
         }
         Ok(())
     }

@@ -14,8 +14,10 @@
 //! [`fusion`]), which exports its ViT. The run directory holds
 //! `last.safetensors` (everything needed to resume bit for bit),
 //! `encoder.safetensors` + `encoder.json` (the query backbone, loadable by
-//! `features`, `probe` and `finetune`), and `log.jsonl` (loss, pretext
-//! accuracy and collapse monitors per step).
+//! `features`, `probe` and `finetune`; with [`validation`], the one of the
+//! best validation loss), and `log.jsonl` (loss, pretext accuracy and
+//! collapse monitors per step, validation verdicts). The loop is
+//! [`Pretrainer`].
 
 pub mod blocks;
 pub mod clip;

@@ -287,7 +287,8 @@ impl Pretrainer<'_> {
             if val.len() < c.batch_size {
                 return Err(format!(
                     "validation holds {} rows, fewer than one batch of {}: raise \
-                     --val-fraction or lower --batch-size",
+                     --val-fraction, lower --batch-size, or train without validation \
+                     (--schedule cosine; convirt and gloria default to the plateau schedule)",
                     val.len(),
                     c.batch_size
                 )

@@ -21,7 +21,7 @@ use super::gloria::{Gloria, GloriaSettings};
 use super::moco::Moco;
 use super::refers::{RefersObjective, RefersSettings};
 use super::s2mts2::S2mts2;
-use super::validation::{Tracker, hold_out, patient_of};
+use super::validation::{Tracker, Validation, hold_out, patient_of};
 use super::{Objective, PositiveSampler, PretrainConfig, Progress, Views};
 use crate::data;
 use crate::dist::{DataParallel, shard};
@@ -33,6 +33,14 @@ use crate::schedule::{Schedule, Shape};
 
 /// Seeds validation's views and sampling apart from training's.
 const VALIDATION_SALT: u64 = 0x5641_4c49_4441_5445;
+
+/// The held-out rows of a validating run, their positives and what the
+/// run does with their loss.
+struct HeldOut {
+    settings: Validation,
+    rows: Vec<usize>,
+    sampler: PositiveSampler,
+}
 
 /// A pretraining run.
 pub struct Pretrainer<'a> {
@@ -270,6 +278,8 @@ impl Pretrainer<'_> {
             (self.log)(&summary)?;
         }
         let usable = model.rows(self.store.split_indices(Split::Train));
+        let store = self.store.clone();
+        let patient = patient_of(&store);
         let (train, val) = match &c.validation {
             None if c.schedule == Shape::Plateau => {
                 return Err("the plateau schedule follows a validation loss: \
@@ -280,7 +290,7 @@ impl Pretrainer<'_> {
             None => (usable, Vec::new()),
             Some(v) => {
                 v.validate()?;
-                hold_out(&usable, patient_of(&self.store), v.fraction, c.seed)?
+                hold_out(&usable, &patient, v.fraction, c.seed)?
             }
         };
         if c.validation.is_some() {
@@ -295,7 +305,7 @@ impl Pretrainer<'_> {
                 .into());
             }
             let patients: std::collections::HashSet<&str> =
-                val.iter().map(|&i| patient_of(&self.store)(i)).collect();
+                val.iter().map(|&i| patient(i)).collect();
             (self.log)(&json!({
                 "event": "validation_split", "train_rows": train.len(),
                 "validation_rows": val.len(), "validation_patients": patients.len(),
@@ -331,13 +341,17 @@ impl Pretrainer<'_> {
             .into());
         }
         let sampler = PositiveSampler::new(&self.store, &train, c.positive, c.seed)?;
-        let val_sampler = match &c.validation {
-            Some(_) => Some(PositiveSampler::new(
-                &self.store,
-                &val,
-                c.positive,
-                c.seed ^ VALIDATION_SALT,
-            )?),
+        let held = match c.validation {
+            Some(settings) => Some(HeldOut {
+                settings,
+                sampler: PositiveSampler::new(
+                    &self.store,
+                    &val,
+                    c.positive,
+                    c.seed ^ VALIDATION_SALT,
+                )?,
+                rows: val,
+            }),
             None => None,
         };
         let mut opt = Optimizer::new(c.rule, model.trainable());
@@ -491,10 +505,11 @@ impl Pretrainer<'_> {
                     m.extend(fields);
                 }
                 (self.log)(&record)?;
-                if let (Some(v), Some(vs)) = (&c.validation, &val_sampler) {
-                    let run_ends = epoch == c.epochs && p.batch == batches;
-                    if v.every > 0 && (p.step.is_multiple_of(v.every) || run_ends) {
-                        stop = self.evaluate(model, &val, vs, &mut p, epoch)?;
+                if let Some(h) = &held {
+                    let (every, run_ends) =
+                        (h.settings.every, epoch == c.epochs && p.batch == batches);
+                    if every > 0 && (p.step.is_multiple_of(every) || run_ends) {
+                        stop = self.evaluate(model, h, &mut p, epoch)?;
                         if stop {
                             break;
                         }
@@ -513,14 +528,14 @@ impl Pretrainer<'_> {
             }
             p.epoch = epoch;
             p.batch = 0;
-            match (&c.validation, &val_sampler) {
-                (Some(v), Some(vs)) => {
-                    if v.every == 0 {
-                        stop = self.evaluate(model, &val, vs, &mut p, epoch)?;
+            match &held {
+                Some(h) => {
+                    if h.settings.every == 0 {
+                        stop = self.evaluate(model, h, &mut p, epoch)?;
                     }
                     self.save_last(model, &opt, &p)?;
                 }
-                _ => {
+                None => {
                     self.save_last(model, &opt, &p)?;
                     self.export(model, None)?;
                 }
@@ -557,20 +572,16 @@ impl Pretrainer<'_> {
     fn evaluate(
         &mut self,
         model: &mut dyn Objective,
-        val: &[usize],
-        sampler: &PositiveSampler,
+        held: &HeldOut,
         p: &mut Progress,
         epoch: usize,
     ) -> Result<bool, TrainError> {
-        let c = self.config.clone();
-        let Some(v) = &c.validation else {
-            return Ok(false);
-        };
+        let (v, lr) = (&held.settings, self.config.lr);
         let started = Instant::now();
-        let (loss, accuracy) = self.validate(model, val, sampler)?;
-        let t = p.validation.get_or_insert_with(|| Tracker::new(v, c.lr));
+        let (loss, accuracy) = self.validate(model, &held.rows, &held.sampler)?;
+        let t = p.validation.get_or_insert_with(|| Tracker::new(v, lr));
         let verdict = t.observe(v, loss, p.step);
-        let (best, next_lr) = (t.best, c.lr * t.lr_factor(c.lr));
+        let (best, next_lr) = (t.best, lr * t.lr_factor(lr));
         if verdict.improved {
             self.export(model, best)?;
         }

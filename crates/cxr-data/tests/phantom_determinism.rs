@@ -197,3 +197,113 @@ fn first_site_draws_one_site_on_its_own() {
         Err(PhantomError::InvalidConfig(_))
     ));
 }
+
+/// The lesion masks lie on the lesions: rendering each masked image again
+/// without its consolidation, nodule and mass changes it almost only on the
+/// mask (widened by the detector blur and edge enhancement), on the side
+/// `ground_truth.csv` names; the files and the column agree.
+#[test]
+fn lesion_masks_cover_the_rendered_lesions() {
+    let cfg = PhantomConfig {
+        seed: 3,
+        patients: 40,
+        size: 64,
+        sites: 2,
+        prevalence: Prevalence::balanced(),
+        ..PhantomConfig::default()
+    };
+    let ph = Phantom::new(cfg).unwrap();
+    let n = 64usize;
+    let (mut checked, mut sided) = (0, 0);
+    for img in &ph.images {
+        let study = &ph.patients[img.patient].studies[img.study];
+        let f = &study.findings;
+        let lesion = f.consolidation.or(f.nodule).or(f.mass);
+        let mask = ph.lesion_mask(img);
+        assert_eq!(mask.is_some(), lesion.is_some(), "{}", img.path);
+        let Some(mask) = mask else { continue };
+        assert_eq!(mask.len(), n * n);
+        assert!(mask.iter().all(|&v| v == 0 || v == 255));
+        let mut bare = ph.clone();
+        let g = &mut bare.patients[img.patient].studies[img.study].findings;
+        (g.consolidation, g.nodule, g.mass) = (None, None, None);
+        let (with, without) = (ph.render(img), bare.render(img));
+        let diff: Vec<f64> = with
+            .iter()
+            .zip(&without)
+            .map(|(&a, &b)| f64::from(a.abs_diff(b)))
+            .collect();
+        let total: f64 = diff.iter().sum();
+        if total < 200.0 {
+            // A faint lesion (or one under the heart) barely shows.
+            continue;
+        }
+        // Within 4 px of the mask.
+        let near = |k: usize| {
+            let (y, x) = ((k / n) as i64, (k % n) as i64);
+            (-4..=4).any(|dy: i64| {
+                (-4..=4).any(|dx: i64| {
+                    let (yy, xx) = (y + dy, x + dx);
+                    (0..n as i64).contains(&yy)
+                        && (0..n as i64).contains(&xx)
+                        && mask[(yy as usize) * n + xx as usize] > 0
+                })
+            })
+        };
+        let inside: f64 = diff
+            .iter()
+            .enumerate()
+            .filter(|(k, _)| near(*k))
+            .map(|(_, d)| d)
+            .sum();
+        assert!(
+            inside > 0.8 * total,
+            "{}: {inside} of {total} near the mask",
+            img.path
+        );
+        checked += 1;
+        // One lesion on a frontal film: its mask sits on that side (the
+        // patient's right is the image's left).
+        let count = [f.consolidation, f.nodule, f.mass].iter().flatten().count();
+        if count == 1 && img.view != cxr_data::phantom::View::Lateral {
+            let side = lesion.unwrap().side.word();
+            let xs: Vec<usize> = (0..n * n).filter(|&k| mask[k] > 0).map(|k| k % n).collect();
+            if xs.is_empty() {
+                continue;
+            }
+            let cx = xs.iter().sum::<usize>() as f64 / xs.len() as f64;
+            match side {
+                "right" => assert!(cx < n as f64 / 2.0, "{}: right lesion at x {cx}", img.path),
+                "left" => assert!(cx > n as f64 / 2.0, "{}: left lesion at x {cx}", img.path),
+                _ => {}
+            }
+            sided += 1;
+        }
+    }
+    assert!(
+        checked >= 10 && sided >= 5,
+        "checked {checked}, sided {sided}"
+    );
+
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("ph");
+    ph.write(&out, false, &|_, _| {}).unwrap();
+    let gt = fs::read_to_string(out.join("ground_truth.csv")).unwrap();
+    let header: Vec<&str> = gt.lines().next().unwrap().split(',').collect();
+    let col = header.iter().position(|h| *h == "lesion_mask").unwrap();
+    let mut listed = 0;
+    for line in gt.lines().skip(1) {
+        let cell = line.split(',').nth(col).unwrap();
+        if !cell.is_empty() {
+            let m = image::open(out.join(cell)).unwrap();
+            assert_eq!((m.width(), m.height()), (64, 64));
+            listed += 1;
+        }
+    }
+    let masked = ph
+        .images
+        .iter()
+        .filter(|i| ph.lesion_mask(i).is_some())
+        .count();
+    assert_eq!(listed, masked);
+}

@@ -35,7 +35,7 @@ pub use findings::{Chronic, Finding, Findings, NUM_FINDINGS, Prevalence, StudyCo
 pub use sites::Site;
 
 /// Version of the phantom generator; bumped whenever output bytes change.
-pub const VERSION: &str = "1.0.0";
+pub const VERSION: &str = "1.1.0";
 
 /// Errors of the phantom generator.
 #[derive(Debug, thiserror::Error)]
@@ -355,12 +355,7 @@ impl Phantom {
     pub fn render(&self, img: &ImageRef) -> Vec<u8> {
         let p = &self.patients[img.patient];
         let s = &p.studies[img.study];
-        let acq_seed = mix(
-            self.config.seed,
-            0xAC9,
-            img.patient as u64,
-            (img.study as u64) << 4 | img.view as u64,
-        );
+        let acq_seed = self.acq_seed(img);
         render_image(
             &p.anatomy,
             &s.findings,
@@ -369,6 +364,45 @@ impl Phantom {
             self.config.size,
             s.detail_seed,
             acq_seed,
+        )
+    }
+
+    /// The lesion mask of one image (`size*size`, 255 inside, row-major,
+    /// aligned with [`Phantom::render`]'s pixels): where a consolidation,
+    /// nodule or mass replaces aerated lung, inside the collimated field.
+    /// `None` when the study has none of them.
+    pub fn lesion_mask(&self, img: &ImageRef) -> Option<Vec<u8>> {
+        let p = &self.patients[img.patient];
+        let s = &p.studies[img.study];
+        let n = self.config.size;
+        let (frame, acq, _) = acquire(
+            &p.anatomy,
+            img.view,
+            &self.sites[p.site],
+            n,
+            self.acq_seed(img),
+        );
+        let inside = render::lesion_mask(&p.anatomy, &s.findings, img.view, &frame)?;
+        let [ml, mr, mt, mb] = acq.margins.map(|m| (m * n as f32) as usize);
+        Some(
+            inside
+                .iter()
+                .enumerate()
+                .map(|(k, &m)| {
+                    let (y, x) = (k / n, k % n);
+                    let exposed = x >= ml && x < n - mr && y >= mt && y < n - mb;
+                    if m && exposed { 255 } else { 0 }
+                })
+                .collect(),
+        )
+    }
+
+    fn acq_seed(&self, img: &ImageRef) -> u64 {
+        mix(
+            self.config.seed,
+            0xAC9,
+            img.patient as u64,
+            (img.study as u64) << 4 | img.view as u64,
         )
     }
 
@@ -400,18 +434,15 @@ impl Phantom {
     }
 }
 
-/// Renders one image of `anatomy` with `findings` through `site`'s
-/// acquisition chain. `detail_seed` fixes the study's device geometry,
-/// `acq_seed` the positioning, exposure, collimation and noise.
-pub fn render_image(
+/// The acquisition of one view (positioning, exposure, collimation) and its
+/// pixel frame; the generator continues from there to draw the noise.
+fn acquire(
     anatomy: &Anatomy,
-    findings: &Findings,
     view: View,
     site: &Site,
     size: usize,
-    detail_seed: u64,
     acq_seed: u64,
-) -> Vec<u8> {
+) -> (devices::Frame, sites::Acquisition, ChaCha8Rng) {
     let mut rng = ChaCha8Rng::seed_from_u64(acq_seed);
     let portable = view == View::Ap;
     let acq = sites::Acquisition::sample(&mut rng, site, portable);
@@ -429,6 +460,22 @@ pub fn render_image(
         [cx, 0.12 + anatomy.shift[1] + acq.shift[1]],
         lateral,
     );
+    (frame, acq, rng)
+}
+
+/// Renders one image of `anatomy` with `findings` through `site`'s
+/// acquisition chain. `detail_seed` fixes the study's device geometry,
+/// `acq_seed` the positioning, exposure, collimation and noise.
+pub fn render_image(
+    anatomy: &Anatomy,
+    findings: &Findings,
+    view: View,
+    site: &Site,
+    size: usize,
+    detail_seed: u64,
+    acq_seed: u64,
+) -> Vec<u8> {
+    let (frame, acq, mut rng) = acquire(anatomy, view, site, size, acq_seed);
     let mut att = render::attenuation(anatomy, findings, view, &frame, detail_seed);
     let marker = match (view, site.marker_corner) {
         (View::Lateral, _) => 'L',

@@ -531,3 +531,43 @@ pub(crate) fn attenuation(
     }
     out
 }
+
+/// Pixels (`n*n`, row-major) where a consolidation, nodule or mass replaces
+/// aerated lung in this view: inside the blob's radius (a consolidation
+/// stops at its fissure), within the lung and above the dome. `None` when
+/// the study has none of the three.
+pub(crate) fn lesion_mask(an: &Anatomy, f: &Findings, view: View, fr: &Frame) -> Option<Vec<bool>> {
+    let sc = Scene::new(an, f, view);
+    if sc.consolidation.is_none() && sc.masses.is_empty() {
+        return None;
+    }
+    let n = fr.n;
+    let lateral = fr.lateral;
+    let mut mask = vec![false; n * n];
+    for i in 0..n {
+        for j in 0..n {
+            let [h, y] = fr.to_patient(j as f32, i as f32);
+            let hz = if lateral { -h } else { h };
+            mask[i * n + j] = (0..2).any(|s| {
+                let sign = if s == 0 { -1.0 } else { 1.0 };
+                let l = &sc.lungs[s];
+                let chord = if lateral {
+                    lung_lateral(l, hz, y)
+                } else {
+                    lung_frontal(l, sign, hz, y)
+                };
+                if chord <= 0.0 || y > sc.dome(s, hz, lateral) {
+                    return false;
+                }
+                let consolidated = sc.consolidation.as_ref().is_some_and(|c| {
+                    let ch = if lateral { c.centre[2] } else { c.centre[0] };
+                    let d2 =
+                        ((hz - ch).powi(2) + (y - c.centre[1]).powi(2)) / (c.radius * c.radius);
+                    c.side == s && d2 < 1.0 && c.fissure.is_none_or(|fy| y > fy)
+                });
+                consolidated || sc.lesion_chord(s, hz, y, lateral) > 0.0
+            });
+        }
+    }
+    Some(mask)
+}

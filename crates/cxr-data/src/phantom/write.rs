@@ -4,8 +4,11 @@
 //! - `labels.csv`: `path,patient_id,study_id,site,view,` then one 0/1 column
 //!   per finding in [`Finding::ALL`] order.
 //! - `reports.csv`: `study_id,findings,impression`.
-//! - `ground_truth.csv`: per image, severities, laterality, device positions
-//!   and `photometric` (`MONOCHROME1` PNGs are stored inverted).
+//! - `ground_truth.csv`: per image, severities, laterality, device positions,
+//!   `photometric` (`MONOCHROME1` PNGs are stored inverted) and the path of
+//!   its lesion mask.
+//! - `masks/<study>_{frontal,lateral}.png`: 0/255 lesion masks (consolidation,
+//!   nodule, mass) of the images whose study has one.
 //! - `phantom.json`: the resolved configuration and counts.
 //!
 //! Everything is written into a temporary sibling directory that is renamed
@@ -88,22 +91,28 @@ fn fill(
     dir: &Path,
     progress: &(dyn Fn(usize, usize) + Sync),
 ) -> Result<(), PhantomError> {
-    let images_dir = dir.join("images");
-    fs::create_dir_all(&images_dir).map_err(io(&images_dir))?;
+    for sub in ["images", "masks"] {
+        let d = dir.join(sub);
+        fs::create_dir_all(&d).map_err(io(&d))?;
+    }
     let n = ph.config.size as u32;
     let total = ph.images.len();
     let done = AtomicUsize::new(0);
-    ph.images.par_iter().try_for_each(|img| {
-        let pixels = ph.render(img);
-        let path = dir.join(&img.path);
+    let png = |pixels: &[u8], path: PathBuf| {
         let mut bytes = Vec::with_capacity(pixels.len() / 2);
         PngEncoder::new_with_quality(&mut bytes, CompressionType::Fast, FilterType::Adaptive)
-            .write_image(&pixels, n, n, image::ExtendedColorType::L8)
+            .write_image(pixels, n, n, image::ExtendedColorType::L8)
             .map_err(|source| PhantomError::Png {
                 path: path.clone(),
                 source,
             })?;
-        fs::write(&path, &bytes).map_err(io(&path))?;
+        fs::write(&path, &bytes).map_err(io(&path))
+    };
+    ph.images.par_iter().try_for_each(|img| {
+        png(&ph.render(img), dir.join(&img.path))?;
+        if let Some(mask) = ph.lesion_mask(img) {
+            png(&mask, dir.join(mask_path(img)))?;
+        }
         let k = done.fetch_add(1, Ordering::Relaxed) + 1;
         progress(k, total);
         Ok::<(), PhantomError>(())
@@ -195,8 +204,13 @@ fn fill(
     Ok(())
 }
 
+/// Where the lesion mask of `img` goes (`images/` → `masks/`).
+fn mask_path(img: &super::ImageRef) -> String {
+    img.path.replacen("images/", "masks/", 1)
+}
+
 /// Columns of `ground_truth.csv`.
-pub const GT_COLUMNS: [&str; 28] = [
+pub const GT_COLUMNS: [&str; 29] = [
     "path",
     "study_id",
     "photometric",
@@ -225,6 +239,7 @@ pub const GT_COLUMNS: [&str; 28] = [
     "ngt_position",
     "cvc_position",
     "ecg_leads",
+    "lesion_mask",
 ];
 
 fn lesion_cols(l: Option<&Lesion>, third: impl Fn(&Lesion) -> f32) -> [String; 3] {
@@ -276,5 +291,11 @@ fn ground_truth_row(ph: &Phantom, img: &super::ImageRef) -> Vec<String> {
     }
     row.extend([tip(f.ett), tip(f.ngt), tip(f.cvc)]);
     row.push(u8::from(f.ecg_leads).to_string());
+    let lesion = f.consolidation.is_some() || f.nodule.is_some() || f.mass.is_some();
+    row.push(if lesion {
+        mask_path(img)
+    } else {
+        String::new()
+    });
     row
 }

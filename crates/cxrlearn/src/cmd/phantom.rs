@@ -13,7 +13,7 @@ use cxr_data::phantom::{Finding, Phantom, PhantomConfig, Prevalence};
 /// Arguments of `cxrlearn phantom`.
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// Output directory (images/, labels.csv, reports.csv, ground_truth.csv, phantom.json).
+    /// Output directory (images/, masks/, labels.csv, reports.csv, ground_truth.csv, phantom.json).
     #[arg(long)]
     pub out: PathBuf,
     /// Number of patients (each has 1 to --max-studies studies, 1 or 2 views each).

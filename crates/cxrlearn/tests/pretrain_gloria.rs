@@ -1,8 +1,9 @@
 //! `cxrlearn pretrain --method gloria` on phantom (image, impression
 //! sentence) pairs: local + global InfoNCE fall, image->sentence accuracy
 //! clears chance, the embeddings do not collapse, the ResNet loads into
-//! `features`, the single-softmax variant trains, and a non-ResNet backbone
-//! or a store without reports fails cleanly.
+//! `features`, the single-softmax variant trains, the attention check on
+//! the phantom's lesion masks adds up, and a non-ResNet backbone, a store
+//! without reports or a mask CSV without its columns fails cleanly.
 
 mod common;
 
@@ -49,7 +50,17 @@ fn gloria_learns_and_exports_the_resnet() {
     let a = dir.path().join("a");
     // The paper's schedule (the default): plateau on a held-out share,
     // validated each epoch, early stopping after 10 evaluations.
-    cxrlearn(&args(&store, &a, &["--val-fraction", "0.15"]));
+    let masks = dir.path().join("raw/ground_truth.csv");
+    cxrlearn(&args(
+        &store,
+        &a,
+        &[
+            "--val-fraction",
+            "0.15",
+            "--lesion-masks",
+            masks.to_str().unwrap(),
+        ],
+    ));
     let l = log(&a);
     let vals = events(&l, "validation");
     assert_eq!(vals.len(), 8, "one evaluation per epoch");
@@ -90,6 +101,37 @@ fn gloria_learns_and_exports_the_resnet() {
     // Spread on the sphere: about 1/sqrt(128) = 0.088 per dimension.
     let std = mean(&s[s.len() - q..], "embedding_std");
     assert!(std > 0.02, "embedding std {std}");
+
+    // The attention check: every lesion word of the validation split's
+    // impressions, scored on the 4x4 region grid.
+    let check: Value =
+        serde_json::from_slice(&std::fs::read(a.join("localisation.json")).unwrap()).unwrap();
+    assert_eq!(events(&l, "localisation")[0], &check);
+    assert_eq!(check["grid"], serde_json::json!([4, 4]));
+    assert_eq!(check["step"], s.last().unwrap()["step"]);
+    let (words, hits) = (
+        check["words"].as_u64().unwrap(),
+        check["hits"].as_u64().unwrap(),
+    );
+    assert!(words >= 10 && hits <= words, "{check}");
+    let per_word = check["per_word"].as_object().unwrap();
+    let sum = |k: &str| {
+        per_word
+            .values()
+            .map(|v| v[k].as_u64().unwrap())
+            .sum::<u64>()
+    };
+    assert_eq!((sum("words"), sum("hits")), (words, hits), "{check}");
+    assert!(per_word.contains_key("consolidation") || per_word.contains_key("pneumonia"));
+    let (hit, chance) = (
+        check["hit_rate"].as_f64().unwrap(),
+        check["chance"].as_f64().unwrap(),
+    );
+    assert!((hit - hits as f64 / words as f64).abs() < 1e-12, "{check}");
+    // A lesion covers a few of the 16 regions.
+    assert!(chance > 1.0 / 16.0 && chance < 0.6, "{check}");
+    assert!((check["ratio"].as_f64().unwrap() - hit / chance).abs() < 1e-9);
+    eprintln!("attention check at test scale: {check}");
 
     let feats = dir.path().join("feats");
     cxrlearn(&[
@@ -143,6 +185,41 @@ fn gloria_variants_and_bad_input() {
     assert!(err.contains("layer3") && err.contains("DenseNet"), "{err}");
     assert!(!err.contains("panicked"), "{err}");
     assert!(!bad.exists(), "left {}", bad.display());
+
+    // A mask CSV without its columns: refused before training, by name.
+    let wrong = d.join("raw/labels.csv");
+    let o = run(&args(
+        &store,
+        &bad,
+        &["--lesion-masks", wrong.to_str().unwrap()],
+    ));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success());
+    assert!(err.contains("'lesion_mask'"), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+    assert!(!bad.exists(), "left {}", bad.display());
+    // Only GLoRIA has word-region attention to check.
+    let o = run(&[
+        "--quiet",
+        "pretrain",
+        "--method",
+        "convirt",
+        "--data",
+        store.to_str().unwrap(),
+        "--out",
+        bad.to_str().unwrap(),
+        "--epochs",
+        "1",
+        "--device",
+        "cpu",
+        "--lesion-masks",
+        wrong.to_str().unwrap(),
+    ]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        !o.status.success() && err.contains("--lesion-masks"),
+        "{err}"
+    );
 
     let bare = common::store_without_reports(d, "bare");
     let bad = d.join("bad");

@@ -20,7 +20,8 @@ use tch::{Device, Kind, Tensor};
 
 use super::blocks::{l2_normalize, load_state_of, monitors, state_of};
 use super::convirt::{duplicate_fraction, in_batch_accuracy, trainable_of};
-use super::gloria_attention::{Gammas, both_directions, local_logits};
+use super::gloria_attention::{Gammas, both_directions, cross_attention_pool, local_logits};
+use super::localisation::{LESION_WORDS, LesionMasks, Tally, cells_touched};
 use super::text_side::{
     BertSettings, SentenceBank, SentenceBatch, TextTower, export_tokenizer, gloria_sentences,
 };
@@ -45,6 +46,11 @@ pub struct GloriaSettings {
     pub upsample: Option<i64>,
     /// Weights of the local and global losses (1, 1).
     pub loss_weights: (f64, f64),
+    /// A CSV of lesion masks (`path`, `lesion_mask`) for the attention
+    /// check on the validation split at the end of the run
+    /// ([`super::localisation`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lesion_masks: Option<std::path::PathBuf>,
 }
 
 impl GloriaSettings {
@@ -59,6 +65,7 @@ impl GloriaSettings {
             last_layers: 4,
             upsample: (size > 128).then_some(299),
             loss_weights: (1.0, 1.0),
+            lesion_masks: None,
         }
     }
 }
@@ -313,6 +320,90 @@ impl Objective for Gloria {
     /// The text tokenizer, so the text side can be rebuilt.
     fn export_extra(&self, dir: &Path) -> Result<(), String> {
         export_tokenizer(&self.tokenizer, dir)
+    }
+
+    /// Every lesion word of the masked rows' impression sentences (as
+    /// GLoRIA splits them), attending over its own image's regions the way
+    /// the local loss does (evaluation mode).
+    fn localise(
+        &self,
+        store: &Store,
+        input: &dyn Fn(&[u8], usize) -> Tensor,
+        masks: &LesionMasks,
+    ) -> Result<Option<(Tally, usize)>, String> {
+        let ctx = self.settings.text.context_length as usize;
+        let mut tally = Tally::default();
+        let mut grid = 0;
+        for chunk in masks.rows().chunks(64) {
+            // (image in chunk, sentence, [(word slot, word)]).
+            let mut items = Vec::new();
+            for (k, &row) in chunk.iter().enumerate() {
+                let report = store.rows[row].report.as_deref().unwrap_or_default();
+                for s in gloria_sentences(report) {
+                    let words: Vec<(i64, String)> = s
+                        .split_whitespace()
+                        .enumerate()
+                        .filter(|(_, w)| LESION_WORDS.contains(w))
+                        .map(|(t, w)| (t as i64 + 1, w.to_string()))
+                        .collect();
+                    if !words.is_empty() {
+                        items.push((k, s, words));
+                    }
+                }
+            }
+            if items.is_empty() {
+                continue;
+            }
+            let mut pixels = Vec::new();
+            for &row in chunk {
+                let img = store
+                    .image(row)
+                    .ok_or_else(|| format!("cannot read image {row} of the store"))?;
+                pixels.extend_from_slice(img);
+            }
+            let sentences: Vec<String> = items.iter().map(|(_, s, _)| s.clone()).collect();
+            let batch =
+                SentenceBatch::encode(&self.tokenizer, &sentences, ctx, self.image.device())?;
+            let (regions, t) = tch::no_grad(|| {
+                let (regions, _) = self.image_embeddings(&input(&pixels, chunk.len()), false);
+                (regions, self.text_embeddings(&batch, false))
+            });
+            let m = regions.size()[1];
+            grid = (m as f64).sqrt().round() as usize;
+            if grid * grid != m as usize {
+                return Err(format!("GLoRIA's {m} regions are not a square grid"));
+            }
+            let mut used = vec![false; chunk.len()];
+            for (i, (k, _, words)) in items.iter().enumerate() {
+                let (_, alpha) = tch::no_grad(|| {
+                    cross_attention_pool(
+                        &regions.narrow(0, *k as i64, 1),
+                        &t.words.narrow(0, i as i64, 1),
+                        &t.valid.narrow(0, i as i64, 1),
+                        self.settings.gammas.attention,
+                        !self.settings.single_softmax,
+                    )
+                });
+                let Some(mask) = masks.get(chunk[*k]) else {
+                    continue;
+                };
+                let touched = cells_touched(mask, masks.size, grid);
+                for (slot, word) in words {
+                    // A word cut off by the context has no embedding.
+                    if *slot > batch.words[i] {
+                        continue;
+                    }
+                    let attention =
+                        Vec::<f64>::try_from(alpha.get(0).get(0).get(*slot).to_kind(Kind::Double))
+                            .map_err(|e| e.to_string())?;
+                    let before = tally.words;
+                    tally.add(word, &attention, &touched);
+                    used[*k] |= tally.words > before;
+                }
+            }
+            tally.images += used.iter().filter(|&&u| u).count();
+        }
+        Ok(Some((tally, grid)))
     }
 }
 

@@ -25,6 +25,8 @@ pub mod convirt;
 pub mod fusion;
 pub mod gloria;
 pub mod gloria_attention;
+pub mod localisation;
+pub mod methods;
 pub mod moco;
 pub mod positive;
 mod pretrainer;
@@ -235,5 +237,21 @@ pub trait Objective {
     /// A message naming the file that could not be written.
     fn export_extra(&self, _dir: &std::path::Path) -> Result<(), String> {
         Ok(())
+    }
+    /// Where the lesion words of the reports of `masks`' rows attend in
+    /// their images, against the masks ([`localisation`]; `input` turns
+    /// `n` stored images into the network's input): the tally and the side
+    /// of the square region grid. `None` for objectives without word-region
+    /// attention.
+    ///
+    /// # Errors
+    /// An unreadable image or a tokenizer failure.
+    fn localise(
+        &self,
+        _store: &cxr_data::store::read::Store,
+        _input: &dyn Fn(&[u8], usize) -> tch::Tensor,
+        _masks: &localisation::LesionMasks,
+    ) -> Result<Option<(localisation::Tally, usize)>, String> {
+        Ok(None)
     }
 }

@@ -15,12 +15,8 @@ use cxr_nn::spec::ModelSpec;
 use serde_json::{Value, json};
 use tch::{Device, Tensor};
 
-use super::clip::{ClipObjective, ClipSettings};
-use super::convirt::{Convirt, ConvirtSettings};
-use super::gloria::{Gloria, GloriaSettings};
-use super::moco::Moco;
-use super::refers::{RefersObjective, RefersSettings};
-use super::s2mts2::S2mts2;
+use super::localisation::LesionMasks;
+use super::methods;
 use super::validation::{Tracker, Validation, hold_out, patient_of};
 use super::{Objective, PositiveSampler, PretrainConfig, Progress, Views};
 use crate::data;
@@ -200,67 +196,6 @@ impl Pretrainer<'_> {
         Ok((totals[0] / batches.max(1) as f64, accuracy))
     }
 
-    /// The objective `config.method` names.
-    fn objective(&self) -> Result<Box<dyn Objective>, String> {
-        let (c, spec, device) = (&self.config, &self.spec, self.device);
-        let size = spec.preprocessing.size;
-        // The image-text objectives read their training rows' reports.
-        let train = || self.store.split_indices(Split::Train);
-        Ok(match c.method.as_str() {
-            "s2mts2" => Box::new(S2mts2::new(
-                spec.clone(),
-                c.moco.clone(),
-                c.s2mts2.clone().unwrap_or_default(),
-                device,
-                c.seed,
-            )?),
-            "moco-cxr" | "medaug" => {
-                Box::new(Moco::new(spec.clone(), c.moco.clone(), device, c.seed))
-            }
-            "clip" => Box::new(ClipObjective::new(
-                &self.store,
-                &train(),
-                spec.preprocessing,
-                &c.clip
-                    .clone()
-                    .unwrap_or_else(|| ClipSettings::for_size(size)),
-                device,
-                c.seed,
-            )?),
-            "refers" => Box::new(RefersObjective::new(
-                &self.store,
-                &train(),
-                spec,
-                &c.refers
-                    .clone()
-                    .unwrap_or_else(|| RefersSettings::for_width(spec.feature_dim())),
-                device,
-                c.seed,
-            )?),
-            "convirt" => Box::new(Convirt::new(
-                &self.store,
-                &train(),
-                spec,
-                &c.convirt
-                    .clone()
-                    .unwrap_or_else(|| ConvirtSettings::for_size(size)),
-                device,
-                c.seed,
-            )?),
-            "gloria" => Box::new(Gloria::new(
-                &self.store,
-                &train(),
-                spec,
-                &c.gloria
-                    .clone()
-                    .unwrap_or_else(|| GloriaSettings::for_size(size)),
-                device,
-                c.seed,
-            )?),
-            other => return Err(format!("unknown pretraining method '{other}'")),
-        })
-    }
-
     /// Trains, resuming from `last.safetensors` when `resume` is set and it
     /// exists; writes the encoder at every epoch end.
     ///
@@ -271,12 +206,16 @@ impl Pretrainer<'_> {
         let c = self.config.clone();
         let mut objective = {
             let _init = crate::init_lock();
-            self.objective()?
+            methods::build(&self.config, &self.spec, &self.store, self.device)?
         };
         let model = objective.as_mut();
         if let Some(summary) = model.summary() {
             (self.log)(&summary)?;
         }
+        let masks = match c.gloria.as_ref().and_then(|g| g.lesion_masks.as_deref()) {
+            Some(csv) => Some(LesionMasks::read(csv, &self.store, Split::Val)?),
+            None => None,
+        };
         let usable = model.rows(self.store.split_indices(Split::Train));
         let store = self.store.clone();
         let patient = patient_of(&store);
@@ -562,6 +501,38 @@ impl Pretrainer<'_> {
             (self.log)(
                 &json!({"event": "export", "step": p.step, "reason": "no finite validation loss"}),
             )?;
+        }
+        if let Some(masks) = &masks {
+            self.localise(model, masks, p.step)?;
+        }
+        Ok(())
+    }
+
+    /// The objective's attention check on the validation split's lesion
+    /// masks with the final weights: logged, and written to
+    /// `localisation.json`.
+    fn localise(
+        &mut self,
+        model: &dyn Objective,
+        masks: &LesionMasks,
+        step: u64,
+    ) -> Result<(), String> {
+        let found = {
+            let input = |pixels: &[u8], n: usize| self.input(pixels, n);
+            model.localise(&self.store, &input, masks)?
+        };
+        let Some((tally, grid)) = found else {
+            return Ok(());
+        };
+        let record = tally.to_json(grid, step);
+        (self.log)(&record)?;
+        if self.verbose {
+            eprintln!("{}", tally.describe());
+        }
+        if self.parallel.is_main() {
+            let text = serde_json::to_string_pretty(&record).map_err(|e| e.to_string())? + "\n";
+            crate::io::write_atomic(&self.dir.join("localisation.json"), text.as_bytes())
+                .map_err(|e| e.to_string())?;
         }
         Ok(())
     }

@@ -50,6 +50,7 @@ use tch::{Device, Kind, Tensor};
 
 use super::blocks::{l2_normalize, load_state_of, monitors};
 use super::fusion::{ViewFusion, gate_monitors};
+use super::text_side::{Pooling, TextTower};
 use super::{Objective, Views};
 
 /// Views per study (REFERS draws three).
@@ -81,6 +82,15 @@ pub struct RefersSettings {
     pub decoder: (i64, i64, i64, usize),
     /// BERT width, heads, feed-forward width and layers.
     pub bert: (i64, i64, i64, usize),
+    /// Dropout of the ViT while pretraining (REFERS: 0.1). From random
+    /// weights at phantom scale the contrastive term stays at chance with
+    /// it: the class token's image-dependent part is small and dropout's
+    /// noise drowns it.
+    #[serde(default = "vit_dropout")]
+    pub dropout: f64,
+    /// How the report vector is read off BERT (REFERS: its pooler).
+    #[serde(default = "pooler")]
+    pub pooling: Pooling,
 }
 
 impl RefersSettings {
@@ -98,6 +108,8 @@ impl RefersSettings {
             bert_vocab: 600,
             decoder: (128, 4, 512, 1),
             bert: (128, 2, 512, 2),
+            pooling: Pooling::Pooler,
+            dropout: cxr_nn::arch::vit::DROPOUT,
         }
     }
 
@@ -122,6 +134,14 @@ impl RefersSettings {
             Self::base()
         }
     }
+}
+
+fn vit_dropout() -> f64 {
+    cxr_nn::arch::vit::DROPOUT
+}
+
+fn pooler() -> Pooling {
+    Pooling::Pooler
 }
 
 /// Token ids of both tokenizers for every caption, plain and swapped.
@@ -232,7 +252,8 @@ impl RefersObjective {
                 num_classes: None,
                 ..vit_config.clone()
             },
-        );
+        )
+        .with_dropout(settings.dropout);
         let width = vit_config.hidden;
         let fusion = ViewFusion::new(&(&root / "fusion"), VIEWS, width);
         let (dw, dh, df, dl) = settings.decoder;
@@ -334,7 +355,11 @@ impl RefersObjective {
                 .mean_dim(0, false, Kind::Float);
             let u = self
                 .text_projection
-                .forward(&self.bert.forward_t(&ids, &mask, false).pooled)
+                .forward(&TextTower::pool(
+                    &self.bert.forward_t(&ids, &mask, false),
+                    &mask,
+                    self.settings.pooling,
+                ))
                 .mean_dim(0, false, Kind::Float);
             let _ = vars["transformer.encoder.encoder_norm.bias"]
                 .shallow_clone()
@@ -430,9 +455,11 @@ impl Objective for RefersObjective {
 
         let bert_ids = self.captions.bert.index_select(0, &at);
         let mask = bert_ids.ne(self.captions.bert_pad).to_kind(Kind::Int64);
-        let u = self
-            .text_projection
-            .forward(&self.bert.forward_t(&bert_ids, &mask, train).pooled);
+        let u = self.text_projection.forward(&TextTower::pool(
+            &self.bert.forward_t(&bert_ids, &mask, train),
+            &mask,
+            self.settings.pooling,
+        ));
         let v = Tensor::cat(&cls, 1);
         let s = &self.settings;
         let con = loss::contrastive(&v, &u, s.temperature, s.lambda, s.detach_t2i);

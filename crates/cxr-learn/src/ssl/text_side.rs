@@ -406,6 +406,58 @@ impl SentenceBank {
     }
 }
 
+impl SentenceBatch {
+    /// Encodes `sentences` as [`SentenceBank`] encodes its own (for text
+    /// outside the bank, such as the validation split's reports), trimmed
+    /// to the longest.
+    ///
+    /// # Errors
+    /// A context shorter than 3 tokens, or a tokenizer failure.
+    pub fn encode(
+        tok: &TextTokenizer,
+        sentences: &[String],
+        ctx: usize,
+        device: Device,
+    ) -> Result<Self, String> {
+        if ctx < 3 {
+            return Err("the text context must hold [CLS], a token and [SEP]".into());
+        }
+        let rows: Vec<_> = sentences
+            .iter()
+            .map(|s| encode_words(tok, s, ctx))
+            .collect::<Result<_, _>>()?;
+        let t = rows
+            .iter()
+            .map(|(_, w, _)| w.iter().filter(|&&w| w >= 0).count())
+            .max()
+            .unwrap_or(2);
+        let n = rows.len() as i64;
+        let ids: Vec<i64> = rows
+            .iter()
+            .flat_map(|(r, _, _)| r[..t].iter().map(|&(id, _)| id))
+            .collect();
+        let wot: Vec<i64> = rows
+            .iter()
+            .flat_map(|(_, w, _)| w[..t].iter().map(|&w| i64::from(w)))
+            .collect();
+        let word_of_token = Tensor::from_slice(&wot)
+            .view([n, t as i64])
+            .to_device(device);
+        Ok(Self {
+            ids: Tensor::from_slice(&ids)
+                .view([n, t as i64])
+                .to_device(device),
+            mask: word_of_token.ge(0).to_kind(Kind::Int64),
+            word_of_token,
+            words: rows
+                .iter()
+                .map(|(_, w, _)| i64::from(w.iter().copied().max().unwrap_or(1)) - 1)
+                .collect(),
+            chosen: Vec::new(),
+        })
+    }
+}
+
 /// `[CLS] + pieces + [SEP]` of one sentence with each position's word
 /// (see [`SentenceBank`]), padded to `ctx`; whether it was cut. Words are
 /// the sentence's whitespace words, each encoded on its own so its pieces

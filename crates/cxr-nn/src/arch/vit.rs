@@ -49,7 +49,9 @@ impl VitConfig {
     }
 }
 
-const DROPOUT: f64 = 0.1;
+/// Dropout of the embeddings and the MLP outputs (ViT-pytorch's
+/// `dropout_rate`; attention dropout is 0).
+pub const DROPOUT: f64 = 0.1;
 
 fn ln(p: nn::Path, w: i64) -> nn::LayerNorm {
     let cfg = nn::LayerNormConfig {
@@ -81,9 +83,17 @@ pub struct Vit {
     encoder_norm: nn::LayerNorm,
     head: Option<nn::Linear>,
     config: VitConfig,
+    dropout: f64,
 }
 
 impl Vit {
+    /// The same network training with dropout `p` instead of [`DROPOUT`]
+    /// (REFERS from random weights trains without, `--vit-dropout`).
+    pub fn with_dropout(mut self, p: f64) -> Self {
+        self.dropout = p;
+        self
+    }
+
     /// Builds the network's variables under `p`.
     pub fn new(p: &nn::Path, config: &VitConfig) -> Self {
         let h = config.hidden;
@@ -130,6 +140,7 @@ impl Vit {
             encoder_norm,
             head,
             config: config.clone(),
+            dropout: DROPOUT,
         }
     }
 
@@ -161,8 +172,8 @@ impl Vit {
             .flatten(2, 3)
             .transpose(1, 2);
         let cls = self.cls_token.expand([b, -1, -1], false);
-        let mut y =
-            (Tensor::cat(&[cls, patches], 1) + &self.position_embeddings).dropout(DROPOUT, train);
+        let mut y = (Tensor::cat(&[cls, patches], 1) + &self.position_embeddings)
+            .dropout(self.dropout, train);
         for l in &self.layers {
             let n = y.apply(&l.attention_norm);
             let a = multi_head(
@@ -174,8 +185,8 @@ impl Vit {
             );
             y = y + a.apply(&l.out);
             let n = y.apply(&l.ffn_norm);
-            let m = gelu(&n.apply(&l.fc1)).dropout(DROPOUT, train);
-            y = y + m.apply(&l.fc2).dropout(DROPOUT, train);
+            let m = gelu(&n.apply(&l.fc1)).dropout(self.dropout, train);
+            y = y + m.apply(&l.fc2).dropout(self.dropout, train);
         }
         y
     }

@@ -1,7 +1,7 @@
 //! Each method's settings from the flags: its defaults for the input size
 //! with the flags' overrides, and its flags refused with other methods.
 
-use anyhow::{Result, bail};
+use anyhow::{Context, Result, bail};
 use cxr_data::augment::Augment;
 use cxr_learn::schedule::{Plateau, Shape};
 use cxr_learn::ssl::clip::ClipSettings;
@@ -66,9 +66,11 @@ pub(super) fn refers_settings(args: &Args, spec: &ModelSpec) -> Result<Option<Re
         if args.refers_lambda.is_some()
             || args.refers_temperature.is_some()
             || args.refers_detach_t2i
+            || args.vit_dropout.is_some()
         {
             bail!(
-                "--refers-lambda, --refers-temperature and --refers-detach-t2i are REFERS'; use --method refers"
+                "--refers-lambda, --refers-temperature, --refers-detach-t2i and --vit-dropout are \
+                 REFERS'; use --method refers"
             );
         }
         return Ok(None);
@@ -81,8 +83,27 @@ pub(super) fn refers_settings(args: &Args, spec: &ModelSpec) -> Result<Option<Re
         flip: f64::from(args.hflip),
         max_len: args.context_length.map_or(d.max_len, |n| n.max(0) as usize),
         caption_vocab: args.vocab_size.unwrap_or(d.caption_vocab),
+        pooling: text_pooling(args, d.pooling),
+        dropout: match args.vit_dropout {
+            Some(p) if !(0.0..1.0).contains(&p) => {
+                bail!("--vit-dropout must be in [0, 1), got {p}")
+            }
+            Some(p) => p,
+            None => d.dropout,
+        },
         ..d
     }))
+}
+
+/// `--text-pooling`, or `default` without it.
+fn text_pooling(args: &Args, default: Pooling) -> Pooling {
+    match args.text_pooling.as_deref() {
+        None => default,
+        Some("cls") => Pooling::Cls,
+        Some("pooler") => Pooling::Pooler,
+        Some("max") => Pooling::Max,
+        Some(_) => Pooling::Mean,
+    }
 }
 
 /// The BERT of `d` with the text flags' overrides.
@@ -107,23 +128,19 @@ pub(super) fn convirt_settings(args: &Args, size: i64) -> Result<Option<ConvirtS
             || args.convirt_temperature.is_some()
             || args.image_to_text_only
             || args.mask_duplicate_texts
-            || args.text_pooling.is_some()
         {
             bail!(
-                "--convirt-lambda, --convirt-temperature, --image-to-text-only, \
-                 --mask-duplicate-texts and --text-pooling are ConVIRT's; use --method convirt"
+                "--convirt-lambda, --convirt-temperature, --image-to-text-only and \
+                 --mask-duplicate-texts are ConVIRT's; use --method convirt"
             );
+        }
+        if args.text_pooling.is_some() && args.method != "refers" {
+            bail!("--text-pooling is ConVIRT's and REFERS'; use --method convirt or refers");
         }
         return Ok(None);
     }
     let d = ConvirtSettings::for_size(size);
-    let pooling = match args.text_pooling.as_deref() {
-        None => d.pooling,
-        Some("cls") => Pooling::Cls,
-        Some("pooler") => Pooling::Pooler,
-        Some("max") => Pooling::Max,
-        Some(_) => Pooling::Mean,
-    };
+    let pooling = text_pooling(args, d.pooling);
     Ok(Some(ConvirtSettings {
         text: bert_settings(args, d.text.clone()),
         pooling,
@@ -139,10 +156,14 @@ pub(super) fn convirt_settings(args: &Args, size: i64) -> Result<Option<ConvirtS
 /// size with the flags' overrides); its flags are refused elsewhere.
 pub(super) fn gloria_settings(args: &Args, size: i64) -> Result<Option<GloriaSettings>> {
     if args.method != "gloria" {
-        if args.gloria_gammas.is_some() || args.single_softmax || args.gloria_upsample.is_some() {
+        if args.gloria_gammas.is_some()
+            || args.single_softmax
+            || args.gloria_upsample.is_some()
+            || args.lesion_masks.is_some()
+        {
             bail!(
-                "--gloria-gammas, --single-softmax and --gloria-upsample are GLoRIA's; \
-                 use --method gloria"
+                "--gloria-gammas, --single-softmax, --gloria-upsample and --lesion-masks are \
+                 GLoRIA's; use --method gloria"
             );
         }
         return Ok(None);
@@ -162,6 +183,13 @@ pub(super) fn gloria_settings(args: &Args, size: i64) -> Result<Option<GloriaSet
         gammas,
         single_softmax: args.single_softmax,
         upsample: args.gloria_upsample.or(d.upsample),
+        lesion_masks: match &args.lesion_masks {
+            Some(p) => Some(
+                p.canonicalize()
+                    .with_context(|| format!("--lesion-masks {}", p.display()))?,
+            ),
+            None => None,
+        },
         ..d
     }))
 }
@@ -323,5 +351,52 @@ mod tests {
         ] {
             assert!(parse(extra).is_err(), "{extra:?}");
         }
+    }
+
+    fn args(extra: &[&str]) -> Args {
+        let base = ["cxrlearn", "--data", "d", "--out", "o"];
+        Cli::try_parse_from(base.iter().chain(extra)).unwrap().args
+    }
+
+    fn vit() -> ModelSpec {
+        ModelSpec::scratch("vit-tiny", 64, None).unwrap()
+    }
+
+    #[test]
+    fn refers_text_pooling_and_dropout() {
+        let d = refers_settings(&args(&["--method", "refers"]), &vit())
+            .unwrap()
+            .unwrap();
+        assert_eq!((d.pooling, d.dropout), (Pooling::Pooler, 0.1));
+        let a = args(&[
+            "--method",
+            "refers",
+            "--text-pooling",
+            "mean",
+            "--vit-dropout",
+            "0",
+        ]);
+        let s = refers_settings(&a, &vit()).unwrap().unwrap();
+        assert_eq!((s.pooling, s.dropout), (Pooling::Mean, 0.0));
+        assert!(
+            refers_settings(&args(&["--method", "refers", "--vit-dropout", "1"]), &vit()).is_err()
+        );
+        // Each method's flags are refused by the others.
+        let e = refers_settings(&args(&["--method", "clip", "--vit-dropout", "0"]), &vit());
+        assert!(e.unwrap_err().to_string().contains("--vit-dropout"));
+        let e = convirt_settings(&args(&["--method", "clip", "--text-pooling", "cls"]), 64);
+        assert!(e.unwrap_err().to_string().contains("--text-pooling"));
+        let refers = args(&["--method", "refers", "--text-pooling", "cls"]);
+        assert!(convirt_settings(&refers, 64).unwrap().is_none());
+        let e = gloria_settings(
+            &args(&["--method", "convirt", "--lesion-masks", "x.csv"]),
+            64,
+        );
+        assert!(e.unwrap_err().to_string().contains("--lesion-masks"));
+        let e = gloria_settings(
+            &args(&["--method", "gloria", "--lesion-masks", "/nonexistent.csv"]),
+            64,
+        );
+        assert!(e.unwrap_err().to_string().contains("/nonexistent.csv"));
     }
 }

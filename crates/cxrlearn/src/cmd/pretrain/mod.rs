@@ -232,6 +232,11 @@ pub struct Args {
     /// (its value counts, its gradient does not); default: both terms train.
     #[arg(long)]
     pub refers_detach_t2i: bool,
+    /// refers: dropout of the ViT while pretraining (0.1, REFERS'). From
+    /// random weights at small scale 0 lets the contrastive term leave
+    /// chance; the scripts' phantom recipes use it.
+    #[arg(long)]
+    pub vit_dropout: Option<f64>,
     /// convirt, gloria: BERT attention heads (2 tiny, 12); --text-layers,
     /// --text-width, --context-length, --vocab-size and --tokenizer (a
     /// tokenizer.json or BERT vocab.txt) shape the rest of the text tower.
@@ -244,7 +249,8 @@ pub struct Args {
     /// (ConVIRT's paper: 6 of 12; default: nothing frozen below 224 px).
     #[arg(long)]
     pub freeze_text_layers: Option<usize>,
-    /// convirt: sentence pooling of the text tower (mean, the code default).
+    /// convirt: sentence pooling of the text tower (mean, the code default);
+    /// refers: how the report vector is read off BERT (pooler, the paper's).
     #[arg(long, value_parser = ["mean", "cls", "pooler", "max"])]
     pub text_pooling: Option<String>,
     /// convirt: weight λ of the image->text term (1 - λ for text->image; paper 0.75).
@@ -273,6 +279,15 @@ pub struct Args {
     /// none below).
     #[arg(long)]
     pub gloria_upsample: Option<i64>,
+    /// gloria: lesion masks for the attention check at the end of the run:
+    /// a CSV with `path` (an image's source path, as in the store) and
+    /// `lesion_mask` (a PNG relative to the CSV, empty for none), such as a
+    /// phantom's `ground_truth.csv`. For each lesion word ("opacity",
+    /// "consolidation", "nodule", "mass", ...) of the validation split's
+    /// impressions, is the region it attends to most on its lesion? Logged
+    /// and written to `localisation.json` with the chance rate.
+    #[arg(long, value_name = "CSV")]
+    pub lesion_masks: Option<PathBuf>,
     /// Adam β1 (default 0.9; gloria 0.5, as its config).
     #[arg(long)]
     pub adam_beta1: Option<f64>,

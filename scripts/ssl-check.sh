@@ -86,7 +86,7 @@ EOF
 import json, sys
 c = json.load(open(sys.argv[1]))
 print(f"{sys.argv[2]} attention check (validation split, {c['grid'][0]}x{c['grid'][1]} regions): "
-      f"{c['hits']}/{c['words']} lesion words attend most to their lesion, hit rate "
+      f"{c['hits']:.1f}/{c['words']} lesion words attend most to their lesion, hit rate "
       f"{c['hit_rate']:.3f} vs chance {c['chance']:.3f} = {c['ratio']:.2f}x (slow-tier bar: 1.5x)")
 EOF
 )")

@@ -2,8 +2,9 @@
 //! same code path NCCL drives on GPUs): two ranks, each training on its half
 //! of every global batch, end with the single-process weights up to
 //! floating-point reordering; with batch norm the ranks stay identical to
-//! each other. Also: a launcher asking for two ranks on a machine without
-//! GPUs fails before writing anything.
+//! each other; MoCo follows the single process; GLoRIA's and REFERS' losses
+//! and gradients split exactly over two ranks. Also: a launcher asking for
+//! two ranks on a machine without GPUs fails before writing anything.
 
 mod common;
 
@@ -403,33 +404,137 @@ fn two_rank_moco_matches_one_process() {
         gap < 1e-3,
         "2 ranks vs 1 process: {name} differs by {gap} of its update"
     );
+}
 
-    // GLoRIA's local loss would need word and region features of the whole
-    // batch: refused on two ranks, before anything is written.
-    let refused = run_ranks(2, |group| {
-        let out = dir.path().join(format!("gloria-r{}", group.rank()));
-        let mut log = |_: &Value| Ok(());
-        let mut p = Pretrainer {
-            store: store.clone(),
-            spec: spec.clone(),
-            config: PretrainConfig {
-                method: "gloria".into(),
-                ..config.clone()
-            },
-            dir: out.clone(),
-            device: tch::Device::Cpu,
-            log: &mut log,
-            verbose: false,
-            parallel: DataParallel::new(Arc::new(group)),
+/// GLoRIA (every word against every image's regions) and REFERS (gathered
+/// contrastive term, caption tokens counted over all ranks) split one
+/// global batch over two thread ranks: the ranks' losses add up to the
+/// single process's, and so do their gradients, for every variable. In
+/// evaluation mode, so no dropout draw differs between the runs.
+#[test]
+fn two_rank_gloria_and_refers_split_the_global_loss_exactly() {
+    use cxr_data::labels::Split;
+    use cxr_learn::ssl::gloria::{Gloria, GloriaSettings};
+    use cxr_learn::ssl::refers::{RefersObjective, RefersSettings};
+    use cxr_learn::ssl::{Objective, Views};
+
+    let _serial = serial();
+    let dir = tempfile::tempdir().unwrap();
+    let store_path = common::phantom_store(dir.path(), 60, 64, 1, 5);
+    let store = Arc::new(Store::open(&store_path).unwrap());
+    let train = store.split_indices(Split::Train);
+    for (method, arch) in [("gloria", "resnet18-w16"), ("refers", "vit-tiny")] {
+        let spec = ModelSpec::scratch(arch, 64, None).unwrap();
+        let build = || -> Box<dyn Objective> {
+            let _init = cxr_learn::init_lock();
+            let cpu = tch::Device::Cpu;
+            match method {
+                "gloria" => Box::new(
+                    Gloria::new(&store, &train, &spec, &GloriaSettings::for_size(64), cpu, 7)
+                        .unwrap(),
+                ),
+                _ => Box::new(
+                    RefersObjective::new(&store, &train, &spec, &RefersSettings::tiny(), cpu, 7)
+                        .unwrap(),
+                ),
+            }
         };
-        let e = p.run(false).unwrap_err().to_string();
-        (e, out.join("last.safetensors").exists())
-    });
-    for (e, wrote) in refused {
+        let rows: Vec<usize> = build().rows(train.clone())[..8].to_vec();
+        let views_of = |rows: &[usize], k: usize| {
+            let pixels: Vec<u8> = rows
+                .iter()
+                .flat_map(|&i| store.image(i).unwrap().to_vec())
+                .collect();
+            let x = spec
+                .preprocessing
+                .input(&pixels, rows.len(), 64, 64, tch::Device::Cpu);
+            Views {
+                rows: vec![rows.to_vec(); k],
+                x: (0..k).map(|_| x.shallow_clone()).collect(),
+            }
+        };
+        let run = |world: usize| {
+            run_ranks(world, |group| {
+                let mut model = build();
+                let dp = DataParallel::new(Arc::new(group));
+                assert!(model.join(&dp), "{method} joins");
+                let n = rows.len() / world;
+                let local = &rows[dp.rank() * n..(dp.rank() + 1) * n];
+                let views = views_of(local, model.views());
+                let (loss, fields) = model.loss(&views, 11, false).unwrap();
+                loss.backward();
+                let grads: Vec<(String, Vec<f64>)> = model
+                    .trainable()
+                    .into_iter()
+                    .map(|(name, t)| {
+                        let g = t.grad();
+                        let g = if g.defined() { g } else { t.zeros_like() };
+                        (
+                            name,
+                            Vec::<f64>::try_from(g.flatten(0, -1).to_kind(tch::Kind::Double))
+                                .unwrap(),
+                        )
+                    })
+                    .collect();
+                (loss.double_value(&[]), grads, fields)
+            })
+        };
+        let one = run(1);
+        let two = run(2);
+        let single = one[0].0;
+        let summed = two[0].0 + two[1].0;
         assert!(
-            e.contains("method 'gloria' does not train data-parallel"),
-            "{e}"
+            (single - summed).abs() < 1e-5 * single.abs(),
+            "{method}: one process {single}, two ranks {summed}"
         );
-        assert!(!wrote);
+        // Both ranks log the global batch's terms.
+        for key in [
+            "loss_local",
+            "loss_global",
+            "loss_caption",
+            "loss_contrastive",
+        ] {
+            if let Some(v) = one[0].2.get(key) {
+                let v = v.as_f64().unwrap();
+                for r in &two {
+                    let w = r.2[key].as_f64().unwrap();
+                    assert!(
+                        (v - w).abs() < 1e-5 * v.abs().max(1.0),
+                        "{method} {key}: {v} vs {w}"
+                    );
+                }
+            }
+        }
+        // Gradients that are zero in exact arithmetic (an attention key's
+        // bias) are compared against a floor of the largest gradient.
+        let floor = 1e-3
+            * one[0]
+                .1
+                .iter()
+                .flat_map(|(_, g)| g.iter())
+                .fold(0.0f64, |m, v| m.max(v.abs()));
+        let mut worst = (String::new(), 0.0f64);
+        for (k, (name, g1)) in one[0].1.iter().enumerate() {
+            let (g2a, g2b) = (&two[0].1[k].1, &two[1].1[k].1);
+            assert_eq!(&two[0].1[k].0, name);
+            let scale = g1.iter().fold(floor, |m, v| m.max(v.abs()));
+            let gap = g1
+                .iter()
+                .zip(g2a.iter().zip(g2b))
+                .fold(0.0f64, |m, (a, (b, c))| m.max((a - b - c).abs()));
+            if gap / scale > worst.1 {
+                worst = (name.clone(), gap / scale);
+            }
+        }
+        eprintln!(
+            "{method}: loss {single}, worst gradient gap {} {:.2e}",
+            worst.0, worst.1
+        );
+        assert!(
+            worst.1 < 1e-4,
+            "{method}: {} gradient differs by {:.2e}",
+            worst.0,
+            worst.1
+        );
     }
 }

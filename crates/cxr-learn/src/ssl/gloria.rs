@@ -18,7 +18,9 @@ use serde_json::{Map, Value, json};
 use tch::nn::{self, VarStore};
 use tch::{Device, Kind, Tensor};
 
-use super::blocks::{l2_normalize, load_state_of, monitors, state_of};
+use super::blocks::{
+    gather_with_grad, l2_normalize, load_state_of, monitors, share_of_global, state_of,
+};
 use super::convirt::{duplicate_fraction, in_batch_accuracy, trainable_of};
 use super::gloria_attention::{Gammas, both_directions, cross_attention_pool, local_logits};
 use super::localisation::{LESION_WORDS, LesionMasks, Tally, cells_touched};
@@ -26,6 +28,7 @@ use super::text_side::{
     BertSettings, SentenceBank, SentenceBatch, TextTower, export_tokenizer, gloria_sentences,
 };
 use super::{Objective, Views};
+use crate::dist::DataParallel;
 
 /// GLoRIA's settings.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -96,6 +99,8 @@ pub struct Gloria {
     bank: SentenceBank,
     tokenizer: TextTokenizer,
     settings: GloriaSettings,
+    /// The process group the global batch is split over.
+    dp: DataParallel,
 }
 
 /// Text embeddings of a batch: words `[n, w, d]`, which of them the local
@@ -178,6 +183,7 @@ impl Gloria {
             bank,
             tokenizer,
             settings: settings.clone(),
+            dp: DataParallel::single(),
         })
     }
 
@@ -193,6 +199,39 @@ impl Gloria {
             .flatten(2, -1)
             .transpose(1, 2);
         (regions, pooled.apply(&self.global_embedder))
+    }
+
+    /// The global batch's regions, image vectors and text embeddings
+    /// (gradients flow to this rank's own rows). Word slots are padded to
+    /// the context length first, so every rank's tensors have one shape;
+    /// padded slots are invalid and weigh nothing in the local loss.
+    fn gather(
+        &self,
+        regions: Tensor,
+        global: Tensor,
+        t: TextEmbedding,
+    ) -> Result<(Tensor, Tensor, TextEmbedding), String> {
+        if self.dp.world_size() == 1 {
+            return Ok((regions, global, t));
+        }
+        let ctx = self.settings.text.context_length;
+        let pad = ctx - t.words.size()[1];
+        let words = t.words.constant_pad_nd([0, 0, 0, pad]);
+        let valid = t.valid.to_kind(Kind::Int64).constant_pad_nd([0, pad]);
+        let valid = self
+            .dp
+            .all_gather(&valid)
+            .map_err(String::from)?
+            .to_kind(Kind::Bool);
+        Ok((
+            gather_with_grad(&self.dp, &regions)?,
+            gather_with_grad(&self.dp, &global)?,
+            TextEmbedding {
+                words: gather_with_grad(&self.dp, &words)?,
+                valid,
+                sentence: gather_with_grad(&self.dp, &t.sentence)?,
+            },
+        ))
     }
 
     /// Words (sum of the last hidden states, pieces merged) and the
@@ -251,6 +290,14 @@ impl Objective for Gloria {
         name.starts_with("text.bert.")
     }
 
+    /// Every word of the global batch attends over every image's regions:
+    /// regions, words (padded to the context), sentences and image vectors
+    /// are gathered, and each rank returns its share of the global loss.
+    fn join(&mut self, dp: &DataParallel) -> bool {
+        self.dp = dp.clone();
+        true
+    }
+
     fn trainable(&self) -> Vec<(String, Tensor)> {
         trainable_of(&[("image.", &self.image), ("text.", &self.heads)])
     }
@@ -264,6 +311,7 @@ impl Objective for Gloria {
         let (regions, global) = self.image_embeddings(views.xq(), train);
         let batch = self.bank.choose(views.queries(), step_seed);
         let t = self.text_embeddings(&batch, train);
+        let (regions, global, t) = self.gather(regions, global, t)?;
         let g = self.settings.gammas;
         let local = local_logits(
             &regions,
@@ -276,7 +324,7 @@ impl Objective for Gloria {
         let (gi, gt) = (l2_normalize(&global), l2_normalize(&t.sentence));
         let loss_global = both_directions(&(gi.matmul(&gt.tr()) * g.logits));
         let (wl, wg) = self.settings.loss_weights;
-        let loss = &loss_local * wl + &loss_global * wg;
+        let loss = share_of_global(&loss_local * wl + &loss_global * wg, self.dp.world_size());
         let (gid, gtd) = (gi.detach(), gt.detach());
         let m = monitors(&gid, &gtd);
         let local_acc = tch::no_grad(|| {

@@ -130,14 +130,16 @@ pub fn cells_touched(mask: &[bool], size: usize, grid: usize) -> Vec<bool> {
 pub struct Tally {
     /// Lesion-word occurrences checked (masks touching at least one region).
     pub words: usize,
-    /// Occurrences whose most-attended region touches the mask.
-    pub hits: usize,
+    /// Occurrences whose most-attended region touches the mask; a maximum
+    /// shared by several regions counts the share of them that do (so a
+    /// uniform attention scores chance, not region 0's luck).
+    pub hits: f64,
     /// Sum over occurrences of the fraction of regions the mask touches.
     chance_sum: f64,
     /// Images that contributed.
     pub images: usize,
     /// Occurrences and hits per word.
-    pub per_word: BTreeMap<String, (usize, usize)>,
+    pub per_word: BTreeMap<String, (usize, f64)>,
 }
 
 impl Tally {
@@ -149,26 +151,24 @@ impl Tally {
         if area == 0 || attention.len() != touched.len() {
             return;
         }
-        let top = attention
-            .iter()
-            .enumerate()
-            .fold((0, f64::NEG_INFINITY), |best, (k, &a)| {
-                if a > best.1 { (k, a) } else { best }
-            })
-            .0;
-        let hit = touched[top];
+        let top = attention.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+        // Ties within float rounding of the softmax.
+        let tied: Vec<usize> = (0..attention.len())
+            .filter(|&k| attention[k] >= top - 1e-6 * top.abs())
+            .collect();
+        let hit = tied.iter().filter(|&&k| touched[k]).count() as f64 / tied.len() as f64;
         self.words += 1;
-        self.hits += usize::from(hit);
+        self.hits += hit;
         self.chance_sum += area as f64 / touched.len() as f64;
         let e = self.per_word.entry(word.to_string()).or_default();
         e.0 += 1;
-        e.1 += usize::from(hit);
+        e.1 += hit;
     }
 
     /// Hit rate, chance rate and their ratio (`None` without occurrences).
     pub fn rates(&self) -> Option<(f64, f64, f64)> {
         (self.words > 0).then(|| {
-            let hit = self.hits as f64 / self.words as f64;
+            let hit = self.hits / self.words as f64;
             let chance = self.chance_sum / self.words as f64;
             (hit, chance, hit / chance)
         })
@@ -178,7 +178,7 @@ impl Tally {
     pub fn describe(&self) -> String {
         match self.rates() {
             Some((hit, chance, ratio)) => format!(
-                "attention check: {} of {} lesion words attend most to a region of their lesion \
+                "attention check: {:.1} of {} lesion words attend most to a region of their lesion \
                  ({hit:.3}; chance {chance:.3}, {ratio:.2}x)",
                 self.hits, self.words
             ),
@@ -229,13 +229,19 @@ mod tests {
         t.add("nodule", &[0.1, 0.1, 0.1, 0.7], &[true, true, false, true]);
         // A mask touching no region does not count.
         t.add("mass", &[1.0, 0.0, 0.0, 0.0], &[false; 4]);
-        assert_eq!((t.words, t.hits), (3, 2));
+        assert_eq!((t.words, t.hits), (3, 2.0));
         let (hit, chance, ratio) = t.rates().unwrap();
         assert!((hit - 2.0 / 3.0).abs() < 1e-12);
         assert!((chance - (0.25 + 0.25 + 0.75) / 3.0).abs() < 1e-12);
         assert!((ratio - hit / chance).abs() < 1e-12);
-        assert_eq!(t.per_word["mass"], (2, 1));
-        assert_eq!(t.per_word["nodule"], (1, 1));
+        assert_eq!(t.per_word["mass"], (2, 1.0));
+        assert_eq!(t.per_word["nodule"], (1, 1.0));
+        // A uniform attention scores the mask's share of the regions; a
+        // maximum shared by two regions, one on the mask, half a hit.
+        let mut u = Tally::default();
+        u.add("pneumonia", &[0.25; 4], &[true, false, false, true]);
+        u.add("mass", &[0.1, 0.4, 0.4, 0.1], &[false, true, false, false]);
+        assert_eq!((u.words, u.hits), (2, 1.0));
         assert!(Tally::default().rates().is_none());
     }
 }

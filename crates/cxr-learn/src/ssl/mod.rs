@@ -190,7 +190,8 @@ pub trait Objective {
         false
     }
     /// Takes part in the data-parallel run `dp`; `false` when the method
-    /// cannot (every method runs in a single process).
+    /// cannot (by default: only in a single process; all seven methods
+    /// override it).
     fn join(&mut self, dp: &DataParallel) -> bool {
         dp.world_size() == 1
     }

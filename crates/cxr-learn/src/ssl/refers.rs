@@ -48,10 +48,11 @@ use serde_json::{Map, Value, json};
 use tch::nn::{self, Module, VarStore};
 use tch::{Device, Kind, Tensor};
 
-use super::blocks::{l2_normalize, load_state_of, monitors};
+use super::blocks::{gather_with_grad, l2_normalize, load_state_of, monitors, share_of_global};
 use super::fusion::{ViewFusion, gate_monitors};
 use super::text_side::{Pooling, TextTower};
 use super::{Objective, Views};
+use crate::dist::DataParallel;
 
 /// Views per study (REFERS draws three).
 pub const VIEWS: usize = 3;
@@ -171,6 +172,8 @@ pub struct RefersObjective {
     rows: Vec<usize>,
     settings: RefersSettings,
     summary: Value,
+    /// The process group the global batch is split over.
+    dp: DataParallel,
 }
 
 fn encode(
@@ -311,6 +314,7 @@ impl RefersObjective {
             rows,
             settings: settings.clone(),
             summary: Value::Null,
+            dp: DataParallel::single(),
         };
         objective.center(store, spec)?;
         let summary = json!({
@@ -369,11 +373,16 @@ impl RefersObjective {
         Ok(())
     }
 
-    /// Per-sample flip decisions of a step.
+    /// Flip decisions of this rank's `n` samples of a step: its slice of
+    /// the global batch's draws, so a data-parallel run flips what one
+    /// process would.
     fn flips(&self, n: usize, step_seed: u64) -> Vec<bool> {
         let mut rng = ChaCha8Rng::seed_from_u64(step_seed ^ 0x666c_6970);
         let p = self.settings.flip.clamp(0.0, 1.0);
-        (0..n).map(|_| rng.random_bool(p)).collect()
+        let global: Vec<bool> = (0..n * self.dp.world_size())
+            .map(|_| rng.random_bool(p))
+            .collect();
+        global[self.dp.rank() * n..(self.dp.rank() + 1) * n].to_vec()
     }
 }
 
@@ -391,6 +400,15 @@ impl Objective for RefersObjective {
 
     fn summary(&self) -> Option<Value> {
         Some(self.summary.clone())
+    }
+
+    /// The global batch's losses: the class tokens and report vectors are
+    /// gathered for the contrastive term (its share returned), and the
+    /// caption cross-entropy is this rank's token sum over the global
+    /// token count.
+    fn join(&mut self, dp: &DataParallel) -> bool {
+        self.dp = dp.clone();
+        true
     }
 
     fn is_text_encoder(&self, name: &str) -> bool {
@@ -450,7 +468,13 @@ impl Objective for RefersObjective {
             .forward_t(&ids.narrow(1, 0, len - 1), &fused.memory, train);
         let targets = ids.narrow(1, 1, len - 1);
         let pad = self.captions.decoder_pad;
-        let l_cap = loss::token_cross_entropy(&logits, &targets, pad);
+        let l_cap = if self.dp.world_size() == 1 {
+            loss::token_cross_entropy(&logits, &targets, pad)
+        } else {
+            let local = targets.ne(pad).sum(Kind::Double).double_value(&[]);
+            let all = self.dp.sum(&[local]).map_err(String::from)?[0];
+            loss::token_cross_entropy_sum(&logits, &targets, pad) / all.max(1.0)
+        };
         let (token_acc, majority) = loss::token_accuracy(&logits, &targets, pad);
 
         let bert_ids = self.captions.bert.index_select(0, &at);
@@ -460,9 +484,20 @@ impl Objective for RefersObjective {
             &mask,
             self.settings.pooling,
         ));
-        let v = Tensor::cat(&cls, 1);
+        let v = gather_with_grad(&self.dp, &Tensor::cat(&cls, 1))?;
+        let u = gather_with_grad(&self.dp, &u)?;
         let s = &self.settings;
-        let con = loss::contrastive(&v, &u, s.temperature, s.lambda, s.detach_t2i);
+        let mut con = loss::contrastive(&v, &u, s.temperature, s.lambda, s.detach_t2i);
+        // Logged: the global batch's values, whichever rank logs.
+        let con_value = con.loss.double_value(&[]);
+        con.loss = share_of_global(con.loss, self.dp.world_size());
+        let cap_value = match self.dp.world_size() {
+            1 => l_cap.double_value(&[]),
+            _ => self
+                .dp
+                .sum(&[l_cap.double_value(&[])])
+                .map_err(String::from)?[0],
+        };
 
         let g = gate_monitors(&fused.gates);
         let (zi, zt) = (l2_normalize(&v.detach()), l2_normalize(&u.detach()));
@@ -476,7 +511,7 @@ impl Objective for RefersObjective {
             pairs / (n * (n - 1)).max(1) as f64
         });
         let fields = json!({
-            "loss_caption": l_cap.double_value(&[]), "loss_contrastive": con.loss.double_value(&[]),
+            "loss_caption": cap_value, "loss_contrastive": con_value,
             "caption_accuracy": token_acc, "majority_token_frequency": majority,
             "accuracy": con.accuracy, "gate_mean": g.mean, "gate_view_min": g.view_min,
             "gate_view_max": g.view_max, "gate_sample_std": g.sample_std,

@@ -51,6 +51,16 @@ pub fn token_cross_entropy(logits: &Tensor, targets: &Tensor, ignore: i64) -> Te
         .nll_loss_nd::<Tensor>(&targets.reshape([-1]), None, Reduction::Mean, ignore)
 }
 
+/// The summed next-token cross-entropy of [`token_cross_entropy`] (its
+/// numerator), for a mean over several ranks' tokens.
+pub fn token_cross_entropy_sum(logits: &Tensor, targets: &Tensor, ignore: i64) -> Tensor {
+    let v = logits.size()[2];
+    logits
+        .reshape([-1, v])
+        .log_softmax(-1, logits.kind())
+        .nll_loss_nd::<Tensor>(&targets.reshape([-1]), None, Reduction::Sum, ignore)
+}
+
 /// Frequency of the most common target that is not `ignore`: what always
 /// guessing one token would score.
 pub fn majority_frequency(targets: &Tensor, ignore: i64) -> f64 {

@@ -38,7 +38,7 @@ probe() { # name, model -> predictions
 [ -d "$out/probe-random-cnn" ] || probe random-cnn "scratch:$backbone"
 [ -d "$out/probe-random-vit" ] || probe random-vit "scratch:vit-tiny"
 cnn_views=(--crop-scale 0.3,1 --brightness 0.4 --contrast 0.4 --blur-p 0.5)
-notes=()
+notes=$(mktemp)
 printf '| method | steps | final loss | probe macro AUC (test) | random init | delta (95%% CI) | p | best finding: delta (95%% CI) |\n|---|---|---|---|---|---|---|---|\n'
 for method in $methods; do
     run=$out/pretrain-$method
@@ -82,14 +82,14 @@ print(f"| {sys.argv[3]} | {len(steps)} | {sum(s['loss'] for s in tail) / len(tai
       f"{best['label']}: {best['delta']:+.3f} ({best['delta_ci'][0]:+.3f} to {best['delta_ci'][1]:+.3f}) |")
 EOF
     if [ -f "$run/localisation.json" ]; then
-        notes+=("$(python3 - "$run/localisation.json" "$method" <<'EOF'
+        python3 - "$run/localisation.json" "$method" >>"$notes" <<'EOF'
 import json, sys
 c = json.load(open(sys.argv[1]))
 print(f"{sys.argv[2]} attention check (validation split, {c['grid'][0]}x{c['grid'][1]} regions): "
       f"{c['hits']:.1f}/{c['words']} lesion words attend most to their lesion, hit rate "
       f"{c['hit_rate']:.3f} vs chance {c['chance']:.3f} = {c['ratio']:.2f}x (slow-tier bar: 1.5x)")
 EOF
-)")
     fi
 done
-for n in "${notes[@]}"; do printf '\n%s\n' "$n"; done
+if [ -s "$notes" ]; then echo; cat "$notes"; fi
+rm -f "$notes"

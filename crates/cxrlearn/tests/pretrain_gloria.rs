@@ -129,6 +129,11 @@ fn gloria_learns_and_exports_the_resnet() {
         check["chance"].as_f64().unwrap(),
     );
     assert!((hit - hits / words).abs() < 1e-12, "{check}");
+    // Where the words look: one (shared on ties) most-attended region each.
+    let top = check["top_regions"].as_array().unwrap();
+    assert_eq!(top.len(), 16);
+    let looked: f64 = top.iter().map(|v| v.as_f64().unwrap()).sum();
+    assert!((looked - words).abs() < 1e-9, "{check}");
     // A lesion covers a few of the 16 regions.
     assert!(chance > 1.0 / 16.0 && chance < 0.6, "{check}");
     assert!((check["ratio"].as_f64().unwrap() - hit / chance).abs() < 1e-9);

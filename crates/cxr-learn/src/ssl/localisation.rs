@@ -140,6 +140,9 @@ pub struct Tally {
     pub images: usize,
     /// Occurrences and hits per word.
     pub per_word: BTreeMap<String, (usize, f64)>,
+    /// How often each region was the most attended (ties shared), in the
+    /// flattened map's order: where the words look, lesion or not.
+    pub top_regions: Vec<f64>,
 }
 
 impl Tally {
@@ -157,6 +160,10 @@ impl Tally {
             .filter(|&k| attention[k] >= top - 1e-6 * top.abs())
             .collect();
         let hit = tied.iter().filter(|&&k| touched[k]).count() as f64 / tied.len() as f64;
+        self.top_regions.resize(attention.len(), 0.0);
+        for &k in &tied {
+            self.top_regions[k] += 1.0 / tied.len() as f64;
+        }
         self.words += 1;
         self.hits += hit;
         self.chance_sum += area as f64 / touched.len() as f64;
@@ -194,6 +201,7 @@ impl Tally {
             "event": "localisation", "step": step, "grid": [grid, grid],
             "images": self.images, "words": self.words, "hits": self.hits,
             "hit_rate": hit, "chance": chance, "ratio": ratio,
+            "top_regions": self.top_regions,
             "per_word": self.per_word.iter()
                 .map(|(w, &(n, h))| (w.clone(), serde_json::json!({"words": n, "hits": h})))
                 .collect::<serde_json::Map<_, _>>(),
@@ -242,6 +250,7 @@ mod tests {
         u.add("pneumonia", &[0.25; 4], &[true, false, false, true]);
         u.add("mass", &[0.1, 0.4, 0.4, 0.1], &[false, true, false, false]);
         assert_eq!((u.words, u.hits), (2, 1.0));
+        assert_eq!(u.top_regions, vec![0.25, 0.75, 0.75, 0.25]);
         assert!(Tally::default().rates().is_none());
     }
 }

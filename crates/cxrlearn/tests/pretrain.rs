@@ -79,20 +79,7 @@ fn moco_learns_without_collapse_and_resumes_bit_for_bit() {
 
     // The encoder is a model like any other.
     let feats = dir.path().join("feats");
-    cxrlearn(&[
-        "--quiet",
-        "features",
-        "--model",
-        a.join("encoder.safetensors").to_str().unwrap(),
-        "--data",
-        store.to_str().unwrap(),
-        "--out",
-        feats.to_str().unwrap(),
-        "--device",
-        "cpu",
-    ]);
-    let meta: Value =
-        serde_json::from_slice(&std::fs::read(feats.join("meta.json")).unwrap()).unwrap();
+    let meta = common::features(&a.join("encoder.safetensors"), &store, &feats);
     assert_eq!(meta["dim"], 128);
 
     // Kill a second run after a mid-epoch checkpoint, resume, compare.

@@ -80,20 +80,7 @@ fn clip_learns_and_exports_both_models() {
     }
 
     let feats = dir.path().join("feats");
-    cxrlearn(&[
-        "--quiet",
-        "features",
-        "--model",
-        out.join("encoder.safetensors").to_str().unwrap(),
-        "--data",
-        store.to_str().unwrap(),
-        "--out",
-        feats.to_str().unwrap(),
-        "--device",
-        "cpu",
-    ]);
-    let meta: Value =
-        serde_json::from_slice(&std::fs::read(feats.join("meta.json")).unwrap()).unwrap();
+    let meta = common::features(&out.join("encoder.safetensors"), &store, &feats);
     assert_eq!(meta["dim"], 32);
 
     // Zero-shot AUC is near chance at this scale (about 0.54 macro at this

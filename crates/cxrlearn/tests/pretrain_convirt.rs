@@ -75,20 +75,7 @@ fn convirt_learns_exports_the_backbone_and_resumes_bit_for_bit() {
     assert!(std > 0.03, "embedding std {std}");
 
     let feats = dir.path().join("feats");
-    cxrlearn(&[
-        "--quiet",
-        "features",
-        "--model",
-        a.join("encoder.safetensors").to_str().unwrap(),
-        "--data",
-        store.to_str().unwrap(),
-        "--out",
-        feats.to_str().unwrap(),
-        "--device",
-        "cpu",
-    ]);
-    let meta: Value =
-        serde_json::from_slice(&std::fs::read(feats.join("meta.json")).unwrap()).unwrap();
+    let meta = common::features(&a.join("encoder.safetensors"), &store, &feats);
     assert_eq!(meta["dim"], 128);
 
     // Kill a second run after a mid-epoch checkpoint, resume, compare; with

@@ -140,20 +140,7 @@ fn gloria_learns_and_exports_the_resnet() {
     eprintln!("attention check at test scale: {check}");
 
     let feats = dir.path().join("feats");
-    cxrlearn(&[
-        "--quiet",
-        "features",
-        "--model",
-        a.join("encoder.safetensors").to_str().unwrap(),
-        "--data",
-        store.to_str().unwrap(),
-        "--out",
-        feats.to_str().unwrap(),
-        "--device",
-        "cpu",
-    ]);
-    let meta: Value =
-        serde_json::from_slice(&std::fs::read(feats.join("meta.json")).unwrap()).unwrap();
+    let meta = common::features(&a.join("encoder.safetensors"), &store, &feats);
     assert_eq!(meta["dim"], 128);
 }
 

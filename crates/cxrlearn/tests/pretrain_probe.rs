@@ -24,18 +24,7 @@ use serde_json::Value;
 /// the test predictions' path.
 fn probe(store: &Path, model: &str, dir: &Path) -> String {
     let feats = dir.with_extension("features");
-    cxrlearn(&[
-        "--quiet",
-        "features",
-        "--model",
-        model,
-        "--data",
-        store.to_str().unwrap(),
-        "--out",
-        feats.to_str().unwrap(),
-        "--device",
-        "cpu",
-    ]);
+    common::features_of(model, store, &feats);
     cxrlearn(&[
         "--quiet",
         "probe",

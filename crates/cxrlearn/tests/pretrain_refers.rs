@@ -104,20 +104,7 @@ fn refers_learns_and_exports_its_vit() {
     assert_eq!(sidecar["architecture"], "vit-tiny", "{sidecar}");
     assert_eq!(sidecar["method"], "refers", "{sidecar}");
     let feats = dir.path().join("feats");
-    cxrlearn(&[
-        "--quiet",
-        "features",
-        "--model",
-        out.join("encoder.safetensors").to_str().unwrap(),
-        "--data",
-        store.to_str().unwrap(),
-        "--out",
-        feats.to_str().unwrap(),
-        "--device",
-        "cpu",
-    ]);
-    let meta: Value =
-        serde_json::from_slice(&std::fs::read(feats.join("meta.json")).unwrap()).unwrap();
+    let meta = common::features(&out.join("encoder.safetensors"), &store, &feats);
     assert_eq!(meta["dim"], 96);
 
     // Without study ids there are no study views to draw.

@@ -95,20 +95,7 @@ fn s2mts2_learns_with_a_ramped_jcl_term() {
     assert_eq!(sidecar["architecture"], "densenet-tiny");
     assert_eq!(sidecar["method"], "s2mts2");
     let feats = dir.path().join("feats");
-    cxrlearn(&[
-        "--quiet",
-        "features",
-        "--model",
-        a.join("encoder.safetensors").to_str().unwrap(),
-        "--data",
-        store.to_str().unwrap(),
-        "--out",
-        feats.to_str().unwrap(),
-        "--device",
-        "cpu",
-    ]);
-    let meta: Value =
-        serde_json::from_slice(&std::fs::read(feats.join("meta.json")).unwrap()).unwrap();
+    let meta = common::features(&a.join("encoder.safetensors"), &store, &feats);
     assert_eq!(meta["dim"], 32);
 
     // Settings that do not belong to S2MTS2, or to its neighbours, fail

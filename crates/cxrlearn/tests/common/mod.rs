@@ -188,3 +188,26 @@ pub fn kill_after_checkpoint(args: &[&str], run: &Path, epoch: u64) {
         "the kill came too late"
     );
 }
+
+/// Extracts `model`'s features of every `store` image into `out` on the
+/// CPU and returns the `meta.json` written there.
+pub fn features(model: &Path, store: &Path, out: &Path) -> Value {
+    features_of(model.to_str().unwrap(), store, out)
+}
+
+/// As [`features`], for a model spec such as `scratch:vit-tiny`.
+pub fn features_of(model: &str, store: &Path, out: &Path) -> Value {
+    run_ok(&[
+        "--quiet",
+        "features",
+        "--model",
+        model,
+        "--data",
+        store.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "--device",
+        "cpu",
+    ]);
+    serde_json::from_slice(&std::fs::read(out.join("meta.json")).unwrap()).unwrap()
+}

@@ -239,16 +239,8 @@ pub fn gloria_sentences(report: &str) -> Vec<String> {
 /// pieces, `[SEP]`, zero padding to the context length.
 #[derive(Debug)]
 pub struct SentenceBank {
-    /// Token ids `[sentences, context]` on the model's device.
-    ids: Tensor,
-    /// Non-pad tokens per sentence.
-    lengths: Vec<i64>,
-    /// Word of each token position, `[CLS]` = 0, the pieces of word k
-    /// (`##` continuations joined) = k + 1, `[SEP]` = words + 1, padding
-    /// -1; `[sentences, context]` on the model's device.
-    word_of_token: Tensor,
-    /// Words per sentence after truncation, `[CLS]` and `[SEP]` excluded.
-    words: Vec<i64>,
+    /// The sentences, tokenised.
+    encoded: Encoded,
     /// Store row -> its sentences' first index and count.
     position: HashMap<usize, (usize, usize)>,
     /// Train rows with at least one sentence.
@@ -330,23 +322,7 @@ impl SentenceBank {
             None => TextTokenizer::train_wordpiece(&all, settings.vocab_size)
                 .map_err(|e| e.to_string())?,
         };
-        let ctx = settings.context_length as usize;
-        if ctx < 3 {
-            return Err("the text context must hold [CLS], a token and [SEP]".into());
-        }
-        let (mut ids, mut wot) = (Vec::new(), Vec::new());
-        let (mut lengths, mut words) = (Vec::new(), Vec::new());
-        let mut truncated = 0;
-        for s in &all {
-            let (row, word, cut) = encode_words(&tokenizer, s, ctx)?;
-            truncated += usize::from(cut);
-            lengths.push(word.iter().filter(|&&w| w >= 0).count() as i64);
-            // [SEP] is word `words + 1`.
-            words.push(i64::from(word.iter().copied().max().unwrap_or(1)) - 1);
-            ids.extend(row.iter().map(|&(id, _)| id));
-            wot.extend(word.iter().map(|&w| i64::from(w)));
-        }
-        let n = all.len() as i64;
+        let encoded = Encoded::new(&tokenizer, &all, settings.context_length as usize, device)?;
         let mut position = HashMap::new();
         let mut start = 0;
         for (i, s) in &per_row {
@@ -354,17 +330,10 @@ impl SentenceBank {
             start += s.len();
         }
         let bank = Self {
-            ids: Tensor::from_slice(&ids)
-                .view([n, ctx as i64])
-                .to_device(device),
-            lengths,
-            word_of_token: Tensor::from_slice(&wot)
-                .view([n, ctx as i64])
-                .to_device(device),
-            words,
+            truncated: encoded.truncated,
+            encoded,
             position,
             rows: per_row.iter().map(|(i, _)| *i).collect(),
-            truncated,
             sentences: all.len(),
             without_report,
             without_sentence,
@@ -391,6 +360,67 @@ impl SentenceBank {
                 start + rng_for(step_seed ^ SALT, *r as u64).random_range(0..n)
             })
             .collect();
+        self.encoded.batch(chosen)
+    }
+}
+
+/// Sentences tokenised once: `[CLS]`, the pieces, `[SEP]`, zero padding to
+/// the context length.
+#[derive(Debug)]
+struct Encoded {
+    /// Token ids `[sentences, context]` on the model's device.
+    ids: Tensor,
+    /// Non-pad tokens per sentence.
+    lengths: Vec<i64>,
+    /// Word of each token position, `[CLS]` = 0, the pieces of word k
+    /// (`##` continuations joined) = k + 1, `[SEP]` = words + 1, padding
+    /// -1; `[sentences, context]` on the model's device.
+    word_of_token: Tensor,
+    /// Words per sentence after truncation, `[CLS]` and `[SEP]` excluded.
+    words: Vec<i64>,
+    /// Sentences longer than the context (cut, `[SEP]` kept last).
+    truncated: usize,
+}
+
+impl Encoded {
+    fn new<S: AsRef<str>>(
+        tok: &TextTokenizer,
+        sentences: &[S],
+        ctx: usize,
+        device: Device,
+    ) -> Result<Self, String> {
+        if ctx < 3 {
+            return Err("the text context must hold [CLS], a token and [SEP]".into());
+        }
+        let (mut ids, mut wot) = (Vec::new(), Vec::new());
+        let (mut lengths, mut words) = (Vec::new(), Vec::new());
+        let mut truncated = 0;
+        for s in sentences {
+            let (row, word, cut) = encode_words(tok, s.as_ref(), ctx)?;
+            truncated += usize::from(cut);
+            lengths.push(word.iter().filter(|&&w| w >= 0).count() as i64);
+            // [SEP] is word `words + 1`.
+            words.push(i64::from(word.iter().copied().max().unwrap_or(1)) - 1);
+            ids.extend(row.iter().map(|&(id, _)| id));
+            wot.extend(word.iter().map(|&w| i64::from(w)));
+        }
+        let n = sentences.len() as i64;
+        let tensor = |v: &[i64]| {
+            Tensor::from_slice(v)
+                .view([n, ctx as i64])
+                .to_device(device)
+        };
+        Ok(Self {
+            ids: tensor(&ids),
+            lengths,
+            word_of_token: tensor(&wot),
+            words,
+            truncated,
+        })
+    }
+
+    /// The `chosen` sentences as a batch, trimmed to the longest.
+    fn batch(&self, chosen: Vec<usize>) -> SentenceBatch {
         let at: Vec<i64> = chosen.iter().map(|&c| c as i64).collect();
         let at = Tensor::from_slice(&at).to_device(self.ids.device());
         let t = chosen.iter().map(|&c| self.lengths[c]).max().unwrap_or(2);
@@ -409,7 +439,7 @@ impl SentenceBank {
 impl SentenceBatch {
     /// Encodes `sentences` as [`SentenceBank`] encodes its own (for text
     /// outside the bank, such as the validation split's reports), trimmed
-    /// to the longest.
+    /// to the longest; `chosen` numbers them in order.
     ///
     /// # Errors
     /// A context shorter than 3 tokens, or a tokenizer failure.
@@ -419,42 +449,8 @@ impl SentenceBatch {
         ctx: usize,
         device: Device,
     ) -> Result<Self, String> {
-        if ctx < 3 {
-            return Err("the text context must hold [CLS], a token and [SEP]".into());
-        }
-        let rows: Vec<_> = sentences
-            .iter()
-            .map(|s| encode_words(tok, s, ctx))
-            .collect::<Result<_, _>>()?;
-        let t = rows
-            .iter()
-            .map(|(_, w, _)| w.iter().filter(|&&w| w >= 0).count())
-            .max()
-            .unwrap_or(2);
-        let n = rows.len() as i64;
-        let ids: Vec<i64> = rows
-            .iter()
-            .flat_map(|(r, _, _)| r[..t].iter().map(|&(id, _)| id))
-            .collect();
-        let wot: Vec<i64> = rows
-            .iter()
-            .flat_map(|(_, w, _)| w[..t].iter().map(|&w| i64::from(w)))
-            .collect();
-        let word_of_token = Tensor::from_slice(&wot)
-            .view([n, t as i64])
-            .to_device(device);
-        Ok(Self {
-            ids: Tensor::from_slice(&ids)
-                .view([n, t as i64])
-                .to_device(device),
-            mask: word_of_token.ge(0).to_kind(Kind::Int64),
-            word_of_token,
-            words: rows
-                .iter()
-                .map(|(_, w, _)| i64::from(w.iter().copied().max().unwrap_or(1)) - 1)
-                .collect(),
-            chosen: Vec::new(),
-        })
+        let encoded = Encoded::new(tok, sentences, ctx, device)?;
+        Ok(encoded.batch((0..sentences.len()).collect()))
     }
 }
 

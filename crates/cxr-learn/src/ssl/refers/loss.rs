@@ -44,21 +44,21 @@ pub fn contrastive(v: &Tensor, u: &Tensor, tau: f64, lambda: f64, detach_t2i: bo
 /// `[n, t]`, over the targets that are not `ignore` (REFERS ignores id 0,
 /// its padding).
 pub fn token_cross_entropy(logits: &Tensor, targets: &Tensor, ignore: i64) -> Tensor {
-    let v = logits.size()[2];
-    logits
-        .reshape([-1, v])
-        .log_softmax(-1, logits.kind())
-        .nll_loss_nd::<Tensor>(&targets.reshape([-1]), None, Reduction::Mean, ignore)
+    token_nll(logits, targets, ignore, Reduction::Mean)
 }
 
 /// The summed next-token cross-entropy of [`token_cross_entropy`] (its
 /// numerator), for a mean over several ranks' tokens.
 pub fn token_cross_entropy_sum(logits: &Tensor, targets: &Tensor, ignore: i64) -> Tensor {
+    token_nll(logits, targets, ignore, Reduction::Sum)
+}
+
+fn token_nll(logits: &Tensor, targets: &Tensor, ignore: i64, reduction: Reduction) -> Tensor {
     let v = logits.size()[2];
     logits
         .reshape([-1, v])
         .log_softmax(-1, logits.kind())
-        .nll_loss_nd::<Tensor>(&targets.reshape([-1]), None, Reduction::Sum, ignore)
+        .nll_loss_nd::<Tensor>(&targets.reshape([-1]), None, reduction, ignore)
 }
 
 /// Frequency of the most common target that is not `ignore`: what always

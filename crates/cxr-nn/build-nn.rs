@@ -1,12 +1,14 @@
-//! cxr-nn's build script: the rpath to libtorch, and the small C++ shim
-//! (`csrc/autocast.cpp`) that switches libtorch's autocast to bfloat16 or
-//! on the CPU, which tch cannot.
+//! cxr-nn's build script: the rpath to libtorch, and the small C++ shims:
+//! `csrc/autocast.cpp` switches libtorch's autocast to bfloat16 or on the
+//! CPU, which tch cannot; `csrc/system.cpp` reports libtorch's version and
+//! CUDA build without tch's panicking calls.
 
 include!("rpath.rs");
 
 fn main() {
     emit_rpath();
     println!("cargo:rerun-if-changed=csrc/autocast.cpp");
+    println!("cargo:rerun-if-changed=csrc/system.cpp");
     let lib = std::env::var("DEP_TCH_LIBTORCH_LIB")
         .expect("torch-sys exports the libtorch directory (links = \"tch\")");
     let root = std::path::Path::new(&lib)
@@ -16,6 +18,7 @@ fn main() {
     cc::Build::new()
         .cpp(true)
         .file("csrc/autocast.cpp")
+        .file("csrc/system.cpp")
         .include(root.join("include"))
         .include(root.join("include/torch/csrc/api/include"))
         .flag("-std=c++17")

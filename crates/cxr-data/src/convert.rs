@@ -10,7 +10,7 @@ use sha2::{Digest, Sha256};
 
 use crate::decode::decode_file;
 use crate::error::{DataError, Result};
-use crate::labels::{LabelTable, Split, Task};
+use crate::labels::{LabelTable, Split, Subgroups, Task};
 use crate::preprocess::{Preprocessing, ResizePolicy, to_store_image};
 use crate::splits;
 use crate::store::write::StoreWriter;
@@ -146,6 +146,9 @@ pub fn convert(
     let mut writer = StoreWriter::create(&opts.out, opts.force, size, opts.shard_len)?;
 
     let mut kept: Vec<usize> = Vec::with_capacity(selected.len());
+    // Sex, age and view read from each kept image's own header (DICOM), in
+    // `kept` order; empty in labels-only mode, where no image is opened.
+    let mut headers: Vec<Subgroups> = Vec::new();
     let mut skipped = Vec::new();
     if opts.labels_only {
         kept = selected;
@@ -155,22 +158,24 @@ pub fn convert(
         let total = selected.len();
         let started = std::time::Instant::now();
         for (c, part) in selected.chunks(chunk).enumerate() {
-            let images: Vec<Result<Vec<u8>>> = part
+            let images: Vec<Result<(Vec<u8>, Subgroups)>> = part
                 .par_iter()
                 .map(|&i| {
                     let rec = &table.records[i];
                     let path = root.join(&rec.source_path);
                     decode_file(&path).map(|mut img| {
                         img.inverted ^= rec.inverted;
-                        to_store_image(img, opts.size, opts.resize)
+                        let header = std::mem::take(&mut img.header);
+                        (to_store_image(img, opts.size, opts.resize), header)
                     })
                 })
                 .collect();
             for (&i, img) in part.iter().zip(images) {
                 match img {
-                    Ok(px) => {
+                    Ok((px, header)) => {
                         writer.push(&px)?;
                         kept.push(i);
+                        headers.push(header);
                     }
                     Err(e) => {
                         let r = &table.records[i];
@@ -193,7 +198,8 @@ pub fn convert(
         }
     }
 
-    let manifest = manifest_rows(table, &kept, &split);
+    let (subgroups, header_note) = merge_subgroups(table, &kept, &headers);
+    let manifest = manifest_rows(table, &kept, &subgroups, &split);
     writer.write_file("manifest.csv", &csv_bytes(manifest)?)?;
     writer.write_file("labels-raw.csv", &csv_bytes(raw_rows(table, &kept))?)?;
     let mut sk = vec![vec![
@@ -274,19 +280,63 @@ pub fn convert(
         skipped: skipped.len(),
         few_shot: opts.few_shot,
         positives,
-        notes: table.notes.clone(),
+        notes: table.notes.iter().cloned().chain(header_note).collect(),
     };
     let out = writer.finish(&meta)?;
     Ok(Summary { out, meta, skipped })
 }
 
-fn manifest_rows(table: &LabelTable, kept: &[usize], split: &[Split]) -> Vec<Vec<String>> {
+/// The sex, age and view of every kept image: the label file's values, else
+/// those of the image's header; and a note counting what the headers supplied.
+fn merge_subgroups(
+    table: &LabelTable,
+    kept: &[usize],
+    headers: &[Subgroups],
+) -> (Vec<Subgroups>, Option<String>) {
+    let none = Subgroups::default();
+    let (mut sex, mut age, mut view) = (0, 0, 0);
+    let merged = kept
+        .iter()
+        .enumerate()
+        .map(|(n, &i)| {
+            let own = table.records[i].subgroups();
+            let header = headers.get(n).unwrap_or(&none);
+            sex += usize::from(own.sex.is_none() && header.sex.is_some());
+            age += usize::from(own.age.is_none() && header.age.is_some());
+            view += usize::from(own.view.is_none() && header.view.is_some());
+            own.or(header)
+        })
+        .collect();
+    let note = (sex + age + view > 0).then(|| {
+        format!(
+            "from the images' DICOM headers where the label files have no value: sex of {sex}, \
+             age of {age}, view of {view} images"
+        )
+    });
+    (merged, note)
+}
+
+/// Ages as the shortest text that reads back to the same f32 (`45`, `45.5`).
+fn age_cell(age: Option<f32>) -> String {
+    age.map(|a| a.to_string()).unwrap_or_default()
+}
+
+fn manifest_rows(
+    table: &LabelTable,
+    kept: &[usize],
+    subgroups: &[Subgroups],
+    split: &[Split],
+) -> Vec<Vec<String>> {
     let has = |f: fn(&crate::labels::Record) -> bool| kept.iter().any(|&i| f(&table.records[i]));
-    let (study, view, site, report) = (
+    let (study, site, report) = (
         has(|r| r.study_id.is_some()),
-        has(|r| r.view.is_some()),
         has(|r| r.site.is_some()),
         has(|r| r.report.is_some()),
+    );
+    let (view, sex, age) = (
+        subgroups.iter().any(|s| s.view.is_some()),
+        subgroups.iter().any(|s| s.sex.is_some()),
+        subgroups.iter().any(|s| s.age.is_some()),
     );
     let mut header: Vec<String> = ["index", "id", "patient_id", "split", "source_path"]
         .map(String::from)
@@ -300,6 +350,8 @@ fn manifest_rows(table: &LabelTable, kept: &[usize], split: &[Split]) -> Vec<Vec
         (study, "study_id"),
         (view, "view"),
         (site, "site"),
+        (sex, "sex"),
+        (age, "age"),
         (report, "report"),
     ] {
         if on {
@@ -322,14 +374,17 @@ fn manifest_rows(table: &LabelTable, kept: &[usize], split: &[Split]) -> Vec<Vec
             row.extend(r.labels.iter().map(|s| table.policy.cell(*s).to_string()));
         }
         let opt = |o: &Option<String>| o.clone().unwrap_or_default();
+        let g = &subgroups[n];
         for (on, v) in [
-            (study, &r.study_id),
-            (view, &r.view),
-            (site, &r.site),
-            (report, &r.report),
+            (study, opt(&r.study_id)),
+            (view, opt(&g.view)),
+            (site, opt(&r.site)),
+            (sex, opt(&g.sex)),
+            (age, age_cell(g.age)),
+            (report, opt(&r.report)),
         ] {
             if on {
-                row.push(opt(v));
+                row.push(v);
             }
         }
         rows.push(row);

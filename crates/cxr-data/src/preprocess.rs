@@ -207,6 +207,7 @@ mod tests {
             pixels,
             intensity,
             inverted,
+            header: Default::default(),
         }
     }
 

@@ -61,6 +61,12 @@ fn brax_uncertain_and_strips() {
     let t = presets::load("brax", dir.path()).unwrap();
     assert_eq!(t.records.len(), 3);
     assert!(t.notes[0].starts_with("1 thin-strip"));
+    // Sex from `PatientSex`; the binned `PatientAge` is not read.
+    assert!(
+        t.records
+            .iter()
+            .all(|r| r.sex.as_deref() == Some("M") && r.age.is_none())
+    );
     assert_eq!(
         t.records[1].labels[..4],
         [

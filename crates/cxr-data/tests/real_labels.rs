@@ -10,6 +10,7 @@ use cxr_data::convert::{ConvertOptions, convert};
 use cxr_data::labels::Split;
 use cxr_data::presets;
 use cxr_data::store::read::Store;
+use cxr_data::store::summary::{Counts, SubgroupSummary};
 
 fn labels_only(preset: &str, root: &Path) -> (Store, tempfile::TempDir) {
     let out = tempfile::tempdir().unwrap();
@@ -47,6 +48,21 @@ fn positives(store: &Store) -> Vec<usize> {
         .collect()
 }
 
+/// Images per value (sorted) and the number without a value.
+fn counts(c: &Option<Counts>) -> (Vec<(&str, usize)>, usize) {
+    let c = c.as_ref().expect("the store has this attribute");
+    (
+        c.values.iter().map(|(v, n)| (v.as_str(), *n)).collect(),
+        c.unknown,
+    )
+}
+
+/// Youngest, oldest, and the number of images without an age.
+fn ages(g: &SubgroupSummary) -> (f32, f32, usize) {
+    let a = g.age.expect("the store has ages");
+    (a.min, a.max, a.unknown)
+}
+
 /// Every label has positives in every split.
 fn stratified(store: &Store) {
     for (s, p) in &store.meta.positives {
@@ -80,6 +96,29 @@ fn nih_labels_only() {
     assert_eq!(store.rows[0].source_path, "images/00000001_000.png");
     check_splits(&store, [0.6, 0.2, 0.2], 0.01);
     stratified(&store);
+    // Subgroups, expected from the raw file with pandas:
+    //   d = pd.read_csv("Data_Entry_2017_v2020.csv.gz"); a = d["Patient Age"]
+    //   d["Patient Gender"].value_counts()   # M 63340, F 48780
+    //   d["View Position"].value_counts()    # PA 67310, AP 44810
+    //   a[a.between(0, 120)].min(), a[a.between(0, 120)].max(), (~a.between(0, 120)).sum()  # 0, 95, 0
+    // (the v2020 file has no ages above 120; the 2017 one had a few, e.g. 412).
+    let g = SubgroupSummary::of(&store.rows);
+    assert_eq!(counts(&g.sex), (vec![("F", 48_780), ("M", 63_340)], 0));
+    assert_eq!(counts(&g.view), (vec![("AP", 44_810), ("PA", 67_310)], 0));
+    assert_eq!(ages(&g), (0.0, 95.0, 0));
+    assert_eq!(g.site, None);
+    let first = &store.rows[0];
+    assert_eq!(
+        (first.sex.as_deref(), first.age, first.view.as_deref()),
+        (Some("M"), Some(57.0), Some("PA"))
+    );
+    assert!(
+        store
+            .meta
+            .notes
+            .iter()
+            .any(|n| n.contains("`Patient Age`: 0 values unparsable"))
+    );
 }
 
 #[test]
@@ -110,6 +149,28 @@ fn padchest_labels_only() {
     );
     check_splits(&store, [0.6, 0.2, 0.2], 0.01);
     stratified(&store);
+    // Subgroups of the kept rows, expected with pandas (`broken` = the 21 ids of
+    // presets::padchest::BROKEN):
+    //   p = pd.read_csv(f, dtype=str, keep_default_na=False)
+    //   k = p[~p.ImageID.isin(broken) & p.Projection.isin(["PA", "AP", "AP_horizontal"])
+    //         & ~p.Labels.str.strip().isin(["", "nan", "None"])]                       # 110536 rows
+    //   k.PatientSex_DICOM.value_counts()     # M 55692, F 54826, O 15, "nan" 3
+    //   k.Projection.replace({"AP_horizontal": "AP"}).value_counts()   # PA 91648, AP 18888
+    //   age = k.StudyDate_DICOM.str[:4].astype(int) - pd.to_numeric(k.PatientBirth, errors="coerce")
+    //   age[age.between(0, 120)].min(), age[age.between(0, 120)].max(), (~age.between(0, 120)).sum()
+    //                                         # 0, 105, 3 (3 empty PatientBirth, none out of range)
+    let g = SubgroupSummary::of(&store.rows);
+    assert_eq!(counts(&g.sex), (vec![("F", 54_826), ("M", 55_692)], 18));
+    assert_eq!(counts(&g.view), (vec![("AP", 18_888), ("PA", 91_648)], 0));
+    assert_eq!(ages(&g), (0.0, 105.0, 3));
+    assert!(
+        store
+            .meta
+            .notes
+            .iter()
+            .any(|n| n.contains("+-1")
+                && n.contains("the birth and study years: 0 values unparsable"))
+    );
 }
 
 #[test]
@@ -136,6 +197,10 @@ fn vindr_kaggle_labels_only() {
             .iter()
             .any(|n| n.contains("ANY of its readers"))
     );
+    // The Kaggle CSV has no sex, age or view: they come from the DICOM headers,
+    // which a labels-only conversion never opens (tests/metadata.rs covers them).
+    let g = SubgroupSummary::of(&store.rows);
+    assert_eq!((g.sex, g.view, g.site, g.age), (None, None, None, None));
 }
 
 #[test]
@@ -233,4 +298,35 @@ fn chexpert_labels_only_four_states() {
     }
     assert_eq!(states["-1"], 12_984);
     assert_eq!(states[""], 137_458);
+    // Subgroups, expected with pandas:
+    //   c = pd.read_csv("chexpert_train.csv.gz"); fl, appa = c["Frontal/Lateral"], c["AP/PA"]
+    //   c.Sex.value_counts()                  # Male 132636, Female 90777, Unknown 1
+    //   fl.where(fl == "Lateral", appa.where(appa.isin(["AP", "PA"]), "UNKNOWN")).value_counts()
+    //                                         # AP 161590, Lateral 32387, PA 29420, UNKNOWN 17 (LL 16, RL 1)
+    //   c.Age.min(), c.Age.max(), (~c.Age.between(0, 120)).sum()   # 0, 90, 0
+    let g = SubgroupSummary::of(&store.rows);
+    assert_eq!(counts(&g.sex), (vec![("F", 90_777), ("M", 132_636)], 1));
+    assert_eq!(
+        counts(&g.view),
+        (
+            vec![
+                ("AP", 161_590),
+                ("LATERAL", 32_387),
+                ("PA", 29_420),
+                ("UNKNOWN", 17)
+            ],
+            0
+        )
+    );
+    assert_eq!(ages(&g), (0.0, 90.0, 0));
+    let manifest = std::fs::read_to_string(tmp.path().join("store/manifest.csv")).unwrap();
+    assert!(
+        manifest
+            .lines()
+            .next()
+            .unwrap()
+            .ends_with(",study_id,view,sex,age"),
+        "{}",
+        manifest.lines().next().unwrap()
+    );
 }

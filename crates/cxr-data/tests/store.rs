@@ -210,3 +210,128 @@ fn no_half_store_is_left_behind() {
             .contains("--force")
     );
 }
+
+/// Label-efficiency subsets: patient-level, seeded, nested, every label
+/// trainable, written as lists and read back; tampered or missing lists are
+/// errors that name the file.
+#[test]
+fn training_subsets_are_nested_patient_level_lists() {
+    use std::collections::HashSet;
+    let dir = tempfile::tempdir().unwrap();
+    // 300 patients with 1-3 images; label `rare` positive for two patients only.
+    let mut csv = String::from("file,pid,common,rare\n");
+    for p in 0..300u32 {
+        for f in 0..(1 + p % 3) {
+            let rare = u8::from(p == 17 || p == 230);
+            csv += &format!("img/{p}-{f}.png,p{p},{},{rare}\n", (p + f) % 2);
+        }
+    }
+    let path = dir.path().join("labels.csv");
+    std::fs::write(&path, csv).unwrap();
+    let table = read_generic(&spec(&path, Task::Multilabel, &["common", "rare"])).unwrap();
+    let root = dir.path().join("store");
+    let mut opts = ConvertOptions::new(&root);
+    opts.labels_only = true;
+    convert(&table, dir.path(), "csv", &opts).unwrap();
+    let store = Store::open(&root).unwrap();
+    let train: Vec<usize> = store.split_indices(Split::Train);
+    let train_patients: HashSet<&str> = train
+        .iter()
+        .map(|&i| store.rows[i].patient_id.as_str())
+        .collect();
+    let patients_of = |rows: &[usize]| -> HashSet<String> {
+        rows.iter()
+            .map(|&i| store.rows[i].patient_id.clone())
+            .collect()
+    };
+    let fractions = [0.01, 0.1, 0.5, 1.0];
+    let subsets: Vec<Vec<usize>> = fractions
+        .iter()
+        .map(|&f| store.train_subset(f, 3).unwrap())
+        .collect();
+    for (k, rows) in subsets.iter().enumerate() {
+        let patients = patients_of(rows);
+        // Whole patients: every training image of a kept patient is in.
+        for &i in &train {
+            assert_eq!(
+                rows.contains(&i),
+                patients.contains(&store.rows[i].patient_id),
+                "fraction {}",
+                fractions[k]
+            );
+        }
+        // The prefix, plus at most one patient per label for the rare label.
+        let prefix = ((fractions[k] * train_patients.len() as f64).round() as usize).max(1);
+        assert!(patients.len() >= prefix && patients.len() <= prefix + 2);
+        // Every label has a positive.
+        for j in 0..2 {
+            assert!(rows.iter().any(|&i| store.rows[i].targets[j] == Some(1.0)));
+        }
+        if k > 0 {
+            let smaller: HashSet<usize> = subsets[k - 1].iter().copied().collect();
+            assert!(smaller.iter().all(|i| rows.contains(i)), "not nested");
+        }
+    }
+    assert_eq!(subsets[3], train);
+    assert_ne!(store.train_subset(0.1, 4).unwrap(), subsets[1]);
+
+    // Written lists read back identically; writing again changes nothing.
+    store
+        .write_train_subsets(&root, &fractions[..3], 3)
+        .unwrap();
+    store
+        .write_train_subsets(&root, &fractions[..3], 3)
+        .unwrap();
+    for (k, &f) in fractions.iter().enumerate() {
+        assert_eq!(store.read_train_subset(&root, f, 3).unwrap(), subsets[k]);
+    }
+    let listing = cxr_data::store::subsets::subset_path(&root, 0.1, 3);
+    assert!(
+        listing.ends_with("subsets/seed-3/fraction-0.1.csv"),
+        "{}",
+        listing.display()
+    );
+    let meta: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(root.join("subsets/seed-3/subsets.json")).unwrap())
+            .unwrap();
+    assert_eq!(meta["subsets"][0]["patients_added_for_labels"][0], "rare");
+
+    // Missing list: the error names the command that writes it.
+    let e = store
+        .read_train_subset(&root, 0.2, 3)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("fraction-0.2.csv") && e.contains("cxrlearn subsets"),
+        "{e}"
+    );
+    // A list naming a validation image, or an unknown id, is refused with its row.
+    let val_id = store.split_indices(Split::Val)[0];
+    let text = std::fs::read_to_string(&listing).unwrap();
+    let tampered = format!(
+        "{text}{},{}\n",
+        store.rows[val_id].id, store.rows[val_id].patient_id
+    );
+    std::fs::write(&listing, tampered).unwrap();
+    let e = store
+        .read_train_subset(&root, 0.1, 3)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("is not in the training split") && e.contains("row "),
+        "{e}"
+    );
+    // Writing over a list that differs from the rule is refused, not silent.
+    let e = store
+        .write_train_subsets(&root, &[0.1], 3)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("differs"), "{e}");
+    std::fs::write(&listing, "id,patient_id\nnope,p1\n").unwrap();
+    let e = store
+        .read_train_subset(&root, 0.1, 3)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("id 'nope' is not in the store"), "{e}");
+    assert!(store.train_subset(0.0, 3).is_err() && store.train_subset(1.5, 3).is_err());
+}

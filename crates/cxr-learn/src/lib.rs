@@ -38,3 +38,16 @@ pub fn init_lock() -> std::sync::MutexGuard<'static, ()> {
     LOCK.lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
+
+#[cfg(test)]
+mod tests {
+    /// This crate's test binaries link libtorch through the same build
+    /// script as the command line: CUDA support is loaded whenever the
+    /// libtorch in use has it (see `crates/cxr-nn/rpath.rs`).
+    #[test]
+    fn cuda_support_is_loaded_whenever_libtorch_has_it() {
+        let s = cxr_nn::system::SystemInfo::probe();
+        assert_eq!(s.cuda_library_loaded, s.cuda_library_present, "{s:?}");
+        assert_eq!(s.cuda_support, s.cuda_library_present, "{s:?}");
+    }
+}

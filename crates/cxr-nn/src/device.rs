@@ -4,6 +4,8 @@ use std::fmt;
 
 use tch::Device;
 
+use crate::system::{CudaStatus, SystemInfo};
+
 /// A device request as written on the command line.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DeviceRequest {
@@ -55,15 +57,23 @@ pub struct DeviceUnavailable {
     pub requested: usize,
     /// CUDA devices visible to libtorch.
     pub available: usize,
+    /// With no device at all, what is missing (no CUDA build, CUDA support
+    /// not loaded, no driver, no device).
+    pub status: Option<CudaStatus>,
 }
 
 impl fmt::Display for DeviceUnavailable {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "cuda:{} requested but libtorch sees {} CUDA device(s)",
-            self.requested, self.available
-        )
+        match &self.status {
+            Some(status) if self.available == 0 => {
+                write!(f, "cuda:{} requested but {status}", self.requested)
+            }
+            _ => write!(
+                f,
+                "cuda:{} requested but libtorch sees {} CUDA device(s)",
+                self.requested, self.available
+            ),
+        }
     }
 }
 
@@ -88,6 +98,8 @@ impl DeviceRequest {
             Self::Cuda(requested) => Err(DeviceUnavailable {
                 requested,
                 available,
+                // Only on this error path: probing loads the driver library.
+                status: (available == 0).then(|| SystemInfo::probe().cuda_status()),
             }),
         }
     }
@@ -108,6 +120,12 @@ mod tests {
         assert_eq!(DeviceRequest::Cpu.resolve(), Ok(Device::Cpu));
         let huge = DeviceRequest::Cuda(1 << 20).resolve().unwrap_err();
         assert_eq!(huge.requested, 1 << 20);
+        if huge.available == 0 {
+            // No GPU here: the message names what is missing.
+            let status = huge.status.clone().expect("a status without devices");
+            assert!(!matches!(status, CudaStatus::Available(_)));
+            assert!(huge.to_string().ends_with(&status.to_string()));
+        }
     }
 
     /// The libtorch link works: a matrix product and an autograd step.

@@ -16,6 +16,7 @@ pub mod models;
 pub mod precision;
 pub mod registry;
 pub mod spec;
+pub mod system;
 pub mod text;
 
 pub use tch;

@@ -10,7 +10,7 @@ pub const PREDICTIONS_FILE: &str = "predictions-test.csv";
 
 /// One run of the grid: a model adapted to a dataset with one strategy and
 /// one seed.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Cell {
     /// Dataset name as it should appear in the tables.
     pub dataset: String,
@@ -20,6 +20,13 @@ pub struct Cell {
     pub strategy: String,
     /// Seed of the run; several seeds of one (dataset, model, strategy) are averaged.
     pub seed: u64,
+    /// Fraction of the training set the run was adapted on, in (0, 1];
+    /// `None` is the full training set (the same as `Some(1.0)`). Cells
+    /// that differ only in their fraction are distinct cells; only the
+    /// full-data cells enter Table 2, Tables 4/5, the figures, calibration
+    /// and subgroups, the others the label-efficiency section.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fraction: Option<f64>,
     /// The run directory written by `cxrlearn probe` or `finetune`.
     pub run_dir: PathBuf,
     /// Why the run failed, when the runner knows it did; such a cell is
@@ -34,12 +41,26 @@ impl Cell {
         self.run_dir.join(PREDICTIONS_FILE)
     }
 
-    /// `dataset / strategy / model / seed`, for messages.
+    /// `dataset / strategy / model / seed` (and `/ fraction f` when a
+    /// fraction is given), for messages.
     pub fn describe(&self) -> String {
+        let fraction = self
+            .fraction
+            .map_or_else(String::new, |f| format!(" / fraction {f}"));
         format!(
-            "{} / {} / {} / seed {}",
+            "{} / {} / {} / seed {}{fraction}",
             self.dataset, self.strategy, self.model, self.seed
         )
+    }
+
+    /// The training fraction, 1.0 for the full training set.
+    pub fn training_fraction(&self) -> f64 {
+        self.fraction.unwrap_or(1.0)
+    }
+
+    /// Whether the cell used the full training set (no fraction, or 1.0).
+    pub fn is_full_data(&self) -> bool {
+        self.training_fraction() == 1.0
     }
 }
 

@@ -54,8 +54,10 @@ impl Report {
             })
     }
 
-    /// The report as Markdown (the content of `report.md`): Table 2,
-    /// Tables 4/5, per-label tables, and the missing and failed cells.
+    /// The report as Markdown (the content of `report.md`): the method
+    /// notes, test sets and resampling units, Table 2, Tables 4/5,
+    /// per-label tables, calibration, subgroups and label efficiency (when
+    /// the report has them), and the missing and failed cells.
     pub fn to_markdown(&self) -> String {
         tables::markdown(&tables::document(self, &figures::plan(self)))
     }

@@ -3,9 +3,11 @@
 
 use std::path::Path;
 
+use cxr_stats::{Resample, Unit};
 use serde::{Deserialize, Serialize};
 
 use crate::input::{Cell, CellInput};
+use crate::sections::{EfficiencyCurve, ModelCalibration, SubgroupAttribute};
 use crate::{ReportError, compute};
 
 /// Identifies `report.json` files written by this crate.
@@ -46,6 +48,12 @@ pub struct ReportConfig {
     /// best SSL model of Table 2 and Figure 1.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub reference_models: Vec<String>,
+    /// What a bootstrap replicate resamples: `auto` (the default) draws
+    /// patients, each with all of its images, whenever the predictions carry
+    /// patient ids, else images; `patient` insists on patients (an error for
+    /// a dataset without ids); `image` always draws images, as the paper did.
+    #[serde(default)]
+    pub resample: Resample,
 }
 
 impl ReportConfig {
@@ -60,6 +68,7 @@ impl ReportConfig {
             confidence: 0.95,
             alpha: 0.05,
             reference_models: Vec::new(),
+            resample: Resample::Auto,
         }
     }
 }
@@ -99,9 +108,14 @@ pub struct Comparison {
     pub delta: Option<f64>,
     /// Percentile interval of the paired replicate differences.
     pub delta_ci: Option<[f64; 2]>,
-    /// Two-sided bootstrap p-value for a zero difference.
+    /// Two-sided bootstrap p-value for a zero difference, unadjusted.
     pub p_value: Option<f64>,
-    /// `p_value < alpha`.
+    /// `p_value` Holm-adjusted within the comparison's family (the method
+    /// notes name the families); `None` without a p-value, and in reports
+    /// written before the adjustment existed.
+    #[serde(default)]
+    pub p_value_holm: Option<f64>,
+    /// `p_value_holm < alpha`: significance after the family-wise correction.
     pub significant: bool,
 }
 
@@ -150,6 +164,10 @@ pub struct ModelResult {
     /// comparator itself and when the baseline has no result).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub vs_baseline: Option<Comparison>,
+    /// Mean Brier score and ECE over the labels with probability scores,
+    /// and the pooled reliability diagram (absent in older reports).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub calibration: Option<ModelCalibration>,
 }
 
 /// The best SSL model of a dataset and strategy (Table 2).
@@ -191,6 +209,11 @@ pub struct StrategyReport {
     /// Per label, the best SSL model against the baseline (Figure 1); empty
     /// without a baseline or best SSL model.
     pub per_label: Vec<LabelVsBaseline>,
+    /// Macro AUC per subgroup of each attribute column (sex, age band,
+    /// view, site) for the best SSL model and the comparator; empty when the
+    /// predictions carry no such column.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub subgroups: Vec<SubgroupAttribute>,
 }
 
 /// One dataset.
@@ -204,8 +227,26 @@ pub struct DatasetReport {
     pub labels: Vec<String>,
     /// Test images.
     pub n_images: usize,
-    /// One entry per strategy with results, in grid order.
+    /// The unit the bootstrap resampled (reports written before this field
+    /// existed resampled images).
+    #[serde(default = "legacy_unit")]
+    pub resample: Unit,
+    /// Independent units drawn per replicate: patients, or images.
+    #[serde(default)]
+    pub n_clusters: usize,
+    /// Mean test images per unit (1 when resampling images).
+    #[serde(default)]
+    pub mean_cluster_size: f64,
+    /// One entry per strategy with results, in grid order (full-data cells only).
     pub strategies: Vec<StrategyReport>,
+    /// Macro AUC against the training fraction, one curve per (strategy,
+    /// model); empty unless some cell of the dataset used a fraction below 1.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub label_efficiency: Vec<EfficiencyCurve>,
+}
+
+fn legacy_unit() -> Unit {
+    Unit::Image
 }
 
 /// Mean macro AUC of one model across datasets (Figures 2/3 summary).
@@ -311,10 +352,18 @@ impl Report {
     pub fn read(report_json: &Path) -> Result<Self, ReportError> {
         let text =
             std::fs::read_to_string(report_json).map_err(|e| ReportError::io(report_json, e))?;
-        let report: Self = serde_json::from_str(&text).map_err(|source| ReportError::Json {
+        let mut report: Self = serde_json::from_str(&text).map_err(|source| ReportError::Json {
             context: format!("cannot parse {}", report_json.display()),
             source,
         })?;
+        // Reports from before patient-level resampling drew images: one
+        // unit per image.
+        for d in &mut report.datasets {
+            if d.n_clusters == 0 && d.n_images > 0 {
+                d.n_clusters = d.n_images;
+                d.mean_cluster_size = 1.0;
+            }
+        }
         if report.format != FORMAT {
             return Err(ReportError::Config(format!(
                 "{} has format '{}', expected '{FORMAT}'",

@@ -1,251 +1,43 @@
 //! End-to-end checks of the benchmark report on a small synthetic grid
-//! whose scores are known, against direct computations with `cxr_stats`.
+//! whose scores are known, against direct computations with `cxr_stats`
+//! (the grid itself is in `common`).
 
-use std::collections::HashSet;
-use std::path::{Path, PathBuf};
+mod common;
 
-use cxr_report::{
-    BaselineStrategy, Cell, CellInput, CellStatus, Report, ReportConfig, StrategyReport, TaskKind,
-};
+use common::*;
+use cxr_report::{BaselineStrategy, CellStatus, Report, ReportConfig, Resample, TaskKind, Unit};
 use cxr_stats::bootstrap::replicate_counts;
-use cxr_stats::{BootstrapConfig, Predictions, evaluate, percentile, roc_auc, roc_auc_weighted};
+use cxr_stats::evaluation::Options;
+use cxr_stats::{BootstrapConfig, evaluate_with, percentile, roc_auc_weighted};
 
-const B: usize = 200;
-
-/// Deterministic noise in [0, 1) (SplitMix64), so the test needs no RNG crate.
-fn noise(key: u64) -> f64 {
-    let mut z = key.wrapping_add(0x9E37_79B9_7F4A_7C15);
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    ((z ^ (z >> 31)) >> 11) as f64 / (1u64 << 53) as f64
-}
-
-fn hash(s: &str) -> u64 {
-    s.bytes().fold(1469598103934665603u64, |h, b| {
-        (h ^ u64::from(b)).wrapping_mul(1099511628211)
-    })
-}
-
-/// Test targets of a dataset: `targets[label][image]`.
-struct Dataset {
-    name: &'static str,
-    labels: Vec<&'static str>,
-    ids: Vec<String>,
-    targets: Vec<Vec<Option<bool>>>,
-}
-
-fn binary() -> Dataset {
-    let n = 60;
-    Dataset {
-        name: "Pneumothorax",
-        labels: vec!["Pneumothorax"],
-        ids: (0..n).map(|i| format!("p{i:03}")).collect(),
-        targets: vec![(0..n).map(|i| Some(i % 3 == 0)).collect()],
-    }
-}
-
-fn multilabel() -> Dataset {
-    let n = 80;
-    let labels = vec!["Cardiomegaly", "Effusion", "Enlarged Cardiomediastinum"];
-    let targets = (0..labels.len())
-        .map(|j| {
-            (0..n)
-                .map(|i| {
-                    // Label 2 has unknown targets on some images.
-                    if j == 2 && i % 7 == 0 {
-                        None
-                    } else {
-                        Some(noise(hash("t") + (i * 10 + j) as u64) < 0.35)
-                    }
-                })
-                .collect()
-        })
-        .collect();
-    Dataset {
-        name: "Chest Multi",
-        labels,
-        ids: (0..n).map(|i| format!("c{i:03}")).collect(),
-        targets,
-    }
-}
-
-/// Signal strength of each model: convirt > moco > imagenet.
-fn strength(model: &str, strategy: &str) -> f64 {
-    let base = match model {
-        "imagenet" => 0.6,
-        "moco" => 1.0,
-        _ => 1.6,
-    };
-    if strategy == "finetune" {
-        base * 1.2
-    } else {
-        base
-    }
-}
-
-fn predictions(d: &Dataset, model: &str, strategy: &str, seed: u64) -> Predictions {
-    let s = strength(model, strategy);
-    let key = hash(model) ^ hash(strategy).rotate_left(7) ^ seed.wrapping_mul(7919) ^ hash(d.name);
-    let scores = d
-        .targets
-        .iter()
-        .enumerate()
-        .map(|(j, t)| {
-            t.iter()
-                .enumerate()
-                .map(|(i, t)| {
-                    let signal = if *t == Some(true) { s } else { 0.0 };
-                    // Rounded so some scores tie.
-                    ((signal + 2.0 * noise(key + (i * 31 + j) as u64)) * 20.0).round() / 20.0
-                })
-                .collect()
-        })
-        .collect();
-    Predictions {
-        ids: d.ids.clone(),
-        labels: d.labels.iter().map(|l| l.to_string()).collect(),
-        targets: d.targets.clone(),
-        scores,
-    }
-}
-
-fn write_run(dir: &Path, p: &Predictions) {
-    std::fs::create_dir_all(dir).unwrap();
-    let mut bytes = Vec::new();
-    p.write_to(&mut bytes).unwrap();
-    std::fs::write(dir.join("predictions-test.csv"), bytes).unwrap();
-}
-
-struct Grid {
-    cells: Vec<Cell>,
-    inputs: Vec<CellInput>,
-    _dir: tempfile::TempDir,
-}
-
-/// Two datasets x {imagenet, moco, convirt} x {linear, finetune}; convirt
-/// finetune has two seeds; plus one missing, one failed and one unusable cell.
-fn grid() -> Grid {
-    let dir = tempfile::tempdir().unwrap();
-    let mut cells = Vec::new();
-    let mut inputs = Vec::new();
-    for d in [binary(), multilabel()] {
-        for strategy in ["linear", "finetune"] {
-            for model in ["imagenet", "moco", "convirt"] {
-                let seeds: &[u64] = if model == "convirt" && strategy == "finetune" {
-                    &[0, 1]
-                } else {
-                    &[0]
-                };
-                for &seed in seeds {
-                    let run = dir
-                        .path()
-                        .join(format!("{}-{model}-{strategy}-{seed}", d.name));
-                    let p = predictions(&d, model, strategy, seed);
-                    write_run(&run, &p);
-                    let cell = Cell {
-                        dataset: d.name.into(),
-                        model: model.into(),
-                        strategy: strategy.into(),
-                        seed,
-                        run_dir: run,
-                        error: None,
-                    };
-                    inputs.push(CellInput {
-                        cell: cell.clone(),
-                        source: cxr_report::CellSource::Loaded(p),
-                    });
-                    cells.push(cell);
-                }
-            }
-        }
-    }
-    let extra = |model: &str, run: PathBuf, error: Option<String>| Cell {
-        dataset: "Pneumothorax".into(),
-        model: model.into(),
-        strategy: "linear".into(),
-        seed: 0,
-        run_dir: run,
-        error,
-    };
-    // A run that never wrote predictions.
-    let missing = extra("gloria", dir.path().join("gloria"), None);
-    std::fs::create_dir_all(&missing.run_dir).unwrap();
-    // A run the runner knows failed.
-    let failed = extra(
-        "refers",
-        dir.path().join("refers"),
-        Some("out of memory".into()),
-    );
-    // A run on other images.
-    let other = dir.path().join("medaug");
-    let mut wrong = predictions(&binary(), "medaug", "linear", 0);
-    wrong.ids[0] = "zzz".into();
-    write_run(&other, &wrong);
-    let unusable = extra("medaug", other, None);
-    for c in [missing, failed, unusable] {
-        inputs.push(CellInput::read(&c));
-        cells.push(c);
-    }
-    Grid {
-        cells,
-        inputs,
-        _dir: dir,
-    }
-}
-
-fn config() -> ReportConfig {
-    ReportConfig {
-        n_bootstrap: B,
-        seed: 7,
-        ..ReportConfig::new("imagenet")
-    }
-}
-
-fn strategy<'a>(r: &'a Report, dataset: &str, s: &str) -> &'a StrategyReport {
-    r.datasets
-        .iter()
-        .find(|d| d.name == dataset)
-        .unwrap()
-        .strategies
-        .iter()
-        .find(|x| x.strategy == s)
-        .unwrap()
-}
-
-fn direct_macro(p: &Predictions) -> f64 {
-    let aucs: Vec<f64> = (0..p.labels.len())
-        .filter_map(|j| {
-            let (t, s): (Vec<bool>, Vec<f64>) = p.targets[j]
-                .iter()
-                .zip(&p.scores[j])
-                .filter_map(|(t, s)| t.map(|t| (t, *s)))
-                .unzip();
-            roc_auc(&t, &s).unwrap()
-        })
-        .collect();
-    aucs.iter().sum::<f64>() / aucs.len() as f64
-}
-
-#[test]
-fn macro_aucs_match_direct_computation_and_evaluate() {
-    let g = grid();
-    let r = Report::from_predictions(g.inputs, &config()).unwrap();
-    for d in [binary(), multilabel()] {
+/// Every single-seed model of `datasets` in `r` against
+/// `cxr_stats::evaluate_with` with the same settings and unit: the same
+/// point estimates, and bit for bit the same intervals, paired differences,
+/// p-values and (per label, whose family is the evaluation's) Holm values.
+fn check_against_evaluate(r: &Report, datasets: &[Dataset], resample: Resample) {
+    for d in datasets {
         for s in ["linear", "finetune"] {
-            let sr = strategy(&r, d.name, s);
-            let base = predictions(&d, "imagenet", s, 0);
+            let sr = strategy(r, d.name, s);
+            let base = predictions(d, "imagenet", s, 0);
             for m in ["imagenet", "moco"] {
-                let p = predictions(&d, m, s, 0);
+                let p = predictions(d, m, s, 0);
                 let got = sr.models.iter().find(|x| x.model == m).unwrap();
                 let auc = got.macro_avg.auc.unwrap();
                 assert!((auc - direct_macro(&p)).abs() < 1e-12, "{m} {s} {}", d.name);
-                // Single-seed cells reproduce `cxrlearn evaluate` exactly.
-                let bc = BootstrapConfig {
-                    n_replicates: B,
-                    seed: 7,
-                    confidence: 0.95,
+                let options = Options {
+                    bootstrap: BootstrapConfig {
+                        n_replicates: B,
+                        seed: 7,
+                        confidence: 0.95,
+                    },
+                    resample,
+                    ..Options::default()
                 };
-                let e = evaluate(&p, (m != "imagenet").then_some(&base), &bc).unwrap();
+                let e = evaluate_with(&p, (m != "imagenet").then_some(&base), &options).unwrap();
+                let dataset = r.datasets.iter().find(|x| x.name == d.name).unwrap();
+                assert_eq!(dataset.resample, e.resample);
+                assert_eq!(dataset.n_clusters, e.n_clusters);
+                assert_eq!(dataset.mean_cluster_size, e.mean_cluster_size);
                 assert_eq!(got.macro_avg.ci, e.macro_avg.ci);
                 for (l, el) in got.labels.iter().zip(&e.labels) {
                     assert_eq!((l.auc, l.ci), (el.auc, el.ci), "{}", l.label);
@@ -256,7 +48,7 @@ fn macro_aucs_match_direct_computation_and_evaluate() {
                     assert_eq!(mine.delta, c.delta);
                     assert_eq!(mine.delta_ci, c.delta_ci);
                     assert_eq!(mine.p_value, c.p_value_bootstrap);
-                    assert_eq!(mine.significant, c.p_value_bootstrap.unwrap() < 0.05);
+                    assert_eq!(mine.significant, mine.p_value_holm.unwrap() < 0.05);
                     for (l, el) in got.labels.iter().zip(&e.labels) {
                         let (lc, ec) = (
                             l.vs_baseline.as_ref().unwrap(),
@@ -264,6 +56,8 @@ fn macro_aucs_match_direct_computation_and_evaluate() {
                         );
                         assert_eq!((lc.delta, lc.delta_ci), (ec.delta, ec.delta_ci));
                         assert_eq!(lc.p_value, ec.p_value_bootstrap);
+                        assert_eq!(lc.p_value_holm, ec.p_value_holm);
+                        assert_eq!(lc.significant, ec.p_value_holm.is_some_and(|p| p < 0.05));
                     }
                 } else {
                     assert!(
@@ -274,6 +68,18 @@ fn macro_aucs_match_direct_computation_and_evaluate() {
             }
         }
     }
+}
+
+#[test]
+fn macro_aucs_match_direct_computation_and_evaluate() {
+    let g = grid();
+    let r = Report::from_predictions(g.inputs, &config()).unwrap();
+    check_against_evaluate(&r, &[binary(), multilabel()], Resample::Auto);
+    // Without patient ids, images are the unit.
+    for d in &r.datasets {
+        assert_eq!((d.resample, d.n_clusters), (Unit::Image, d.n_images));
+        assert_eq!(d.mean_cluster_size, 1.0);
+    }
     let chest = r.datasets.iter().find(|d| d.name == "Chest Multi").unwrap();
     assert_eq!(chest.task, TaskKind::MultiLabel);
     assert_eq!(r.datasets[0].task, TaskKind::Binary);
@@ -281,6 +87,94 @@ fn macro_aucs_match_direct_computation_and_evaluate() {
     let known = multilabel().targets[2].iter().flatten().count();
     assert_eq!(label2.n_pos + label2.n_neg, known);
     assert!(known < 80);
+}
+
+#[test]
+fn patient_level_intervals_match_evaluate_for_both_units() {
+    let g = grid_of(vec![clinical(), binary()]);
+    // Auto: patients where the files carry them (Clinical), images elsewhere.
+    let auto = report(&g, &config());
+    check_against_evaluate(&auto, &[clinical(), binary()], Resample::Auto);
+    let d = &auto.datasets[0];
+    assert_eq!(
+        (d.resample, d.n_clusters, d.n_images),
+        (Unit::Patient, 60, 150)
+    );
+    assert!((d.mean_cluster_size - 2.5).abs() < 1e-15);
+    assert_eq!(auto.datasets[1].resample, Unit::Image);
+    // Images on request, on the same files.
+    let image = report(
+        &g,
+        &ReportConfig {
+            resample: Resample::Image,
+            ..config()
+        },
+    );
+    check_against_evaluate(&image, &[clinical()], Resample::Image);
+    assert_eq!(image.datasets[0].resample, Unit::Image);
+    // Clustered draws give other (here wider) intervals than image draws.
+    let width = |r: &Report| {
+        let m = &strategy(r, "Clinical", "linear").models[0];
+        let [lo, hi] = m.macro_avg.ci.unwrap();
+        hi - lo
+    };
+    assert_ne!(width(&auto), width(&image));
+    // The unit is stated per dataset in the notes and the Markdown.
+    let md = auto.to_markdown();
+    assert!(md.contains("Clinical: patients (60 patients, 2.500 images per patient)"));
+    assert!(md.contains("Pneumothorax: images (60 images, no patient clustering)"));
+    assert!(
+        md.contains("| Clinical | multi-label | 3 | 150 | patient | 60 | 2.500 |"),
+        "{md}"
+    );
+    // Rebuilt from the files (patient ids and attributes read back), the
+    // report is identical.
+    let files = Report::from_cells(&g.cells, &config()).unwrap();
+    assert_eq!(files, auto);
+    let out = tempfile::tempdir().unwrap();
+    let w = files.write(out.path()).unwrap();
+    assert_eq!(Report::rebuild(&w.json).unwrap(), files);
+}
+
+#[test]
+fn patient_ids_must_agree_and_patients_need_ids() {
+    let mut g = grid_of(vec![clinical()]);
+    let d = clinical();
+    // A cell whose file moves image x000 to another patient.
+    let mut p = predictions(&d, "medaug", "linear", 0);
+    p.patients.as_mut().unwrap()[0] = "pt99".into();
+    let cell = cxr_report::Cell {
+        dataset: d.name.into(),
+        model: "medaug".into(),
+        strategy: "linear".into(),
+        seed: 0,
+        fraction: None,
+        run_dir: g.dir.path().join("medaug"),
+        error: None,
+    };
+    add_cell(&mut g, cell, p);
+    let r = report(&g, &config());
+    let medaug = r.cells.iter().find(|c| c.cell.model == "medaug").unwrap();
+    assert_eq!(medaug.status, CellStatus::Unusable);
+    let why = medaug.message.as_deref().unwrap();
+    assert!(
+        why.contains("id 'x000' has patient_id 'pt00'") && why.contains("'pt99'"),
+        "{why}"
+    );
+    // Patients asked for on a dataset without ids: a clear error.
+    let e = Report::from_predictions(
+        grid().inputs,
+        &ReportConfig {
+            resample: Resample::Patient,
+            ..config()
+        },
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        e.contains("Pneumothorax") && e.contains("patient_id"),
+        "{e}"
+    );
 }
 
 #[test]
@@ -441,50 +335,6 @@ fn files_and_memory_give_the_same_report() {
     assert_eq!(Report::read(&written.json).unwrap(), files);
 }
 
-/// Every number `x.yyy` in `text` (sign ignored for `+`) that is not
-/// among the 3-decimal roundings of `json`'s numbers.
-fn untraceable(text: &str, json: &serde_json::Value) -> Vec<String> {
-    fn collect(v: &serde_json::Value, out: &mut HashSet<String>) {
-        match v {
-            serde_json::Value::Number(n) => {
-                out.insert(format!("{:.3}", n.as_f64().unwrap()));
-            }
-            serde_json::Value::Array(a) => a.iter().for_each(|x| collect(x, out)),
-            serde_json::Value::Object(o) => o.values().for_each(|x| collect(x, out)),
-            _ => {}
-        }
-    }
-    let mut known = HashSet::new();
-    collect(json, &mut known);
-    let bytes = text.as_bytes();
-    let mut bad = Vec::new();
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i].is_ascii_digit() && (i == 0 || !bytes[i - 1].is_ascii_alphanumeric()) {
-            let start = if i > 0 && bytes[i - 1] == b'-' {
-                i - 1
-            } else {
-                i
-            };
-            let mut k = i;
-            while k < bytes.len() && (bytes[k].is_ascii_digit() || bytes[k] == b'.') {
-                k += 1;
-            }
-            let token = &text[start..k];
-            if token.contains('.') {
-                let v: f64 = token.trim_end_matches('.').parse().unwrap();
-                if !known.contains(&format!("{v:.3}")) {
-                    bad.push(token.to_owned());
-                }
-            }
-            i = k;
-        } else {
-            i += 1;
-        }
-    }
-    bad
-}
-
 #[test]
 fn report_md_numbers_trace_to_report_json() {
     let g = grid();
@@ -526,6 +376,8 @@ fn figures_are_valid_png_and_svg_and_html_is_offline() {
         "figure1-per-task-finetune.svg",
         "figure2-per-dataset-finetune.png",
         "figure3-per-dataset-linear.svg",
+        "reliability-1-pneumothorax.png",
+        "reliability-2-chest-multi.svg",
     ] {
         assert!(
             names.iter().any(|n| n == expected),
@@ -552,7 +404,22 @@ fn figures_are_valid_png_and_svg_and_html_is_offline() {
         } else {
             let svg = String::from_utf8(bytes).unwrap();
             assert!(svg.contains("<svg"));
-            let is_fig1 = path.to_string_lossy().contains("figure1");
+            let name = path.file_name().unwrap().to_string_lossy();
+            if name.starts_with("reliability") {
+                // One per dataset; only models with probability scores
+                // (moco's are raw decision values) have a curve.
+                let dataset = if name.contains("pneumothorax") {
+                    "Pneumothorax"
+                } else {
+                    "Chest Multi"
+                };
+                assert!(svg.contains(dataset), "{name}");
+                assert!(svg.contains("convirt") && svg.contains("imagenet (baseline)"));
+                assert!(!svg.contains("moco"), "{name}");
+                continue;
+            }
+            assert!(name.starts_with("figure"), "unexpected figure {name}");
+            let is_fig1 = name.contains("figure1");
             assert!(svg.contains("Chest Multi"), "{}", path.display());
             assert_eq!(svg.contains("Pneumothorax"), !is_fig1, "{}", path.display());
             if is_fig1 {
@@ -562,8 +429,11 @@ fn figures_are_valid_png_and_svg_and_html_is_offline() {
             }
         }
     }
+    // Figures 1 (two strategies), 2, 3 and a reliability diagram per dataset;
+    // no subgroup or label-efficiency figures without their data.
+    assert_eq!(w.figures.len(), 2 * 6);
     let html = std::fs::read_to_string(&w.html).unwrap();
-    assert_eq!(html.matches("<svg").count(), 4);
+    assert_eq!(html.matches("<svg").count(), 6);
     assert!(!html.contains("src=") && !html.contains("href=") && !html.contains("@import"));
     assert!(html.contains("<table>") && html.contains("Table 2"));
 }
@@ -600,4 +470,66 @@ fn bad_input_gives_clear_errors() {
     assert!(sr.baseline.is_none() && sr.per_label.is_empty());
     assert!(sr.best_ssl.as_ref().unwrap().vs_baseline.is_none());
     assert!(r.to_markdown().contains("n/a"));
+}
+
+/// Removes `keys` everywhere in `v`.
+fn strip(v: &mut serde_json::Value, keys: &[&str]) {
+    match v {
+        serde_json::Value::Object(o) => {
+            for k in keys {
+                o.remove(*k);
+            }
+            o.values_mut().for_each(|x| strip(x, keys));
+        }
+        serde_json::Value::Array(a) => a.iter_mut().for_each(|x| strip(x, keys)),
+        _ => {}
+    }
+}
+
+#[test]
+fn reports_without_the_new_fields_are_still_read() {
+    // Full-data cells only: a report from before fractions has none.
+    let g = grid_of(vec![clinical()]);
+    let r = Report::from_cells(&g.cells, &config()).unwrap();
+    let out = tempfile::tempdir().unwrap();
+    let w = r.write(out.path()).unwrap();
+    let mut json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&w.json).unwrap()).unwrap();
+    let new_fields = [
+        "p_value_holm",
+        "resample",
+        "n_clusters",
+        "mean_cluster_size",
+        "calibration",
+        "subgroups",
+        "label_efficiency",
+        "fraction",
+    ];
+    strip(&mut json, &new_fields);
+    let text = serde_json::to_string_pretty(&json).unwrap();
+    for f in new_fields {
+        assert!(!text.contains(&format!("\"{f}\"")), "{f}");
+    }
+    let old = out.path().join("old-report.json");
+    std::fs::write(&old, text).unwrap();
+    let read = Report::read(&old).unwrap();
+    assert_eq!(read.settings.resample, cxr_report::Resample::Auto);
+    for d in &read.datasets {
+        // Old reports resampled images.
+        assert_eq!(
+            (d.resample, d.n_clusters, d.mean_cluster_size),
+            (Unit::Image, d.n_images, 1.0)
+        );
+        for s in &d.strategies {
+            assert!(s.subgroups.is_empty());
+            let c = s.best_ssl.as_ref().unwrap().vs_baseline.as_ref().unwrap();
+            assert_eq!(c.p_value_holm, None);
+            assert!(s.models.iter().all(|m| m.calibration.is_none()));
+        }
+    }
+    assert!(read.cells.iter().all(|c| c.cell.fraction.is_none()));
+    // Rendering an old report works, and a rebuild recomputes everything.
+    assert!(read.to_markdown().contains("## Table 2"));
+    let rebuilt = Report::rebuild(&old).unwrap();
+    assert_eq!(rebuilt.datasets[0].resample, Unit::Patient);
 }

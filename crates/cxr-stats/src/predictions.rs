@@ -1,8 +1,13 @@
 //! The predictions file: long-format CSV with one row per (image, label),
-//! columns `id,label,target,score` (extra columns ignored), read into a dense
-//! label x image matrix.
+//! columns `id,label,target,score`, read into a dense label x image matrix.
+//!
+//! Optional per-image columns: `patient_id` (the unit a patient-level
+//! bootstrap resamples) and the subgroup columns `sex`, `age`, `view`,
+//! `site` (or any other column asked for by name). Each must hold the same
+//! value on every row of an image; an empty cell is unknown. Other columns
+//! are ignored.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::io::{Read, Write};
 use std::path::Path;
 
@@ -10,7 +15,7 @@ use crate::StatsError;
 
 /// Predictions of one model: for every label, a target (or unknown) and a
 /// score per image.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct Predictions {
     /// Image identifiers, in order of first appearance.
     pub ids: Vec<String>,
@@ -20,6 +25,30 @@ pub struct Predictions {
     pub targets: Vec<Vec<Option<bool>>>,
     /// `scores[label][image]`; NaN exactly where no row was given.
     pub scores: Vec<Vec<f64>>,
+    /// The patient of every image, when known (a `patient_id` column, or
+    /// joined from a store with [`Predictions::join`]).
+    pub patients: Option<Vec<String>>,
+    /// Per-image attributes by column name (`sex`, `age`, `view`, `site`,
+    /// ...), `None` where unknown.
+    pub attributes: BTreeMap<String, Vec<Option<String>>>,
+}
+
+/// The subgroup columns read whenever a predictions file has them.
+pub const SUBGROUP_COLUMNS: [&str; 4] = ["sex", "age", "view", "site"];
+
+/// The column holding each image's patient.
+pub const PATIENT_COLUMN: &str = "patient_id";
+
+/// Per-image metadata from another source (a store's manifest), joined on
+/// the image id by [`Predictions::join`].
+#[derive(Debug, Clone, Default)]
+pub struct ImageMetadata {
+    /// The source, for messages (e.g. the store's directory).
+    pub source: String,
+    /// Image id -> patient id.
+    pub patients: HashMap<String, String>,
+    /// Column -> (image id -> value); images without a value are unknown.
+    pub attributes: BTreeMap<String, HashMap<String, String>>,
 }
 
 const REQUIRED: [&str; 4] = ["id", "label", "target", "score"];
@@ -53,6 +82,21 @@ impl Predictions {
     /// column, a bad target, a non-numeric or non-finite score, a duplicate
     /// (id, label) pair, or an empty file.
     pub fn from_reader<R: Read>(reader: R, name: &str) -> Result<Self, StatsError> {
+        Self::from_reader_with(reader, name, &[])
+    }
+
+    /// Reads a predictions file, keeping the per-image columns
+    /// `patient_id`, [`SUBGROUP_COLUMNS`] and `extra` when present.
+    ///
+    /// # Errors
+    /// As [`Predictions::from_reader`], and naming the line and image when a
+    /// per-image column differs between two rows of the same image or
+    /// `patient_id` is empty.
+    pub fn from_reader_with<R: Read>(
+        reader: R,
+        name: &str,
+        extra: &[&str],
+    ) -> Result<Self, StatsError> {
         let err = |msg: String| StatsError::Parse(format!("{name}: {msg}"));
         let mut rdr = csv::ReaderBuilder::new()
             .has_headers(true)
@@ -83,16 +127,27 @@ impl Predictions {
             )));
         }
 
+        // Per-image columns: patient_id first, then the attributes.
+        let mut per_image: Vec<(String, usize)> = Vec::new();
+        for want in std::iter::once(PATIENT_COLUMN)
+            .chain(SUBGROUP_COLUMNS)
+            .chain(extra.iter().copied())
+        {
+            if per_image.iter().any(|(n, _)| n == want) {
+                continue;
+            }
+            if let Some(i) = header.iter().position(|h| h.trim() == want) {
+                per_image.push((want.to_owned(), i));
+            }
+        }
+        // values[c][image] and the line that first set it.
+        let mut values: Vec<Vec<(Option<String>, u64)>> = vec![Vec::new(); per_image.len()];
+
         let mut id_index: HashMap<String, usize> = HashMap::new();
         let mut label_index: HashMap<String, usize> = HashMap::new();
         let mut rows: Vec<(usize, usize, Option<bool>, f64)> = Vec::new();
         let mut seen: HashSet<(usize, usize)> = HashSet::new();
-        let mut p = Self {
-            ids: vec![],
-            labels: vec![],
-            targets: vec![],
-            scores: vec![],
-        };
+        let mut p = Self::default();
         let mut record = csv::StringRecord::new();
         while rdr
             .read_record(&mut record)
@@ -121,6 +176,26 @@ impl Predictions {
             }
             let i = intern(&mut id_index, &mut p.ids, id);
             let j = intern(&mut label_index, &mut p.labels, label);
+            for (c, (column, at)) in per_image.iter().enumerate() {
+                let cell = record[*at].trim();
+                let value = (!cell.is_empty()).then(|| cell.to_owned());
+                if value.is_none() && column == PATIENT_COLUMN {
+                    return Err(err(format!(
+                        "line {line}: empty {PATIENT_COLUMN} for id '{id}'"
+                    )));
+                }
+                let column_values = &mut values[c];
+                if i == column_values.len() {
+                    column_values.push((value, line));
+                } else if column_values[i].0 != value {
+                    return Err(err(format!(
+                        "line {line}: id '{id}' has {column} '{}' but line {} gave '{}'",
+                        value.as_deref().unwrap_or(""),
+                        column_values[i].1,
+                        column_values[i].0.as_deref().unwrap_or("")
+                    )));
+                }
+            }
             if !seen.insert((i, j)) {
                 return Err(err(format!(
                     "line {line}: duplicate row for id '{id}', label '{label}'"
@@ -133,6 +208,15 @@ impl Predictions {
         }
         p.targets = vec![vec![None; p.ids.len()]; p.labels.len()];
         p.scores = vec![vec![f64::NAN; p.ids.len()]; p.labels.len()];
+        for ((column, _), column_values) in per_image.into_iter().zip(values) {
+            let column_values: Vec<Option<String>> =
+                column_values.into_iter().map(|(v, _)| v).collect();
+            if column == PATIENT_COLUMN {
+                p.patients = Some(column_values.into_iter().flatten().collect());
+            } else {
+                p.attributes.insert(column, column_values);
+            }
+        }
         for (i, j, t, s) in rows {
             p.targets[j][i] = t;
             p.scores[j][i] = s;
@@ -151,13 +235,20 @@ impl Predictions {
         Self::from_reader(std::io::BufReader::new(file), &name)
     }
 
-    /// Writes the long format (rows without a score are omitted).
+    /// Writes the long format (rows without a score are omitted), with
+    /// `patient_id` and the attribute columns when known.
     ///
     /// # Errors
     /// On I/O failure.
     pub fn write_to<W: Write>(&self, writer: W) -> std::io::Result<()> {
         let mut w = csv::Writer::from_writer(writer);
-        w.write_record(REQUIRED)?;
+        let mut header: Vec<&str> = REQUIRED.to_vec();
+        if self.patients.is_some() {
+            header.push(PATIENT_COLUMN);
+        }
+        header.extend(self.attributes.keys().map(String::as_str));
+        w.write_record(&header)?;
+        let mut row: Vec<String> = Vec::with_capacity(header.len());
         for i in 0..self.ids.len() {
             for j in 0..self.labels.len() {
                 let s = self.scores[j][i];
@@ -169,10 +260,73 @@ impl Predictions {
                     Some(false) => "0",
                     None => "",
                 };
-                w.write_record([&self.ids[i], &self.labels[j], t, &format!("{s}")])?;
+                row.clear();
+                row.extend([self.ids[i].clone(), self.labels[j].clone(), t.into()]);
+                row.push(format!("{s}"));
+                if let Some(patients) = &self.patients {
+                    row.push(patients[i].clone());
+                }
+                for values in self.attributes.values() {
+                    row.push(values[i].clone().unwrap_or_default());
+                }
+                w.write_record(&row)?;
             }
         }
         w.flush()
+    }
+
+    /// Takes each image's patient and attributes from `meta`, joined on the
+    /// id. Values the file already has must agree with `meta`'s.
+    ///
+    /// # Errors
+    /// [`StatsError::Mismatch`] naming `meta.source` and (up to five of) the
+    /// ids it lacks, or an id whose patient differs.
+    pub fn join(&mut self, meta: &ImageMetadata) -> Result<(), StatsError> {
+        let missing: Vec<String> = self
+            .ids
+            .iter()
+            .filter(|id| !meta.patients.contains_key(*id))
+            .cloned()
+            .collect();
+        if !missing.is_empty() {
+            return Err(StatsError::Mismatch(format!(
+                "{} id(s) of the predictions are not in {}: {}",
+                missing.len(),
+                meta.source,
+                show(&missing)
+            )));
+        }
+        let joined: Vec<String> = self
+            .ids
+            .iter()
+            .map(|id| meta.patients[id].clone())
+            .collect();
+        if let Some(own) = &self.patients
+            && let Some(i) = (0..own.len()).find(|&i| own[i] != joined[i])
+        {
+            return Err(StatsError::Mismatch(format!(
+                "id '{}' has patient_id '{}' in the predictions but '{}' in {}",
+                self.ids[i], own[i], joined[i], meta.source
+            )));
+        }
+        self.patients = Some(joined);
+        for (column, map) in &meta.attributes {
+            let joined: Vec<Option<String>> =
+                self.ids.iter().map(|id| map.get(id).cloned()).collect();
+            if let Some(own) = self.attributes.get(column)
+                && let Some(i) = (0..own.len()).find(|&i| own[i].is_some() && own[i] != joined[i])
+            {
+                return Err(StatsError::Mismatch(format!(
+                    "id '{}' has {column} '{}' in the predictions but '{}' in {}",
+                    self.ids[i],
+                    own[i].as_deref().unwrap_or(""),
+                    joined[i].as_deref().unwrap_or(""),
+                    meta.source
+                )));
+            }
+            self.attributes.insert(column.clone(), joined);
+        }
+        Ok(())
     }
 
     /// Returns `other` reordered to this file's image and label order, after
@@ -185,15 +339,6 @@ impl Predictions {
         let diff = |a: &[String], b: &[String]| -> Vec<String> {
             let set: HashSet<&String> = b.iter().collect();
             a.iter().filter(|x| !set.contains(x)).cloned().collect()
-        };
-        let show = |v: &[String]| {
-            let head: Vec<&str> = v.iter().take(5).map(String::as_str).collect();
-            let more = if v.len() > 5 {
-                format!(" and {} more", v.len() - 5)
-            } else {
-                String::new()
-            };
-            format!("{}{more}", head.join(", "))
         };
         let mut problems = Vec::new();
         for (what, mine, theirs) in [
@@ -231,11 +376,36 @@ impl Predictions {
             .enumerate()
             .map(|(j, x)| (x, j))
             .collect();
+        let order: Vec<usize> = self.ids.iter().map(|id| id_pos[id]).collect();
+        // The per-image columns follow the images; where both files know a
+        // patient they must agree (the model file's order and values win).
+        let patients = match (&self.patients, &other.patients) {
+            (Some(mine), Some(theirs)) => {
+                if let Some(i) = (0..mine.len()).find(|&i| mine[i] != theirs[order[i]]) {
+                    return Err(StatsError::Mismatch(format!(
+                        "id '{}' has patient_id '{}' in the model file but '{}' in the baseline file",
+                        self.ids[i], mine[i], theirs[order[i]]
+                    )));
+                }
+                Some(mine.clone())
+            }
+            (Some(mine), None) => Some(mine.clone()),
+            (None, Some(theirs)) => Some(order.iter().map(|&o| theirs[o].clone()).collect()),
+            (None, None) => None,
+        };
+        let mut attributes = self.attributes.clone();
+        for (column, theirs) in &other.attributes {
+            attributes
+                .entry(column.clone())
+                .or_insert_with(|| order.iter().map(|&o| theirs[o].clone()).collect());
+        }
         let mut aligned = Predictions {
             ids: self.ids.clone(),
             labels: self.labels.clone(),
             targets: vec![vec![None; self.ids.len()]; self.labels.len()],
             scores: vec![vec![f64::NAN; self.ids.len()]; self.labels.len()],
+            patients,
+            attributes,
         };
         let mut conflicts = Vec::new();
         for (j, label) in self.labels.iter().enumerate() {
@@ -261,6 +431,17 @@ impl Predictions {
         }
         Ok(aligned)
     }
+}
+
+/// Up to five items, then how many more.
+fn show(v: &[String]) -> String {
+    let head: Vec<&str> = v.iter().take(5).map(String::as_str).collect();
+    let more = if v.len() > 5 {
+        format!(" and {} more", v.len() - 5)
+    } else {
+        String::new()
+    };
+    format!("{}{more}", head.join(", "))
 }
 
 #[cfg(test)]
@@ -326,6 +507,104 @@ mod tests {
                 .unwrap_err()
                 .to_string()
                 .contains("label(s) only")
+        );
+    }
+
+    #[test]
+    fn reads_and_writes_per_image_columns() {
+        let p = parse(
+            "id,label,target,score,patient_id,sex,age,note\n\
+             a,X,1,0.8,p1,F,61,x\n a,Y,0,0.1,p1,F,61,y\n b,X,0,0.4,p2,,35,z\n b,Y,1,0.3,p2,,35,w\n",
+        )
+        .unwrap();
+        assert_eq!(p.patients, Some(vec!["p1".to_owned(), "p2".to_owned()]));
+        assert_eq!(p.attributes["sex"], [Some("F".to_owned()), None]);
+        assert_eq!(
+            p.attributes["age"],
+            [Some("61".to_owned()), Some("35".to_owned())]
+        );
+        // `note` differs per row: not a per-image column unless asked for.
+        assert!(!p.attributes.contains_key("note"));
+        let mut out = Vec::new();
+        p.write_to(&mut out).unwrap();
+        let text = std::str::from_utf8(&out).unwrap();
+        assert!(
+            text.starts_with("id,label,target,score,patient_id,age,sex\n"),
+            "{text}"
+        );
+        assert_eq!(parse(text).unwrap(), p);
+        let e = Predictions::from_reader_with(
+            "id,label,target,score,note\na,X,1,0.8,x\na,Y,0,0.1,y\n".as_bytes(),
+            "p.csv",
+            &["note"],
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("p.csv: line 3: id 'a' has note 'y' but line 2 gave 'x'"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn per_image_columns_must_agree_within_an_image() {
+        assert!(
+            error_of("id,label,target,score,patient_id\na,X,1,0.8,p1\na,Y,0,0.1,p2\n")
+                .contains("line 3: id 'a' has patient_id 'p2' but line 2 gave 'p1'")
+        );
+        assert!(
+            error_of("id,label,target,score,patient_id\na,X,1,0.8,\n")
+                .contains("line 2: empty patient_id for id 'a'")
+        );
+        assert!(
+            error_of("id,label,target,score,sex\na,X,1,0.8,F\na,Y,0,0.1,M\n")
+                .contains("id 'a' has sex 'M' but line 2 gave 'F'")
+        );
+    }
+
+    #[test]
+    fn join_takes_patients_and_attributes_from_a_store() {
+        let mut p = parse("id,label,target,score\na,X,1,0.9\nb,X,0,0.1\n").unwrap();
+        let mut meta = ImageMetadata {
+            source: "stores/s".into(),
+            ..Default::default()
+        };
+        meta.patients.insert("a".into(), "p1".into());
+        let e = p.join(&meta).unwrap_err().to_string();
+        assert!(
+            e.contains("1 id(s) of the predictions are not in stores/s: b"),
+            "{e}"
+        );
+        meta.patients.insert("b".into(), "p1".into());
+        meta.attributes.insert(
+            "view".into(),
+            HashMap::from([("a".to_owned(), "PA".to_owned())]),
+        );
+        p.join(&meta).unwrap();
+        assert_eq!(p.patients, Some(vec!["p1".to_owned(), "p1".to_owned()]));
+        assert_eq!(p.attributes["view"], [Some("PA".to_owned()), None]);
+        let mut q =
+            parse("id,label,target,score,patient_id\na,X,1,0.9,p9\nb,X,0,0.1,p1\n").unwrap();
+        let e = q.join(&meta).unwrap_err().to_string();
+        assert!(
+            e.contains("id 'a' has patient_id 'p9' in the predictions but 'p1' in stores/s"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn align_carries_and_checks_patients() {
+        let a = parse("id,label,target,score,patient_id\na,X,1,0.9,p1\nb,X,0,0.1,p2\n").unwrap();
+        let b = parse("id,label,target,score\nb,X,0,0.3\na,X,1,0.2\n").unwrap();
+        assert_eq!(a.align(&b).unwrap().patients, a.patients);
+        let b = parse("id,label,target,score,patient_id\nb,X,0,0.3,p2\na,X,1,0.2,p1\n").unwrap();
+        let no_ids = parse("id,label,target,score\na,X,1,0.9\nb,X,0,0.1\n").unwrap();
+        assert_eq!(no_ids.align(&b).unwrap().patients, a.patients);
+        let c = parse("id,label,target,score,patient_id\nb,X,0,0.3,p2\na,X,1,0.2,p3\n").unwrap();
+        let e = a.align(&c).unwrap_err().to_string();
+        assert!(
+            e.contains("id 'a' has patient_id 'p1' in the model file but 'p3'"),
+            "{e}"
         );
     }
 }

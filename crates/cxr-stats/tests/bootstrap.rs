@@ -30,6 +30,7 @@ fn binormal(seed: u64, n: usize, prevalence: f64, d: f64) -> Predictions {
         labels: vec!["finding".into()],
         targets: vec![targets],
         scores: vec![scores],
+        ..Default::default()
     }
 }
 
@@ -103,6 +104,7 @@ fn two_labels(seed: u64, d_model: f64) -> Predictions {
         labels: vec!["A".into(), "B".into()],
         targets: vec![a.targets[0].clone(), b.targets[0].clone()],
         scores: vec![a.scores[0].clone(), b.scores[0].clone()],
+        ..Default::default()
     }
 }
 

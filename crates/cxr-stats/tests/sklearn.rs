@@ -105,6 +105,7 @@ fn evaluate_skips_missing_targets_like_sklearn() {
             labels: vec!["L".into()],
             targets: vec![c.targets.clone()],
             scores: vec![c.scores.clone()],
+            ..Default::default()
         };
         let config = BootstrapConfig {
             n_replicates: 0,

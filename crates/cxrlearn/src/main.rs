@@ -45,6 +45,9 @@ enum Command {
     Pretrain(Box<cmd::pretrain::Args>),
     /// Linear probing (L2 logistic regression, L-BFGS) on frozen features.
     Probe(cmd::probe::Args),
+    /// Writes nested, seeded, patient-level training subsets into a store
+    /// (for label-efficiency curves: probe/finetune --train-fraction).
+    Subsets(cmd::subsets::Args),
     /// Zero-shot classification from text prompts with an image-text model.
     #[command(name = "zero-shot")]
     ZeroShot(cmd::zeroshot::Args),
@@ -70,6 +73,7 @@ fn main() -> ExitCode {
         Command::Predict(args) => cmd::predict::run(&args, cli.quiet),
         Command::Pretrain(args) => cmd::pretrain::run(&args, cli.quiet),
         Command::Probe(args) => cmd::probe::run(&args, cli.quiet),
+        Command::Subsets(args) => cmd::subsets::run(&args, cli.quiet),
         Command::ZeroShot(args) => cmd::zeroshot::run(&args, cli.quiet),
         Command::Benchmark(args) => cmd::benchmark::run(&args, cli.quiet),
         Command::Demo(args) => cmd::demo::run(&args, cli.quiet),

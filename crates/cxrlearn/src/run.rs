@@ -101,6 +101,9 @@ impl RunDir {
                 sha256: format!("{:x}", Sha256::digest(&csv)),
             },
             baseline: None,
+            data: None,
+            calibrate_on: None,
+            threshold_from: None,
             cxrlearn_version: env!("CARGO_PKG_VERSION"),
         };
         let text = serde_json::to_string_pretty(&report)? + "\n";
@@ -218,6 +221,22 @@ pub fn to_toml(value: &Value) -> Result<String> {
     toml::to_string(&strip(value)).context("cannot render the configuration as TOML")
 }
 
+/// `p` with each image's patient and subgroup columns (sex, age, view,
+/// site) from `store`'s rows `indices` (in `p`'s image order), so that the
+/// predictions file alone supports a patient-level bootstrap and subgroup
+/// results.
+pub fn with_store_metadata(
+    mut p: Predictions,
+    store: &cxr_data::store::read::Store,
+    indices: &[usize],
+) -> Predictions {
+    assert_eq!(indices.len(), p.ids.len(), "one store row per image");
+    let (patients, attributes) = store.metadata_of(indices);
+    p.patients = Some(patients);
+    p.attributes = attributes;
+    p
+}
+
 /// Long-format predictions from dense `[n, k]` row-major targets (NaN where
 /// unknown) and scores.
 pub fn predictions(
@@ -233,6 +252,8 @@ pub fn predictions(
         (0..n).map(move |i| m[i * k + j])
     }
     Predictions {
+        patients: None,
+        attributes: Default::default(),
         targets: (0..k)
             .map(|j| {
                 column(targets, j, n, k)

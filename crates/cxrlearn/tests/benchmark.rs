@@ -394,6 +394,17 @@ fn bad_grids_name_the_problem() {
             grid(&a, &b, MODELS, "").replace("mem = \"2G\"", "memory = \"2G\""),
             "memory",
         ),
+        (
+            grid(&a, &b, MODELS, "").replace("seeds = [0]", "seeds = [0]\nfractions = [1.5]"),
+            "fractions: 1.5 is not in (0, 1]",
+        ),
+        (
+            grid(&a, &b, MODELS, "").replace(
+                "seeds = [0]",
+                "seeds = [0]\nfractions = [0.1]\nfraction_strategies = [\"zeroshot\"]",
+            ),
+            "fraction_strategies: 'zeroshot'",
+        ),
     ];
     for (text, needle) in cases {
         std::fs::write(&config, &text).unwrap();
@@ -408,4 +419,89 @@ fn bad_grids_name_the_problem() {
         assert!(!err.contains("panicked"), "{err}");
     }
     assert!(!out.exists(), "a rejected grid creates nothing");
+}
+
+/// Label efficiency: `fractions` runs the linear cells again on nested,
+/// patient-level training subsets written into the store; the whole-split
+/// cells keep their directories and hashes; the report gets the curve.
+#[test]
+fn fractions_run_label_efficiency_cells_on_listed_subsets() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = phantom_store(&dir.path().join("a"), 80, 64, 1, 0);
+    let config = dir.path().join("grid.toml");
+    let out = dir.path().join("bench");
+    std::fs::write(
+        &config,
+        format!(
+            r#"baseline = "random"
+strategies = ["linear", "finetune"]
+seeds = [0]
+fractions = [0.5]
+fraction_strategies = ["linear"]
+
+[[dataset]]
+name = "a"
+store = "{}"
+
+[[model]]
+name = "random"
+model = "scratch:resnet18-w16"
+
+[finetune]
+epochs = 1
+batch_size = 16
+
+[report]
+n_bootstrap = 50
+"#,
+            a.display()
+        ),
+    )
+    .unwrap();
+    let o = benchmark(&config, &out, &[]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stderr(&o).contains("3 cells: 3 ran"), "{}", stderr(&o));
+    let linear = out.join("cells/a/random/linear");
+    let half = linear.join("seed-0-fraction-0.5");
+    assert!(linear.join("seed-0/predictions-test.csv").is_file());
+    assert!(half.join("predictions-test.csv").is_file());
+    assert!(
+        !out.join("cells/a/random/finetune/seed-0-fraction-0.5")
+            .exists()
+    );
+    // The subset the cell trained on is a published list in the store.
+    let list = a.join("subsets/seed-0/fraction-0.5.csv");
+    let listed = std::fs::read_to_string(&list).unwrap().lines().count() - 1;
+    let config_toml = std::fs::read_to_string(half.join("config.toml")).unwrap();
+    assert!(config_toml.contains("fraction = 0.5"), "{config_toml}");
+    let store = json(&a.join("dataset.json"));
+    let train = store["splits"]["train"].as_u64().unwrap() as usize;
+    assert!(listed < train && listed > train / 4, "{listed} of {train}");
+    // Same test images either way; the test predictions carry patients.
+    let head = |p: &Path| {
+        std::fs::read_to_string(p)
+            .unwrap()
+            .lines()
+            .next()
+            .unwrap()
+            .to_owned()
+    };
+    assert!(head(&half.join("predictions-test.csv")).contains("patient_id"));
+    let e = json(&half.join("evaluation.json"));
+    assert_eq!(e["resample"], "patient");
+    let report = json(&out.join("report.json"));
+    let cells = report["cells"].as_array().unwrap();
+    assert_eq!(cells.len(), 3);
+    assert!(
+        cells
+            .iter()
+            .any(|c| c["fraction"] == 0.5 && c["status"] == "ok")
+    );
+    // A rerun is up to date.
+    let o = benchmark(&config, &out, &[]);
+    assert!(
+        stderr(&o).contains("3 cells: 0 ran, 3 up to date"),
+        "{}",
+        stderr(&o)
+    );
 }

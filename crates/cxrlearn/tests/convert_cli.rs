@@ -14,6 +14,43 @@ fn cxrlearn(args: &[&str]) -> (bool, String, String) {
     )
 }
 
+/// `info --system`: the binary has libtorch's CUDA support loaded whenever
+/// the libtorch it links has it (read from the process's own mappings), and
+/// the text and JSON forms agree.
+#[test]
+fn info_system_reports_libtorch_and_cuda() {
+    let (ok, json, err) = cxrlearn(&["info", "--system", "--json"]);
+    assert!(ok, "{err}");
+    let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+    let dir = std::path::PathBuf::from(v["libtorch_dir"].as_str().expect("libtorch dir"));
+    assert!(dir.join("libtorch_cpu.so").exists(), "{}", dir.display());
+    let present = dir.join("libtorch_cuda.so").exists();
+    assert_eq!(v["cuda_library_present"], present);
+    assert_eq!(
+        v["cuda_library_loaded"],
+        present,
+        "{}/libtorch_cuda.so exists: {present}, but loaded by the binary: {}",
+        dir.display(),
+        v["cuda_library_loaded"]
+    );
+    assert_eq!(v["cuda_support"], present);
+    assert_eq!(v["cuda_version"].is_string(), present);
+    let (ok, text, _) = cxrlearn(&["info", "--system"]);
+    assert!(ok);
+    let version = v["libtorch_version"].as_str().unwrap();
+    assert!(
+        text.contains(&format!("libtorch        {version}")),
+        "{text}"
+    );
+    assert!(text.contains("cuda status"), "{text}");
+    if present {
+        assert!(text.contains("libtorch_cuda.so loaded"), "{text}");
+    }
+    // A store and --system exclude each other; one of them is needed.
+    let (ok, _, err) = cxrlearn(&["info"]);
+    assert!(!ok && err.contains("<STORE>"), "{err}");
+}
+
 #[test]
 fn convert_info_and_errors() {
     let dir = tempfile::tempdir().unwrap();

@@ -84,6 +84,7 @@ fn train(store: &Arc<Store>, arch: &str, rule: Rule, world: usize, dir: &Path) -
             log: &mut log,
             verbose: false,
             parallel: DataParallel::new(Arc::new(group)).with_bucket_bytes(64 << 10),
+            train_rows: None,
         };
         trainer.run(false).unwrap();
         let weights = sorted(&trainer.model);

@@ -235,3 +235,320 @@ fn help_lists_evaluate_options() {
         assert!(text.contains(flag), "{flag} missing from help");
     }
 }
+
+/// Predictions of 40 patients with 1 to 4 films each: patient_id, sex, age
+/// and view columns, scores that are probabilities.
+fn clustered_file(dir: &Path, name: &str, shift: f64) -> PathBuf {
+    let mut s = String::from("id,label,target,score,patient_id,sex,age,view\n");
+    let mut img = 0;
+    for p in 0..40u32 {
+        let sex = if p % 2 == 0 { "F" } else { "M" };
+        let age = 25 + (p * 37) % 70;
+        for f in 0..(1 + p % 4) {
+            let y = (p * 7 + f) % 3 == 0;
+            let z = f64::from((p * 13 + f * 5) % 17) / 17.0 - 0.5 + if y { shift } else { 0.0 };
+            let score = 1.0 / (1.0 + (-2.0 * z).exp());
+            for (label, t) in [("X", y), ("Y", (p + f) % 2 == 0)] {
+                let view = if f == 0 { "PA" } else { "AP" };
+                s += &format!(
+                    "img{img},{label},{},{score:.4},p{p},{sex},{age},{view}\n",
+                    u8::from(t)
+                );
+            }
+            img += 1;
+        }
+    }
+    write(dir, name, &s)
+}
+
+#[test]
+fn patient_ids_make_the_bootstrap_resample_patients() {
+    let dir = tempfile::tempdir().unwrap();
+    let m = clustered_file(dir.path(), "m.csv", 0.6);
+    let b = clustered_file(dir.path(), "b.csv", 0.2);
+    let o = evaluate(dir.path(), &m, Some(&b), &["--bootstrap", "200"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let json = read_json(&dir.path().join("out/evaluation.json"));
+    assert_eq!(json["resample"], "patient");
+    assert_eq!(json["n_clusters"], 40);
+    assert_eq!(json["n_images"], 100);
+    assert!((json["mean_cluster_size"].as_f64().unwrap() - 2.5).abs() < 1e-12);
+    assert_eq!(json["multiplicity"]["method"], "holm");
+    let x = &json["labels"][0];
+    for key in [
+        "p_value_delong",
+        "p_value_delong_clustered",
+        "p_value_bootstrap",
+        "p_value_holm",
+    ] {
+        assert!(x[key].as_f64().is_some(), "{key}");
+    }
+    assert!(x["calibration"]["brier"].as_f64().is_some());
+    assert_eq!(x["calibration"]["bins"], 15);
+    let md = std::fs::read_to_string(dir.path().join("out/evaluation.md")).unwrap();
+    assert!(
+        md.contains(
+            "resampling patients with all their images (40 patients, 2.50 images per patient)"
+        ),
+        "{md}"
+    );
+    assert!(
+        md.contains("p clustered") && md.contains("## Calibration"),
+        "{md}"
+    );
+    let patient_width = x["ci"][1].as_f64().unwrap() - x["ci"][0].as_f64().unwrap();
+
+    // The image-level bootstrap stays available, and says so.
+    let again = tempfile::tempdir().unwrap();
+    let o = evaluate(
+        again.path(),
+        &m,
+        Some(&b),
+        &["--bootstrap", "200", "--resample", "image"],
+    );
+    assert!(o.status.success());
+    let json = read_json(&again.path().join("out/evaluation.json"));
+    assert_eq!(json["resample"], "image");
+    assert_eq!(json["n_clusters"], 100);
+    assert!(json["labels"][0].get("p_value_delong_clustered").is_none());
+    let image_width =
+        json["labels"][0]["ci"][1].as_f64().unwrap() - json["labels"][0]["ci"][0].as_f64().unwrap();
+    assert!(
+        patient_width > image_width,
+        "{patient_width} vs {image_width}"
+    );
+}
+
+#[test]
+fn subgroups_calibration_and_simultaneous_intervals_from_the_command_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let m = clustered_file(dir.path(), "m.csv", 0.6);
+    let val = clustered_file(dir.path(), "val.csv", 0.5);
+    let o = evaluate(
+        dir.path(),
+        &m,
+        None,
+        &[
+            "--bootstrap",
+            "100",
+            "--subgroups",
+            "sex,age,view",
+            "--age-bins",
+            "50",
+            "--subgroup-min",
+            "2",
+            "--threshold-from",
+            val.to_str().unwrap(),
+            "--calibrate-on",
+            val.to_str().unwrap(),
+            "--simultaneous",
+        ],
+    );
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let json = read_json(&dir.path().join("out/evaluation.json"));
+    assert_eq!(json["simultaneous"], true);
+    assert!((json["interval_confidence"].as_f64().unwrap() - 0.975).abs() < 1e-12);
+    let values: Vec<&str> = json["subgroup_columns"][1]["values"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect();
+    assert_eq!(values, ["<50", ">=50"]);
+    let subgroups = json["subgroups"].as_array().unwrap();
+    // 2 sexes + 2 age bands + 2 views, 2 labels each.
+    assert_eq!(subgroups.len(), 12);
+    let f = subgroups
+        .iter()
+        .find(|r| r["column"] == "sex" && r["value"] == "F" && r["label"] == "X")
+        .unwrap();
+    assert!(f["tpr"].as_f64().is_some() && f["threshold"].as_f64().is_some());
+    assert!(
+        json["threshold_source"]
+            .as_str()
+            .unwrap()
+            .contains("val.csv")
+    );
+    assert!(!json["subgroup_gaps"].as_array().unwrap().is_empty());
+    let after = &json["labels"][0]["calibration_after"];
+    assert!(after["platt"]["a"].as_f64().is_some(), "{after}");
+    assert_eq!(json["calibrate_on"]["path"], val.to_str().unwrap());
+    let md = std::fs::read_to_string(dir.path().join("out/evaluation.md")).unwrap();
+    assert!(
+        md.contains("## Subgroups") && md.contains("Bonferroni"),
+        "{md}"
+    );
+}
+
+#[test]
+fn bad_patient_subgroup_and_validation_input_is_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let m = clustered_file(dir.path(), "m.csv", 0.6);
+    // A patient_id that differs between two rows of one image.
+    let bad = write(
+        dir.path(),
+        "bad.csv",
+        "id,label,target,score,patient_id\na,X,1,0.9,p1\na,Y,0,0.1,p2\n",
+    );
+    let o = evaluate(dir.path(), &bad, None, &[]);
+    assert_clean_failure(
+        &o,
+        dir.path(),
+        "bad.csv: line 3: id 'a' has patient_id 'p2' but line 2 gave 'p1'",
+    );
+    // Patients asked for but unknown.
+    let plain = write(dir.path(), "plain.csv", GOOD);
+    let o = evaluate(dir.path(), &plain, None, &["--resample", "patient"]);
+    assert_clean_failure(&o, dir.path(), "needs patient ids");
+    // A subgroup column neither the file nor a store has.
+    let o = evaluate(dir.path(), &m, None, &["--subgroups", "site"]);
+    assert_clean_failure(
+        &o,
+        dir.path(),
+        "subgroup column 'site' is not in the predictions",
+    );
+    // A validation file with other labels.
+    let other = write(
+        dir.path(),
+        "other.csv",
+        "id,label,target,score\na,Z,1,0.9\nb,Z,0,0.2\n",
+    );
+    let o = evaluate(
+        dir.path(),
+        &m,
+        None,
+        &["--calibrate-on", other.to_str().unwrap()],
+    );
+    assert_clean_failure(
+        &o,
+        dir.path(),
+        "other.csv: lacks label(s) X, Y; has label(s) Z",
+    );
+    let o = evaluate(
+        dir.path(),
+        &m,
+        None,
+        &[
+            "--subgroups",
+            "sex",
+            "--threshold-from",
+            other.to_str().unwrap(),
+        ],
+    );
+    assert_clean_failure(&o, dir.path(), "other.csv: lacks label(s) X, Y");
+    let o = evaluate(dir.path(), &m, None, &["--age-bins", "60,40"]);
+    assert_clean_failure(
+        &o,
+        dir.path(),
+        "--age-bins must be finite ages in increasing order",
+    );
+}
+
+/// `--data STORE`: patients and subgroup columns joined from a store's
+/// manifest (an NIH-layout label file converted labels-only), and ids the
+/// store lacks named.
+#[test]
+fn data_store_supplies_patients_and_subgroups() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("nih");
+    std::fs::create_dir_all(&root).unwrap();
+    let mut entry = String::from(
+        "Image Index,Finding Labels,Follow-up #,Patient ID,Patient Age,Patient Gender,View Position\n",
+    );
+    for p in 0..60u32 {
+        for f in 0..(1 + p % 3) {
+            let finding = if (p + f) % 3 == 0 {
+                "Effusion"
+            } else {
+                "No Finding"
+            };
+            let sex = if p % 2 == 0 { "F" } else { "M" };
+            let view = if f == 0 { "PA" } else { "AP" };
+            entry += &format!(
+                "{p:08}_{f:03}.png,{finding},{f},{p},{},{sex},{view}\n",
+                30 + p % 50
+            );
+        }
+    }
+    std::fs::write(root.join("Data_Entry_2017.csv"), entry).unwrap();
+    let store = dir.path().join("store");
+    let o = cxrlearn(&[
+        "--quiet",
+        "convert",
+        "--preset",
+        "nih",
+        "--root",
+        root.to_str().unwrap(),
+        "--labels-only",
+        "--out",
+        store.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    // Predictions for every image, without patient or subgroup columns.
+    let mut preds = String::from("id,label,target,score\n");
+    for p in 0..60u32 {
+        for f in 0..(1 + p % 3) {
+            let y = u8::from((p + f) % 3 == 0);
+            let score = f64::from((p * 31 + f * 7) % 100) / 100.0 * 0.7 + f64::from(y) * 0.3;
+            preds += &format!("{p:08}_{f:03}.png,Effusion,{y},{score:.3}\n");
+        }
+    }
+    let p = write(dir.path(), "p.csv", &preds);
+    let o = evaluate(
+        dir.path(),
+        &p,
+        None,
+        &[
+            "--bootstrap",
+            "100",
+            "--data",
+            store.to_str().unwrap(),
+            "--subgroups",
+            "sex,view",
+            "--subgroup-min",
+            "3",
+        ],
+    );
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let json = read_json(&dir.path().join("out/evaluation.json"));
+    assert_eq!(json["resample"], "patient");
+    assert_eq!(json["n_clusters"], 60);
+    assert_eq!(json["n_images"], 120);
+    assert_eq!(json["data"], store.to_str().unwrap());
+    let values = |k: usize| -> Vec<String> {
+        json["subgroup_columns"][k]["values"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_str().unwrap().to_owned())
+            .collect()
+    };
+    assert_eq!(values(0), ["F", "M"]);
+    assert_eq!(values(1), ["AP", "PA"]);
+    let pa = json["subgroups"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["value"] == "PA")
+        .unwrap();
+    assert_eq!(pa["n"], 60);
+    // An id the store does not have: named, nothing written.
+    let extra = write(
+        dir.path(),
+        "extra.csv",
+        &format!("{preds}ghost.png,Effusion,1,0.5\n"),
+    );
+    let again = tempfile::tempdir().unwrap();
+    let o = evaluate(
+        again.path(),
+        &extra,
+        None,
+        &["--data", store.to_str().unwrap()],
+    );
+    assert_clean_failure(&o, again.path(), "1 id(s) of the predictions are not in");
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        stderr.contains("ghost.png") && stderr.contains("extra.csv"),
+        "{stderr}"
+    );
+}

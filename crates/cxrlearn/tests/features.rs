@@ -184,3 +184,45 @@ fn features_refuse_missing_weights_and_strict_size() {
     );
     assert!(!Path::new(out).exists());
 }
+
+/// `--device cuda` without a usable GPU: one `error:` line that names what
+/// is missing, as `info --system` diagnoses it, and nothing written.
+#[test]
+fn device_cuda_without_a_gpu_names_what_is_missing() {
+    let system: serde_json::Value =
+        serde_json::from_slice(&cxrlearn(&["info", "--system", "--json"]).stdout).unwrap();
+    if !system["devices"].as_array().unwrap().is_empty() {
+        return; // a GPU machine: tests/gpu.rs covers it
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let store = make_store(dir.path());
+    let out = dir.path().join("f");
+    let o = common::run(&[
+        "features",
+        "--model",
+        "scratch:resnet18",
+        "--data",
+        store.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "--device",
+        "cuda",
+    ]);
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success());
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(
+        stderr.starts_with("error: cuda:0 requested but "),
+        "{stderr}"
+    );
+    let expected = if system["cuda_support"] == true {
+        "no NVIDIA driver"
+    } else {
+        "CPU-only build"
+    };
+    assert!(
+        stderr.contains(expected) || stderr.contains("sees no CUDA device"),
+        "{stderr}"
+    );
+    assert!(!out.exists());
+}

@@ -405,3 +405,52 @@ fn bf16_autocast_tracks_fp32_and_fp16_needs_a_gpu() {
     assert!(err.contains("fp16 is for CUDA devices"), "{err}");
     assert!(!bad.exists());
 }
+
+/// `--train-fraction`: finetuning trains on the store's listed subset (one
+/// epoch is `floor(listed / batch)` steps) and records it; without the list
+/// the run stops naming the command that writes it, leaving nothing.
+#[test]
+fn train_fraction_trains_on_the_listed_subset() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = make_store(dir.path());
+    let missing = dir.path().join("missing");
+    let o = run(&args(&store, &missing, &["--train-fraction", "0.5"]));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        !o.status.success() && err.contains("cxrlearn subsets --data"),
+        "{err}"
+    );
+    assert!(!missing.exists());
+    cxrlearn(&[
+        "--quiet",
+        "subsets",
+        "--data",
+        store.to_str().unwrap(),
+        "--fractions",
+        "0.5",
+        "--seeds",
+        "3",
+    ]);
+    let listed = std::fs::read_to_string(store.join("subsets/seed-3/fraction-0.5.csv"))
+        .unwrap()
+        .lines()
+        .count()
+        - 1;
+    let out = dir.path().join("half");
+    let mut a = args(&store, &out, &["--quiet", "--train-fraction", "0.5"]);
+    let e = a.iter().position(|s| *s == "--epochs").unwrap();
+    a[e + 1] = "1";
+    cxrlearn(&a);
+    let steps = std::fs::read_to_string(out.join("log.jsonl"))
+        .unwrap()
+        .lines()
+        .filter(|l| l.contains("\"event\":\"step\""))
+        .count();
+    assert_eq!(steps, listed / 16, "{listed} listed images");
+    let config = std::fs::read_to_string(out.join("config.toml")).unwrap();
+    assert!(
+        config.contains("[finetune.train_subset]") && config.contains("fraction = 0.5"),
+        "{config}"
+    );
+    assert!(config.contains("seed = 3"), "{config}");
+}

@@ -196,15 +196,18 @@ fn read_log(run: &Path) -> Vec<Value> {
         .collect()
 }
 
-/// Rows of a predictions file (header checked).
+/// Rows of a predictions file (header checked), the four required columns;
+/// the per-image columns (patient_id, subgroups) follow when the store has them.
 fn read_predictions(path: &Path) -> Vec<[String; 4]> {
     let text = std::fs::read_to_string(path).unwrap();
     let mut lines = text.lines();
-    assert_eq!(lines.next(), Some("id,label,target,score"));
+    let header = lines.next().unwrap();
+    assert!(header.starts_with("id,label,target,score"), "{header}");
+    let width = header.split(',').count();
     lines
         .map(|l| {
             let f: Vec<&str> = l.split(',').collect();
-            assert_eq!(f.len(), 4, "{l}");
+            assert_eq!(f.len(), width, "{l}");
             [f[0], f[1], f[2], f[3]].map(str::to_owned)
         })
         .collect()

@@ -88,9 +88,21 @@ fn zero_shot_with_a_tiny_clip_beats_chance_on_the_phantom() {
         "{config}"
     );
     let mut rdr = csv::Reader::from_path(out.join("predictions-test.csv")).unwrap();
+    // The phantom store knows each image's patient and subgroups; the
+    // predictions carry them for a patient-level evaluation.
     assert_eq!(
         rdr.headers().unwrap(),
-        vec!["id", "label", "target", "score"]
+        vec![
+            "id",
+            "label",
+            "target",
+            "score",
+            "patient_id",
+            "age",
+            "sex",
+            "site",
+            "view"
+        ]
     );
     for r in rdr.records() {
         let s: f64 = r.unwrap()[3].parse().unwrap();

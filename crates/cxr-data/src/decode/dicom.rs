@@ -5,8 +5,8 @@
 use std::io::Cursor;
 use std::path::Path;
 
-use dicom_object::OpenFileOptions;
 use dicom_object::file::ReadPreamble;
+use dicom_object::{InMemDicomObject, OpenFileOptions, Tag};
 use dicom_pixeldata::{
     ConvertOptions, ModalityLutOption, PhotometricInterpretation, PixelDecoder, VoiLutFunction,
     VoiLutOption,
@@ -14,6 +14,7 @@ use dicom_pixeldata::{
 
 use super::{DecodedImage, Intensity, Pixels, WindowFunction};
 use crate::error::{DataError, Result};
+use crate::labels::{Subgroups, normalise_sex, normalise_view, parse_age};
 
 /// Decodes the single frame of a grayscale DICOM file: modality rescale is
 /// applied here; the VOI LUT or window (else min-max) and the MONOCHROME1
@@ -28,6 +29,7 @@ pub fn decode(path: &Path, bytes: &[u8]) -> Result<DecodedImage> {
         .read_preamble(ReadPreamble::Never)
         .from_reader(Cursor::new(body))
         .map_err(|e| DataError::decode(path, format!("not a readable DICOM file: {e}")))?;
+    let header = subgroups(&obj);
     let ts = obj
         .meta()
         .transfer_syntax()
@@ -86,7 +88,27 @@ pub fn decode(path: &Path, bytes: &[u8]) -> Result<DecodedImage> {
         pixels: Pixels::F32(values),
         intensity,
         inverted,
+        header,
     })
+}
+
+/// PatientSex (0010,0040), PatientAge (0010,1010) and ViewPosition
+/// (0018,5101), normalised like the label files' columns. These are type 2/3
+/// attributes: absent, empty or unreadable ones are simply unknown, never an
+/// error (the image itself is still good).
+fn subgroups(obj: &InMemDicomObject) -> Subgroups {
+    let text = |tag: Tag| {
+        obj.element_opt(tag)
+            .ok()
+            .flatten()
+            .and_then(|e| e.to_str().ok().map(|s| s.trim().to_string()))
+            .filter(|s| !s.is_empty())
+    };
+    Subgroups {
+        sex: text(Tag(0x0010, 0x0040)).and_then(|s| normalise_sex(&s)),
+        age: text(Tag(0x0010, 0x1010)).and_then(|s| parse_age(&s).years()),
+        view: text(Tag(0x0018, 0x5101)).map(|s| normalise_view(&s)),
+    }
 }
 
 fn intensity_of(pixel: &dicom_pixeldata::DecodedPixelData<'_>) -> Result<Intensity, String> {

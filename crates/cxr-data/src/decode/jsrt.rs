@@ -32,5 +32,6 @@ pub fn decode(path: &Path, bytes: &[u8]) -> Result<DecodedImage> {
         pixels: Pixels::U16(data),
         intensity: Intensity::MinMax,
         inverted: true,
+        header: Default::default(),
     })
 }

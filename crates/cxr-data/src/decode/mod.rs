@@ -9,6 +9,7 @@ pub mod raster;
 use std::path::Path;
 
 use crate::error::{DataError, Result};
+use crate::labels::Subgroups;
 
 /// Pixel samples of a decoded single-channel image, row-major.
 #[derive(Debug, Clone, PartialEq)]
@@ -91,6 +92,10 @@ pub struct DecodedImage {
     /// True when low values are bright (DICOM `MONOCHROME1`, JSRT film densities):
     /// the 8-bit mapping inverts it so bones are bright and lungs dark.
     pub inverted: bool,
+    /// Sex, age and view from the file's own header (DICOM PatientSex,
+    /// PatientAge, ViewPosition); empty for formats without one. Conversion
+    /// uses them where the label file has no value.
+    pub header: Subgroups,
 }
 
 /// The image container, recognised from the file's first bytes, then its extension.

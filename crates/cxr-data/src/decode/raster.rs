@@ -40,5 +40,6 @@ pub fn decode(path: &Path, bytes: &[u8]) -> Result<DecodedImage> {
         pixels,
         intensity,
         inverted: false,
+        header: Default::default(),
     })
 }

@@ -1,12 +1,15 @@
 //! BRAX: `master_spreadsheet_update.csv` with the 14 CheXpert-labeller columns,
-//! `PngPath` (starting with `images/`), `PatientID`, `AccessionNumber`, `ViewPosition`.
+//! `PngPath` (starting with `images/`), `PatientID`, `AccessionNumber`, `ViewPosition`,
+//! `PatientSex`.
 
 use std::path::Path;
 
 use super::chexpert::{LABELS, chexpert_policy};
 use crate::csv_source::{Csv, find_file};
 use crate::error::Result;
-use crate::labels::{GroupLevel, LabelState, LabelTable, Record, Task, normalise_view};
+use crate::labels::{
+    GroupLevel, LabelState, LabelTable, Record, Task, normalise_sex, normalise_view,
+};
 
 /// Paper task: 14 labels (uncertain -1 kept as a state; manifest policy as
 /// CheXpert), all views, thin strips (aspect ratio > 10) dropped, patient-level 60/20/20.
@@ -20,6 +23,7 @@ pub fn load(root: &Path) -> Result<LabelTable> {
         csv.col("ViewPosition")?,
     );
     let dims = csv.col("Rows").ok().zip(csv.col("Columns").ok());
+    let csex = csv.col("PatientSex").ok();
     let cols: Vec<usize> = LABELS.iter().map(|l| csv.col(l)).collect::<Result<_>>()?;
     let mut t = LabelTable::new(
         "brax",
@@ -55,6 +59,7 @@ pub fn load(root: &Path) -> Result<LabelTable> {
             labels,
             study_id: Some(r[cacc].trim().to_string()),
             view: Some(normalise_view(&r[cview])),
+            sex: csex.and_then(|c| normalise_sex(&r[c])),
             ..Default::default()
         });
     }
@@ -63,6 +68,11 @@ pub fn load(root: &Path) -> Result<LabelTable> {
     ));
     t.notes.push(
         "label policy: -1 (uncertain) -> unknown, blank -> 0; raw states in labels-raw.csv".into(),
+    );
+    t.notes.push(
+        "sex from `PatientSex`, view from `ViewPosition`; `PatientAge` not used: it is not a plain \
+         number of years for every patient (e.g. \"85 or more\")"
+            .into(),
     );
     Ok(t)
 }

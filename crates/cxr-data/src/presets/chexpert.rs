@@ -6,7 +6,8 @@ use std::path::Path;
 use crate::csv_source::{Csv, find_file};
 use crate::error::{DataError, Result};
 use crate::labels::{
-    Collapse, GroupLevel, LabelPolicy, LabelState, LabelTable, Record, Task, normalise_view,
+    Age, Collapse, GroupLevel, LabelPolicy, LabelState, LabelTable, Record, Task, normalise_sex,
+    normalise_view, parse_age, rejected_ages_note,
 };
 
 /// The 14 CheXpert labels, in file order (shared with MIMIC-CXR and BRAX).
@@ -46,6 +47,7 @@ pub fn load(root: &Path) -> Result<LabelTable> {
         GroupLevel::Patient,
     );
     t.policy = chexpert_policy();
+    let (mut rejected_ages, mut odd_frontal) = (0, 0);
     for stem in ["train", "valid"] {
         let path = match find_file(root, stem, &[".csv", ".csv.gz"]) {
             Ok(p) => p,
@@ -53,10 +55,12 @@ pub fn load(root: &Path) -> Result<LabelTable> {
             Err(e) => return Err(e),
         };
         let csv = Csv::read(&path)?;
-        let (cp, cfl, capa) = (
+        let (cp, cfl, capa, csex, cage) = (
             csv.col("Path")?,
             csv.col("Frontal/Lateral")?,
             csv.col("AP/PA")?,
+            csv.col("Sex")?,
+            csv.col("Age")?,
         );
         let cols: Vec<usize> = LABELS.iter().map(|l| csv.col(l)).collect::<Result<_>>()?;
         for (i, r) in csv.rows.iter().enumerate() {
@@ -86,11 +90,21 @@ pub fn load(root: &Path) -> Result<LabelTable> {
                     csv.err(i, format!("column {name:?}: unexpected value {:?}", &r[c]))
                 })?);
             }
+            // `AP/PA` is only filled for frontal images; a frontal image whose
+            // `AP/PA` says LL or RL (17 in train.csv) contradicts itself: UNKNOWN.
             let view = if r[cfl].trim() == "Lateral" {
                 "LATERAL".to_string()
             } else {
-                normalise_view(&r[capa])
+                let v = normalise_view(&r[capa]);
+                if v == "PA" || v == "AP" {
+                    v
+                } else {
+                    odd_frontal += 1;
+                    "UNKNOWN".to_string()
+                }
             };
+            let age = parse_age(&r[cage]);
+            rejected_ages += usize::from(age == Age::Rejected);
             t.records.push(Record {
                 id: rel.clone(),
                 group: patient.to_string(),
@@ -98,6 +112,8 @@ pub fn load(root: &Path) -> Result<LabelTable> {
                 source_path: rel,
                 labels,
                 view: Some(view),
+                sex: normalise_sex(&r[csex]),
+                age: age.years(),
                 ..Default::default()
             });
         }
@@ -106,5 +122,10 @@ pub fn load(root: &Path) -> Result<LabelTable> {
     t.notes.push("label policy: -1 (uncertain) -> unknown, blank (not mentioned) -> 0; raw states in labels-raw.csv".into());
     t.notes
         .push("all views kept; train.csv and valid.csv pooled, patient-level 60/20/20".into());
+    t.notes.push(format!(
+        "sex from `Sex` (Unknown -> unknown); view LATERAL from `Frontal/Lateral`, else `AP/PA`: \
+         {odd_frontal} frontal images whose `AP/PA` is neither AP nor PA have view UNKNOWN; {}",
+        rejected_ages_note("`Age`", rejected_ages)
+    ));
     Ok(t)
 }

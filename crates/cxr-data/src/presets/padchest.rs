@@ -6,7 +6,10 @@ use std::path::Path;
 
 use crate::csv_source::{Csv, find_file};
 use crate::error::Result;
-use crate::labels::{GroupLevel, LabelState, LabelTable, Record, Task, normalise_view};
+use crate::labels::{
+    Age, GroupLevel, LabelState, LabelTable, Record, Task, normalise_sex, normalise_view,
+    parse_year, rejected_ages_note, year_of_date,
+};
 
 /// The nine labels and the exact PadChest finding strings each one covers
 /// (exact matches: substring search would make `nodule` hit `pseudonodule`).
@@ -125,10 +128,15 @@ pub fn load(root: &Path) -> Result<LabelTable> {
         c("Labels")?,
         c("Report")?,
     );
+    let (csex, cbirth, cdate) = (
+        c("PatientSex_DICOM")?,
+        c("PatientBirth")?,
+        c("StudyDate_DICOM")?,
+    );
     let names: Vec<String> = LABELS.iter().map(|(n, _)| n.to_string()).collect();
     let mut t = LabelTable::new("padchest", Task::Multilabel, names, GroupLevel::Patient);
     t.sources.push(path.clone());
-    let (mut unlabeled, mut lateral, mut broken) = (0, 0, 0);
+    let (mut unlabeled, mut lateral, mut broken, mut rejected_ages) = (0, 0, 0, 0);
     for (i, r) in csv.rows.iter().enumerate() {
         let id = r[cid].trim().to_string();
         if BROKEN.contains(&id.as_str()) {
@@ -162,6 +170,8 @@ pub fn load(root: &Path) -> Result<LabelTable> {
         } else {
             id.clone()
         };
+        let age = age_at_study(&r[cbirth], &r[cdate]);
+        rejected_ages += usize::from(age == Age::Rejected);
         t.records.push(Record {
             id,
             group: r[cpat].trim().to_string(),
@@ -170,6 +180,8 @@ pub fn load(root: &Path) -> Result<LabelTable> {
             study_id: Some(r[cstudy].trim().to_string()),
             view: Some(normalise_view(projection)),
             report: Some(r[crep].trim().to_string()),
+            sex: normalise_sex(&r[csex]),
+            age: age.years(),
             ..Default::default()
         });
     }
@@ -180,11 +192,39 @@ pub fn load(root: &Path) -> Result<LabelTable> {
     t.notes.push("labels: exact-match synonym sets over the stripped Labels items (see presets/padchest.rs); the paper's \
                   9-label list is unpublished, this is the CheXpert-style hypothesis from datasets.md"
         .into());
+    t.notes.push(format!(
+        "sex from `PatientSex_DICOM` (O -> unknown); view from `Projection`; age = year of `StudyDate_DICOM` minus \
+         `PatientBirth` (a year), so whole years at the study year, +-1; {}",
+        rejected_ages_note("the birth and study years", rejected_ages)
+    ));
     Ok(t)
+}
+
+/// Age at the study from a birth-year cell and a `YYYYMMDD` study date; only
+/// years are published, so it is exact to within one year.
+fn age_at_study(birth: &str, date: &str) -> Age {
+    let (birth, date) = (birth.trim(), date.trim());
+    if matches!(birth, "" | "None" | "nan") || date.is_empty() {
+        return Age::Missing;
+    }
+    match (parse_year(birth), year_of_date(date)) {
+        (Some(b), Some(s)) => Age::from_years(f64::from(s - b)),
+        _ => Age::Rejected,
+    }
 }
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn age_from_birth_and_study_years() {
+        use crate::labels::Age;
+        assert_eq!(super::age_at_study("1930.0", "20140915"), Age::Years(84.0));
+        assert_eq!(super::age_at_study("None", "20140915"), Age::Missing);
+        assert_eq!(super::age_at_study("", "20140915"), Age::Missing);
+        assert_eq!(super::age_at_study("2017", "20150101"), Age::Rejected);
+        assert_eq!(super::age_at_study("19x0", "20150101"), Age::Rejected);
+    }
+
     #[test]
     fn list_literals() {
         assert_eq!(super::parse_list("['normal']").unwrap(), vec!["normal"]);

@@ -1,13 +1,16 @@
 //! The synthetic phantom layout written by `cxrlearn phantom`:
 //! `images/*.png`, `labels.csv` (`path,patient_id,study_id,site,view,` + 0/1
-//! findings) and `reports.csv` (`study_id,findings,impression`).
+//! findings), `reports.csv` (`study_id,findings,impression`) and
+//! `ground_truth.csv` (per image: photometric, and the patient's sex and age).
 
 use std::collections::HashMap;
 use std::path::Path;
 
 use crate::csv_source::Csv;
 use crate::error::Result;
-use crate::labels::{GroupLevel, LabelState, LabelTable, Record, Task, normalise_view};
+use crate::labels::{
+    GroupLevel, LabelState, LabelTable, Record, Task, normalise_sex, normalise_view, parse_age,
+};
 
 const FIXED: [&str; 5] = ["path", "patient_id", "study_id", "site", "view"];
 
@@ -41,16 +44,26 @@ pub fn load(root: &Path) -> Result<LabelTable> {
         sources.push(reports_path);
     }
     // Sites exporting MONOCHROME1 store inverted PNGs; ground_truth.csv says
-    // which images, and conversion flips them back.
+    // which images, and conversion flips them back. It also holds each
+    // patient's sex and age (labels.csv does not).
     let truth_path = root.join("ground_truth.csv");
     let mut inverted = std::collections::HashSet::new();
+    let mut demographics: HashMap<String, (Option<String>, Option<f32>)> = HashMap::new();
     if truth_path.is_file() {
         let gt = Csv::read(&truth_path)?;
         let (p, ph) = (gt.col("path")?, gt.col("photometric")?);
+        let (sex, age) = (gt.col("sex").ok(), gt.col("age").ok());
         for r in &gt.rows {
             if r[ph].trim() == "MONOCHROME1" {
                 inverted.insert(r[p].to_string());
             }
+            demographics.insert(
+                r[p].to_string(),
+                (
+                    sex.and_then(|c| normalise_sex(&r[c])),
+                    age.and_then(|c| parse_age(&r[c]).years()),
+                ),
+            );
         }
         sources.push(truth_path);
     }
@@ -81,6 +94,7 @@ pub fn load(root: &Path) -> Result<LabelTable> {
             }
         }
         let study = r[cols[2]].to_string();
+        let (sex, age) = demographics.get(&r[cols[0]]).cloned().unwrap_or_default();
         t.records.push(Record {
             id: r[cols[0]]
                 .trim_start_matches("images/")
@@ -94,6 +108,8 @@ pub fn load(root: &Path) -> Result<LabelTable> {
             view: Some(view),
             site: Some(r[cols[3]].to_string()),
             inverted: inverted.contains(&r[cols[0]]),
+            sex,
+            age,
             ..Default::default()
         });
     }
@@ -102,6 +118,11 @@ pub fn load(root: &Path) -> Result<LabelTable> {
     ));
     t.notes
         .push("report = FINDINGS + IMPRESSION from reports.csv, joined on study_id".into());
+    t.notes.push(if demographics.is_empty() {
+        "site and view from labels.csv; no ground_truth.csv, so no sex or age".into()
+    } else {
+        "site and view from labels.csv; sex and age (whole years) from ground_truth.csv".into()
+    });
     t.notes.push(format!(
         "{} images of MONOCHROME1 sites (per ground_truth.csv) inverted back to MONOCHROME2",
         t.records.iter().filter(|r| r.inverted).count()

@@ -2,7 +2,10 @@
 //! `images-NNNNN.safetensors` shards of u8 `[n, H, W]`, plus `labels-raw.csv`
 //! (the four raw label states) and `skipped.csv` (unreadable images).
 
+pub mod metadata;
 pub mod read;
+pub mod subsets;
+pub mod summary;
 pub mod write;
 
 use std::collections::BTreeMap;

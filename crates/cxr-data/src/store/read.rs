@@ -31,6 +31,12 @@ pub struct ManifestRow {
     pub study_id: Option<String>,
     /// View (PA, AP, LATERAL, ...), from the optional `view` column.
     pub view: Option<String>,
+    /// Acquisition site, from the optional `site` column.
+    pub site: Option<String>,
+    /// Sex (`F` or `M`), from the optional `sex` column.
+    pub sex: Option<String>,
+    /// Age in years, from the optional `age` column.
+    pub age: Option<f32>,
     /// Radiology report text, from the optional `report` column.
     pub report: Option<String>,
 }
@@ -223,7 +229,9 @@ fn read_manifest(path: &Path, meta: &DatasetMeta) -> Result<Vec<ManifestRow>> {
         col("source_path")?,
     );
     let optional = |name: &str| headers.iter().position(|h| h == name);
+    // Optional columns: stores written before a column existed open unchanged.
     let (cstudy, cview, creport) = (optional("study_id"), optional("view"), optional("report"));
+    let (csite, csex, cage) = (optional("site"), optional("sex"), optional("age"));
     let label_cols: Vec<usize> = if meta.task == crate::labels::Task::Multiclass {
         vec![col("class")?]
     } else {
@@ -265,6 +273,14 @@ fn read_manifest(path: &Path, meta: &DatasetMeta) -> Result<Vec<ManifestRow>> {
                 format!("index {index} out of order"),
             ));
         }
+        let text = |c: Option<usize>| c.map(|c| rec[c].to_string()).filter(|s| !s.is_empty());
+        let age = match cage.map(|c| rec[c].trim()) {
+            None | Some("") => None,
+            Some(v) => Some(
+                v.parse::<f32>()
+                    .map_err(|_| DataError::row(path, row, format!("bad age {v:?}")))?,
+            ),
+        };
         rows.push(ManifestRow {
             index,
             id: rec[cid].to_string(),
@@ -272,11 +288,12 @@ fn read_manifest(path: &Path, meta: &DatasetMeta) -> Result<Vec<ManifestRow>> {
             split,
             source_path: rec[csp].to_string(),
             targets,
-            study_id: cstudy.map(|c| rec[c].to_string()).filter(|s| !s.is_empty()),
-            view: cview.map(|c| rec[c].to_string()).filter(|s| !s.is_empty()),
-            report: creport
-                .map(|c| rec[c].to_string())
-                .filter(|s| !s.is_empty()),
+            study_id: text(cstudy),
+            view: text(cview),
+            site: text(csite),
+            sex: text(csex),
+            age,
+            report: text(creport),
         });
     }
     Ok(rows)

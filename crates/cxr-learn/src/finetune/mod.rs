@@ -178,6 +178,9 @@ pub struct Trainer<'a> {
     /// The process group: each rank trains on its slice of every global
     /// batch of `config.batch_size`; only rank 0 writes checkpoints.
     pub parallel: DataParallel,
+    /// The training rows when not the whole training split (a
+    /// label-efficiency subset, `Store::read_train_subset`).
+    pub train_rows: Option<Vec<usize>>,
 }
 
 /// Scores `[n, k]` of store rows `indices`: sigmoid per label, or softmax
@@ -263,7 +266,10 @@ impl Trainer<'_> {
                 .to_owned()
                 .into());
         }
-        let train = self.store.split_indices(Split::Train);
+        let train = self
+            .train_rows
+            .clone()
+            .unwrap_or_else(|| self.store.split_indices(Split::Train));
         let val = self.store.split_indices(Split::Val);
         let batches_per_epoch = train.len() / c.batch_size;
         if batches_per_epoch == 0 {

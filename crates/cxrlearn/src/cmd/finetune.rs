@@ -18,7 +18,7 @@ use cxr_nn::precision::Precision;
 use serde_json::json;
 
 use crate::cmd::{model_arg, parallel};
-use crate::run::{RunDir, check_resume, log_sink, predictions};
+use crate::run::{RunDir, check_resume, log_sink, predictions, with_store_metadata};
 
 /// Arguments of `cxrlearn finetune`.
 #[derive(Debug, clap::Args)]
@@ -100,6 +100,8 @@ pub struct Args {
     /// Continue the run in --out from its last checkpoint (same settings).
     #[arg(long)]
     pub resume: bool,
+    #[command(flatten)]
+    pub subset: crate::cmd::subsets::SubsetArgs,
 }
 
 fn training_config(args: &Args, size: usize) -> Result<FinetuneConfig> {
@@ -169,8 +171,9 @@ pub fn run(args: &Args, quiet: bool) -> Result<()> {
     )?;
     let size = resolved.spec.preprocessing.size as usize;
     let config = training_config(args, size)?;
+    let train_rows = args.subset.rows(&store, &args.data, args.seed)?;
     let (parallel, device) = parallel::join(args.device)?;
-    let resolved_config = json!({
+    let mut resolved_config = json!({
         "model": args.model,
         "architecture": resolved.spec.name,
         "weights": resolved.source,
@@ -184,6 +187,10 @@ pub fn run(args: &Args, quiet: bool) -> Result<()> {
         "store_image_size": store.meta.image_size,
         "training": serde_json::to_value(&config)?,
     });
+    let subset = args.subset.config(args.seed);
+    if !subset.is_null() {
+        resolved_config["train_subset"] = subset;
+    }
 
     check_resume(&args.out, "finetune", &resolved_config, args.resume)?;
 
@@ -226,6 +233,7 @@ pub fn run(args: &Args, quiet: bool) -> Result<()> {
         log: &mut log,
         verbose: !quiet && parallel.is_main(),
         parallel,
+        train_rows,
     };
     let outcome = trainer.run(args.resume);
     let outcome = match run_ref {
@@ -253,11 +261,15 @@ pub fn run(args: &Args, quiet: bool) -> Result<()> {
         let idx = store.split_indices(split);
         let scores = finetune::score(&model, &store, &idx, config.batch_size);
         let ids = idx.iter().map(|&i| store.rows[i].id.clone()).collect();
-        let p = predictions(
-            ids,
-            store.meta.labels.clone(),
-            &store.dense_targets(&idx),
-            &scores,
+        let p = with_store_metadata(
+            predictions(
+                ids,
+                store.meta.labels.clone(),
+                &store.dense_targets(&idx),
+                &scores,
+            ),
+            &store,
+            &idx,
         );
         run.write_predictions(name, &p)?;
         if name == "test" {

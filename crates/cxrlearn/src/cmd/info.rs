@@ -1,5 +1,7 @@
 //! `cxrlearn info PATH`: a dataset store's summary, or a checkpoint's
-//! (container, tensor count, parameters, dtypes, the tensors themselves).
+//! (container, tensor count, parameters, dtypes, the tensors themselves);
+//! `cxrlearn info --system`: libtorch, its CUDA support, the driver and the
+//! devices.
 
 use std::path::PathBuf;
 
@@ -10,22 +12,31 @@ use cxr_data::store::read::Store;
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// A dataset store directory, or a checkpoint file (.pt, .pth, .ckpt, .safetensors).
-    pub store: PathBuf,
+    #[arg(required_unless_present = "system", conflicts_with = "system")]
+    pub store: Option<PathBuf>,
+    /// Instead of a store: libtorch's version and directory, whether its CUDA
+    /// support is loaded, the CUDA and cuDNN versions it was built with, the
+    /// NVIDIA driver and the CUDA devices it sees.
+    #[arg(long)]
+    pub system: bool,
+    /// With --system: print JSON instead of text.
+    #[arg(long, requires = "system")]
+    pub json: bool,
     /// For a checkpoint: how many tensor names to list (0 for all).
     #[arg(long, default_value_t = 20)]
     pub limit: usize,
 }
 
-fn checkpoint_info(args: &Args) -> Result<()> {
+fn checkpoint_info(path: &std::path::Path, args: &Args) -> Result<()> {
     use std::collections::BTreeMap;
 
-    let ck = cxr_nn::checkpoint::load(&args.store)?;
+    let ck = cxr_nn::checkpoint::load(path)?;
     let params: usize = ck.tensors.values().map(|t| t.numel()).sum();
     let mut dtypes: BTreeMap<String, usize> = BTreeMap::new();
     for t in ck.tensors.values() {
         *dtypes.entry(format!("{:?}", t.dtype)).or_default() += 1;
     }
-    println!("checkpoint {}", args.store.display());
+    println!("checkpoint {}", path.display());
     println!("container  {:?}", ck.container);
     println!("tensors    {} ({params} values)", ck.tensors.len());
     let dtypes: Vec<String> = dtypes.iter().map(|(d, n)| format!("{d} x{n}")).collect();
@@ -49,12 +60,21 @@ fn checkpoint_info(args: &Args) -> Result<()> {
 
 /// Runs `info`.
 pub fn run(args: &Args) -> Result<()> {
-    if args.store.is_file() {
-        return checkpoint_info(args);
+    let Some(path) = &args.store else {
+        let system = cxr_nn::system::SystemInfo::probe();
+        if args.json {
+            println!("{}", serde_json::to_string_pretty(&system)?);
+        } else {
+            print!("{}", system.render());
+        }
+        return Ok(());
+    };
+    if path.is_file() {
+        return checkpoint_info(path, args);
     }
-    let store = Store::open(&args.store)?;
+    let store = Store::open(path)?;
     let m = &store.meta;
-    println!("store      {}", args.store.display());
+    println!("store      {}", path.display());
     println!("name       {} (format v{})", m.name, m.version);
     let task = serde_json::to_value(m.task)?;
     println!(
@@ -96,6 +116,10 @@ pub fn run(args: &Args) -> Result<()> {
     println!("skipped    {}", m.skipped);
     if let Some(k) = m.few_shot {
         println!("few-shot   {k} per class in train");
+    }
+    // Subgroup attributes (optional manifest columns), one line each.
+    for (name, text) in cxr_data::store::summary::SubgroupSummary::of(&store.rows).lines() {
+        println!("{name:<10} {text}");
     }
     println!(
         "{:<28} {:>8} {:>8} {:>8}",

@@ -15,4 +15,5 @@ pub mod phantom;
 pub mod predict;
 pub mod pretrain;
 pub mod probe;
+pub mod subsets;
 pub mod zeroshot;

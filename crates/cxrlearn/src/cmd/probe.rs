@@ -14,7 +14,7 @@ use cxr_nn::device::DeviceRequest;
 use cxr_nn::tch::{Device, Kind, Tensor};
 use serde_json::{Value, json};
 
-use crate::run::{RunDir, predictions};
+use crate::run::{RunDir, predictions, with_store_metadata};
 
 /// Arguments of `cxrlearn probe`.
 #[derive(Debug, clap::Args)]
@@ -60,9 +60,12 @@ pub struct Args {
     /// auto, cpu, cuda or cuda:N.
     #[arg(long, default_value = "auto")]
     pub device: DeviceRequest,
-    /// Seed of the bootstrap intervals in evaluation.json.
+    /// Seed of the bootstrap intervals in evaluation.json (and, by default,
+    /// of the --train-fraction subset).
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
+    #[command(flatten)]
+    pub subset: crate::cmd::subsets::SubsetArgs,
 }
 
 /// One split of a features directory.
@@ -110,26 +113,75 @@ pub(crate) fn read_split(dir: &Path, split: &str, k: usize) -> Result<SplitFeatu
 
 /// Image ids of store rows: from the store the features came from, or the
 /// row numbers when that store is gone (consistent across models either way).
-fn ids_of(meta: &Value, index: &[i64], data: Option<&Path>) -> Vec<String> {
-    let store = data
-        .or_else(|| meta["store"].as_str().map(Path::new))
-        .and_then(|s| Store::open(s).ok());
-    match store {
-        Some(store) => index
-            .iter()
-            .map(|&i| {
-                store
-                    .rows
-                    .get(i as usize)
-                    .map_or_else(|| format!("row-{i}"), |r| r.id.clone())
-            })
-            .collect(),
-        None => {
-            eprintln!(
-                "warning: the features' store is not readable; predictions use row numbers as ids"
-            );
-            index.iter().map(|i| format!("row-{i}")).collect()
-        }
+/// The rows of `split` whose store index is in `rows` (a training subset).
+fn subset_of(split: SplitFeatures, rows: &[usize], k: usize) -> Result<SplitFeatures> {
+    let keep: std::collections::HashSet<i64> = rows.iter().map(|&r| r as i64).collect();
+    let positions: Vec<i64> = (0..split.index.len() as i64)
+        .filter(|&p| keep.contains(&split.index[p as usize]))
+        .collect();
+    if positions.len() != rows.len() {
+        bail!(
+            "the training subset lists {} images but the features hold {} of them \
+             (features of another store?)",
+            rows.len(),
+            positions.len()
+        );
+    }
+    let labels = positions
+        .iter()
+        .flat_map(|&p| {
+            split.labels[p as usize * k..(p as usize + 1) * k]
+                .iter()
+                .copied()
+        })
+        .collect();
+    Ok(SplitFeatures {
+        features: split
+            .features
+            .index_select(0, &Tensor::from_slice(&positions)),
+        index: positions.iter().map(|&p| split.index[p as usize]).collect(),
+        labels,
+    })
+}
+
+/// The store the features were extracted from (`--data`, else the path
+/// the features record), when it can be opened.
+fn open_store(meta: &Value, data: Option<&Path>) -> Option<Store> {
+    data.or_else(|| meta["store"].as_str().map(Path::new))
+        .and_then(|s| Store::open(s).ok())
+}
+
+/// Predictions of the store rows `index`: their ids (row numbers for rows
+/// the store lacks, or all of them without a readable store), and their
+/// patients and subgroup columns when every row is in the store.
+fn split_predictions(
+    store: Option<&Store>,
+    index: &[i64],
+    labels: Vec<String>,
+    targets: &[f32],
+    scores: &[f32],
+) -> cxr_stats::Predictions {
+    let Some(store) = store else {
+        eprintln!(
+            "warning: the features' store is not readable; predictions use row numbers as ids \
+             and carry no patient ids (evaluate will resample images)"
+        );
+        let ids = index.iter().map(|i| format!("row-{i}")).collect();
+        return predictions(ids, labels, targets, scores);
+    };
+    let row = |i: i64| usize::try_from(i).ok().filter(|&i| i < store.rows.len());
+    let ids = index
+        .iter()
+        .map(|&i| row(i).map_or_else(|| format!("row-{i}"), |r| store.rows[r].id.clone()))
+        .collect();
+    let p = predictions(ids, labels, targets, scores);
+    match index
+        .iter()
+        .map(|&i| row(i))
+        .collect::<Option<Vec<usize>>>()
+    {
+        Some(rows) => with_store_metadata(p, store, &rows),
+        None => p,
     }
 }
 
@@ -189,6 +241,23 @@ pub fn run(args: &Args, quiet: bool) -> Result<()> {
     let device = args.device.resolve()?;
     let [train, val, test] = ["train", "val", "test"].map(|s| read_split(&dir, s, k));
     let (train, val, test) = (train?, val?, test?);
+    let store = open_store(&meta, args.data.as_deref());
+    let train = match &store {
+        _ if args.subset.train_fraction == 1.0 => train,
+        Some(store) => {
+            let root = args
+                .data
+                .clone()
+                .or_else(|| meta["store"].as_str().map(PathBuf::from))
+                .context("the features record no store")?;
+            let rows = args
+                .subset
+                .rows(store, &root, args.seed)?
+                .context("a subset below the whole split")?;
+            subset_of(train, &rows, k)?
+        }
+        None => bail!("--train-fraction needs the features' store (give --data STORE)"),
+    };
     let to_dev = |t: &Tensor| t.to_device(device).to_kind(Kind::Double);
     // The probe runs its products in the precision of the training features.
     let x_train = if args.precision == "f64" {
@@ -247,8 +316,9 @@ pub fn run(args: &Args, quiet: bool) -> Result<()> {
     for (name, split, x) in [("val", &val, &x_val), ("test", &test, &x_test)] {
         let scores = flat(&probe.scores(x))?;
         split_auc.insert(name, macro_auc(&split.labels, &scores, k).0);
-        let p = predictions(
-            ids_of(&meta, &split.index, args.data.as_deref()),
+        let p = split_predictions(
+            store.as_ref(),
+            &split.index,
             labels.clone(),
             &split.labels,
             &scores,
@@ -299,6 +369,7 @@ pub fn run(args: &Args, quiet: bool) -> Result<()> {
             "solver": "batched L-BFGS (memory 10, strong Wolfe), scikit-learn's objective",
             "device": format!("{device:?}"),
             "seed": args.seed,
+            "train_subset": args.subset.config(args.seed),
             "train_rows": train.index.len(),
             "val_rows": val.index.len(),
             "test_rows": test.index.len(),

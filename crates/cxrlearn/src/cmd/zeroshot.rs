@@ -17,7 +17,7 @@ use cxr_nn::tch::Device;
 use cxr_nn::text::TextTokenizer;
 use serde_json::{Value, json};
 
-use crate::run::{RunDir, predictions};
+use crate::run::{RunDir, predictions, with_store_metadata};
 
 /// Arguments of `cxrlearn zero-shot`.
 #[derive(Debug, clap::Args)]
@@ -261,11 +261,15 @@ pub fn run(args: &Args, quiet: bool) -> Result<()> {
         let started = std::time::Instant::now();
         let indices = store.split_indices(split);
         let scores = score_split(&store, &indices, &model, &classifier, args.batch_size)?;
-        let p = predictions(
-            indices.iter().map(|&i| store.rows[i].id.clone()).collect(),
-            store.meta.labels.clone(),
-            &store.dense_targets(&indices),
-            &scores,
+        let p = with_store_metadata(
+            predictions(
+                indices.iter().map(|&i| store.rows[i].id.clone()).collect(),
+                store.meta.labels.clone(),
+                &store.dense_targets(&indices),
+                &scores,
+            ),
+            &store,
+            &indices,
         );
         let name = split.as_str();
         run.write_predictions(name, &p)?;

@@ -20,8 +20,26 @@ pub(crate) const STRATEGIES: [&str; 2] = ["linear", "finetune"];
 /// Flags of a subcommand the benchmark sets itself for every cell; a settings
 /// table naming one would silently fight the grid, so it is refused.
 const RESERVED_FEATURES: [&str; 4] = ["model", "checkpoint", "data", "out"];
-const RESERVED_PROBE: [&str; 6] = ["features", "model", "checkpoint", "data", "out", "seed"];
-const RESERVED_FINETUNE: [&str; 6] = ["model", "checkpoint", "data", "out", "seed", "resume"];
+const RESERVED_PROBE: [&str; 8] = [
+    "features",
+    "model",
+    "checkpoint",
+    "data",
+    "out",
+    "seed",
+    "train-fraction",
+    "subset-seed",
+];
+const RESERVED_FINETUNE: [&str; 8] = [
+    "model",
+    "checkpoint",
+    "data",
+    "out",
+    "seed",
+    "resume",
+    "train-fraction",
+    "subset-seed",
+];
 const RESERVED_PRETRAIN: [&str; 2] = ["out", "resume"];
 
 /// Settings passed through to a subcommand: `key = value` becomes
@@ -43,6 +61,14 @@ pub(crate) struct Grid {
     /// Seeds of every (dataset, model, strategy).
     #[serde(default = "default_seeds")]
     pub(crate) seeds: Vec<u64>,
+    /// Label efficiency: fractions of each training split's patients, every
+    /// cell also run on each (nested, seeded by the cell's seed, listed in
+    /// the store by `cxrlearn subsets`); 1 (the whole split) is always run.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub(crate) fractions: Vec<f64>,
+    /// The strategies the fractions below 1 apply to (default: every one).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) fraction_strategies: Option<Vec<String>>,
     /// Datasets (`[[dataset]]`).
     #[serde(default)]
     pub(crate) dataset: Vec<Dataset>,
@@ -139,6 +165,10 @@ pub(crate) struct ReportSettings {
     /// Significance level (default 0.05).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(crate) alpha: Option<f64>,
+    /// What a bootstrap replicate resamples: `patient`, `image` or `auto`
+    /// (default: patients whenever the predictions carry patient ids).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) resample: Option<cxr_stats::Resample>,
 }
 
 /// One cell: (dataset, model, strategy, seed), by position in the grid.
@@ -150,8 +180,10 @@ pub(crate) struct CellSpec {
     pub(crate) model: usize,
     /// `linear` or `finetune`.
     pub(crate) strategy: String,
-    /// Seed of the adaptation run.
+    /// Seed of the adaptation run (and of its training subset's draw).
     pub(crate) seed: u64,
+    /// Fraction of the training split's patients (1: all).
+    pub(crate) fraction: f64,
 }
 
 impl Grid {
@@ -300,6 +332,20 @@ impl Grid {
         if self.seeds.is_empty() {
             bail!("seeds is empty");
         }
+        if let Some(f) = self.fractions.iter().find(|f| !(**f > 0.0 && **f <= 1.0)) {
+            bail!("fractions: {f} is not in (0, 1]");
+        }
+        let mut sorted = self.fractions.clone();
+        sorted.sort_by(f64::total_cmp);
+        sorted.dedup();
+        if sorted.len() != self.fractions.len() {
+            bail!("fractions lists a fraction twice");
+        }
+        for s in self.fraction_strategies.iter().flatten() {
+            if !self.strategies.contains(s) {
+                bail!("fraction_strategies: '{s}' is not one of the grid's strategies");
+            }
+        }
         if self.seeds.iter().collect::<BTreeSet<_>>().len() != self.seeds.len() {
             bail!("seeds lists a seed twice");
         }
@@ -370,19 +416,43 @@ impl Grid {
         Ok(())
     }
 
-    /// Every cell, ordered by dataset, model, strategy, seed (grid order).
+    /// The training fractions of `strategy`'s cells, ascending, 1 last.
+    pub(crate) fn fractions_of(&self, strategy: &str) -> Vec<f64> {
+        let applies = self
+            .fraction_strategies
+            .as_ref()
+            .is_none_or(|s| s.iter().any(|x| x == strategy));
+        let mut out: Vec<f64> = if applies {
+            self.fractions
+                .iter()
+                .copied()
+                .filter(|&f| f < 1.0)
+                .collect()
+        } else {
+            Vec::new()
+        };
+        out.sort_by(f64::total_cmp);
+        out.push(1.0);
+        out
+    }
+
+    /// Every cell, ordered by dataset, model, strategy, seed, fraction (grid
+    /// order; the whole-split cell last).
     pub(crate) fn cells(&self) -> Vec<CellSpec> {
         let mut out = Vec::new();
         for dataset in 0..self.dataset.len() {
             for model in 0..self.model.len() {
                 for strategy in &self.strategies {
                     for &seed in &self.seeds {
-                        out.push(CellSpec {
-                            dataset,
-                            model,
-                            strategy: strategy.clone(),
-                            seed,
-                        });
+                        for fraction in self.fractions_of(strategy) {
+                            out.push(CellSpec {
+                                dataset,
+                                model,
+                                strategy: strategy.clone(),
+                                seed,
+                                fraction,
+                            });
+                        }
                     }
                 }
             }
@@ -404,7 +474,11 @@ impl Grid {
         format!(
             "{} / {} / {} / seed {}",
             self.dataset[cell.dataset].name, self.model[cell.model].name, cell.strategy, cell.seed
-        )
+        ) + &if cell.fraction < 1.0 {
+            format!(" / fraction {}", cell.fraction)
+        } else {
+            String::new()
+        }
     }
 }
 

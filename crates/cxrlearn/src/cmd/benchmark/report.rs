@@ -40,6 +40,9 @@ pub(crate) fn config(grid: &Grid) -> ReportConfig {
     if let Some(a) = grid.report.alpha {
         c.alpha = a;
     }
+    if let Some(r) = grid.report.resample {
+        c.resample = r;
+    }
     c
 }
 
@@ -61,6 +64,7 @@ pub(crate) fn write(grid: &Grid, out: &Path, quiet: bool, list: bool) -> Result<
             seed: spec.seed,
             run_dir: dir,
             error: None,
+            fraction: (spec.fraction < 1.0).then_some(spec.fraction),
         };
         let input = match record {
             Some(r) if r.status == "ok" => CellInput::read(&cell),

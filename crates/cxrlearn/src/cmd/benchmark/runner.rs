@@ -135,7 +135,7 @@ impl<'a> Runner<'a> {
     /// The configuration a cell's hash is taken of.
     fn cell_config(&self, cell: &CellSpec) -> Result<Value> {
         let d = &self.grid.dataset[cell.dataset];
-        Ok(json!({
+        let mut config = json!({
             "dataset": d.name,
             "store": d.store,
             "model": self.model_identity(cell.model)?,
@@ -143,7 +143,12 @@ impl<'a> Runner<'a> {
             "seed": cell.seed,
             "settings": self.grid.cell_settings(cell),
             "cxrlearn": env!("CARGO_PKG_VERSION"),
-        }))
+        });
+        // Only below 1, so whole-split cells keep the hash they always had.
+        if cell.fraction < 1.0 {
+            config["train_fraction"] = json!(cell.fraction);
+        }
+        Ok(config)
     }
 
     /// What a model's results depend on: the recipe of a pretrained model,
@@ -252,6 +257,21 @@ impl<'a> Runner<'a> {
         let model = self.model_args(cell.model)?;
         let store = d.store.display().to_string();
         let seed = cell.seed.to_string();
+        // A label-efficiency cell trains on its subset's list, written into
+        // the store first (idempotent; every cell of one seed shares it).
+        let mut subset = Vec::new();
+        if cell.fraction < 1.0 {
+            let _lock = Lock::acquire(&lock_path(&d.store.join("subsets")), self.quiet)?;
+            let opened = cxr_data::store::read::Store::open(&d.store)
+                .with_context(|| format!("cannot open store {}", d.store.display()))?;
+            crate::cmd::subsets::write(&opened, &d.store, &[cell.fraction], &[cell.seed])?;
+            subset = vec![
+                "--train-fraction".to_owned(),
+                cell.fraction.to_string(),
+                "--subset-seed".into(),
+                seed.clone(),
+            ];
+        }
         if cell.strategy == "linear" {
             let features = self.out.join("features").join(&d.name).join(&m.name);
             let mut a = vec!["features".to_owned()];
@@ -279,6 +299,7 @@ impl<'a> Runner<'a> {
                 "--seed".into(),
                 seed,
             ]);
+            a.extend(subset);
             a.extend(flags(&self.grid.probe)?);
             commands.push(a.clone());
             self.child(&a, &log)
@@ -293,6 +314,7 @@ impl<'a> Runner<'a> {
                 "--seed".into(),
                 seed,
             ]);
+            a.extend(subset);
             a.extend(flags(&self.grid.finetune)?);
             commands.push(a.clone());
             self.child(&a, &log)
@@ -437,13 +459,19 @@ impl<'a> Runner<'a> {
     }
 }
 
-/// `DIR/cells/<dataset>/<model>/<strategy>/seed-<n>`.
+/// `DIR/cells/<dataset>/<model>/<strategy>/seed-<n>`, with
+/// `-fraction-<f>` for a label-efficiency cell.
 pub(crate) fn cell_dir(out: &Path, grid: &Grid, cell: &CellSpec) -> PathBuf {
+    let leaf = if cell.fraction < 1.0 {
+        format!("seed-{}-fraction-{}", cell.seed, cell.fraction)
+    } else {
+        format!("seed-{}", cell.seed)
+    };
     out.join("cells")
         .join(&grid.dataset[cell.dataset].name)
         .join(&grid.model[cell.model].name)
         .join(&cell.strategy)
-        .join(format!("seed-{}", cell.seed))
+        .join(leaf)
 }
 
 fn recipe_config(recipe: &super::grid::Recipe) -> Value {

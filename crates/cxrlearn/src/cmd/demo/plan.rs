@@ -27,6 +27,9 @@ const QUICK_METHODS: [&str; 2] = ["moco-cxr", "gloria"];
 /// ssl-methods.md §6.3).
 pub(crate) const CNN: &str = "resnet18-w16-gn";
 
+/// Training fractions of the full demo's label-efficiency probes.
+const LABEL_FRACTIONS: [f64; 2] = [0.1, 0.3];
+
 /// Name of the baseline model in the grid and the report.
 pub(crate) const BASELINE: &str = "supervised-ood";
 
@@ -186,6 +189,16 @@ impl Plan {
             "seeds".into(),
             Value::Array(vec![Value::Integer(self.seed as i64)]),
         );
+        if !self.quick {
+            // Label efficiency at the demo's scale: linear probes on 10% and
+            // 30% of each site's training patients (a few seconds each, on
+            // cached features); finetuning them too would double the run.
+            grid.insert("fractions".into(), floats(&LABEL_FRACTIONS));
+            grid.insert(
+                "fraction_strategies".into(),
+                Value::Array(vec!["linear".into()]),
+            );
+        }
         let datasets = ["site0", "site1-shifted"]
             .iter()
             .map(|name| {

@@ -1,12 +1,16 @@
 //! The report as a document (headings, paragraphs, tables, figures) built
-//! once from a [`Report`] and rendered to Markdown and to HTML, so both
-//! show the same cells. Numbers are rounded to 3 decimals from the values
-//! in `report.json`.
+//! once from a [`Report`] and rendered to Markdown and to HTML
+//! ([`render`]), so both show the same cells. Numbers are rounded to 3
+//! decimals from the values in `report.json`.
 
-use std::fmt::Write as _;
+mod render;
+mod sections;
 
-use crate::figures::FigureSpec;
-use crate::report::{BaselineStrategy, CellStatus, Comparison, Estimate, Report};
+use crate::compute::notes::{FAMILY_LABELS, FAMILY_MODELS, FAMILY_TABLE2};
+use crate::figures::{FigureKind, FigureSpec};
+use crate::report::{BaselineStrategy, CellStatus, Comparison, Estimate, Report, TaskKind};
+
+pub(crate) use render::{html, markdown};
 
 /// A number to 3 decimals, `n/a` when absent.
 pub fn fmt3(x: Option<f64>) -> String {
@@ -24,7 +28,7 @@ pub fn fmt_p(x: Option<f64>) -> String {
     fmt3(x)
 }
 
-fn fmt_estimate(e: &Estimate) -> String {
+pub(crate) fn fmt_estimate(e: &Estimate) -> String {
     match (e.auc, e.ci) {
         (Some(a), Some([lo, hi])) => format!("{a:.3} [{lo:.3}, {hi:.3}]"),
         (a, _) => fmt3(a),
@@ -66,28 +70,98 @@ fn table_number(strategy: &str) -> String {
     }
 }
 
+/// The figures of `kind` in `figures` (for `strategy` or `dataset` when
+/// given), as blocks.
+fn figures_of<'a>(
+    figures: &'a [FigureSpec],
+    keep: impl Fn(&FigureSpec) -> bool + 'a,
+) -> impl Iterator<Item = Block> + 'a {
+    figures
+        .iter()
+        .filter(move |f| keep(f))
+        .map(|f| Block::Figure(f.clone()))
+}
+
+/// Where a significance star goes: after the value, when the comparison's
+/// Holm-adjusted p-value is below alpha.
+fn star(cell: &mut String, c: Option<&Comparison>) {
+    if c.is_some_and(|c| c.significant) {
+        cell.push('*');
+    }
+}
+
 /// The whole document, in reading order.
 pub(crate) fn document(report: &Report, figures: &[FigureSpec]) -> Vec<Block> {
     let cfg = &report.settings;
     let pct = cfg.confidence * 100.0;
+    let alpha = cfg.alpha;
     let strategies = report.strategies();
     let mut doc = vec![
         Block::Heading(1, "Benchmark report".into()),
         Block::Paragraph(format!(
             "{} datasets, {} strategies, {} cells ({} in the report). Baseline: {}. \
              Intervals are {pct}% percentile bootstrap intervals; * marks a significant \
-             difference from the baseline (bootstrap p < {}).",
+             difference from the baseline (Holm-adjusted bootstrap p < {alpha} within the \
+             family named under each table).",
             report.datasets.len(),
             strategies.len(),
             report.cells.len(),
             report.cells_with(CellStatus::Ok).count(),
             cfg.baseline_model,
-            cfg.alpha
         )),
     ];
     doc.push(Block::List(report.method.clone()));
 
-    // Table 2.
+    // The test sets and what the bootstrap resamples in each.
+    doc.push(Block::Heading(2, "Test sets and resampling".into()));
+    doc.push(Block::Table(Table {
+        header: [
+            "Dataset",
+            "Task",
+            "Labels",
+            "Images",
+            "Resampled unit",
+            "Units",
+            "Images per unit",
+        ]
+        .map(String::from)
+        .to_vec(),
+        numeric: vec![false, false, true, true, false, true, true],
+        rows: report
+            .datasets
+            .iter()
+            .map(|d| {
+                vec![
+                    d.name.clone(),
+                    match d.task {
+                        TaskKind::Binary => "binary",
+                        TaskKind::MultiClass => "multi-class",
+                        TaskKind::MultiLabel => "multi-label",
+                    }
+                    .to_owned(),
+                    d.labels.len().to_string(),
+                    d.n_images.to_string(),
+                    d.resample.to_string(),
+                    d.n_clusters.to_string(),
+                    format!("{:.3}", d.mean_cluster_size),
+                ]
+            })
+            .collect(),
+    }));
+    table2(report, figures, &mut doc);
+    tables45(report, figures, &mut doc);
+    per_label(report, &mut doc);
+    sections::calibration(report, figures, &mut doc);
+    sections::subgroups(report, figures, &mut doc);
+    sections::label_efficiency(report, figures, &mut doc);
+    left_out(report, &mut doc);
+    doc
+}
+
+fn table2(report: &Report, figures: &[FigureSpec], doc: &mut Vec<Block>) {
+    let cfg = &report.settings;
+    let pct = cfg.confidence * 100.0;
+    let strategies = report.strategies();
     doc.push(Block::Heading(
         2,
         "Table 2: best SSL model against the baseline".into(),
@@ -111,10 +185,12 @@ pub(crate) fn document(report: &Report, figures: &[FigureSpec]) -> Vec<Block> {
             format!("{s}: best SSL (AUC)"),
             format!("{s}: improvement [{pct}% CI]"),
             format!("{s}: p"),
+            format!("{s}: p (Holm)"),
         ]);
-        numeric.extend([false, true, true]);
+        numeric.extend([false, true, true, true]);
     }
     let mut rows = Vec::new();
+    let mut family = 0;
     for d in &report.datasets {
         let mut row = vec![d.name.clone()];
         let find = |s: &str| d.strategies.iter().find(|x| x.strategy == s);
@@ -133,8 +209,10 @@ pub(crate) fn document(report: &Report, figures: &[FigureSpec]) -> Vec<Block> {
                 format!("{} ({})", b.model, fmt3(b.macro_avg.auc))
             }));
             let cmp = best.and_then(|b| b.vs_baseline.as_ref());
+            family += usize::from(cmp.is_some_and(|c| c.p_value.is_some()));
             row.push(cmp.map_or("n/a".into(), fmt_comparison));
             row.push(cmp.map_or("n/a".into(), |c| fmt_p(c.p_value)));
+            row.push(cmp.map_or("n/a".into(), |c| fmt_p(c.p_value_holm)));
         }
         rows.push(row);
     }
@@ -143,13 +221,17 @@ pub(crate) fn document(report: &Report, figures: &[FigureSpec]) -> Vec<Block> {
         numeric,
         rows,
     }));
-    for f in figures.iter().filter(|f| f.number == 1) {
-        doc.push(Block::Figure(f.clone()));
-    }
+    doc.push(Block::Paragraph(format!(
+        "Stars (*) mark a Holm-adjusted p < {}. {FAMILY_TABLE2}: {family} comparison(s) with a p-value.",
+        cfg.alpha
+    )));
+    doc.extend(figures_of(figures, |f| f.kind == FigureKind::PerTask));
+}
 
-    // Tables 4 and 5.
+fn tables45(report: &Report, figures: &[FigureSpec], doc: &mut Vec<Block>) {
+    let pct = report.settings.confidence * 100.0;
     let models = report.models();
-    for s in &strategies {
+    for s in &report.strategies() {
         doc.push(Block::Heading(
             2,
             format!(
@@ -180,9 +262,7 @@ pub(crate) fn document(report: &Report, figures: &[FigureSpec]) -> Vec<Block> {
                 let r = sr.and_then(|x| x.models.iter().find(|r| &r.model == *m));
                 row.push(r.map_or("n/a".into(), |r| {
                     let mut cell = fmt_estimate(&r.macro_avg);
-                    if r.vs_baseline.as_ref().is_some_and(|c| c.significant) {
-                        cell.push('*');
-                    }
+                    star(&mut cell, r.vs_baseline.as_ref());
                     cell
                 }));
             }
@@ -204,13 +284,23 @@ pub(crate) fn document(report: &Report, figures: &[FigureSpec]) -> Vec<Block> {
             numeric,
             rows,
         }));
-        for f in figures.iter().filter(|f| f.number != 1 && &f.strategy == s) {
-            doc.push(Block::Figure(f.clone()));
-        }
+        doc.push(Block::Paragraph(format!(
+            "Stars (*) mark a macro AUC that differs from the comparator's with Holm-adjusted p < {}; {FAMILY_MODELS}.",
+            report.settings.alpha
+        )));
+        doc.extend(figures_of(figures, |f| {
+            matches!(f.kind, FigureKind::PerDataset(_)) && &f.strategy == s
+        }));
     }
+}
 
-    // Per-label results.
+fn per_label(report: &Report, doc: &mut Vec<Block>) {
+    let pct = report.settings.confidence * 100.0;
     doc.push(Block::Heading(2, "Per-label AUC".into()));
+    doc.push(Block::Paragraph(format!(
+        "Stars (*) mark a label's AUC that differs from the comparator's with Holm-adjusted p < {}; {FAMILY_LABELS}.",
+        report.settings.alpha
+    )));
     for d in &report.datasets {
         for sr in &d.strategies {
             doc.push(Block::Heading(3, format!("{}, {}", d.name, sr.strategy)));
@@ -231,9 +321,7 @@ pub(crate) fn document(report: &Report, figures: &[FigureSpec]) -> Vec<Block> {
                     row.extend(sr.models.iter().map(|m| {
                         let l = &m.labels[j];
                         let mut cell = fmt3(l.auc);
-                        if l.vs_baseline.as_ref().is_some_and(|c| c.significant) {
-                            cell.push('*');
-                        }
+                        star(&mut cell, l.vs_baseline.as_ref());
                         cell
                     }));
                     row
@@ -259,6 +347,7 @@ pub(crate) fn document(report: &Report, figures: &[FigureSpec]) -> Vec<Block> {
                             fmt_estimate(&l.best_ssl),
                             fmt_comparison(&l.comparison),
                             fmt_p(l.comparison.p_value),
+                            fmt_p(l.comparison.p_value_holm),
                         ]
                     })
                     .collect();
@@ -269,29 +358,38 @@ pub(crate) fn document(report: &Report, figures: &[FigureSpec]) -> Vec<Block> {
                         format!("{} AUC [{pct}% CI]", best.model),
                         format!("Difference [{pct}% CI]"),
                         "p".into(),
+                        "p (Holm)".into(),
                     ],
-                    numeric: vec![false, true, true, true, true],
+                    numeric: vec![false, true, true, true, true, true],
                     rows,
                 }));
             }
         }
     }
+}
 
-    // Cells left out.
+fn left_out(report: &Report, doc: &mut Vec<Block>) {
     doc.push(Block::Heading(2, "Missing and failed cells".into()));
+    let with_fraction = report.cells.iter().any(|c| c.cell.fraction.is_some());
     let left_out: Vec<Vec<String>> = report
         .cells
         .iter()
         .filter(|c| c.status != CellStatus::Ok)
         .map(|c| {
-            vec![
+            let mut row = vec![
                 c.cell.dataset.clone(),
                 c.cell.strategy.clone(),
                 c.cell.model.clone(),
                 c.cell.seed.to_string(),
+            ];
+            if with_fraction {
+                row.push(format!("{}", c.cell.training_fraction()));
+            }
+            row.extend([
                 format!("{:?}", c.status).to_lowercase(),
                 c.message.clone().unwrap_or_default(),
-            ]
+            ]);
+            row
         })
         .collect();
     if left_out.is_empty() {
@@ -299,140 +397,20 @@ pub(crate) fn document(report: &Report, figures: &[FigureSpec]) -> Vec<Block> {
             "None: every cell is in the report.".into(),
         ));
     } else {
+        let mut header: Vec<String> = ["Dataset", "Strategy", "Model", "Seed"]
+            .map(String::from)
+            .to_vec();
+        let mut numeric = vec![false, false, false, true];
+        if with_fraction {
+            header.push("Fraction".into());
+            numeric.push(true);
+        }
+        header.extend(["Status".into(), "Why".into()]);
+        numeric.extend([false, false]);
         doc.push(Block::Table(Table {
-            header: ["Dataset", "Strategy", "Model", "Seed", "Status", "Why"]
-                .map(String::from)
-                .to_vec(),
-            numeric: vec![false, false, false, true, false, false],
+            header,
+            numeric,
             rows: left_out,
         }));
-    }
-    doc
-}
-
-fn md_cell(s: &str) -> String {
-    s.replace('|', "\\|").replace(['\n', '\r'], " ")
-}
-
-/// Markdown rendering; figures link to `figures/<stem>.png`.
-pub(crate) fn markdown(doc: &[Block]) -> String {
-    let mut s = String::new();
-    for block in doc {
-        match block {
-            Block::Heading(level, text) => {
-                let _ = writeln!(s, "{} {}\n", "#".repeat(*level), text);
-            }
-            Block::Paragraph(text) => {
-                let _ = writeln!(s, "{text}\n");
-            }
-            Block::List(items) => {
-                for item in items {
-                    let _ = writeln!(s, "- {item}");
-                }
-                s.push('\n');
-            }
-            Block::Table(t) => {
-                let cells: Vec<String> = t.header.iter().map(|h| md_cell(h)).collect();
-                let _ = writeln!(s, "| {} |", cells.join(" | "));
-                let rule: Vec<&str> = t
-                    .numeric
-                    .iter()
-                    .map(|&n| if n { "---:" } else { "---" })
-                    .collect();
-                let _ = writeln!(s, "|{}|", rule.join("|"));
-                for row in &t.rows {
-                    let cells: Vec<String> = row.iter().map(|c| md_cell(c)).collect();
-                    let _ = writeln!(s, "| {} |", cells.join(" | "));
-                }
-                s.push('\n');
-            }
-            Block::Figure(f) => {
-                let _ = writeln!(s, "![{}](figures/{}.png)\n", f.title, f.stem);
-            }
-        }
-    }
-    s
-}
-
-/// Escapes text for HTML content and attributes.
-pub(crate) fn html_escape(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
-}
-
-const STYLE: &str = "body{font-family:'DejaVu Sans',Verdana,sans-serif;margin:2em auto;max-width:1200px;color:#222}\
-table{border-collapse:collapse;margin:1em 0;font-size:0.9em}\
-th,td{border:1px solid #ccc;padding:0.25em 0.6em}th{background:#f0f0f0}\
-td.num{text-align:right;font-variant-numeric:tabular-nums}\
-figure{margin:1.5em 0}figure svg{max-width:100%;height:auto}";
-
-/// One self-contained HTML page; `svg(stem)` returns a figure's SVG text,
-/// which is embedded inline.
-pub(crate) fn html(doc: &[Block], svg: impl Fn(&str) -> Option<String>) -> String {
-    let mut s = String::from(
-        "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n<title>Benchmark report</title>\n",
-    );
-    let _ = writeln!(s, "<style>{STYLE}</style>\n</head>\n<body>");
-    for block in doc {
-        match block {
-            Block::Heading(level, text) => {
-                let _ = writeln!(s, "<h{level}>{}</h{level}>", html_escape(text));
-            }
-            Block::Paragraph(text) => {
-                let _ = writeln!(s, "<p>{}</p>", html_escape(text));
-            }
-            Block::List(items) => {
-                s.push_str("<ul>\n");
-                for item in items {
-                    let _ = writeln!(s, "<li>{}</li>", html_escape(item));
-                }
-                s.push_str("</ul>\n");
-            }
-            Block::Table(t) => {
-                s.push_str("<table>\n<tr>");
-                for h in &t.header {
-                    let _ = write!(s, "<th>{}</th>", html_escape(h));
-                }
-                s.push_str("</tr>\n");
-                for row in &t.rows {
-                    s.push_str("<tr>");
-                    for (k, c) in row.iter().enumerate() {
-                        let class = if t.numeric.get(k) == Some(&true) {
-                            " class=\"num\""
-                        } else {
-                            ""
-                        };
-                        let _ = write!(s, "<td{class}>{}</td>", html_escape(c));
-                    }
-                    s.push_str("</tr>\n");
-                }
-                s.push_str("</table>\n");
-            }
-            Block::Figure(f) => {
-                s.push_str("<figure>\n");
-                match svg(&f.stem) {
-                    Some(text) => s.push_str(strip_xml_declaration(&text)),
-                    None => {
-                        let _ = write!(s, "<p>(figure {} unavailable)</p>", html_escape(&f.stem));
-                    }
-                }
-                let _ = writeln!(
-                    s,
-                    "\n<figcaption>{}</figcaption>\n</figure>",
-                    html_escape(&f.title)
-                );
-            }
-        }
-    }
-    s.push_str("</body>\n</html>\n");
-    s
-}
-
-fn strip_xml_declaration(svg: &str) -> &str {
-    match svg.find("<svg") {
-        Some(k) => &svg[k..],
-        None => svg,
     }
 }

@@ -1,112 +1,16 @@
-//! Figures 1-3 drawn with plotters, once as SVG (text left to the viewer)
-//! and once as PNG (text rasterised with the embedded DejaVu Sans, so no
-//! system font is needed).
-//!
-//! Every figure is a horizontal dot plot: categories (labels or datasets)
-//! run down the y axis so long names stay readable, AUCs along x, with the
-//! bootstrap interval as a whisker. Legends sit in a margin of their own so
-//! they never cover data.
-
-use std::sync::Once;
+//! Horizontal dot plots: categories (labels, datasets or subgroups) run
+//! down the y axis so long names stay readable, AUCs along x, with the
+//! bootstrap interval as a whisker. Figures 1-3 and the subgroup figures.
 
 use plotters::coord::Shift;
 use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
-use plotters::style::{FontStyle, register_font};
 
-use crate::ReportError;
+use super::{
+    DrawResult, FAMILY, FigureKind, FigureSpec, PALETTE, Series, draw_legend, draw_marker,
+    legend_height, legend_width, model_series,
+};
 use crate::report::{Estimate, Report, TaskKind};
-
-/// DejaVu Sans 2.37 (see `assets/README.md` and its licence file).
-static FONT: &[u8] = include_bytes!("../assets/DejaVuSans.ttf");
-const FAMILY: &str = "sans-serif";
-
-/// One figure to draw.
-#[derive(Debug, Clone)]
-pub(crate) struct FigureSpec {
-    /// Paper numbering: 1 = per-task best SSL vs baseline, 2/3 = per-dataset
-    /// AUC of every model (finetuning / linear probing), 0 for other strategies.
-    pub(crate) number: u8,
-    /// Strategy shown.
-    pub(crate) strategy: String,
-    /// File stem under `figures/`.
-    pub(crate) stem: String,
-    /// Title (also the caption in the HTML page and the alt text in Markdown).
-    pub(crate) title: String,
-}
-
-fn slug(s: &str) -> String {
-    let mut out: String = s
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() {
-                c.to_ascii_lowercase()
-            } else {
-                '-'
-            }
-        })
-        .collect();
-    while out.contains("--") {
-        out = out.replace("--", "-");
-    }
-    out.trim_matches('-').to_owned()
-}
-
-/// The figures a report calls for.
-pub(crate) fn plan(report: &Report) -> Vec<FigureSpec> {
-    let mut out = Vec::new();
-    for s in report.strategies() {
-        let has_tasks = report.datasets.iter().any(|d| {
-            d.task == TaskKind::MultiLabel
-                && d.strategies
-                    .iter()
-                    .any(|x| x.strategy == s && !x.per_label.is_empty())
-        });
-        if has_tasks {
-            out.push(FigureSpec {
-                number: 1,
-                strategy: s.clone(),
-                stem: format!("figure1-per-task-{}", slug(&s)),
-                title: format!(
-                    "Figure 1 ({s}): per-task AUC of the best SSL model vs the baseline, multi-label datasets"
-                ),
-            });
-        }
-    }
-    for s in report.strategies() {
-        let (number, what) = match s.as_str() {
-            "finetune" => (2, "Figure 2"),
-            "linear" => (3, "Figure 3"),
-            _ => (0, "Figure"),
-        };
-        out.push(FigureSpec {
-            number,
-            strategy: s.clone(),
-            stem: if number == 0 {
-                format!("figure-per-dataset-{}", slug(&s))
-            } else {
-                format!("figure{number}-per-dataset-{}", slug(&s))
-            },
-            title: format!("{what} ({s}): macro AUC of every model per dataset"),
-        });
-    }
-    out
-}
-
-/// Colour-blind-friendly qualitative palette (Okabe-Ito, then Tableau);
-/// the baseline is always black.
-const PALETTE: [RGBColor; 10] = [
-    RGBColor(0, 114, 178),
-    RGBColor(230, 159, 0),
-    RGBColor(0, 158, 115),
-    RGBColor(204, 121, 167),
-    RGBColor(213, 94, 0),
-    RGBColor(86, 180, 233),
-    RGBColor(148, 103, 189),
-    RGBColor(140, 86, 75),
-    RGBColor(188, 189, 34),
-    RGBColor(127, 127, 127),
-];
 
 /// One dot with its whisker.
 struct Dot {
@@ -116,13 +20,6 @@ struct Dot {
     offset: f64,
     estimate: Estimate,
     series: usize,
-}
-
-/// A legend entry: name, colour, and whether it is drawn as a square.
-struct Series {
-    name: String,
-    color: RGBColor,
-    square: bool,
 }
 
 /// A titled dot-plot panel.
@@ -156,8 +53,6 @@ fn x_range(panels: &[Panel]) -> (f64, f64) {
     let hi = ((hi * 20.0).ceil() / 20.0).clamp(lo + 0.1, 1.0);
     (lo, hi)
 }
-
-type DrawResult<DB> = Result<(), DrawingAreaErrorKind<<DB as DrawingBackend>::ErrorType>>;
 
 fn draw_panel<DB: DrawingBackend>(
     area: &DrawingArea<DB, Shift>,
@@ -226,50 +121,13 @@ fn draw_panel<DB: DrawingBackend>(
                 area.draw(&PathElement::new(vec![(px, py - 3), (px, py + 3)], style))?;
             }
         }
-        let (px, py) = at(chart.backend_coord(&(auc, y)));
-        if s.square {
-            area.draw(&Rectangle::new(
-                [(px - 4, py - 4), (px + 4, py + 4)],
-                s.color.filled(),
-            ))?;
-        } else {
-            area.draw(&Circle::new((px, py), 4, s.color.filled()))?;
-        }
-    }
-    Ok(())
-}
-
-fn draw_legend<DB: DrawingBackend>(
-    area: &DrawingArea<DB, Shift>,
-    series: &[Series],
-) -> DrawResult<DB> {
-    let style = TextStyle::from((FAMILY, 15).into_font()).color(&BLACK);
-    area.draw(&Text::new("Legend", (10, 40), style.clone()))?;
-    for (k, s) in series.iter().enumerate() {
-        let y = 70 + 24 * k as i32;
-        if s.square {
-            area.draw(&Rectangle::new(
-                [(12, y - 5), (22, y + 5)],
-                s.color.filled(),
-            ))?;
-        } else {
-            area.draw(&Circle::new((17, y), 5, s.color.filled()))?;
-        }
-        area.draw(&PathElement::new(
-            vec![(6, y), (28, y)],
-            s.color.stroke_width(2),
-        ))?;
-        area.draw(&Text::new(
-            s.name.clone(),
-            (36, y),
-            style.pos(Pos::new(HPos::Left, VPos::Center)),
-        ))?;
+        draw_marker(area, s, at(chart.backend_coord(&(auc, y))))?;
     }
     Ok(())
 }
 
 /// A figure: its panels stacked vertically, the legend on the right.
-struct Layout {
+pub(super) struct Layout {
     title: String,
     panels: Vec<Panel>,
     series: Vec<Series>,
@@ -277,7 +135,7 @@ struct Layout {
 }
 
 impl Layout {
-    fn size(&self) -> (u32, u32) {
+    pub(super) fn size(&self) -> (u32, u32) {
         let h: u32 = self
             .panels
             .iter()
@@ -285,21 +143,11 @@ impl Layout {
             .sum();
         // A one-dataset figure is shorter than a long legend (entries from
         // y = 70, 24 px apart): grow it so the last entry is not cut.
-        let legend = 70 + 24 * self.series.len() as u32 + 20;
-        (WIDTH + self.legend_width(), h.max(legend) + 50)
+        let legend = legend_height(self.series.len());
+        (WIDTH + legend_width(&self.series), h.max(legend) + 50)
     }
 
-    fn legend_width(&self) -> u32 {
-        let longest = self
-            .series
-            .iter()
-            .map(|s| s.name.chars().count())
-            .max()
-            .unwrap_or(0);
-        (longest as u32 * 9 + 60).clamp(160, 420)
-    }
-
-    fn draw<DB: DrawingBackend>(&self, root: DrawingArea<DB, Shift>) -> DrawResult<DB> {
+    pub(super) fn draw<DB: DrawingBackend>(&self, root: DrawingArea<DB, Shift>) -> DrawResult<DB> {
         root.fill(&WHITE)?;
         let (w, _) = self.size();
         let (title, body) = root.split_vertically(50);
@@ -308,7 +156,7 @@ impl Layout {
             (12, 14),
             TextStyle::from((FAMILY, 21).into_font()).color(&BLACK),
         ))?;
-        let (plots, legend) = body.split_horizontally(w - self.legend_width());
+        let (plots, legend) = body.split_horizontally(w - legend_width(&self.series));
         let font = TextStyle::from((FAMILY, 14).into_font());
         let label_width = self
             .panels
@@ -347,9 +195,12 @@ fn offsets(k: usize, count: usize) -> f64 {
     span / 2.0 - span * k as f64 / (count - 1) as f64
 }
 
-fn layout(report: &Report, spec: &FigureSpec) -> Layout {
+pub(super) fn layout(report: &Report, spec: &FigureSpec) -> Layout {
     let baseline = &report.settings.baseline_model;
-    if spec.number == 1 {
+    if spec.kind == FigureKind::Subgroups {
+        return subgroups(report, spec);
+    }
+    if spec.kind == FigureKind::PerTask {
         let mut panels = Vec::new();
         for d in &report.datasets {
             if d.task != TaskKind::MultiLabel {
@@ -415,26 +266,7 @@ fn layout(report: &Report, spec: &FigureSpec) -> Layout {
             })
         })
         .collect();
-    let series = models
-        .iter()
-        .enumerate()
-        .map(|(k, m)| {
-            let is_base = m == baseline;
-            Series {
-                name: if is_base {
-                    format!("{m} (baseline)")
-                } else {
-                    m.clone()
-                },
-                color: if is_base {
-                    BLACK
-                } else {
-                    PALETTE[(k.saturating_sub(1)) % PALETTE.len()]
-                },
-                square: is_base,
-            }
-        })
-        .collect();
+    let series = model_series(report, &models);
     let mut dots = Vec::new();
     let mut categories = Vec::new();
     for d in &report.datasets {
@@ -466,42 +298,65 @@ fn layout(report: &Report, spec: &FigureSpec) -> Layout {
     }
 }
 
-fn register() {
-    static ONCE: Once = Once::new();
-    ONCE.call_once(|| {
-        // The font is a fixed, known-good file: failure here is a build defect.
-        if register_font(FAMILY, FontStyle::Normal, FONT).is_err() {
-            panic!("the embedded DejaVu Sans font does not parse");
+/// The subgroup figure of one dataset: a panel per strategy, a row per
+/// (attribute, subgroup), the comparator and the best SSL model.
+fn subgroups(report: &Report, spec: &FigureSpec) -> Layout {
+    let baseline = &report.settings.baseline_model;
+    let mut panels = Vec::new();
+    if let Some(d) = report.datasets.iter().find(|d| d.name == spec.dataset) {
+        for sr in d.strategies.iter().filter(|s| !s.subgroups.is_empty()) {
+            let mut categories = Vec::new();
+            let mut dots = Vec::new();
+            let mut names: Vec<String> = Vec::new();
+            for attribute in &sr.subgroups {
+                for (k, group) in attribute.groups.iter().enumerate() {
+                    let row = categories.len();
+                    let note = if group.reason.is_some() {
+                        " (too few positives)"
+                    } else {
+                        ""
+                    };
+                    categories.push(format!("{}: {}{note}", attribute.column, group.value));
+                    for m in &attribute.models {
+                        let is_base = m.role == "baseline";
+                        if names.len() < attribute.models.len() {
+                            names.push(format!("{} {} ({})", m.role, m.model, m.strategy));
+                        }
+                        if let Some(r) = m.results.get(k) {
+                            dots.push(Dot {
+                                row,
+                                offset: if is_base { 0.17 } else { -0.17 },
+                                estimate: r.macro_avg,
+                                series: usize::from(!is_base),
+                            });
+                        }
+                    }
+                }
+            }
+            let title = format!("{}, {}: {}", d.name, sr.strategy, names.join(" vs "))
+                .replace("best_ssl", "best SSL");
+            panels.push(Panel {
+                title,
+                categories,
+                dots,
+            });
         }
-    });
-}
-
-/// Draws `spec`: the SVG text and the PNG bytes.
-pub(crate) fn render(report: &Report, spec: &FigureSpec) -> Result<(String, Vec<u8>), ReportError> {
-    register();
-    let err = |e: String| ReportError::Figure {
-        name: spec.stem.clone(),
-        message: e,
-    };
-    let layout = layout(report, spec);
-    let (w, h) = layout.size();
-    let mut svg = String::new();
-    layout
-        .draw(SVGBackend::with_string(&mut svg, (w, h)).into_drawing_area())
-        .map_err(|e| err(e.to_string()))?;
-    let mut rgb = vec![0u8; (w * h * 3) as usize];
-    layout
-        .draw(BitMapBackend::with_buffer(&mut rgb, (w, h)).into_drawing_area())
-        .map_err(|e| err(e.to_string()))?;
-    let mut png_bytes = Vec::new();
-    {
-        let mut encoder = png::Encoder::new(&mut png_bytes, w, h);
-        encoder.set_color(png::ColorType::Rgb);
-        encoder.set_depth(png::BitDepth::Eight);
-        let mut writer = encoder.write_header().map_err(|e| err(e.to_string()))?;
-        writer
-            .write_image_data(&rgb)
-            .map_err(|e| err(e.to_string()))?;
     }
-    Ok((svg, png_bytes))
+    Layout {
+        title: spec.title.clone(),
+        panels,
+        series: vec![
+            Series {
+                name: format!("baseline ({baseline})"),
+                color: BLACK,
+                square: true,
+            },
+            Series {
+                name: "best SSL model".into(),
+                color: PALETTE[0],
+                square: false,
+            },
+        ],
+        per_row: 2,
+    }
 }

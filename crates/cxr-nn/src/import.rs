@@ -8,10 +8,11 @@ use std::fmt;
 use tch::Device;
 use tch::nn::VarStore;
 
-use crate::backbone::Backbone;
+use crate::arch::resnet::{Block, ResNetConfig};
+use crate::backbone::{Architecture, Backbone};
 use crate::checkpoint::{Checkpoint, RawTensor};
 use crate::load::{KeyMismatch, load_strict};
-use crate::registry::{KeyRule, ModelEntry};
+use crate::registry::{self, KeyRule, ModelEntry};
 
 /// A checkpoint validated against a registry entry.
 #[derive(Debug)]
@@ -36,6 +37,21 @@ pub enum ImportError {
         /// How many tensors the entry ignored on purpose.
         ignored: usize,
     },
+    /// The checkpoint holds the other variant of the entry's method (a
+    /// ResNet-18 release offered as the ResNet-50 entry, or the reverse), for
+    /// which the registry has its own entry.
+    WrongVariant {
+        /// The entry asked for.
+        model: &'static str,
+        /// Its pretraining method.
+        method: &'static str,
+        /// The architecture the checkpoint's tensors describe (`ResNet-18`).
+        found: String,
+        /// The entry's architecture (`ResNet-50`).
+        expected: String,
+        /// The entry that fits the checkpoint.
+        use_instead: &'static str,
+    },
     /// Two checkpoint tensors map onto the same name.
     Duplicate {
         /// The name both map onto.
@@ -56,6 +72,16 @@ impl fmt::Display for ImportError {
                 f,
                 "{mismatch} (model '{model}'; {ignored} tensor(s) ignored on purpose; is this the right model or file?)"
             ),
+            Self::WrongVariant {
+                model,
+                method,
+                found,
+                expected,
+                use_instead,
+            } => write!(
+                f,
+                "checkpoint holds a {found}, but model '{model}' is the {expected} variant of {method}: use --model {use_instead}"
+            ),
             Self::Duplicate { name, sources } => write!(
                 f,
                 "checkpoint tensors '{}' and '{}' both map onto '{name}'",
@@ -68,10 +94,14 @@ impl fmt::Display for ImportError {
 impl std::error::Error for ImportError {}
 
 /// Applies `entry`'s key rules to every tensor of `checkpoint`, without
-/// validating against the architecture.
+/// loading them into the architecture; a checkpoint of another registered
+/// variant of the entry's method is recognised here, so every command that
+/// reads a release (import, features, probe, finetune) names the entry to use.
 ///
 /// # Errors
-/// [`ImportError::Duplicate`] when two tensors map onto one name.
+/// [`ImportError::Duplicate`] when two tensors map onto one name;
+/// [`ImportError::WrongVariant`] when the tensors are another ResNet depth
+/// that the registry has an entry of the same method for.
 pub fn map_keys(entry: &ModelEntry, checkpoint: &Checkpoint) -> Result<Imported, ImportError> {
     let mut tensors = BTreeMap::new();
     let mut origin: BTreeMap<String, String> = BTreeMap::new();
@@ -95,10 +125,72 @@ pub fn map_keys(entry: &ModelEntry, checkpoint: &Checkpoint) -> Result<Imported,
             }
         }
     }
+    if let Some(err) = other_variant(entry, &tensors) {
+        return Err(err);
+    }
     Ok(Imported {
         tensors,
         ignored,
         renamed,
+    })
+}
+
+/// A ResNet's shape as its tensors (in torchvision's names) show it: block
+/// type, blocks per stage and stem width; `None` when they are no ResNet.
+fn resnet_shape(tensors: &BTreeMap<String, RawTensor>) -> Option<(Block, [usize; 4], i64)> {
+    let width = i64::try_from(*tensors.get("conv1.weight")?.shape.first()?).ok()?;
+    let mut layers = [0usize; 4];
+    for (stage, blocks) in layers.iter_mut().enumerate() {
+        // torchvision numbers a stage's blocks from 0 without gaps.
+        while tensors.contains_key(&format!("layer{}.{blocks}.conv1.weight", stage + 1)) {
+            *blocks += 1;
+        }
+    }
+    if layers.contains(&0) {
+        return None;
+    }
+    // Only bottleneck blocks have a third convolution.
+    let block = if tensors.contains_key("layer1.0.conv3.weight") {
+        Block::Bottleneck
+    } else {
+        Block::Basic
+    };
+    Some((block, layers, width))
+}
+
+/// `ResNet-18`, `ResNet-50`: the depth torchvision names a shape by.
+fn resnet_name(block: Block, layers: [usize; 4]) -> String {
+    let convs_per_block = match block {
+        Block::Basic => 2,
+        Block::Bottleneck => 3,
+    };
+    format!(
+        "ResNet-{}",
+        convs_per_block * layers.iter().sum::<usize>() + 2
+    )
+}
+
+/// [`ImportError::WrongVariant`] when `tensors` are a ResNet of another shape
+/// than `entry`'s and an entry of the same method has that shape. Anything
+/// else is left to the strict load, which names every mismatched key.
+fn other_variant(entry: &ModelEntry, tensors: &BTreeMap<String, RawTensor>) -> Option<ImportError> {
+    let Architecture::ResNet(config) = &entry.architecture else {
+        return None;
+    };
+    let found = resnet_shape(tensors)?;
+    let fits = |c: &ResNetConfig| (c.block, c.layers, c.width) == found;
+    if fits(config) {
+        return None;
+    }
+    let sibling = registry::all().into_iter().find(|e| {
+        e.method == entry.method && matches!(&e.architecture, Architecture::ResNet(c) if fits(c))
+    })?;
+    Some(ImportError::WrongVariant {
+        model: entry.name,
+        method: entry.method,
+        found: resnet_name(found.0, found.1),
+        expected: resnet_name(config.block, config.layers),
+        use_instead: sibling.name,
     })
 }
 

@@ -4,7 +4,7 @@
 //! is, how its inputs are preprocessed, and where it comes from.
 //!
 //! Each entry lives in its own file under `models/`; adding a model is one new
-//! file and one line in [`all`].
+//! file and one line in [`all`], the only list of entries.
 
 use crate::backbone::Architecture;
 use crate::models;
@@ -122,6 +122,10 @@ impl Preprocessing {
 pub struct ModelEntry {
     /// Registry name (`cxrlearn features --model NAME`).
     pub name: &'static str,
+    /// The pretraining method; entries sharing it are variants of one
+    /// release (GLoRIA's, MoCo-CXR's and MedAug's ResNet-50 and ResNet-18),
+    /// so a checkpoint of the other variant can be pointed at its entry.
+    pub method: &'static str,
     /// One line on what it is.
     pub description: &'static str,
     /// The architecture, without heads.
@@ -155,8 +159,10 @@ pub fn all() -> Vec<ModelEntry> {
         models::convirt::entry(),
         models::gloria::entry_resnet50(),
         models::gloria::entry_resnet18(),
-        models::medaug::entry(),
-        models::mococxr::entry(),
+        models::medaug::entry_resnet50(),
+        models::medaug::entry_resnet18(),
+        models::mococxr::entry_resnet50(),
+        models::mococxr::entry_resnet18(),
         models::refers::entry(),
         models::s2mts2::entry(),
     ]

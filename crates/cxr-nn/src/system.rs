@@ -204,8 +204,8 @@ fn cuda_build() -> Option<(String, Option<String>)> {
     let rc = unsafe { cxr_cuda_build(&raw mut cudart, &raw mut cudnn) };
     (rc == 1).then(|| {
         (
-            cuda_version_string(cudart.into()),
-            (cudnn >= 0).then(|| cudnn_version_string(cudnn.into())),
+            cuda_version_string(cudart),
+            (cudnn >= 0).then(|| cudnn_version_string(cudnn)),
         )
     })
 }

@@ -19,7 +19,9 @@ fn every_entry_builds_and_gives_its_feature_dimension() {
         ("gloria", 2048),
         ("gloria-resnet18", 512),
         ("medaug", 2048),
+        ("medaug-resnet18", 512),
         ("mococxr", 2048),
+        ("mococxr-resnet18", 512),
         ("refers", 768),
         ("s2mts2", 1024),
     ];
@@ -148,6 +150,49 @@ fn renamed_key_or_wrong_architecture_fails_naming_keys() {
             .unexpected
             .iter()
             .any(|k| k == "layer1.0.conv1.weight")
+    );
+}
+
+#[test]
+fn other_variant_of_the_method_names_its_entry() {
+    // The ResNet-50 MoCo-CXR release offered as its ResNet-18 entry.
+    let (_, file) = moco_release();
+    let err = import(
+        &registry::find("mococxr-resnet18").unwrap(),
+        &checkpoint(file),
+    )
+    .unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "checkpoint holds a ResNet-50, but model 'mococxr-resnet18' is the ResNet-18 variant of \
+         MoCo-CXR: use --model mococxr"
+    );
+    // GLoRIA's two encoders, both ways.
+    for (have, ask, want) in [
+        ("gloria-resnet18", "gloria", "gloria-resnet18"),
+        ("gloria", "gloria-resnet18", "gloria"),
+    ] {
+        let file = weights_of(have)
+            .into_iter()
+            .map(|(k, v)| (format!("state_dict.gloria.img_encoder.model.{k}"), v))
+            .collect();
+        let err = import(&registry::find(ask).unwrap(), &checkpoint(file)).unwrap_err();
+        let ImportError::WrongVariant { use_instead, .. } = err else {
+            panic!("{have} as {ask}: {err}")
+        };
+        assert_eq!(use_instead, want);
+    }
+    // No ResNet-18 entry of the method: the strict load names the shapes.
+    let file = weights_of("mococxr-resnet18");
+    let err = import(&registry::find("convirt").unwrap(), &checkpoint(file)).unwrap_err();
+    let ImportError::Keys { mismatch, .. } = err else {
+        panic!("expected a key mismatch")
+    };
+    assert!(
+        mismatch
+            .missing
+            .iter()
+            .any(|k| k == "layer1.0.conv3.weight")
     );
 }
 

@@ -11,8 +11,6 @@
 //! its replicate differences. The pair is chosen on the point estimates, so
 //! the interval does not account for that choice.
 
-use std::collections::BTreeMap;
-
 use serde::Serialize;
 
 use crate::bootstrap::interval;
@@ -117,6 +115,43 @@ pub fn age_band(age: f64, bins: &[f64]) -> String {
     }
 }
 
+/// Each image's subgroup in `column` (`None` when unknown; ages grouped into
+/// the bands of `age_bins`, an age that does not parse being unknown) and
+/// the subgroups in report order: age bands by age, other values sorted.
+pub fn group_values(
+    values: &[Option<String>],
+    column: &str,
+    age_bins: &[f64],
+) -> (Vec<Option<String>>, Vec<String>) {
+    let group: Vec<Option<String>> = values
+        .iter()
+        .map(|v| {
+            let v = v.as_deref()?;
+            if column == "age" {
+                v.parse::<f64>()
+                    .ok()
+                    .filter(|a| a.is_finite())
+                    .map(|a| age_band(a, age_bins))
+            } else {
+                Some(v.to_owned())
+            }
+        })
+        .collect();
+    let present: std::collections::BTreeSet<&str> =
+        group.iter().flatten().map(String::as_str).collect();
+    let names = if column == "age" {
+        std::iter::once(f64::NEG_INFINITY)
+            .chain(age_bins.iter().copied())
+            .map(|e| age_band(e, age_bins))
+            .filter(|b| present.contains(b.as_str()))
+            .collect()
+    } else {
+        // BTreeSet order: sorted.
+        present.iter().map(|s| (*s).to_owned()).collect()
+    };
+    (group, names)
+}
+
 /// The threshold maximising Youden's J (TPR - FPR), calling `score >= t`
 /// positive; among equal J the highest threshold. `None` without both classes.
 pub fn youden_threshold(targets: &[bool], scores: &[f64]) -> Option<f64> {
@@ -212,38 +247,7 @@ impl SubgroupPlan {
                      of the predictions file, or --data STORE whose manifest has it)"
                 ))
             })?;
-            let group: Vec<Option<String>> = values
-                .iter()
-                .map(|v| {
-                    let v = v.as_deref()?;
-                    if column == "age" {
-                        v.parse::<f64>()
-                            .ok()
-                            .filter(|a| a.is_finite())
-                            .map(|a| age_band(a, &options.age_bins))
-                    } else {
-                        Some(v.to_owned())
-                    }
-                })
-                .collect();
-            let mut order: BTreeMap<String, usize> = BTreeMap::new();
-            let mut names: Vec<String> = Vec::new();
-            for g in group.iter().flatten() {
-                if !order.contains_key(g) {
-                    order.insert(g.clone(), names.len());
-                    names.push(g.clone());
-                }
-            }
-            if column == "age" {
-                // Bands in age order, not first-seen order.
-                let all: Vec<String> = std::iter::once(f64::NEG_INFINITY)
-                    .chain(options.age_bins.iter().copied())
-                    .map(|e| age_band(e, &options.age_bins))
-                    .collect();
-                names = all.into_iter().filter(|b| order.contains_key(b)).collect();
-            } else {
-                names.sort();
-            }
+            let (group, names) = group_values(values, column, &options.age_bins);
             for value in &names {
                 for (j, threshold) in thresholds.iter().enumerate() {
                     let members: Vec<usize> = (0..model.ids.len())

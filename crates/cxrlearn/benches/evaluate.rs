@@ -44,7 +44,7 @@ fn write_predictions(path: &Path, seed: u64, separation: f64, patients: &[u32]) 
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let mut targets_rng = ChaCha8Rng::seed_from_u64(1234);
     let mut s = String::from("id,label,target,score,patient_id\n");
-    for i in 0..N_IMAGES {
+    for (i, patient) in patients.iter().enumerate() {
         for (j, &p) in PREVALENCE.iter().enumerate() {
             let y = targets_rng.random_bool(p);
             let noise: f64 = rng.random::<f64>() + rng.random::<f64>() + rng.random::<f64>();
@@ -52,9 +52,8 @@ fn write_predictions(path: &Path, seed: u64, separation: f64, patients: &[u32]) 
             // Four decimals, as predictions files usually carry: many ties.
             let _ = writeln!(
                 s,
-                "img_{i:05},label_{j:02},{},{score:.4},p{}",
+                "img_{i:05},label_{j:02},{},{score:.4},p{patient}",
                 u8::from(y),
-                patients[i]
             );
         }
     }

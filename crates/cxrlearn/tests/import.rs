@@ -153,6 +153,64 @@ fn models_lists_every_entry() {
     assert_eq!(chexzero["preprocessing"]["size"], 224);
     let table = cxrlearn(&["models"]);
     assert!(String::from_utf8_lossy(&table.stdout).contains("refers"));
+    // The ResNet-18 releases of the MoCo methods, with their file names.
+    for (name, file) in [
+        ("mococxr-resnet18", "moco-cxr_resnet18.pth.tar"),
+        ("medaug-resnet18", "medaug_mimic-cxr_resnet18.pth.tar"),
+    ] {
+        let e = list
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["name"] == name)
+            .unwrap_or_else(|| panic!("{name} not listed"));
+        assert_eq!(e["feature_dim"], 512);
+        assert!(e["checkpoint_file"].as_str().unwrap().starts_with(file));
+        assert_eq!(e["preprocessing"]["size"], 320);
+    }
+}
+
+/// A ResNet-18 MoCo-CXR release (the PyTorch-written fixture) offered as the
+/// ResNet-50 entry: one error naming the entry to use, nothing written; under
+/// that entry it imports.
+#[test]
+fn resnet18_release_as_resnet50_entry_names_the_right_one() {
+    let release = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../cxr-nn/tests/fixtures/moco/moco-cxr_resnet18.pth.tar");
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("mococxr.safetensors");
+    let run = |model: &str| {
+        cxrlearn(&[
+            "--quiet",
+            "import",
+            "--model",
+            model,
+            "--checkpoint",
+            release.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+        ])
+    };
+    let o = run("mococxr");
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success());
+    assert!(
+        stderr.trim_end().ends_with(
+            "as 'mococxr': checkpoint holds a ResNet-18, but model 'mococxr' is the \
+             ResNet-50 variant of MoCo-CXR: use --model mococxr-resnet18"
+        ),
+        "{stderr}"
+    );
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(!out.exists() && !out.with_extension("json").exists());
+
+    let o = run("mococxr-resnet18");
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let sidecar: Value =
+        serde_json::from_str(&std::fs::read_to_string(out.with_extension("json")).unwrap())
+            .unwrap();
+    assert_eq!(sidecar["model"], "mococxr-resnet18");
+    assert_eq!(sidecar["feature_dim"], 512);
 }
 
 /// A torchvision ResNet-50 state dict (names and shapes from torchvision

@@ -181,16 +181,32 @@ fn materialise(name: &str, t: &TensorRef, storage: &[u8]) -> Result<RawTensor, C
         )));
     }
     let mut data = Vec::with_capacity(numel * size);
-    let mut index = vec![0usize; t.shape.len()];
-    for _ in 0..numel {
-        let element = t.offset
+    if numel == 0 {
+        return Ok(RawTensor {
+            dtype: t.dtype,
+            shape: t.shape.clone(),
+            data,
+        });
+    }
+    // The trailing dimensions laid out contiguously (size-1 ones whatever
+    // their stride) are copied as one block: a single copy for an ordinary
+    // tensor, one per row of a strided view, instead of one per element
+    // (a ResNet MoCo dict holds tens of millions of them).
+    let (mut split, mut block) = (t.shape.len(), 1usize);
+    while split > 0 && (t.shape[split - 1] == 1 || t.stride[split - 1] == block) {
+        split -= 1;
+        block *= t.shape[split];
+    }
+    let mut index = vec![0usize; split];
+    for _ in 0..numel / block {
+        let start = t.offset
             + index
                 .iter()
                 .zip(&t.stride)
                 .map(|(i, s)| i * s)
                 .sum::<usize>();
-        data.extend_from_slice(&storage[element * size..(element + 1) * size]);
-        for d in (0..index.len()).rev() {
+        data.extend_from_slice(&storage[start * size..(start + block) * size]);
+        for d in (0..split).rev() {
             index[d] += 1;
             if index[d] < t.shape[d] {
                 break;

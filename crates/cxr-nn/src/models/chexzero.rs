@@ -18,6 +18,7 @@ fn map_key(name: &str) -> KeyRule {
 pub fn entry() -> ModelEntry {
     ModelEntry {
         name: "chexzero",
+        method: "CheXzero",
         description: "CheXzero / CXR-RePaiR CLIP ViT-B/32 (MIMIC-CXR images and reports)",
         architecture: Architecture::ClipVisual(ClipConfig::vit_b32()),
         checkpoint_file: "chexzero.pt",

@@ -19,6 +19,7 @@ fn map_key(name: &str) -> KeyRule {
 pub fn entry() -> ModelEntry {
     ModelEntry {
         name: "convirt",
+        method: "ConVIRT",
         description: "ConVIRT ResNet-50 (MIMIC-CXR images and reports)",
         architecture: Architecture::ResNet(ResNetConfig::resnet50(None)),
         checkpoint_file: "convirt_chest_mimic.pt",

@@ -25,6 +25,7 @@ fn map_key(name: &str) -> KeyRule {
 fn entry(name: &'static str, config: ResNetConfig, file: &'static str) -> ModelEntry {
     ModelEntry {
         name,
+        method: "GLoRIA",
         description: "GLoRIA image encoder (CheXpert images and reports)",
         architecture: Architecture::ResNet(config),
         checkpoint_file: file,

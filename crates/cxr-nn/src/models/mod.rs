@@ -43,18 +43,22 @@ pub(crate) fn moco_resnet_key(name: &str) -> KeyRule {
     torchvision_trunk(k, "fc.")
 }
 
-/// A MoCo v2 ResNet-50 release with the CheXpert-era preprocessing the
-/// MoCo-CXR and MedAug repositories share (`aihc_utils/image_transform.py`).
-pub(crate) fn moco_resnet50_entry(
+/// A MoCo v2 release (ResNet-50 or ResNet-18, the original's `arch`) with the
+/// CheXpert-era preprocessing the MoCo-CXR and MedAug repositories share
+/// (`aihc_utils/image_transform.py`).
+pub(crate) fn moco_resnet_entry(
     name: &'static str,
+    method: &'static str,
     description: &'static str,
+    config: ResNetConfig,
     checkpoint_file: &'static str,
     citation: &'static str,
 ) -> ModelEntry {
     ModelEntry {
         name,
+        method,
         description,
-        architecture: Architecture::ResNet(ResNetConfig::resnet50(None)),
+        architecture: Architecture::ResNet(config),
         checkpoint_file,
         container: "MoCo dict {epoch, arch, state_dict, optimizer}; keys module.encoder_q.*, module.encoder_k.*, module.queue*",
         map_key: moco_resnet_key,

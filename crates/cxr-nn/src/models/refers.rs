@@ -21,6 +21,7 @@ fn map_key(name: &str) -> KeyRule {
 pub fn entry() -> ModelEntry {
     ModelEntry {
         name: "refers",
+        method: "REFERS",
         description: "REFERS ViT-B/16 (MIMIC-CXR images, report supervision)",
         architecture: Architecture::Vit(VitConfig::vit_b16(None)),
         checkpoint_file: "refers_checkpoint.pth",

@@ -12,6 +12,7 @@ fn map_key(name: &str) -> KeyRule {
 pub fn entry() -> ModelEntry {
     ModelEntry {
         name: "resnet50-imagenet",
+        method: "ImageNet supervised",
         description: "ImageNet-supervised ResNet-50, the paper's baseline",
         architecture: Architecture::ResNet(ResNetConfig::resnet50(None)),
         checkpoint_file: "resnet50-11ad3fa6.pth (torchvision IMAGENET1K_V2) or resnet50-0676ba61.pth (V1)",

@@ -22,6 +22,7 @@ fn map_key(name: &str) -> KeyRule {
 pub fn entry() -> ModelEntry {
     ModelEntry {
         name: "s2mts2",
+        method: "S2MTS2",
         description: "S2MTS2 DenseNet-121 with LeakyReLU(0.1) (CheXpert)",
         architecture: Architecture::DenseNet(DenseNetConfig {
             activation: Activation::LeakyRelu(0.1),

@@ -3,10 +3,11 @@
 //! replicates, all groups sharing each replicate's draw; and the small
 //! statistics helpers the rest of the computation uses.
 
-use cxr_stats::bootstrap::bootstrap_p_value;
+// The interval and the mean are `cxrlearn evaluate`'s own definitions.
+pub(crate) use cxr_stats::bootstrap::{bootstrap_p_value, interval, mean};
 use cxr_stats::multiplicity::holm;
 use cxr_stats::resample::{Resampler, Statistic, replicate_values};
-use cxr_stats::{Predictions, SortedScores, percentile};
+use cxr_stats::{Predictions, SortedScores};
 
 use crate::ReportError;
 use crate::report::{Comparison, Estimate, ReportConfig};
@@ -48,11 +49,6 @@ impl Group {
     }
 }
 
-pub(crate) fn mean(values: impl Iterator<Item = f64>) -> Option<f64> {
-    let (sum, count) = values.fold((0.0, 0usize), |(s, c), v| (s + v, c + 1));
-    (count > 0).then(|| sum / count as f64)
-}
-
 /// Mean over seeds, defined only when every seed is (seeds share targets,
 /// so they are valid together).
 pub(crate) fn seed_mean(values: &[Option<f64>]) -> Option<f64> {
@@ -70,16 +66,6 @@ pub(crate) fn seed_mean_of(values: impl Iterator<Item = Option<f64>>) -> Option<
         count += 1;
     }
     (count > 0).then(|| sum / count as f64)
-}
-
-/// Same definition as `cxr_stats::evaluate`'s intervals.
-pub(crate) fn interval(values: &mut [f64], confidence: f64) -> Option<[f64; 2]> {
-    if values.is_empty() {
-        return None;
-    }
-    values.sort_by(f64::total_cmp);
-    let alpha = (1.0 - confidence) / 2.0;
-    Some([percentile(values, alpha), percentile(values, 1.0 - alpha)])
 }
 
 pub(crate) fn estimate(point: Option<f64>, reps: &[Option<f64>], confidence: f64) -> Estimate {

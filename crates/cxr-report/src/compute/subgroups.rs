@@ -11,7 +11,7 @@ use std::collections::HashSet;
 
 use cxr_stats::predictions::SUBGROUP_COLUMNS;
 use cxr_stats::resample::{Resampler, Statistic, replicate_values};
-use cxr_stats::subgroups::{AGE_BINS, age_band};
+use cxr_stats::subgroups::{AGE_BINS, group_values};
 use cxr_stats::{Predictions, SortedScores};
 
 use crate::ReportError;
@@ -33,38 +33,9 @@ pub(crate) struct SubgroupInput<'a> {
 }
 
 /// The subgroups of one column: each image's subgroup, and the names in
-/// report order.
+/// report order (the definition `cxrlearn evaluate --subgroups` uses).
 fn groups_of(test_set: &Predictions, column: &str) -> (Vec<Option<String>>, Vec<String>) {
-    let values = &test_set.attributes[column];
-    let group: Vec<Option<String>> = values
-        .iter()
-        .map(|v| {
-            let v = v.as_deref()?;
-            if column == "age" {
-                // Ages that do not parse are unknown, not a subgroup of their own.
-                v.parse::<f64>()
-                    .ok()
-                    .filter(|a| a.is_finite())
-                    .map(|a| age_band(a, &AGE_BINS))
-            } else {
-                Some(v.to_owned())
-            }
-        })
-        .collect();
-    let present: HashSet<&str> = group.iter().flatten().map(String::as_str).collect();
-    let names: Vec<String> = if column == "age" {
-        // Bands in age order.
-        std::iter::once(f64::NEG_INFINITY)
-            .chain(AGE_BINS)
-            .map(|e| age_band(e, &AGE_BINS))
-            .filter(|b| present.contains(b.as_str()))
-            .collect()
-    } else {
-        let mut names: Vec<String> = present.iter().map(|s| (*s).to_owned()).collect();
-        names.sort();
-        names
-    };
-    (group, names)
+    group_values(&test_set.attributes[column], column, &AGE_BINS)
 }
 
 /// Per (column, subgroup): the members, and whether it is scored.

@@ -208,6 +208,7 @@ mod tests {
             intensity,
             inverted,
             header: Default::default(),
+            patient_id: None,
         }
     }
 

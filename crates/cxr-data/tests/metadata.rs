@@ -25,6 +25,16 @@ fn write(path: &Path, text: &str) {
 
 /// A 4x2 16-bit CR image with the given PatientSex, PatientAge and ViewPosition.
 fn dicom(sex: Option<&str>, age: Option<&str>, view: Option<&str>) -> Vec<u8> {
+    dicom_of(sex, age, view, None)
+}
+
+/// [`dicom`] with a PatientID too.
+fn dicom_of(
+    sex: Option<&str>,
+    age: Option<&str>,
+    view: Option<&str>,
+    patient: Option<&str>,
+) -> Vec<u8> {
     let pixels: Vec<u16> = (0..8u16).map(|i| 100 * i).collect();
     let mut obj = InMemDicomObject::from_element_iter([
         DataElement::new(
@@ -52,6 +62,7 @@ fn dicom(sex: Option<&str>, age: Option<&str>, view: Option<&str>) -> Vec<u8> {
         (tags::PATIENT_SEX, VR::CS, sex),
         (tags::PATIENT_AGE, VR::AS, age),
         (tags::VIEW_POSITION, VR::CS, view),
+        (tags::PATIENT_ID, VR::LO, patient),
     ] {
         if let Some(v) = value {
             obj.put(DataElement::new(tag, vr, v));
@@ -415,4 +426,26 @@ fn old_manifests_open_and_bad_ages_are_errors() {
         .unwrap_err()
         .to_string();
     assert!(e.contains("row 3") && e.contains("bad age \"old\""), "{e}");
+}
+
+/// A DICOM's PatientID reaches the decoded image (what `predict` writes as
+/// `patient_id`); files without one, and PNGs, have none.
+#[test]
+fn dicom_patient_id_is_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let with = dir.path().join("with.dcm");
+    let without = dir.path().join("without.dcm");
+    std::fs::write(&without, dicom(Some("F"), None, Some("PA"))).unwrap();
+    std::fs::write(
+        &with,
+        dicom_of(Some("F"), None, Some("PA"), Some(" p-0042 ")),
+    )
+    .unwrap();
+    let img = cxr_data::decode::decode_file(&with).unwrap();
+    assert_eq!(img.patient_id.as_deref(), Some("p-0042"));
+    assert_eq!(img.header.sex.as_deref(), Some("F"));
+    assert_eq!(
+        cxr_data::decode::decode_file(&without).unwrap().patient_id,
+        None
+    );
 }

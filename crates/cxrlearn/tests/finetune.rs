@@ -213,6 +213,9 @@ fn finetune_learns_selects_the_best_epoch_and_resumes_bit_for_bit() {
     };
     let from_run = scores(&a.join("predictions-test.csv"));
     let predicted = scores(&pred);
+    // PNGs name no patient: no patient_id column (DICOMs with PatientID get one).
+    let header = std::fs::read_to_string(&pred).unwrap();
+    assert_eq!(header.lines().next(), Some("id,label,target,score"));
     assert_eq!(predicted.len(), raw_paths.len() * 2);
     for (path, label, score) in &predicted {
         let id = &raw_paths.iter().find(|(_, p)| p == path).unwrap().0;

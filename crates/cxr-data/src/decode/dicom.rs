@@ -30,6 +30,7 @@ pub fn decode(path: &Path, bytes: &[u8]) -> Result<DecodedImage> {
         .from_reader(Cursor::new(body))
         .map_err(|e| DataError::decode(path, format!("not a readable DICOM file: {e}")))?;
     let header = subgroups(&obj);
+    let patient_id = text_tag(&obj, Tag(0x0010, 0x0020));
     let ts = obj
         .meta()
         .transfer_syntax()
@@ -89,6 +90,7 @@ pub fn decode(path: &Path, bytes: &[u8]) -> Result<DecodedImage> {
         intensity,
         inverted,
         header,
+        patient_id,
     })
 }
 
@@ -96,14 +98,17 @@ pub fn decode(path: &Path, bytes: &[u8]) -> Result<DecodedImage> {
 /// (0018,5101), normalised like the label files' columns. These are type 2/3
 /// attributes: absent, empty or unreadable ones are simply unknown, never an
 /// error (the image itself is still good).
+/// A text element's trimmed value; `None` when absent or empty.
+fn text_tag(obj: &InMemDicomObject, tag: Tag) -> Option<String> {
+    obj.element_opt(tag)
+        .ok()
+        .flatten()
+        .and_then(|e| e.to_str().ok().map(|s| s.trim().to_string()))
+        .filter(|s| !s.is_empty())
+}
+
 fn subgroups(obj: &InMemDicomObject) -> Subgroups {
-    let text = |tag: Tag| {
-        obj.element_opt(tag)
-            .ok()
-            .flatten()
-            .and_then(|e| e.to_str().ok().map(|s| s.trim().to_string()))
-            .filter(|s| !s.is_empty())
-    };
+    let text = |tag: Tag| text_tag(obj, tag);
     Subgroups {
         sex: text(Tag(0x0010, 0x0040)).and_then(|s| normalise_sex(&s)),
         age: text(Tag(0x0010, 0x1010)).and_then(|s| parse_age(&s).years()),

@@ -33,5 +33,6 @@ pub fn decode(path: &Path, bytes: &[u8]) -> Result<DecodedImage> {
         intensity: Intensity::MinMax,
         inverted: true,
         header: Default::default(),
+        patient_id: None,
     })
 }

@@ -96,6 +96,10 @@ pub struct DecodedImage {
     /// PatientAge, ViewPosition); empty for formats without one. Conversion
     /// uses them where the label file has no value.
     pub header: Subgroups,
+    /// The file's own PatientID (DICOM (0010,0020)); `None` for formats
+    /// without one. `predict` writes it so its predictions support a
+    /// patient-level bootstrap; conversion takes patients from the label file.
+    pub patient_id: Option<String>,
 }
 
 /// The image container, recognised from the file's first bytes, then its extension.

@@ -41,5 +41,6 @@ pub fn decode(path: &Path, bytes: &[u8]) -> Result<DecodedImage> {
         intensity,
         inverted: false,
         header: Default::default(),
+        patient_id: None,
     })
 }

@@ -26,7 +26,8 @@ pub struct Args {
     /// A finetune run directory, or its model.safetensors (with model.json).
     #[arg(long)]
     pub model: PathBuf,
-    /// Output CSV (id,label,target,score; target left empty).
+    /// Output CSV (id,label,target,score; target left empty; patient_id when
+    /// every file is a DICOM naming its patient, sex/age/view from the headers).
     #[arg(long)]
     pub out: PathBuf,
     /// Images to score (PNG, JPEG, DICOM).
@@ -85,29 +86,42 @@ pub fn run(args: &Args, quiet: bool) -> Result<()> {
     // before anything is written.
     let s = model.spec.preprocessing.size as usize;
     let resample = Augment::none(s, s);
-    let prepared: Vec<Vec<u8>> = args
+    // Each file's pixels as the model takes them, and what its own header
+    // says of the patient (DICOM PatientID, PatientSex, PatientAge, ViewPosition).
+    type Prepared = (Vec<u8>, Option<String>, cxr_data::labels::Subgroups);
+    let prepared: Vec<Prepared> = args
         .images
         .par_iter()
-        .map(|path| -> Result<Vec<u8>> {
-            let img = decode_file(path)
+        .map(|path| -> Result<Prepared> {
+            let mut img = decode_file(path)
                 .with_context(|| format!("cannot read image {}", path.display()))?;
+            let (patient, header) = (img.patient_id.take(), std::mem::take(&mut img.header));
             let stored = to_store_image(img, store_size, store_pre.resize);
             let mut out = vec![0u8; s * s];
             // The same resampler training and validation batches went through.
             let side = store_size as usize;
             resample.apply(&stored, side, side, &mut rng_for(0, 0), &mut out);
-            Ok(out)
+            Ok((out, patient, header))
         })
         .collect::<Result<_>>()?;
 
-    let mut csv = String::from("id,label,target,score\n");
-    let mut writer = csv::Writer::from_writer(Vec::new());
-    for (chunk_paths, chunk) in args
-        .images
-        .chunks(args.batch_size)
-        .zip(prepared.chunks(args.batch_size))
-    {
-        let pixels: Vec<u8> = chunk.concat();
+    let n = args.images.len();
+    let mut p = cxr_stats::Predictions {
+        ids: args
+            .images
+            .iter()
+            .map(|p| p.display().to_string())
+            .collect(),
+        labels: labels.clone(),
+        targets: vec![vec![None; n]; labels.len()],
+        scores: vec![vec![f64::NAN; n]; labels.len()],
+        ..Default::default()
+    };
+    for (c, chunk) in prepared.chunks(args.batch_size).enumerate() {
+        let pixels: Vec<u8> = chunk
+            .iter()
+            .flat_map(|(px, _, _)| px.iter().copied())
+            .collect();
         let scores = cxr_nn::tch::no_grad(|| {
             let logits = model.forward_t(&model.input(&pixels, chunk.len()), false);
             if task == Task::Multiclass {
@@ -117,19 +131,40 @@ pub fn run(args: &Args, quiet: bool) -> Result<()> {
             }
         });
         let scores = Vec::<f32>::try_from(scores.to_device(Device::Cpu).flatten(0, -1))?;
-        for (i, path) in chunk_paths.iter().enumerate() {
-            for (j, label) in labels.iter().enumerate() {
-                writer.write_record([
-                    &path.display().to_string(),
-                    label,
-                    "",
-                    &format!("{}", scores[i * labels.len() + j]),
-                ])?;
+        for i in 0..chunk.len() {
+            for j in 0..labels.len() {
+                p.scores[j][c * args.batch_size + i] = f64::from(scores[i * labels.len() + j]);
             }
         }
     }
-    csv.push_str(std::str::from_utf8(&writer.into_inner()?)?);
-    write_atomic(&args.out, csv.as_bytes())?;
+    // A patient column only when every file names its patient (an evaluation
+    // resamples whole patients); subgroup columns whenever some file has one.
+    p.patients = prepared
+        .iter()
+        .map(|(_, patient, _)| patient.clone())
+        .collect::<Option<Vec<String>>>();
+    let headers: Vec<&cxr_data::labels::Subgroups> = prepared.iter().map(|(_, _, h)| h).collect();
+    for (column, values) in [
+        (
+            "sex",
+            headers.iter().map(|h| h.sex.clone()).collect::<Vec<_>>(),
+        ),
+        (
+            "age",
+            headers
+                .iter()
+                .map(|h| h.age.map(|a| a.to_string()))
+                .collect(),
+        ),
+        ("view", headers.iter().map(|h| h.view.clone()).collect()),
+    ] {
+        if values.iter().any(Option::is_some) {
+            p.attributes.insert(column.to_owned(), values);
+        }
+    }
+    let mut csv = Vec::new();
+    p.write_to(&mut csv)?;
+    write_atomic(&args.out, &csv)?;
     if !quiet {
         eprintln!(
             "scored {} images x {} labels; wrote {}",

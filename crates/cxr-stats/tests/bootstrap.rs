@@ -180,6 +180,38 @@ fn same_seed_same_numbers_on_any_thread_count() {
     let one = run(1);
     assert_eq!(one, run(2));
     assert_eq!(one, run(5));
+    // The same with patients resampled (three films per patient), with
+    // probability scores so calibration intervals are drawn too.
+    let mut by_patient = model.clone();
+    by_patient.patients = Some(
+        (0..model.ids.len())
+            .map(|i| format!("p{}", i / 3))
+            .collect(),
+    );
+    for scores in &mut by_patient.scores {
+        for s in scores.iter_mut() {
+            *s = 1.0 / (1.0 + (-*s).exp());
+        }
+    }
+    let run = |threads: usize| {
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()
+            .unwrap()
+            .install(|| evaluate(&by_patient, Some(&baseline), &config).unwrap())
+    };
+    let patients = run(1);
+    assert_eq!(patients.resample, cxr_stats::Unit::Patient);
+    assert!(
+        patients.labels[0]
+            .calibration
+            .as_ref()
+            .unwrap()
+            .ece_ci
+            .is_some()
+    );
+    assert_eq!(patients, run(2));
+    assert_eq!(patients, run(5));
     let other_seed = evaluate(
         &model,
         Some(&baseline),

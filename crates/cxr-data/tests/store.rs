@@ -295,14 +295,26 @@ fn training_subsets_are_nested_patient_level_lists() {
         serde_json::from_slice(&std::fs::read(root.join("subsets/seed-3/subsets.json")).unwrap())
             .unwrap();
     assert_eq!(meta["subsets"][0]["patients_added_for_labels"][0], "rare");
+    // A later call for another fraction keeps the earlier entries, in order.
+    store.write_train_subsets(&root, &[0.2], 3).unwrap();
+    let meta: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(root.join("subsets/seed-3/subsets.json")).unwrap())
+            .unwrap();
+    let listed: Vec<f64> = meta["subsets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["fraction"].as_f64().unwrap())
+        .collect();
+    assert_eq!(listed, [0.01, 0.1, 0.2, 0.5]);
 
     // Missing list: the error names the command that writes it.
     let e = store
-        .read_train_subset(&root, 0.2, 3)
+        .read_train_subset(&root, 0.3, 3)
         .unwrap_err()
         .to_string();
     assert!(
-        e.contains("fraction-0.2.csv") && e.contains("cxrlearn subsets"),
+        e.contains("fraction-0.3.csv") && e.contains("cxrlearn subsets"),
         "{e}"
     );
     // A list naming a validation image, or an unknown id, is refused with its row.

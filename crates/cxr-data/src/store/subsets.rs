@@ -58,20 +58,6 @@ pub fn check_fraction(fraction: f64) -> Result<()> {
 }
 
 impl Store {
-    /// The training patients in the seeded order whose prefixes are the subsets.
-    fn shuffled_train_patients(&self, seed: u64) -> Vec<&str> {
-        let mut seen = HashSet::new();
-        let mut patients: Vec<&str> = self
-            .rows
-            .iter()
-            .filter(|r| r.split == Split::Train)
-            .map(|r| r.patient_id.as_str())
-            .filter(|p| seen.insert(*p))
-            .collect();
-        patients.shuffle(&mut ChaCha8Rng::seed_from_u64(seed));
-        patients
-    }
-
     /// Whether store row `i` is positive for label (class) `j`.
     fn positive(&self, i: usize, j: usize) -> bool {
         let t = &self.rows[i].targets;
@@ -82,37 +68,33 @@ impl Store {
         }
     }
 
-    /// The training patients of subset `fraction` under `seed`: the prefix
-    /// of the seeded order, and the patients added so every label has a
-    /// positive (with the labels they were added for).
-    fn subset_patients(&self, fraction: f64, seed: u64) -> (HashSet<&str>, Vec<String>) {
-        let order = self.shuffled_train_patients(seed);
-        let keep = ((fraction * order.len() as f64).round() as usize)
-            .max(1)
-            .min(order.len());
-        let mut kept: HashSet<&str> = order[..keep].iter().copied().collect();
-        let train: Vec<usize> = self.split_indices(Split::Train);
-        let mut added = Vec::new();
-        for (j, label) in self.meta.labels.iter().enumerate() {
-            let has = |set: &HashSet<&str>| {
-                train
-                    .iter()
-                    .any(|&i| set.contains(self.rows[i].patient_id.as_str()) && self.positive(i, j))
-            };
-            if has(&kept) {
-                continue;
-            }
-            let first = order.iter().find(|p| {
-                train
-                    .iter()
-                    .any(|&i| self.rows[i].patient_id == **p && self.positive(i, j))
-            });
-            if let Some(p) = first {
-                kept.insert(p);
-                added.push(label.clone());
+    /// The seeded patient order of `seed` and, per label, the first position
+    /// in it of a patient with a positive training image.
+    fn draw(&self, seed: u64) -> Draw<'_> {
+        let train = self.split_indices(Split::Train);
+        let mut seen = HashSet::new();
+        let mut order: Vec<&str> = train
+            .iter()
+            .map(|&i| self.rows[i].patient_id.as_str())
+            .filter(|p| seen.insert(*p))
+            .collect();
+        order.shuffle(&mut ChaCha8Rng::seed_from_u64(seed));
+        let position: HashMap<&str, usize> =
+            order.iter().enumerate().map(|(k, p)| (*p, k)).collect();
+        let mut first_positive = vec![usize::MAX; self.meta.labels.len()];
+        for &i in &train {
+            let k = position[self.rows[i].patient_id.as_str()];
+            for (j, first) in first_positive.iter_mut().enumerate() {
+                if self.positive(i, j) {
+                    *first = (*first).min(k);
+                }
             }
         }
-        (kept, added)
+        Draw {
+            train,
+            order,
+            first_positive,
+        }
     }
 
     /// The store indices of training subset `fraction` under `seed`, computed
@@ -122,13 +104,7 @@ impl Store {
     /// For a fraction outside (0, 1].
     pub fn train_subset(&self, fraction: f64, seed: u64) -> Result<Vec<usize>> {
         check_fraction(fraction)?;
-        let (kept, _) = self.subset_patients(fraction, seed);
-        Ok(self
-            .rows
-            .iter()
-            .filter(|r| r.split == Split::Train && kept.contains(r.patient_id.as_str()))
-            .map(|r| r.index)
-            .collect())
+        Ok(self.draw(seed).subset(self, fraction).0)
     }
 
     /// Writes the lists of `fractions` under `seed` into the store at `root`
@@ -141,9 +117,11 @@ impl Store {
     pub fn write_train_subsets(&self, root: &Path, fractions: &[f64], seed: u64) -> Result<()> {
         let dir = subsets_dir(root, seed);
         std::fs::create_dir_all(&dir).map_err(|e| DataError::io(&dir, e))?;
+        let draw = self.draw(seed);
         let mut summary = Vec::new();
         for &f in fractions {
-            let indices = self.train_subset(f, seed)?;
+            check_fraction(f)?;
+            let (indices, added) = draw.subset(self, f);
             let mut w = csv::Writer::from_writer(Vec::new());
             let csv_err = |e: csv::Error| bad(&dir, e);
             w.write_record(["id", "patient_id"]).map_err(csv_err)?;
@@ -169,7 +147,6 @@ impl Store {
                 .iter()
                 .map(|&i| self.rows[i].patient_id.as_str())
                 .collect();
-            let (_, added) = self.subset_patients(f, seed);
             summary.push(json!({
                 "fraction": f,
                 "patients_added_for_labels": added,
@@ -178,6 +155,30 @@ impl Store {
                 "images": indices.len(),
             }));
         }
+        // subsets.json describes every list of the seed, not only this
+        // call's: keep the entries of other fractions written before.
+        let meta_path = dir.join("subsets.json");
+        if let Ok(text) = std::fs::read(&meta_path)
+            && let Ok(old) = serde_json::from_slice::<serde_json::Value>(&text)
+        {
+            let ours = |e: &serde_json::Value| {
+                e["fraction"]
+                    .as_f64()
+                    .is_some_and(|f| fractions.contains(&f))
+            };
+            summary.extend(
+                old["subsets"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter(|e| !ours(e))
+                    .cloned(),
+            );
+        }
+        summary.sort_by(|a, b| {
+            let f = |e: &serde_json::Value| e["fraction"].as_f64().unwrap_or(f64::NAN);
+            f(a).total_cmp(&f(b))
+        });
         let meta = json!({
             "seed": seed,
             "rule": "training patients in manifest order, shuffled by ChaCha8 (rand's Fisher-Yates) \
@@ -185,11 +186,11 @@ impl Store {
                      with all their training images, plus, for each label without a positive \
                      among them, the first patient of the order who has one; for one seed the \
                      subsets are nested",
-            "training_patients": self.shuffled_train_patients(seed).len(),
+            "training_patients": draw.order.len(),
             "subsets": summary,
         });
         let text = serde_json::to_string_pretty(&meta).map_err(|e| bad(&dir, e))? + "\n";
-        write_atomic(&dir.join("subsets.json"), text.as_bytes())
+        write_atomic(&meta_path, text.as_bytes())
     }
 
     /// Reads training subset `fraction` under `seed` from the store at
@@ -260,6 +261,40 @@ impl Store {
         out.sort_unstable();
         out.dedup();
         Ok(out)
+    }
+}
+
+/// One seed's draw: the training rows, the shuffled patient order, and per
+/// label the first order position of a patient with a positive.
+struct Draw<'a> {
+    train: Vec<usize>,
+    order: Vec<&'a str>,
+    first_positive: Vec<usize>,
+}
+
+impl Draw<'_> {
+    /// Subset `fraction`: its store indices (store order) and the labels a
+    /// patient was added for. A label lacks a positive in the prefix exactly
+    /// when its first positive patient lies beyond it; that patient is added.
+    fn subset(&self, store: &Store, fraction: f64) -> (Vec<usize>, Vec<String>) {
+        let keep = ((fraction * self.order.len() as f64).round() as usize)
+            .max(1)
+            .min(self.order.len());
+        let mut kept: HashSet<&str> = self.order[..keep].iter().copied().collect();
+        let mut added = Vec::new();
+        for (j, &first) in self.first_positive.iter().enumerate() {
+            if first != usize::MAX && first >= keep {
+                kept.insert(self.order[first]);
+                added.push(store.meta.labels[j].clone());
+            }
+        }
+        let indices = self
+            .train
+            .iter()
+            .copied()
+            .filter(|&i| kept.contains(store.rows[i].patient_id.as_str()))
+            .collect();
+        (indices, added)
     }
 }
 

@@ -165,10 +165,9 @@ fn cudnn_version_string(v: i64) -> String {
     format!("{major}.{}.{}", rest / 100, rest % 100)
 }
 
-/// Paths of the shared objects mapped into this process whose file name
-/// starts with `stem` followed by `.so` (`libtorch_cuda` matches
-/// `libtorch_cuda.so`, not `libtorch_cuda_linalg.so`).
-pub fn loaded_libraries(stem: &str) -> Vec<PathBuf> {
+/// Paths of the files mapped into this process (from `/proc/self/maps`),
+/// each once.
+fn mapped_files() -> Vec<PathBuf> {
     let Ok(maps) = std::fs::read_to_string("/proc/self/maps") else {
         return Vec::new();
     };
@@ -176,16 +175,28 @@ pub fn loaded_libraries(stem: &str) -> Vec<PathBuf> {
     for line in maps.lines() {
         let Some(at) = line.find(" /") else { continue };
         let path = Path::new(line[at + 1..].trim_end());
-        let matches = path
-            .file_name()
-            .and_then(|n| n.to_str())
-            .and_then(|n| n.strip_prefix(stem))
-            .is_some_and(|rest| rest == ".so" || rest.starts_with(".so."));
-        if matches && !out.iter().any(|p| p == path) {
+        if !out.iter().any(|p| p == path) {
             out.push(path.to_owned());
         }
     }
     out
+}
+
+/// Those of `files` whose name is `stem` followed by `.so` (`libtorch_cuda`
+/// matches `libtorch_cuda.so`, not `libtorch_cuda_linalg.so`).
+fn named<'a>(files: &'a [PathBuf], stem: &'a str) -> impl Iterator<Item = &'a PathBuf> {
+    files.iter().filter(move |path| {
+        path.file_name()
+            .and_then(|n| n.to_str())
+            .and_then(|n| n.strip_prefix(stem))
+            .is_some_and(|rest| rest == ".so" || rest.starts_with(".so."))
+    })
+}
+
+/// Paths of the shared objects mapped into this process whose file name
+/// starts with `stem` followed by `.so`.
+pub fn loaded_libraries(stem: &str) -> Vec<PathBuf> {
+    named(&mapped_files(), stem).cloned().collect()
 }
 
 fn libtorch_version() -> String {
@@ -260,14 +271,15 @@ impl SystemInfo {
     /// Looks at this process and machine. Touches the driver only when
     /// libtorch has CUDA support (so a CPU build never loads `libcuda`).
     pub fn probe() -> Self {
-        let libtorch_dir = loaded_libraries("libtorch_cpu")
-            .first()
+        let mapped = mapped_files();
+        let libtorch_dir = named(&mapped, "libtorch_cpu")
+            .next()
             .and_then(|p| p.parent())
             .map(Path::to_owned);
         let cuda_library_present = libtorch_dir
             .as_ref()
             .is_some_and(|d| d.join("libtorch_cuda.so").exists());
-        let cuda_library_loaded = !loaded_libraries("libtorch_cuda").is_empty();
+        let cuda_library_loaded = named(&mapped, "libtorch_cuda").next().is_some();
         let build = cuda_build();
         let (driver, driver_devices) = if build.is_some() {
             probe_driver()

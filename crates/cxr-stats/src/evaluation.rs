@@ -20,7 +20,7 @@ use crate::multiplicity::{bonferroni_confidence, holm};
 use crate::obuchowski::{clustered_components, clustered_test};
 use crate::resample::{Resample, Resampler, Statistic, Unit, replicate_values};
 use crate::subgroups::{
-    SubgroupColumn, SubgroupGap, SubgroupOptions, SubgroupPlan, SubgroupResult, check_same_labels,
+    SubgroupColumn, SubgroupGap, SubgroupOptions, SubgroupPlan, SubgroupResult,
 };
 use crate::{Predictions, SortedScores, StatsError};
 
@@ -327,7 +327,7 @@ pub fn evaluate_with(
         ));
     }
     if let Some((val, name)) = &options.calibrate_on {
-        check_same_labels(model, val, name)?;
+        model.check_same_labels(val, name)?;
     }
     let n = model.ids.len();
     let patients = model

@@ -329,6 +329,43 @@ impl Predictions {
         Ok(())
     }
 
+    /// Refuses a second predictions file of the same model (validation
+    /// predictions, named `name`) whose labels are not this file's.
+    ///
+    /// # Errors
+    /// [`StatsError::Mismatch`] naming `name` and the labels it lacks or adds.
+    pub fn check_same_labels(&self, other: &Predictions, name: &str) -> Result<(), StatsError> {
+        let missing: Vec<&str> = self
+            .labels
+            .iter()
+            .filter(|l| !other.labels.contains(l))
+            .map(String::as_str)
+            .collect();
+        let extra: Vec<&str> = other
+            .labels
+            .iter()
+            .filter(|l| !self.labels.contains(l))
+            .map(String::as_str)
+            .collect();
+        if missing.is_empty() && extra.is_empty() {
+            return Ok(());
+        }
+        let mut parts = Vec::new();
+        if !missing.is_empty() {
+            parts.push(format!("lacks label(s) {}", missing.join(", ")));
+        }
+        if !extra.is_empty() {
+            parts.push(format!(
+                "has label(s) {} not in the test predictions",
+                extra.join(", ")
+            ));
+        }
+        Err(StatsError::Mismatch(format!(
+            "{name}: {}",
+            parts.join("; ")
+        )))
+    }
+
     /// Returns `other` reordered to this file's image and label order, after
     /// checking that both cover the same ids and labels with the same targets.
     ///

@@ -216,7 +216,7 @@ impl SubgroupPlan {
         let thresholds: Vec<Option<f64>>;
         let threshold_source;
         if let Some((val, name)) = &options.thresholds_from {
-            check_same_labels(model, val, name)?;
+            model.check_same_labels(val, name)?;
             thresholds = model
                 .labels
                 .iter()
@@ -249,10 +249,10 @@ impl SubgroupPlan {
             })?;
             let (group, names) = group_values(values, column, &options.age_bins);
             for value in &names {
+                let members: Vec<usize> = (0..model.ids.len())
+                    .filter(|&i| group[i].as_deref() == Some(value.as_str()))
+                    .collect();
                 for (j, threshold) in thresholds.iter().enumerate() {
-                    let members: Vec<usize> = (0..model.ids.len())
-                        .filter(|&i| group[i].as_deref() == Some(value.as_str()))
-                        .collect();
                     cells.push(cell(model, c, value, j, &members, *threshold, options)?);
                 }
             }
@@ -390,43 +390,6 @@ fn known(p: &Predictions, j: usize, members: Option<&[usize]>) -> (Vec<bool>, Ve
         .iter()
         .filter_map(|&i| p.targets[j][i].map(|t| (t, p.scores[j][i])))
         .unzip()
-}
-
-/// Refuses a second predictions file (validation) whose labels differ.
-pub(crate) fn check_same_labels(
-    model: &Predictions,
-    other: &Predictions,
-    name: &str,
-) -> Result<(), StatsError> {
-    let missing: Vec<&str> = model
-        .labels
-        .iter()
-        .filter(|l| !other.labels.contains(l))
-        .map(String::as_str)
-        .collect();
-    let extra: Vec<&str> = other
-        .labels
-        .iter()
-        .filter(|l| !model.labels.contains(l))
-        .map(String::as_str)
-        .collect();
-    if missing.is_empty() && extra.is_empty() {
-        return Ok(());
-    }
-    let mut parts = Vec::new();
-    if !missing.is_empty() {
-        parts.push(format!("lacks label(s) {}", missing.join(", ")));
-    }
-    if !extra.is_empty() {
-        parts.push(format!(
-            "has label(s) {} not in the test predictions",
-            extra.join(", ")
-        ));
-    }
-    Err(StatsError::Mismatch(format!(
-        "{name}: {}",
-        parts.join("; ")
-    )))
 }
 
 fn cell(

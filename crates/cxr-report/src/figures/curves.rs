@@ -8,8 +8,8 @@ use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
 
 use super::{
-    DrawResult, FAMILY, FigureSpec, Series, draw_legend, draw_marker, legend_height, legend_width,
-    model_series,
+    DrawResult, FAMILY, FigureSpec, Series, draw_legend, draw_marker, frame, legend_height,
+    legend_width, model_series,
 };
 use crate::report::{DatasetReport, Report};
 
@@ -58,15 +58,8 @@ impl CurveFigure {
     }
 
     pub(super) fn draw<DB: DrawingBackend>(&self, root: DrawingArea<DB, Shift>) -> DrawResult<DB> {
-        root.fill(&WHITE)?;
         let (w, _) = self.size();
-        let (title, body) = root.split_vertically(50);
-        title.draw(&Text::new(
-            self.title.clone(),
-            (12, 14),
-            TextStyle::from((FAMILY, 21).into_font()).color(&BLACK),
-        ))?;
-        let (plots, legend) = body.split_horizontally(w - legend_width(&self.series));
+        let (plots, legend) = frame(&root, &self.title, w, &self.series)?;
         let n = self.panels.len().max(1);
         let panel_width = (w - legend_width(&self.series)) / n as u32;
         let mut rest = plots;

@@ -7,7 +7,7 @@ use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
 
 use super::{
-    DrawResult, FAMILY, FigureKind, FigureSpec, PALETTE, Series, draw_legend, draw_marker,
+    DrawResult, FAMILY, FigureKind, FigureSpec, PALETTE, Series, draw_legend, draw_marker, frame,
     legend_height, legend_width, model_series,
 };
 use crate::report::{Estimate, Report, TaskKind};
@@ -148,15 +148,8 @@ impl Layout {
     }
 
     pub(super) fn draw<DB: DrawingBackend>(&self, root: DrawingArea<DB, Shift>) -> DrawResult<DB> {
-        root.fill(&WHITE)?;
         let (w, _) = self.size();
-        let (title, body) = root.split_vertically(50);
-        title.draw(&Text::new(
-            self.title.clone(),
-            (12, 14),
-            TextStyle::from((FAMILY, 21).into_font()).color(&BLACK),
-        ))?;
-        let (plots, legend) = body.split_horizontally(w - legend_width(&self.series));
+        let (plots, legend) = frame(&root, &self.title, w, &self.series)?;
         let font = TextStyle::from((FAMILY, 14).into_font());
         let label_width = self
             .panels
@@ -185,6 +178,22 @@ impl Layout {
         draw_legend(&legend, &self.series)?;
         root.present()
     }
+}
+
+/// The two series of a baseline-against-best-SSL figure.
+fn baseline_and_best(baseline: &str, best: &str) -> Vec<Series> {
+    vec![
+        Series {
+            name: format!("baseline ({baseline})"),
+            color: BLACK,
+            square: true,
+        },
+        Series {
+            name: best.to_owned(),
+            color: PALETTE[0],
+            square: false,
+        },
+    ]
 }
 
 fn offsets(k: usize, count: usize) -> f64 {
@@ -240,18 +249,7 @@ pub(super) fn layout(report: &Report, spec: &FigureSpec) -> Layout {
         return Layout {
             title: spec.title.clone(),
             panels,
-            series: vec![
-                Series {
-                    name: format!("baseline ({baseline})"),
-                    color: BLACK,
-                    square: true,
-                },
-                Series {
-                    name: "best SSL model of the dataset".into(),
-                    color: PALETTE[0],
-                    square: false,
-                },
-            ],
+            series: baseline_and_best(baseline, "best SSL model of the dataset"),
             per_row: 2,
         };
     }
@@ -345,18 +343,7 @@ fn subgroups(report: &Report, spec: &FigureSpec) -> Layout {
     Layout {
         title: spec.title.clone(),
         panels,
-        series: vec![
-            Series {
-                name: format!("baseline ({baseline})"),
-                color: BLACK,
-                square: true,
-            },
-            Series {
-                name: "best SSL model".into(),
-                color: PALETTE[0],
-                square: false,
-            },
-        ],
+        series: baseline_and_best(baseline, "best SSL model"),
         per_row: 2,
     }
 }

@@ -211,6 +211,30 @@ fn model_series(report: &Report, models: &[String]) -> Vec<Series> {
 
 type DrawResult<DB> = Result<(), DrawingAreaErrorKind<<DB as DrawingBackend>::ErrorType>>;
 
+/// A drawing area in pixel coordinates.
+type Area<DB> = DrawingArea<DB, Shift>;
+
+/// What drawing on a backend fails with.
+type DrawError<DB> = DrawingAreaErrorKind<<DB as DrawingBackend>::ErrorType>;
+
+/// Every figure's frame: a white page of width `w`, the title in a 50 px
+/// band, and below it the plots' area and the legend column of `series`.
+fn frame<DB: DrawingBackend>(
+    root: &DrawingArea<DB, Shift>,
+    title: &str,
+    w: u32,
+    series: &[Series],
+) -> Result<(Area<DB>, Area<DB>), DrawError<DB>> {
+    root.fill(&WHITE)?;
+    let (band, body) = root.split_vertically(50);
+    band.draw(&Text::new(
+        title.to_owned(),
+        (12, 14),
+        TextStyle::from((FAMILY, 21).into_font()).color(&BLACK),
+    ))?;
+    Ok(body.split_horizontally(w - legend_width(series)))
+}
+
 /// A marker at a pixel position: a square for the baseline, else a disc.
 fn draw_marker<DB: DrawingBackend>(
     area: &DrawingArea<DB, Shift>,

@@ -162,10 +162,6 @@ fn split_predictions(
     scores: &[f32],
 ) -> cxr_stats::Predictions {
     let Some(store) = store else {
-        eprintln!(
-            "warning: the features' store is not readable; predictions use row numbers as ids \
-             and carry no patient ids (evaluate will resample images)"
-        );
         let ids = index.iter().map(|i| format!("row-{i}")).collect();
         return predictions(ids, labels, targets, scores);
     };
@@ -312,6 +308,13 @@ pub fn run(args: &Args, quiet: bool) -> Result<()> {
         }
     }
 
+    if store.is_none() {
+        // Said once, after the fit (a failing fit reports only its error).
+        eprintln!(
+            "warning: the features' store is not readable; predictions use row numbers as ids \
+             and carry no patient ids (evaluate will resample images)"
+        );
+    }
     let mut split_auc = BTreeMap::new();
     for (name, split, x) in [("val", &val, &x_val), ("test", &test, &x_test)] {
         let scores = flat(&probe.scores(x))?;

@@ -106,13 +106,9 @@ fn read(path: &Path, extra: &[&str]) -> Result<(Predictions, Input)> {
     Ok((predictions, Input { path: name, sha256 }))
 }
 
+/// What the library cannot check: the flags' relations and the age bands'
+/// order (the confidence is checked where it is used, in `evaluate_with`).
 fn check(args: &Args) -> Result<()> {
-    if !(args.confidence > 0.0 && args.confidence < 1.0) {
-        bail!(
-            "--confidence must be strictly between 0 and 1, got {}",
-            args.confidence
-        );
-    }
     if args.age_bins.is_empty()
         || args.age_bins.iter().any(|a| !a.is_finite())
         || args.age_bins.windows(2).any(|w| w[0] >= w[1])

@@ -121,12 +121,24 @@ fn ci_cell(v: f64, ci: Option<[f64; 2]>) -> String {
     }
 }
 
+/// A Markdown table's header and separator rows: (title, right-aligned).
+fn table_head(s: &mut String, columns: &[(&str, bool)]) {
+    for (title, _) in columns {
+        let _ = write!(s, "| {title} ");
+    }
+    s.push_str("|\n");
+    for (_, right) in columns {
+        s.push_str(if *right { "|---:" } else { "|---" });
+    }
+    s.push_str("|\n");
+}
+
 fn rate(x: Option<f64>) -> String {
     x.map_or_else(|| "n/a".to_owned(), |v| format!("{v:.3}"))
 }
 
 /// The sentence saying what the intervals resampled.
-pub fn unit_sentence(e: &Evaluation) -> String {
+fn unit_sentence(e: &Evaluation) -> String {
     let pct = e.confidence * 100.0;
     let unit = match e.resample {
         Unit::Patient => format!(
@@ -172,17 +184,30 @@ pub fn render_markdown(e: &Evaluation) -> String {
                 ""
             }
         );
-        s.push_str("| label | n+ | n- | AUC (CI) | baseline AUC | delta (CI) | p DeLong |");
+        let mut columns = vec![
+            ("label", false),
+            ("n+", true),
+            ("n-", true),
+            ("AUC (CI)", false),
+            ("baseline AUC", false),
+            ("delta (CI)", false),
+            ("p DeLong", true),
+        ];
         if clustered {
-            s.push_str(" p clustered |");
+            columns.push(("p clustered", true));
         }
-        s.push_str(" p bootstrap | p Holm |\n|---|---:|---:|---|---|---|---:|");
-        if clustered {
-            s.push_str("---:|");
-        }
-        s.push_str("---:|---:|\n");
+        columns.extend([("p bootstrap", true), ("p Holm", true)]);
+        table_head(&mut s, &columns);
     } else {
-        s.push_str("| label | n+ | n- | AUC (CI) |\n|---|---:|---:|---|\n");
+        table_head(
+            &mut s,
+            &[
+                ("label", false),
+                ("n+", true),
+                ("n-", true),
+                ("AUC (CI)", false),
+            ],
+        );
     }
     for l in &e.labels {
         let mut auc = auc_cell(l.auc, l.ci);
@@ -245,15 +270,21 @@ fn calibration_section(e: &Evaluation, s: &mut String) {
     if after {
         s.push_str(" After: Platt scaling fitted per label on the validation predictions.");
     }
-    s.push_str("\n\n| label | Brier (CI) | ECE (CI) | ACE |");
+    s.push_str("\n\n");
+    let mut columns = vec![
+        ("label", false),
+        ("Brier (CI)", false),
+        ("ECE (CI)", false),
+        ("ACE", true),
+    ];
     if after {
-        s.push_str(" Brier after | ECE after | ACE after |");
+        columns.extend([
+            ("Brier after", true),
+            ("ECE after", true),
+            ("ACE after", true),
+        ]);
     }
-    s.push_str("\n|---|---|---|---:|");
-    if after {
-        s.push_str("---:|---:|---:|");
-    }
-    s.push('\n');
+    table_head(s, &columns);
     for l in &e.labels {
         let _ = write!(s, "| {} |", l.label);
         match &l.calibration {
@@ -312,7 +343,19 @@ fn subgroup_section(e: &Evaluation, s: &mut String) {
     if unknown {
         s.push('\n');
     }
-    s.push_str("| column | subgroup | label | n | n+ | AUC (CI) | TPR | FPR |\n|---|---|---|---:|---:|---|---:|---:|\n");
+    table_head(
+        s,
+        &[
+            ("column", false),
+            ("subgroup", false),
+            ("label", false),
+            ("n", true),
+            ("n+", true),
+            ("AUC (CI)", false),
+            ("TPR", true),
+            ("FPR", true),
+        ],
+    );
     for r in results {
         let mut auc = auc_cell(r.auc, r.ci);
         if let Some(reason) = &r.reason {
@@ -333,7 +376,19 @@ fn subgroup_section(e: &Evaluation, s: &mut String) {
     if gaps.is_empty() {
         return;
     }
-    s.push_str("\nGaps: best minus worst subgroup AUC, and highest minus lowest false negative rate (underdiagnosis), with the paired interval of the same two subgroups over the replicates (the pair is chosen on the point estimates).\n\n| column | label | AUC gap (CI) | best | worst | FNR gap (CI) | most underdiagnosed |\n|---|---|---|---|---|---|---|\n");
+    s.push_str("\nGaps: best minus worst subgroup AUC, and highest minus lowest false negative rate (underdiagnosis), with the paired interval of the same two subgroups over the replicates (the pair is chosen on the point estimates).\n\n");
+    table_head(
+        s,
+        &[
+            ("column", false),
+            ("label", false),
+            ("AUC gap (CI)", false),
+            ("best", false),
+            ("worst", false),
+            ("FNR gap (CI)", false),
+            ("most underdiagnosed", false),
+        ],
+    );
     for g in gaps {
         let _ = writeln!(
             s,

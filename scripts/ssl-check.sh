@@ -7,7 +7,7 @@
 #
 #   scripts/ssl-check.sh [OUT_DIR]   (PATIENTS, EPOCHS, SIZE, METHODS override)
 #
-# The CNN methods share the tiny GroupNorm ResNet (ssl-methods.md §6.3, §7.2:
+# The CNN methods share the tiny GroupNorm ResNet (docs/ssl-methods.md (Phantom-scale configurations; Pitfalls):
 # batch-norm statistics let MoCo-style objectives identify positives) and one
 # random baseline; clip and refers are compared with the tiny ViT of the same
 # shape at random weights. The closing notes of issue 7 record a run's table
@@ -53,7 +53,7 @@ for method in $methods; do
         # 64 px phantom views whose report sentence is no longer
         # predictable: with it, image->text accuracy stays at chance.
         convirt) extra=(--backbone "$backbone" --batch-size 32 --lr 1e-3 --schedule cosine --no-augment) ;;
-        # The attention check (ssl-methods.md §6.4 item 5) on the phantom's
+        # The attention check (docs/ssl-methods.md (Checks that a method learns)) on the phantom's
         # lesion masks: printed below the table.
         gloria) extra=(--backbone "$backbone" --batch-size 32 --lr 1e-3 --schedule cosine --lesion-masks "$out/raw/ground_truth.csv") ;;
         clip) extra=(--batch-size 32 --lr 5e-4); random=random-vit ;;

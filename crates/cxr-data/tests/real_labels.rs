@@ -181,7 +181,7 @@ fn vindr_kaggle_labels_only() {
     let root = common::root_with(&[(&f, "train.csv.gz")]);
     let (store, _tmp) = labels_only("vindr", root.path());
     assert_eq!(store.len(), 15_000);
-    // Union over the three readers (datasets.md 16.9 "any reader" column).
+    // A finding is positive when any of the three readers marked it.
     assert_eq!(
         positives(&store),
         vec![

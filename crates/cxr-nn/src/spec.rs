@@ -52,7 +52,7 @@ pub fn architecture(name: &str) -> Result<Architecture, String> {
         "densenet121" => Architecture::DenseNet(DenseNetConfig::densenet121(None)),
         "vit-b16" => Architecture::Vit(VitConfig::vit_b16(None)),
         // Narrow ResNet-18s: the phantom-scale backbones of tests and demos;
-        // `-gn` with GroupNorm(8), the tiny contrastive default (§6.3, §7.2).
+        // `-gn` with GroupNorm(8), the tiny contrastive default (docs/ssl-methods.md (Phantom-scale configurations; Pitfalls)).
         "resnet18-w16" | "resnet18-w32" | "resnet18-w16-gn" | "resnet18-w32-gn" => {
             Architecture::ResNet(ResNetConfig {
                 width: if name.contains("-w16") { 16 } else { 32 },
@@ -64,12 +64,12 @@ pub fn architecture(name: &str) -> Result<Architecture, String> {
                 ..ResNetConfig::resnet18(None)
             })
         }
-        // S2MTS2's backbone: every activation LeakyReLU(0.1) (ssl-methods.md §2.3).
+        // S2MTS2's backbone: every activation LeakyReLU(0.1) (docs/ssl-methods.md (S2MTS2)).
         "densenet121-leaky" => Architecture::DenseNet(DenseNetConfig {
             activation: Activation::LeakyRelu(0.1),
             ..DenseNetConfig::densenet121(None)
         }),
-        // The phantom-scale S2MTS2 backbone of §6.3: growth 8, two layers per
+        // The phantom-scale S2MTS2 backbone of docs/ssl-methods.md (Phantom-scale configurations): growth 8, two layers per
         // block, a stem of twice the growth as DenseNet-121 has; 32 features.
         "densenet-tiny" => Architecture::DenseNet(DenseNetConfig {
             growth_rate: 8,
@@ -78,7 +78,7 @@ pub fn architecture(name: &str) -> Result<Architecture, String> {
             activation: Activation::LeakyRelu(0.1),
             ..DenseNetConfig::densenet121(None)
         }),
-        // REFERS' ViT at phantom scale (ssl-methods.md §6.3): 64-pixel
+        // REFERS' ViT at phantom scale (docs/ssl-methods.md (Phantom-scale configurations)): 64-pixel
         // inputs in 8-pixel patches, width 96, 4 layers, 3 heads, MLP 384.
         "vit-tiny" => Architecture::Vit(VitConfig {
             image_size: 64,

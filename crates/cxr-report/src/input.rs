@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use cxr_stats::Predictions;
 use serde::{Deserialize, Serialize};
 
-/// Name of the test predictions file inside a run directory (interfaces.md §8).
+/// Name of the test predictions file inside a run directory (docs/formats.md).
 pub const PREDICTIONS_FILE: &str = "predictions-test.csv";
 
 /// One run of the grid: a model adapted to a dataset with one strategy and

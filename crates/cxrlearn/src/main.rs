@@ -5,6 +5,8 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 mod cmd;
+#[cfg(test)]
+mod doc_links;
 mod output;
 mod run;
 

@@ -1,4 +1,4 @@
-//! The run directory every adaptation command writes (interfaces.md §8):
+//! The run directory every adaptation command writes (docs/formats.md):
 //! `config.toml`, `predictions-{val,test}.csv`, `evaluation.json`,
 //! `log.jsonl` and the trained weights. Reports are rebuilt from these files
 //! alone, so everything a number depends on is written here.
@@ -75,7 +75,7 @@ impl RunDir {
         self.out.write(name, bytes)
     }
 
-    /// Writes `predictions-{split}.csv` (interfaces.md §2).
+    /// Writes `predictions-{split}.csv` (docs/formats.md).
     pub fn write_predictions(&self, split: &str, p: &Predictions) -> Result<()> {
         let mut bytes = Vec::new();
         p.write_to(&mut bytes)?;

@@ -1,6 +1,6 @@
 //! `cxrlearn benchmark` end to end on two small phantom stores: a grid of a
 //! random-init baseline and a tiny MoCo-CXR pretraining recipe, probed and
-//! finetuned (interfaces.md §10). The report holds every cell; a rerun skips
+//! finetuned (docs/benchmark.md). The report holds every cell; a rerun skips
 //! all cells; a changed probe setting reruns exactly the linear cells; a
 //! broken model fails its cells without stopping the others; `--task-index`
 //! runs one cell; `--emit-slurm` writes the array script; bad grids fail

@@ -12,7 +12,7 @@ use serde_json::Value;
 
 const BATCH: usize = 32;
 
-/// A smaller CLIP than the §6.3 tiny default (one layer per tower, patch 16),
+/// A smaller CLIP than the docs/ssl-methods.md (Phantom-scale configurations) tiny default (one layer per tower, patch 16),
 /// the shape the zero-shot test trains, so the run fits a debug build.
 fn pretrain_args<'a>(store: &'a Path, out: &'a Path) -> Vec<&'a str> {
     vec![

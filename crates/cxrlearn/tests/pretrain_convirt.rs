@@ -13,7 +13,7 @@ use serde_json::Value;
 
 const BATCH: usize = 32;
 
-/// The tiny recipe of ssl-methods.md §6.3 (BERT 2 layers, width 128, 2
+/// The tiny recipe of docs/ssl-methods.md (Phantom-scale configurations) (BERT 2 layers, width 128, 2
 /// heads, FFN 512, context 48; 64-d heads; λ 0.75, τ 0.1) on the narrow
 /// ResNet; the images are used as stored so the short run learns.
 fn args<'a>(store: &'a Path, out: &'a Path, extra: &[&'a str]) -> Vec<&'a str> {

@@ -14,7 +14,7 @@ use serde_json::Value;
 
 const BATCH: usize = 32;
 
-/// The tiny recipe of ssl-methods.md §6.3 (BERT 2 layers, width 128, 2
+/// The tiny recipe of docs/ssl-methods.md (Phantom-scale configurations) (BERT 2 layers, width 128, 2
 /// heads, FFN 512, context 48; γ 4, 5, 10; Adam β1 0.5) on the narrow
 /// ResNet (its layer3 is 4x4 = 16 regions at 64 px); the images are used as
 /// stored so the short run learns.

@@ -1,5 +1,5 @@
-//! `cxrlearn pretrain --method refers` on phantom studies (ssl-methods.md
-//! §6.4): captioning starts near ln V, the total loss falls, teacher-forced
+//! `cxrlearn pretrain --method refers` on phantom studies (docs/ssl-methods.md,
+//! Checks that a method learns): captioning starts near ln V, the total loss falls, teacher-forced
 //! caption accuracy clears the majority-token frequency, the fusion gates
 //! stay inside (0.05, 0.95) and vary across samples, about half the samples
 //! are flipped, the ViT loads into `features`, and a store without study
@@ -17,7 +17,7 @@ use serde_json::Value;
 
 const BATCH: usize = 16;
 
-/// The tiny REFERS of §6.3 (ViT patch 8 width 96 depth 4 on 64 px, decoder
+/// The tiny REFERS of docs/ssl-methods.md (Phantom-scale configurations) (ViT patch 8 width 96 depth 4 on 64 px, decoder
 /// width 128, BERT 2 layers of 128, captions of 48 tokens, λ 0.75, τ 0.1),
 /// AdamW at a constant 1e-3 so the 60 steps of the test move it.
 fn pretrain_args<'a>(store: &'a Path, out: &'a Path, epochs: &'a str) -> Vec<&'a str> {

@@ -1,5 +1,5 @@
 //! `cxrlearn probe --features` end to end on synthetic features directories:
-//! every run-directory file (interfaces.md §8) and its consistency with
+//! every run-directory file (docs/formats.md) and its consistency with
 //! `cxrlearn evaluate`, the C grid, standardisation, a multi-class task, ids
 //! from a real store, and bad inputs (one `error:` line, no run directory).
 

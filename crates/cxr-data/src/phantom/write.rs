@@ -1,4 +1,4 @@
-//! The on-disk layout (interfaces.md section 5):
+//! The on-disk layout (docs/phantom.md):
 //!
 //! - `images/<study>_{frontal,lateral}.png`: 8-bit grayscale.
 //! - `labels.csv`: `path,patient_id,study_id,site,view,` then one 0/1 column

@@ -190,7 +190,7 @@ pub fn load(root: &Path) -> Result<LabelTable> {
          dropped; {broken} known-broken files dropped"
     ));
     t.notes.push("labels: exact-match synonym sets over the stripped Labels items (see presets/padchest.rs); the paper's \
-                  9-label list is unpublished, this is the CheXpert-style hypothesis from datasets.md"
+                  9-label list is unpublished, these are the CheXpert-style findings PadChest's labels cover"
         .into());
     t.notes.push(format!(
         "sex from `PatientSex_DICOM` (O -> unknown); view from `Projection`; age = year of `StudyDate_DICOM` minus \

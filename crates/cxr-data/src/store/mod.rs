@@ -1,4 +1,4 @@
-//! The dataset store (interfaces.md section 3): `dataset.json`, `manifest.csv`,
+//! The dataset store (docs/formats.md): `dataset.json`, `manifest.csv`,
 //! `images-NNNNN.safetensors` shards of u8 `[n, H, W]`, plus `labels-raw.csv`
 //! (the four raw label states) and `skipped.csv` (unreadable images).
 

@@ -1,5 +1,5 @@
 //! Building blocks shared by the self-supervised objectives
-//! (ssl-methods.md §4): contrastive losses, the momentum (EMA) update, the
+//! (docs/ssl-methods.md (Shared blocks)): contrastive losses, the momentum (EMA) update, the
 //! projection MLP, the collapse monitors, and checkpoint state of variable
 //! stores.
 
@@ -64,7 +64,7 @@ pub fn info_nce(a: &Tensor, b: &Tensor, scale: &Tensor, weights: (f64, f64)) -> 
 
 /// [`info_nce`] with the pairs marked in `exclude` (`[b, b]` bool, never the
 /// diagonal) left out of both directions' softmax: identical report texts
-/// are not treated as negatives of each other (ssl-methods.md §7.3).
+/// are not treated as negatives of each other (docs/ssl-methods.md (Pitfalls)).
 pub fn info_nce_excluding(
     a: &Tensor,
     b: &Tensor,
@@ -127,7 +127,7 @@ impl Module for Mlp {
     }
 }
 
-/// Collapse monitors of a batch of unit embeddings (ssl-methods.md §6.5).
+/// Collapse monitors of a batch of unit embeddings (docs/ssl-methods.md (Collapse monitors)).
 #[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
 pub struct Monitors {
     /// Mean per-dimension standard deviation; about `1/√d` when spread on

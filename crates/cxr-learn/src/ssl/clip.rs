@@ -1,4 +1,4 @@
-//! CheXzero-style CLIP pretraining (ssl-methods.md §2.6): an image tower and
+//! CheXzero-style CLIP pretraining (docs/ssl-methods.md (CLIP)): an image tower and
 //! a text tower trained with the symmetric in-batch InfoNCE on (image,
 //! impression) pairs, the learnable logit scale clamped at ln 100.
 //!
@@ -52,7 +52,7 @@ pub struct ClipSettings {
 }
 
 impl ClipSettings {
-    /// The tiny configuration of ssl-methods.md §6.3: ViT patch 8 width 96
+    /// The tiny configuration of docs/ssl-methods.md (Phantom-scale configurations): ViT patch 8 width 96
     /// depth 4, text 2 layers width 128 context 32, embedding 64, a BPE of
     /// 400 ids from the corpus. The scale starts at ln 2: from random
     /// weights, CLIP's ln(1/0.07) makes the optimiser collapse every
@@ -347,7 +347,7 @@ impl Objective for ClipObjective {
         Ok((loss, fields.as_object().cloned().unwrap_or_default()))
     }
 
-    /// Clamps the scale after the update, as the clamp in §6.3 means it.
+    /// Clamps the scale after the update, as the clamp in docs/ssl-methods.md (CLIP) means it.
     fn after_step(&mut self) -> Result<(), String> {
         tch::no_grad(|| {
             let _ = self.scale().shallow_clone().clamp_max_(MAX_LOGIT_SCALE);

@@ -1,4 +1,4 @@
-//! ConVIRT (ssl-methods.md §2.4, recipe §4.3): an image backbone and a
+//! ConVIRT (docs/ssl-methods.md (ConVIRT)): an image backbone and a
 //! BERT text tower, each with an MLP head, trained with the asymmetric
 //! bidirectional in-batch InfoNCE `λ·InfoNCE(img→txt) + (1−λ)·InfoNCE(txt→img)`
 //! on (image, one random findings/impression sentence) pairs.
@@ -38,10 +38,10 @@ pub struct ConvirtSettings {
     /// λ, the image→text weight (paper 0.75; the code's default 0.5).
     pub lambda: f64,
     /// The reference code without `--biloss`: the image→text term alone,
-    /// at weight 1 (§7.5).
+    /// at weight 1 (the paper weighs both directions).
     pub image_to_text_only: bool,
     /// Leave pairs with identical sentences out of each other's negatives
-    /// (§7.3; off by default, as in the paper).
+    /// (docs/ssl-methods.md (Pitfalls); off by default, as in the paper).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub mask_duplicate_texts: bool,
 }
@@ -94,7 +94,7 @@ pub fn in_batch_accuracy(a: &Tensor, b: &Tensor) -> f64 {
 }
 
 /// Fraction of batch entries whose token sequence equals another entry's:
-/// in-batch false negatives (§7.3).
+/// in-batch false negatives (docs/ssl-methods.md (Pitfalls)).
 pub fn duplicate_fraction(ids: &Tensor) -> f64 {
     let rows = Vec::<Vec<i64>>::try_from(ids.to_device(Device::Cpu)).unwrap_or_default();
     let n = rows.len().max(1);

@@ -1,4 +1,4 @@
-//! REFERS' multi-view fusion (ssl-methods.md §2.7, `modules/Fusion.py`):
+//! REFERS' multi-view fusion (docs/ssl-methods.md (REFERS), `modules/Fusion.py`):
 //! at every patch position p the views' tokens are concatenated,
 //! `h_p = [P_1,p; ...; P_R,p]`, and each view r gets its own gate
 //! `ω_r,p = σ(a_rᵀ h_p + b_r)`. The fused memory is the views' gated
@@ -72,7 +72,7 @@ impl ViewFusion {
     }
 }
 
-/// Gate monitors of a batch (ssl-methods.md §6.4, REFERS).
+/// Gate monitors of a batch (docs/ssl-methods.md (Checks that a method learns), REFERS).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct GateMonitors {
     /// Mean of every gate.
@@ -121,7 +121,7 @@ mod tests {
     }
 
     #[test]
-    // The indices spell out ω_{r,p} and M for sample n, as §2.7 writes them.
+    // The indices spell out ω_{r,p} and M for sample n, as docs/ssl-methods.md (REFERS) writes them.
     #[allow(clippy::needless_range_loop)]
     fn matches_a_direct_computation() {
         let (vs, f, views) = setup();

@@ -1,4 +1,4 @@
-//! GLoRIA (ssl-methods.md §2.5, recipe §4.3): a ResNet whose `layer3` map
+//! GLoRIA (docs/ssl-methods.md (GLoRIA)): a ResNet whose `layer3` map
 //! (regions, through a bias-free 1×1 convolution) and pooled `layer4`
 //! (through a linear layer) are embedded at BERT's width, and a BERT whose
 //! words are the sum of its last 4 hidden states with WordPiece pieces

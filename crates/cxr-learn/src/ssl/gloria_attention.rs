@@ -1,5 +1,5 @@
-//! GLoRIA's local loss (ssl-methods.md §2.5, B9 `CrossAttentionPool`, L3
-//! `GloriaLocal`): every word of a report attends over every region of an
+//! GLoRIA's local loss (docs/ssl-methods.md (GLoRIA);
+//! the reference's `CrossAttentionPool`): every word of a report attends over every region of an
 //! image, each word is compared with its attended region context, and the
 //! per-word agreements are pooled into one image-report score, for every
 //! image-report pair of the batch at once.

@@ -1,5 +1,5 @@
 //! Does a word look at its lesion? GLoRIA's attention check
-//! (ssl-methods.md §6.4 item 5): for report sentences with a lesion word,
+//! (docs/ssl-methods.md (Checks that a method learns)): for report sentences with a lesion word,
 //! the region the word attends to most should overlap the image's lesion
 //! mask more often than a region drawn at random would (the fraction of
 //! regions the mask touches).

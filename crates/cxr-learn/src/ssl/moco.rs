@@ -1,9 +1,9 @@
 //! The momentum-contrast engine of MoCo-CXR and MedAug (MoCo v2): a query
 //! encoder trained by gradient, a key encoder following it by EMA, a ring
-//! buffer of past keys as negatives (ssl-methods.md §2.1-2.2).
+//! buffer of past keys as negatives (docs/ssl-methods.md (MoCo-CXR, MedAug)).
 //!
 //! One device has no cross-GPU "shuffle BN", and shuffling inside one batch
-//! changes nothing (§7.2): keys are shuffled across `ghost_batches` groups
+//! changes nothing (docs/ssl-methods.md (Pitfalls)): keys are shuffled across `ghost_batches` groups
 //! whose batch-norm statistics are computed separately, so a query's
 //! positive key never shares normalisation statistics with it.
 

@@ -1,6 +1,6 @@
 //! Positive pairs of the image-only methods: another view of the same image
 //! (MoCo-CXR), or another image of the same patient or study (MedAug's
-//! patient-metadata sampler, ssl-methods.md §2.2).
+//! patient-metadata sampler, docs/ssl-methods.md (MedAug)).
 
 use std::collections::HashMap;
 use std::sync::Arc;

@@ -1,4 +1,4 @@
-//! REFERS (ssl-methods.md §2.7): three views of a study through one ViT,
+//! REFERS (docs/ssl-methods.md (REFERS)): three views of a study through one ViT,
 //! a gated fusion of their patch tokens as the memory of a one-layer
 //! caption decoder that writes the report (findings + impression), and a
 //! per-sample InfoNCE between the views' concatenated class tokens and a
@@ -15,10 +15,10 @@
 //! [`RefersSettings::flip`], mirrors all three views together and uses the
 //! caption with "left" and "right" swapped ([`caption::swap_left_right`]),
 //! so image and text always agree (the reference flips views
-//! independently and only view 1's flip reaches the caption, §7.4).
+//! independently and only view 1's flip reaches the caption, docs/ssl-methods.md (Pitfalls)).
 //!
 //! Text: the decoder reads a BPE trained on the train captions (standing
-//! in for REFERS' SentencePiece model, §4.1 B5; padding is id 0 and is
+//! in for REFERS' SentencePiece model; padding is id 0 and is
 //! ignored by the loss, as in REFERS), the BERT branch a WordPiece trained
 //! on the same captions; both cut at [`RefersSettings::max_len`] tokens,
 //! counted in the run's `text` record. All branches share one learning
@@ -69,7 +69,7 @@ pub struct RefersSettings {
     /// Temperature of the cosine similarities.
     pub temperature: f64,
     /// The reference's stop-gradient on the text->image term
-    /// (`refers_detach_t2i`, §7.6); off: both terms train.
+    /// (`refers_detach_t2i`, docs/ssl-methods.md (Pitfalls)); off: both terms train.
     pub detach_t2i: bool,
     /// Probability of the paired image + caption flip.
     pub flip: f64,
@@ -95,7 +95,7 @@ pub struct RefersSettings {
 }
 
 impl RefersSettings {
-    /// The tiny configuration of §6.3: decoder 1 layer, width 128, 4 heads,
+    /// The tiny configuration of docs/ssl-methods.md (Phantom-scale configurations): decoder 1 layer, width 128, 4 heads,
     /// FFN 512; BERT 2 layers, width 128, 2 heads, FFN 512; captions of at
     /// most 48 tokens; λ 0.75, τ 0.1.
     pub fn tiny() -> Self {

@@ -1,4 +1,4 @@
-//! S2MTS2 stage A (ssl-methods.md §2.3): MoCo v2 with Joint Contrastive
+//! S2MTS2 stage A (docs/ssl-methods.md (S2MTS2)): MoCo v2 with Joint Contrastive
 //! Learning. Each query image gets M further augmented views as keys; their
 //! mean `μ` and per-sample covariance `Σ` (no gradient) model the positive as
 //! a Gaussian, and the loss is JCL's closed-form bound
@@ -30,7 +30,7 @@ pub struct S2mts2Settings {
     /// The JCL weight reached at the last epoch (the reference hard-codes 2).
     pub lambda: f64,
     /// The reference code's head, whose `classifier` layer is applied twice
-    /// (a quirk, §7.6); off: MoCo v2's head.
+    /// (a quirk, docs/ssl-methods.md (Pitfalls)); off: MoCo v2's head.
     pub reference_head: bool,
 }
 

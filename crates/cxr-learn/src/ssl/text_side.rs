@@ -1,5 +1,5 @@
-//! The text side shared by ConVIRT and GLoRIA (ssl-methods.md §2.4, §2.5,
-//! B3-B5, B7): report sections and sentence splitting by each method's
+//! The text side shared by ConVIRT and GLoRIA (docs/ssl-methods.md
+//! (ConVIRT; GLoRIA)): report sections and sentence splitting by each method's
 //! rules, a bank of every train row's candidate sentences encoded once, the
 //! per-step random choice of one sentence per row, and a BERT text tower
 //! with a WordPiece vocabulary trained on the train split's reports.
@@ -56,7 +56,7 @@ pub struct BertSettings {
 }
 
 impl BertSettings {
-    /// The tiny BERT of ssl-methods.md §6.3: 2 layers, width 128, 2 heads,
+    /// The tiny BERT of docs/ssl-methods.md (Phantom-scale configurations): 2 layers, width 128, 2 heads,
     /// FFN 512, context 48, a 600-id vocabulary, nothing frozen.
     pub fn tiny() -> Self {
         Self {
@@ -110,7 +110,7 @@ fn section(report: &str, header: &str, stops: &[&str]) -> Option<String> {
     Some(rest.split_whitespace().collect::<Vec<_>>().join(" "))
 }
 
-/// ConVIRT's text (§2.4: "use all sections"): FINDINGS and IMPRESSION; a
+/// ConVIRT's text (docs/ssl-methods.md (ConVIRT): "use all sections"): FINDINGS and IMPRESSION; a
 /// report with neither header is taken whole.
 pub fn findings_and_impression(report: &str) -> String {
     let findings = section(report, "FINDINGS:", &["IMPRESSION:"]);
@@ -190,7 +190,7 @@ fn impression_section(report: &str) -> Option<String> {
     }
 }
 
-/// ConVIRT's sentences (§2.4): findings and impression split into
+/// ConVIRT's sentences (docs/ssl-methods.md (ConVIRT)): findings and impression split into
 /// sentences, those of three whitespace words or fewer dropped.
 pub fn convirt_sentences(report: &str) -> Vec<String> {
     split_sentences(&findings_and_impression(report))
@@ -200,7 +200,7 @@ pub fn convirt_sentences(report: &str) -> Vec<String> {
         .collect()
 }
 
-/// GLoRIA's sentences (§2.5) from the impression: split at numbered
+/// GLoRIA's sentences (docs/ssl-methods.md (GLoRIA)) from the impression: split at numbered
 /// markers and periods, lower-cased, reduced to ASCII alphanumeric tokens
 /// joined by spaces; sentences of one token or fewer dropped; stops once
 /// the cumulative token count is exactly `captions_per_image` (5), as the

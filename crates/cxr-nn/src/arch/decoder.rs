@@ -1,5 +1,5 @@
 //! REFERS' report-generation head (virtex's `transformer_postnorm` textual
-//! head, ssl-methods.md §2.7): word + learned positional embeddings with a
+//! head, docs/ssl-methods.md (REFERS)): word + learned positional embeddings with a
 //! LayerNorm, a post-norm transformer decoder over a projected visual
 //! memory, and an output layer tied to the word embedding. Parameter names
 //! follow virtex / PyTorch (`embedding.words`, `embedding.positions`,

@@ -44,7 +44,7 @@ pub enum Norm {
     Batch,
     /// Group normalisation with this many groups (`weight`, `bias`): no batch
     /// statistics, so contrastive pretraining cannot identify positives through
-    /// them (ssl-methods.md §7.2) and train and eval modes agree.
+    /// them (docs/ssl-methods.md (Pitfalls)) and train and eval modes agree.
     Group(i64),
 }
 

@@ -20,7 +20,7 @@ use plotters::style::{FontStyle, register_font};
 use crate::ReportError;
 use crate::report::{Report, TaskKind};
 
-/// DejaVu Sans 2.37 (see `assets/README.md` and its licence file).
+/// DejaVu Sans 2.37 (see `crates/cxr-report/assets/README.md` and its licence file).
 static FONT: &[u8] = include_bytes!("../../assets/DejaVuSans.ttf");
 const FAMILY: &str = "sans-serif";
 

@@ -1,6 +1,6 @@
 //! `cxrlearn zero-shot`: classification from text prompts with an image-text
 //! model (CheXzero-style scoring, see `cxr_learn::zeroshot`), written as a
-//! run directory (interfaces.md §8).
+//! run directory (docs/formats.md).
 
 use std::path::{Path, PathBuf};
 

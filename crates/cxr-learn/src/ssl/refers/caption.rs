@@ -1,6 +1,6 @@
 //! REFERS' caption text: the report's findings and impression, and the
 //! left/right swap that pairs a horizontal flip with its caption
-//! (ssl-methods.md §2.7, §7.4).
+//! (docs/ssl-methods.md (REFERS; Pitfalls)).
 
 /// The caption of a report: the FINDINGS text then the IMPRESSION text,
 /// headers removed and whitespace collapsed. A report with neither header
@@ -49,7 +49,7 @@ fn recase(word: &str, like: &str) -> String {
 /// ("Left" -> "Right", "RIGHT" -> "LEFT"). Words are maximal runs of
 /// letters, so "left-sided" swaps and "leftover" or "bright" do not, and
 /// one pass over the text swaps each word once (REFERS' substring replace
-/// swaps inside words; §7.4).
+/// swaps inside words; docs/ssl-methods.md (Pitfalls)).
 pub fn swap_left_right(text: &str) -> String {
     let mut out = String::with_capacity(text.len() + 8);
     let mut word = String::new();

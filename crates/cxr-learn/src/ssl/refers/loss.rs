@@ -1,4 +1,4 @@
-//! REFERS' two losses (ssl-methods.md §2.7): the per-sample image<->report
+//! REFERS' two losses (docs/ssl-methods.md (REFERS)): the per-sample image<->report
 //! InfoNCE with cosine similarity, and the captioning cross-entropy.
 
 use tch::{Kind, Reduction, Tensor};
@@ -18,7 +18,7 @@ pub struct Contrastive {
 /// (`[b, d]`, paired by row): with `S_ik = cos(v_i, u_k) / τ`, λ weighs the
 /// image->text cross-entropy and 1 − λ the text->image one. `detach_t2i`
 /// reproduces the reference code, which turns the text->image term into a
-/// Python float: its value still counts, its gradient does not (§7.6).
+/// Python float: its value still counts, its gradient does not (docs/ssl-methods.md (Pitfalls)).
 pub fn contrastive(v: &Tensor, u: &Tensor, tau: f64, lambda: f64, detach_t2i: bool) -> Contrastive {
     let s = l2_normalize(v).matmul(&l2_normalize(u).tr()) / tau;
     let n = s.size()[0];
@@ -99,7 +99,7 @@ mod tests {
         Vec::<Vec<f64>>::try_from(t).unwrap()
     }
 
-    /// The loss as a per-sample loop over the formula of §2.7.
+    /// The loss as a per-sample loop over the formula of docs/ssl-methods.md (REFERS).
     fn naive(v: &[Vec<f64>], u: &[Vec<f64>], tau: f64, lambda: f64) -> f64 {
         let cos = |a: &[f64], b: &[f64]| {
             let dot: f64 = a.iter().zip(b).map(|(x, y)| x * y).sum();

@@ -1,5 +1,5 @@
 //! `cxrlearn benchmark`: a grid of datasets x models x strategies x seeds
-//! (interfaces.md §10), run locally with `--jobs N` cells at a time, one cell
+//! (docs/benchmark.md), run locally with `--jobs N` cells at a time, one cell
 //! per call with `--task-index I` (what Slurm array tasks do), or emitted as
 //! a Slurm job array with `--emit-slurm FILE`; then the report (Table 2,
 //! Tables 4/5, figures). `benchmark report --out DIR` rebuilds the report

@@ -24,7 +24,7 @@ const QUICK_METHODS: [&str; 2] = ["moco-cxr", "gloria"];
 /// The CNN every CNN method, the baseline and the random reference share: a
 /// GroupNorm ResNet-18 of width 16 (batch-norm statistics would let the
 /// MoCo-style objectives find their positives without learning anything;
-/// ssl-methods.md §6.3).
+/// docs/ssl-methods.md (Phantom-scale configurations)).
 pub(crate) const CNN: &str = "resnet18-w16-gn";
 
 /// Training fractions of the full demo's label-efficiency probes.

@@ -194,7 +194,7 @@ pub(super) fn gloria_settings(args: &Args, size: i64) -> Result<Option<GloriaSet
     }))
 }
 
-/// ConVIRT's augmentation (§2.4) as far as [`Augment`] expresses it: a
+/// ConVIRT's augmentation (docs/ssl-methods.md (ConVIRT)) as far as [`Augment`] expresses it: a
 /// square crop of side fraction 0.6-1 (area 0.36-1, drawn uniform in area
 /// rather than in side), rotation ±20° (no translation or scaling), flip
 /// 0.5 with the text unchanged, brightness and contrast 0.4, blur with
@@ -215,7 +215,7 @@ pub(super) fn convirt_augment(size: usize) -> Augment {
     }
 }
 
-/// GLoRIA's augmentation (§2.5): a random square crop of 224/256 of the
+/// GLoRIA's augmentation (docs/ssl-methods.md (GLoRIA)): a random square crop of 224/256 of the
 /// side at a random position, resized back to the input size (the
 /// reference crops 224 of 256 and upsamples to 299 in the model); no flip,
 /// affine or jitter.

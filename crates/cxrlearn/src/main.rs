@@ -26,7 +26,8 @@ struct Cli {
 enum Command {
     /// Converts a raw dataset (preset or generic CSV) into a dataset store.
     Convert(cmd::convert::Args),
-    /// Prints a dataset store's or a checkpoint's summary.
+    /// Prints a dataset store's or a checkpoint's summary, or (--system) what
+    /// libtorch and CUDA this binary can use.
     Info(cmd::info::Args),
     /// Lists the model registry: architecture, feature, checkpoint, preprocessing.
     Models(cmd::models::Args),

@@ -37,32 +37,28 @@ probe() { # name, model -> predictions
 }
 [ -d "$out/probe-random-cnn" ] || probe random-cnn "scratch:$backbone"
 [ -d "$out/probe-random-vit" ] || probe random-vit "scratch:vit-tiny"
-cnn_views=(--crop-scale 0.3,1 --brightness 0.4 --contrast 0.4 --blur-p 0.5)
 notes=$(mktemp)
 printf '| method | steps | final loss | probe macro AUC (test) | random init | delta (95%% CI) | p | best finding: delta (95%% CI) |\n|---|---|---|---|---|---|---|---|\n'
 for method in $methods; do
     run=$out/pretrain-$method
-    random=random-cnn
-    case $method in
-        moco-cxr) extra=(--backbone "$backbone" --batch-size 32 --queue 1024 --lr 1e-3 --key-momentum 0.99 "${cnn_views[@]}") ;;
-        medaug) extra=(--backbone "$backbone" --batch-size 32 --queue 1024 --lr 1e-3 --key-momentum 0.99 --positive same-patient "${cnn_views[@]}") ;;
-        s2mts2) extra=(--backbone "$backbone" --batch-size 32 --queue 1024 --lr 1e-3 --key-momentum 0.99 "${cnn_views[@]}") ;;
-        # Cosine like the rest: a few hundred steps are too short for the
-        # plateau schedule these two default to. ConVIRT's augmentation
-        # (crops down to 36 % of the area, ±20°, jitter, blur) leaves
-        # 64 px phantom views whose report sentence is no longer
-        # predictable: with it, image->text accuracy stays at chance.
-        convirt) extra=(--backbone "$backbone" --batch-size 32 --lr 1e-3 --schedule cosine --no-augment) ;;
-        # The attention check (docs/ssl-methods.md (Checks that a method learns)) on the phantom's
-        # lesion masks: printed below the table.
-        gloria) extra=(--backbone "$backbone" --batch-size 32 --lr 1e-3 --schedule cosine --lesion-masks "$out/raw/ground_truth.csv") ;;
-        clip) extra=(--batch-size 32 --lr 5e-4); random=random-vit ;;
-        # With the ViT's dropout the contrastive term stays at chance for
-        # all 12 epochs (the class token's image-dependent part is small
-        # from random weights, and dropout noise drowns it).
-        refers) extra=(--backbone vit-tiny --batch-size 16 --lr 5e-4 --vit-dropout 0); random=random-vit ;;
-        *) echo "error: unknown method $method" >&2; exit 2 ;;
-    esac
+    # The method's phantom-scale recipe, the one the demo and the tests
+    # use (`cxrlearn methods` lists them; their reasons are in
+    # docs/ssl-methods.md, Phantom-scale configurations).
+    mapfile -t extra < <("$bin" methods --recipe "$method")
+    # The CNN methods are compared with the same CNN at random weights, the
+    # others (CLIP's and REFERS' ViTs) with the tiny ViT.
+    random=random-vit
+    for i in "${!extra[@]}"; do
+        if [ "${extra[$i]}" = resnet18-w16-gn ]; then
+            extra[i]=$backbone
+            random=random-cnn
+        fi
+    done
+    # GLoRIA's attention check (docs/ssl-methods.md (Checks that a method
+    # learns)) on the phantom's lesion masks: printed below the table.
+    if [ "$method" = gloria ]; then
+        extra+=(--lesion-masks "$out/raw/ground_truth.csv")
+    fi
     [ -f "$run/encoder.safetensors" ] || "$bin" --quiet pretrain --method "$method" --data "$out/store" \
         --out "$run" --epochs "$epochs" --device cpu "${extra[@]}"
     [ -d "$out/probe-$method" ] || probe "$method" "$run/encoder.safetensors"

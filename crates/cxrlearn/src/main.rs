@@ -2,7 +2,7 @@
 
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 
 mod cmd;
 #[cfg(test)]
@@ -31,6 +31,8 @@ enum Command {
     Info(cmd::info::Args),
     /// Lists the model registry: architecture, feature, checkpoint, preprocessing.
     Models(cmd::models::Args),
+    /// Lists the self-supervised methods, or prints one's phantom-scale recipe.
+    Methods(cmd::methods::Args),
     /// Validates a released checkpoint against the registry and writes safetensors.
     Import(cmd::import::Args),
     /// Extracts and caches frozen features for every split of a store.
@@ -63,18 +65,27 @@ enum Command {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let matches = Cli::command().get_matches();
+    let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
     let result = match cli.command {
         Command::Convert(args) => cmd::convert::run(&args, cli.quiet),
         Command::Info(args) => cmd::info::run(&args),
         Command::Models(args) => cmd::models::run(&args),
+        Command::Methods(args) => cmd::methods::run(&args),
         Command::Import(args) => cmd::import::run(&args, cli.quiet),
         Command::Features(args) => cmd::features::run(&args, cli.quiet),
         Command::Evaluate(args) => cmd::evaluate::run(&args, cli.quiet),
         Command::Phantom(args) => cmd::phantom::run(&args, cli.quiet),
         Command::Finetune(args) => cmd::finetune::run(&args, cli.quiet),
         Command::Predict(args) => cmd::predict::run(&args, cli.quiet),
-        Command::Pretrain(args) => cmd::pretrain::run(&args, cli.quiet),
+        Command::Pretrain(mut args) => {
+            // Which flags were typed, not defaulted: the method refuses
+            // those it does not read.
+            if let Some(m) = matches.subcommand_matches("pretrain") {
+                args.given = cmd::pretrain::given(m);
+            }
+            cmd::pretrain::run(&args, cli.quiet)
+        }
         Command::Probe(args) => cmd::probe::run(&args, cli.quiet),
         Command::Subsets(args) => cmd::subsets::run(&args, cli.quiet),
         Command::ZeroShot(args) => cmd::zeroshot::run(&args, cli.quiet),

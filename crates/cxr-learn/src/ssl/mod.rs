@@ -26,7 +26,7 @@ pub mod fusion;
 pub mod gloria;
 pub mod gloria_attention;
 pub mod localisation;
-pub mod methods;
+pub mod method;
 pub mod moco;
 pub mod positive;
 mod pretrainer;

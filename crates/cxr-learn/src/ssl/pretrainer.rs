@@ -16,7 +16,7 @@ use serde_json::{Value, json};
 use tch::{Device, Tensor};
 
 use super::localisation::LesionMasks;
-use super::methods;
+use super::method;
 use super::validation::{Tracker, Validation, hold_out, patient_of};
 use super::{Objective, PositiveSampler, PretrainConfig, Progress, Views};
 use crate::data;
@@ -206,7 +206,8 @@ impl Pretrainer<'_> {
         let c = self.config.clone();
         let mut objective = {
             let _init = crate::init_lock();
-            methods::build(&self.config, &self.spec, &self.store, self.device)?
+            let m = method::lookup(&self.config.method).map_err(|e| e.to_string())?;
+            (m.build)(&self.config, &self.spec, &self.store, self.device)?
         };
         let model = objective.as_mut();
         if let Some(summary) = model.summary() {
@@ -259,7 +260,7 @@ impl Pretrainer<'_> {
             )
             .into());
         }
-        if !["clip", "refers", "convirt", "gloria"].contains(&c.method.as_str())
+        if method::lookup(&c.method).is_ok_and(|m| m.queue)
             && !c.moco.queue.is_multiple_of(c.batch_size)
         {
             return Err(format!(

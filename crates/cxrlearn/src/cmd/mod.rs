@@ -8,6 +8,7 @@ pub mod features;
 pub mod finetune;
 pub mod import;
 pub mod info;
+pub mod methods;
 pub mod model_arg;
 pub mod models;
 pub mod parallel;

@@ -354,7 +354,11 @@ impl Grid {
                 (Some(_), None) => {}
                 (None, Some(r)) => {
                     pretrain_args(r, Path::new("out"))
-                        .and_then(|a| validate(pretrain::Args::augment_args, "pretrain", &[], &a))
+                        .and_then(|a| {
+                            validate(pretrain::Args::augment_args, "pretrain", &[], &a)?;
+                            // The method reads every flag of its recipe.
+                            pretrain::check(&a)
+                        })
                         .with_context(|| format!("model '{}': pretrain", m.name))?;
                 }
                 (Some(_), Some(_)) => bail!("model '{}': give model or pretrain, not both", m.name),

@@ -4,14 +4,9 @@
 
 use std::path::Path;
 
-use anyhow::{Result, bail};
+use anyhow::{Result, anyhow, bail};
 use serde::{Deserialize, Serialize};
 use toml::{Table, Value};
-
-/// Every method `demo` can pretrain, in the order of the report.
-pub(crate) const METHODS: [&str; 7] = [
-    "moco-cxr", "medaug", "s2mts2", "convirt", "gloria", "clip", "refers",
-];
 
 /// The full demo's methods: all but REFERS, whose three views, ViT and
 /// report decoder take about as long at phantom scale as the six others
@@ -95,12 +90,7 @@ impl Plan {
             None => FULL_METHODS.iter().map(|s| s.to_string()).collect(),
         };
         for m in &methods {
-            if !METHODS.contains(&m.as_str()) {
-                bail!(
-                    "--methods: unknown method '{m}' (one of {})",
-                    METHODS.join(", ")
-                );
-            }
+            cxr_learn::ssl::method::lookup(m).map_err(|e| anyhow!("--methods: {e}"))?;
         }
         let mut seen = std::collections::BTreeSet::new();
         if let Some(m) = methods.iter().find(|m| !seen.insert(m.as_str())) {
@@ -221,7 +211,7 @@ impl Plan {
             ]),
         ];
         for method in &self.methods {
-            let mut recipe = recipe(method);
+            let mut recipe = recipe(method)?;
             recipe.insert("method".into(), method.as_str().into());
             recipe.insert("data".into(), store("store-pretrain").into());
             recipe.insert("epochs".into(), i64::from(self.pretrain_epochs).into());
@@ -254,46 +244,33 @@ impl Plan {
     }
 }
 
-/// Each method's phantom-scale settings, those of `scripts/ssl-check.sh`.
-fn recipe(method: &str) -> Table {
-    let mut t = match method {
-        "clip" => fields([("batch_size", 32.into()), ("lr", 5e-4.into())]),
-        "refers" => fields([
-            ("backbone", "vit-tiny".into()),
-            ("batch_size", 16.into()),
-            ("lr", 5e-4.into()),
-        ]),
-        _ => fields([
-            ("backbone", CNN.into()),
-            ("batch_size", 32.into()),
-            ("lr", 1e-3.into()),
-        ]),
+/// A method's phantom-scale recipe ([`cxr_learn::ssl::method::Method::recipe`],
+/// the one `scripts/ssl-check.sh` and the tests train with) as a grid
+/// settings table: numbers as numbers, `LO,HI` lists as arrays, switches
+/// as `true`.
+fn recipe(method: &str) -> Result<Table> {
+    let m = cxr_learn::ssl::method::lookup(method)?;
+    let value = |v: &str| -> Value {
+        if v.is_empty() {
+            true.into()
+        } else if let Ok(i) = v.parse::<i64>() {
+            i.into()
+        } else if v.contains(',') {
+            floats(
+                &v.split(',')
+                    .filter_map(|x| x.parse().ok())
+                    .collect::<Vec<_>>(),
+            )
+        } else if let Ok(f) = v.parse::<f64>() {
+            f.into()
+        } else {
+            v.into()
+        }
     };
-    if matches!(method, "moco-cxr" | "medaug" | "s2mts2") {
-        t.extend(fields([
-            ("queue", 1024.into()),
-            ("key_momentum", 0.99.into()),
-            ("crop_scale", floats(&[0.3, 1.0])),
-            ("brightness", 0.4.into()),
-            ("contrast", 0.4.into()),
-            ("blur_p", 0.5.into()),
-        ]));
-    }
-    if method == "medaug" {
-        t.insert("positive".into(), "same-patient".into());
-    }
-    // Runs of a few hundred steps are too short for the plateau schedule
-    // ConVIRT and GLoRIA default to (ConVIRT validates every 5,000 steps);
-    // all methods share the cosine here.
-    if matches!(method, "convirt" | "gloria") {
-        t.insert("schedule".into(), "cosine".into());
-    }
-    // ConVIRT's augmentation leaves 64 px views whose sentence is no longer
-    // predictable (image->text accuracy at chance); see ssl-check.sh.
-    if method == "convirt" {
-        t.insert("no_augment".into(), true.into());
-    }
-    t
+    Ok(m.recipe
+        .iter()
+        .map(|(k, v)| (k.replace('-', "_"), value(v)))
+        .collect())
 }
 
 fn fields<const N: usize>(items: [(&str, Value); N]) -> Table {

@@ -191,7 +191,9 @@ pub enum Error {
     #[error("a multi-class probe needs training rows of at least two classes")]
     ProbeSingleClassOverall,
     /// Features, targets and label names that do not line up.
-    #[error("features have {rows} rows, targets {target_rows} rows x {k} labels, {names} label names")]
+    #[error(
+        "features have {rows} rows, targets {target_rows} rows x {k} labels, {names} label names"
+    )]
     ProbeShape {
         /// Feature rows.
         rows: i64,

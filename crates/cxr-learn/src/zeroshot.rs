@@ -99,15 +99,13 @@ impl PromptSet {
     /// # Errors
     /// Malformed TOML, labels the task does not have (all named), or an
     /// empty prompt list (an empty negative list is allowed for multi-class).
-    pub fn resolve(
-        labels: &[String],
-        file: Option<&str>,
-        multiclass: bool,
-    ) -> Result<Self, Error> {
+    pub fn resolve(labels: &[String], file: Option<&str>, multiclass: bool) -> Result<Self, Error> {
         let mut given = match file {
-            Some(text) => toml::from_str::<PromptsFile>(text)
-                .map_err(Error::PromptsToml)?
-                .labels,
+            Some(text) => {
+                toml::from_str::<PromptsFile>(text)
+                    .map_err(Error::PromptsToml)?
+                    .labels
+            }
             None => BTreeMap::new(),
         };
         let unknown: Vec<&str> = given

@@ -204,8 +204,7 @@ impl DataParallel {
         }
         let mut t = Tensor::from_slice(values).to_device(self.group.device());
         self.group.all_reduce_sum(&mut t)?;
-        Vec::<f64>::try_from(t.to_device(Device::Cpu))
-            .map_err(|e| Error::Collective(e.to_string()))
+        Vec::<f64>::try_from(t.to_device(Device::Cpu)).map_err(|e| Error::Collective(e.to_string()))
     }
 
     /// Every rank's rows of `t` (same shape everywhere) in rank order.

@@ -16,8 +16,8 @@ use cudarc::driver::CudaContext;
 use cudarc::nccl::{result, sys};
 use tch::{Device, Kind, Tensor};
 
-use super::launch::Launch;
 use super::Collective;
+use super::launch::Launch;
 use crate::error::Error;
 
 /// An NCCL communicator over the ranks of a [`Launch`].

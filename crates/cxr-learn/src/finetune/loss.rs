@@ -29,12 +29,7 @@ impl Targets {
     /// [`Error::UntrainableLabel`] naming a label (binary) without both
     /// classes among the known training rows; [`Error::SingleTrainingClass`]
     /// for a multi-class task with fewer than two.
-    pub fn new(
-        store: &Store,
-        train: &[usize],
-        balanced: bool,
-        device: Device,
-    ) -> Result<Self> {
+    pub fn new(store: &Store, train: &[usize], balanced: bool, device: Device) -> Result<Self> {
         let multiclass = store.meta.task == Task::Multiclass;
         let k = store.meta.labels.len();
         let rows: Vec<Vec<f32>> = store

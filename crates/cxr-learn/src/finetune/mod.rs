@@ -211,8 +211,7 @@ impl Trainer<'_> {
                 path: path.clone(),
                 cause,
             })?;
-        opt.load_state(state.optim)
-            .map_err(|e| e.in_file(&path))?;
+        opt.load_state(state.optim).map_err(|e| e.in_file(&path))?;
         serde_json::from_slice(&state.progress).map_err(|cause| Error::Progress { path, cause })
     }
 
@@ -305,8 +304,7 @@ impl Trainer<'_> {
             let started = Instant::now();
             let order = data::epoch_order(&train, c.seed, epoch as u64);
             let chunks =
-                shard::shard_batches(&order, c.batch_size, dp.rank(), dp.world_size(), p.batch)
-                    ?;
+                shard::shard_batches(&order, c.batch_size, dp.rank(), dp.world_size(), p.batch)?;
             let images = chunks.len() * c.batch_size;
             let (rx, handle) = data::spawn(
                 self.store.clone(),

@@ -412,8 +412,7 @@ impl Pretrainer<'_> {
                     .precision
                     .autocast(self.device, || model.loss(&views, step_seed, true))?;
                 let loss = loss.to_kind(tch::Kind::Float);
-                let totals = dp
-                    .sum(&[loss.double_value(&[]), distinct as f64])?;
+                let totals = dp.sum(&[loss.double_value(&[]), distinct as f64])?;
                 let (value, distinct) = (totals[0], totals[1] as usize);
                 if !value.is_finite() {
                     drop(handle);

@@ -239,7 +239,7 @@ pub fn run(args: &Args, quiet: bool) -> Result<()> {
     };
     let outcome = trainer.run(args.resume);
     let outcome = match run_ref {
-        Some(_) => outcome.and_then(|s| trainer.restore_best().map(|()| s).map_err(Into::into)),
+        Some(_) => outcome.and_then(|s| trainer.restore_best().map(|()| s)),
         None => outcome,
     };
     let model = trainer.model;

@@ -332,3 +332,34 @@ impl Error {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::error::Error as _;
+
+    use super::*;
+
+    /// The CLI prints `{:#}` (the message, then every source): an inner
+    /// error already in the message must not come back as a source.
+    #[test]
+    fn inner_errors_are_printed_once() {
+        let e = Error::Write {
+            path: "run/last.safetensors".into(),
+            cause: std::io::Error::other("disk full"),
+        };
+        assert_eq!(
+            e.to_string(),
+            "cannot write run/last.safetensors: disk full"
+        );
+        assert!(e.source().is_none());
+        let e = Error::UnknownOptimizerKey {
+            key: "v.momentum".into(),
+        }
+        .in_file(Path::new("run/last.safetensors"));
+        assert_eq!(
+            e.to_string(),
+            "run/last.safetensors: optimizer state 'v.momentum' names no trainable parameter"
+        );
+        assert!(e.source().is_none());
+    }
+}

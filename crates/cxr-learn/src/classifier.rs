@@ -12,6 +12,8 @@ use cxr_nn::spec::ModelSpec;
 use tch::nn::{self, Module, VarStore};
 use tch::{Device, Kind, Tensor};
 
+use crate::error::{Error, Result};
+
 /// Prefix of the head's variables.
 pub const HEAD: &str = "head.";
 
@@ -119,15 +121,16 @@ impl Classifier {
     /// Every variable (backbone and head) for a safetensors file.
     ///
     /// # Errors
-    /// When a variable has a dtype safetensors cannot hold.
-    pub fn weights(&self) -> Result<BTreeMap<String, RawTensor>, String> {
+    /// [`Error::Checkpoint`] naming a variable whose dtype safetensors
+    /// cannot hold.
+    pub fn weights(&self) -> Result<BTreeMap<String, RawTensor>> {
         self.vs
             .variables()
             .iter()
             .map(|(n, v)| {
                 RawTensor::from_tch(n, &v.to_device(Device::Cpu))
                     .map(|t| (n.clone(), t))
-                    .map_err(|e| e.to_string())
+                    .map_err(Error::Checkpoint)
             })
             .collect()
     }

@@ -9,6 +9,8 @@ use std::path::Path;
 
 use cxr_nn::checkpoint::{self, RawTensor};
 
+use crate::error::{Error, Result};
+
 /// Writes `bytes` to `path` atomically.
 ///
 /// # Errors
@@ -34,15 +36,20 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
 /// Writes tensors as a safetensors file atomically.
 ///
 /// # Errors
-/// A message naming the file.
+/// [`Error::Encode`] or [`Error::Write`], naming the file.
 pub fn write_safetensors(
     path: &Path,
     tensors: &BTreeMap<String, RawTensor>,
     metadata: Option<HashMap<String, String>>,
-) -> Result<(), String> {
-    let bytes = checkpoint::to_safetensors(tensors, metadata)
-        .map_err(|e| format!("{}: {e}", path.display()))?;
-    write_atomic(path, &bytes).map_err(|e| format!("cannot write {}: {e}", path.display()))
+) -> Result<()> {
+    let bytes = checkpoint::to_safetensors(tensors, metadata).map_err(|cause| Error::Encode {
+        path: path.to_owned(),
+        cause,
+    })?;
+    write_atomic(path, &bytes).map_err(|cause| Error::Write {
+        path: path.to_owned(),
+        cause,
+    })
 }
 
 /// A resumable training state: model tensors, optimiser state and a
@@ -62,13 +69,14 @@ impl TrainState {
     /// Writes the state to `path`.
     ///
     /// # Errors
-    /// A message naming the file or the tensor that cannot be stored.
-    pub fn save(&self, path: &Path) -> Result<(), String> {
+    /// [`Error::Checkpoint`] naming a tensor that cannot be stored; as
+    /// [`write_safetensors`].
+    pub fn save(&self, path: &Path) -> Result<()> {
         let mut tensors = BTreeMap::new();
         for (prefix, map) in [("model.", &self.model), ("optim.", &self.optim)] {
             for (k, v) in map {
                 let raw = RawTensor::from_tch(k, &v.to_device(tch::Device::Cpu))
-                    .map_err(|e| e.to_string())?;
+                    .map_err(Error::Checkpoint)?;
                 tensors.insert(format!("{prefix}{k}"), raw);
             }
         }
@@ -86,9 +94,10 @@ impl TrainState {
     /// Reads a state written by [`TrainState::save`], tensors on `device`.
     ///
     /// # Errors
-    /// A message naming the file when it is unreadable or has no progress.
-    pub fn load(path: &Path, device: tch::Device) -> Result<Self, String> {
-        let ck = checkpoint::load(path).map_err(|e| e.to_string())?;
+    /// [`Error::Checkpoint`] (naming the file) when it is unreadable,
+    /// [`Error::NoProgress`] when it has no progress record.
+    pub fn load(path: &Path, device: tch::Device) -> Result<Self> {
+        let ck = checkpoint::load(path).map_err(Error::Checkpoint)?;
         let mut state = Self::default();
         for (k, v) in ck.tensors {
             if let Some(n) = k.strip_prefix("model.") {
@@ -104,7 +113,9 @@ impl TrainState {
             }
         }
         if state.progress.is_empty() {
-            return Err(format!("{} holds no progress record", path.display()));
+            return Err(Error::NoProgress {
+                path: path.to_owned(),
+            });
         }
         Ok(state)
     }

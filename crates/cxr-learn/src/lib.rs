@@ -12,6 +12,7 @@
 //! - [`ssl`]: the seven self-supervised objectives and their loop.
 //! - [`dist`]: data-parallel training (launcher variables, rendezvous,
 //!   sampler, gradient buckets, NCCL); [`scaler`]: float16 loss scaling.
+//! - [`error`]: the crate's one error type, [`Error`].
 
 pub mod contrastive;
 pub mod metrics;
@@ -21,12 +22,15 @@ pub mod zeroshot;
 pub mod classifier;
 pub mod data;
 pub mod dist;
+pub mod error;
 pub mod finetune;
 pub mod io;
 pub mod optim;
 pub mod scaler;
 pub mod schedule;
 pub mod ssl;
+
+pub use error::{Error, Result};
 
 /// Held while a model is seeded and initialised, so no other thread of
 /// this process initialises one at the same time. libtorch has one random

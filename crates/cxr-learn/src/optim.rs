@@ -10,6 +10,8 @@ use std::collections::btree_map::Entry;
 
 use tch::{Kind, Tensor};
 
+use crate::error::{Error, Result};
+
 /// Which rule, with its hyperparameters.
 #[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
 #[serde(tag = "name", rename_all = "lowercase")]
@@ -88,15 +90,13 @@ impl GradClip {
     /// Checks that the bound is positive and finite.
     ///
     /// # Errors
-    /// A message naming the bad bound.
-    pub fn validate(self) -> Result<Self, String> {
+    /// [`Error::GradClipBound`] with the bad bound.
+    pub fn validate(self) -> Result<Self> {
         let (GradClip::Norm(v) | GradClip::Value(v)) = self;
         if v.is_finite() && v > 0.0 {
             Ok(self)
         } else {
-            Err(format!(
-                "a gradient clip bound must be positive and finite, got {v}"
-            ))
+            Err(Error::GradClipBound { bound: v })
         }
     }
 
@@ -129,13 +129,13 @@ impl Lookahead {
     /// Checks `k >= 1` and `alpha` in (0, 1].
     ///
     /// # Errors
-    /// A message naming the bad value.
-    pub fn validate(self) -> Result<Self, String> {
+    /// [`Error::Lookahead`] with both values.
+    pub fn validate(self) -> Result<Self> {
         if self.k == 0 || !(self.alpha > 0.0 && self.alpha <= 1.0) {
-            return Err(format!(
-                "lookahead needs k >= 1 and alpha in (0, 1], got k {} alpha {}",
-                self.k, self.alpha
-            ));
+            return Err(Error::Lookahead {
+                k: self.k,
+                alpha: self.alpha,
+            });
         }
         Ok(self)
     }
@@ -366,18 +366,17 @@ impl Optimizer {
     /// Restores [`Optimizer::state`] output.
     ///
     /// # Errors
-    /// A message naming a state tensor for an unknown parameter.
-    pub fn load_state(&mut self, mut state: BTreeMap<String, Tensor>) -> Result<(), String> {
+    /// [`Error::NoOptimizerSteps`], or [`Error::UnknownOptimizerKey`]
+    /// naming a state tensor for an unknown parameter.
+    pub fn load_state(&mut self, mut state: BTreeMap<String, Tensor>) -> Result<()> {
         self.steps = state
             .remove("steps")
             .map(|t| t.int64_value(&[]))
-            .ok_or("optimizer state has no 'steps'")?;
+            .ok_or(Error::NoOptimizerSteps)?;
         for key in state.keys() {
             let param = key.rsplit_once('.').map_or(key.as_str(), |(p, _)| p);
             if !self.params.iter().any(|(n, _)| n == param) {
-                return Err(format!(
-                    "optimizer state '{key}' names no trainable parameter"
-                ));
+                return Err(Error::UnknownOptimizerKey { key: key.clone() });
             }
         }
         self.state = state;
@@ -611,6 +610,11 @@ mod tests {
             ("steps".to_owned(), Tensor::from(1i64)),
             ("v.momentum".to_owned(), Tensor::from(0.0)),
         ]);
-        assert!(fresh.load_state(bad).unwrap_err().contains("'v.momentum'"));
+        let e = fresh.load_state(bad).unwrap_err();
+        assert!(
+            matches!(&e, Error::UnknownOptimizerKey { key } if key == "v.momentum"),
+            "{e}"
+        );
+        assert!(e.to_string().contains("'v.momentum'"), "{e}");
     }
 }

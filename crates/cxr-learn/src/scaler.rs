@@ -8,6 +8,7 @@
 use tch::{Kind, Tensor};
 
 use crate::dist::DataParallel;
+use crate::error::Result;
 
 /// The scaler's settings and state.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -89,18 +90,18 @@ impl GradScaler {
 /// the summed gradients are the same on every rank, so is the verdict).
 ///
 /// # Errors
-/// When the gradient reduction fails.
+/// The collective's error when the gradient reduction fails.
 pub fn backward(
     loss: &Tensor,
     scaler: Option<&mut GradScaler>,
     dp: &DataParallel,
     params: &[Tensor],
-) -> Result<bool, String> {
+) -> Result<bool> {
     match &scaler {
         Some(s) => s.scale(loss).backward(),
         None => loss.backward(),
     }
-    dp.sync_grads(params, 1.0).map_err(String::from)?;
+    dp.sync_grads(params, 1.0)?;
     Ok(scaler.is_some_and(|s| {
         let overflowed = s.unscale(params);
         s.update(overflowed);

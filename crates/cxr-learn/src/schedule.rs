@@ -1,6 +1,8 @@
 //! Learning-rate schedules, evaluated per optimisation step (the original
 //! built a cosine scheduler and never stepped it: its rate was constant).
 
+use crate::error::{Error, Result};
+
 /// The schedule's shape.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -82,19 +84,18 @@ impl Plateau {
     /// Checks the settings.
     ///
     /// # Errors
-    /// A factor outside (0, 1) or a negative or non-finite floor.
-    pub fn validate(&self) -> Result<(), String> {
+    /// [`Error::PlateauFactor`] for a factor outside (0, 1),
+    /// [`Error::MinLr`] for a negative or non-finite floor.
+    pub fn validate(&self) -> Result<()> {
         if !(self.factor > 0.0 && self.factor < 1.0) {
-            return Err(format!(
-                "the plateau factor must lie in (0, 1), got {}",
-                self.factor
-            ));
+            return Err(Error::PlateauFactor {
+                factor: self.factor,
+            });
         }
         if !(self.min_lr.is_finite() && self.min_lr >= 0.0) {
-            return Err(format!(
-                "the minimum rate must be >= 0, got {}",
-                self.min_lr
-            ));
+            return Err(Error::MinLr {
+                min_lr: self.min_lr,
+            });
         }
         Ok(())
     }

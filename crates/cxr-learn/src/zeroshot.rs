@@ -20,27 +20,7 @@ use cxr_nn::text::TextTokenizer;
 use serde::Deserialize;
 use tch::{Kind, Tensor};
 
-/// Why prompts could not be resolved or embedded.
-#[derive(Debug, thiserror::Error)]
-pub enum ZeroShotError {
-    /// The prompts file is not valid TOML of the expected shape.
-    #[error("prompts file: {0}")]
-    Toml(#[from] toml::de::Error),
-    /// The prompts file names labels the task does not have.
-    #[error("prompts file names unknown label(s): {unknown} (the task's labels: {known})")]
-    UnknownLabels {
-        /// The unknown names, comma-separated.
-        unknown: String,
-        /// The task's labels, comma-separated.
-        known: String,
-    },
-    /// A label with an empty prompt list.
-    #[error("prompts file: label '{0}' has an empty {1} prompt list")]
-    Empty(String, &'static str),
-    /// The tokenizer failed.
-    #[error("tokenizer: {0}")]
-    Text(String),
-}
+use crate::error::Error;
 
 /// The prompts of one label.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize, serde::Serialize)]
@@ -119,13 +99,13 @@ impl PromptSet {
     /// # Errors
     /// Malformed TOML, labels the task does not have (all named), or an
     /// empty prompt list (an empty negative list is allowed for multi-class).
-    pub fn resolve(
-        labels: &[String],
-        file: Option<&str>,
-        multiclass: bool,
-    ) -> Result<Self, ZeroShotError> {
+    pub fn resolve(labels: &[String], file: Option<&str>, multiclass: bool) -> Result<Self, Error> {
         let mut given = match file {
-            Some(text) => toml::from_str::<PromptsFile>(text)?.labels,
+            Some(text) => {
+                toml::from_str::<PromptsFile>(text)
+                    .map_err(Error::PromptsToml)?
+                    .labels
+            }
             None => BTreeMap::new(),
         };
         let unknown: Vec<&str> = given
@@ -134,7 +114,7 @@ impl PromptSet {
             .map(String::as_str)
             .collect();
         if !unknown.is_empty() {
-            return Err(ZeroShotError::UnknownLabels {
+            return Err(Error::UnknownPromptLabels {
                 unknown: unknown.join(", "),
                 known: labels.join(", "),
             });
@@ -143,10 +123,16 @@ impl PromptSet {
         for l in labels {
             let p = given.remove(l).unwrap_or_else(|| default_prompts(l));
             if p.positive.is_empty() {
-                return Err(ZeroShotError::Empty(l.clone(), "positive"));
+                return Err(Error::EmptyPrompts {
+                    label: l.clone(),
+                    side: "positive",
+                });
             }
             if p.negative.is_empty() && !multiclass {
-                return Err(ZeroShotError::Empty(l.clone(), "negative"));
+                return Err(Error::EmptyPrompts {
+                    label: l.clone(),
+                    side: "negative",
+                });
             }
             out.push((l.clone(), p));
         }
@@ -221,22 +207,22 @@ impl ZeroShotClassifier {
     /// logit scale.
     ///
     /// # Errors
-    /// [`ZeroShotError::Text`] when the tokenizer fails.
+    /// [`Error::Tokenizer`] when the tokenizer fails.
     pub fn new(
         model: &dyn ImageTextModel,
         tokenizer: &TextTokenizer,
         prompts: &PromptSet,
         multiclass: bool,
-    ) -> Result<Self, ZeroShotError> {
+    ) -> Result<Self, Error> {
         let ctx = model.context_length();
         let mut truncated = 0;
-        let mut side = |pick: fn(&LabelPrompts) -> &Vec<String>| -> Result<Tensor, ZeroShotError> {
+        let mut side = |pick: fn(&LabelPrompts) -> &Vec<String>| -> Result<Tensor, Error> {
             let mut rows = Vec::new();
             for (_, p) in &prompts.labels {
                 let texts = pick(p);
                 let (ids, t) = tokenizer
                     .encode_batch(texts, ctx)
-                    .map_err(|e| ZeroShotError::Text(e.to_string()))?;
+                    .map_err(Error::Tokenizer)?;
                 truncated += t;
                 rows.push(ensemble(&model.encode_texts(&ids, texts.len())));
             }
@@ -349,7 +335,13 @@ negative = ["no fluid", "dry"]
             false,
         )
         .unwrap_err();
-        assert!(matches!(e, ZeroShotError::Empty(_, "negative")));
+        assert!(matches!(
+            e,
+            Error::EmptyPrompts {
+                side: "negative",
+                ..
+            }
+        ));
         assert!(
             PromptSet::resolve(
                 &labels,

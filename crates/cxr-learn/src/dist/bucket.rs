@@ -9,7 +9,8 @@
 
 use tch::{Kind, Tensor};
 
-use super::{Collective, DistError};
+use super::Collective;
+use crate::error::Error;
 
 /// A partition of a gradient list into buckets.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -62,7 +63,7 @@ impl Buckets {
         grads: &[Tensor],
         group: &dyn Collective,
         scale: f64,
-    ) -> Result<(), DistError> {
+    ) -> Result<(), Error> {
         for members in &self.groups {
             let parts: Vec<Tensor> = members.iter().map(|&i| grads[i].flatten(0, -1)).collect();
             let mut flat = Tensor::cat(&parts, 0);

@@ -12,7 +12,7 @@ use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream, ToSocketAddrs};
 use std::time::{Duration, Instant};
 
-use super::DistError;
+use crate::error::Error;
 
 /// The launcher a [`Launch`] was read from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -63,7 +63,7 @@ impl Launch {
     ///
     /// # Errors
     /// As [`Launch::from_vars`].
-    pub fn from_env() -> Result<Self, DistError> {
+    pub fn from_env() -> Result<Self, Error> {
         Self::from_vars(|k| std::env::var(k).ok().filter(|v| !v.is_empty()))
     }
 
@@ -73,20 +73,24 @@ impl Launch {
     /// # Errors
     /// A variable that is not a number, a rank outside the world, a world of
     /// zero, `RANK` without `WORLD_SIZE` or the reverse.
-    pub fn from_vars(var: impl Fn(&str) -> Option<String>) -> Result<Self, DistError> {
-        let num = |name: &str| -> Result<Option<usize>, DistError> {
+    pub fn from_vars(var: impl Fn(&str) -> Option<String>) -> Result<Self, Error> {
+        let num = |name: &str| -> Result<Option<usize>, Error> {
             var(name)
                 .map(|v| {
-                    v.trim().parse::<usize>().map_err(|_| {
-                        DistError::Launch(format!("{name}={v:?} is not a non-negative integer"))
+                    v.trim().parse::<usize>().map_err(|_| Error::LaunchVar {
+                        name: name.to_owned(),
+                        value: v.clone(),
+                        expected: "a non-negative integer",
                     })
                 })
                 .transpose()
         };
         let port = match var("MASTER_PORT") {
             None => DEFAULT_PORT,
-            Some(v) => v.trim().parse().map_err(|_| {
-                DistError::Launch(format!("MASTER_PORT={v:?} is not a port number"))
+            Some(v) => v.trim().parse().map_err(|_| Error::LaunchVar {
+                name: "MASTER_PORT".into(),
+                value: v.clone(),
+                expected: "a port number",
             })?,
         };
         let (rank, world, local, launcher, addr) = match (num("RANK")?, num("WORLD_SIZE")?) {
@@ -96,9 +100,7 @@ impl Launch {
                 (rank, world, local, Launcher::Torchrun, addr)
             }
             (Some(_), None) | (None, Some(_)) => {
-                return Err(DistError::Launch(
-                    "RANK and WORLD_SIZE must be set together".into(),
-                ));
+                return Err(Error::UnpairedRank);
             }
             (None, None) => match (num("SLURM_PROCID")?, num("SLURM_NTASKS")?) {
                 (Some(rank), Some(world)) if world > 1 => {
@@ -108,11 +110,7 @@ impl Launch {
                         None => var("SLURM_JOB_NODELIST")
                             .or_else(|| var("SLURM_NODELIST"))
                             .and_then(|l| first_host(&l))
-                            .ok_or_else(|| {
-                                DistError::Launch(
-                                    "under Slurm, set MASTER_ADDR or SLURM_JOB_NODELIST".into(),
-                                )
-                            })?,
+                            .ok_or(Error::NoSlurmHost)?,
                     };
                     (rank, world, local, Launcher::Slurm, addr)
                 }
@@ -120,9 +118,7 @@ impl Launch {
             },
         };
         if world == 0 || rank >= world {
-            return Err(DistError::Launch(format!(
-                "rank {rank} is outside a world of {world} process(es)"
-            )));
+            return Err(Error::RankOutsideWorld { rank, world });
         }
         Ok(Self {
             rank,
@@ -151,9 +147,9 @@ impl Launch {
         payload: Option<&[u8]>,
         len: usize,
         timeout: Duration,
-    ) -> Result<Vec<u8>, DistError> {
+    ) -> Result<Vec<u8>, Error> {
         let deadline = Instant::now() + timeout;
-        let err = |what: String| DistError::Rendezvous(what);
+        let err = |what: String| Error::Rendezvous(what);
         let addr = format!("{}:{}", self.master_addr, self.master_port);
         if self.rank == 0 {
             let payload = payload
@@ -294,7 +290,7 @@ mod tests {
     use super::*;
     use std::collections::HashMap;
 
-    fn launch(vars: &[(&str, &str)]) -> Result<Launch, DistError> {
+    fn launch(vars: &[(&str, &str)]) -> Result<Launch, Error> {
         let map: HashMap<String, String> = vars
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))

@@ -29,31 +29,10 @@ use std::sync::Arc;
 
 use tch::{Device, Kind, Tensor};
 
+use crate::error::Error;
+
 pub use bucket::Buckets;
 pub use launch::Launch;
-
-/// Why a collective operation or the process group failed.
-#[derive(Debug, thiserror::Error)]
-pub enum DistError {
-    /// A launcher variable is missing or malformed.
-    #[error("data-parallel launch: {0}")]
-    Launch(String),
-    /// The rendezvous with the other ranks failed.
-    #[error("data-parallel rendezvous: {0}")]
-    Rendezvous(String),
-    /// NCCL or CUDA reported an error, or is not installed.
-    #[error("NCCL: {0}")]
-    Nccl(String),
-    /// Ranks disagreed on a shape or another rank went away.
-    #[error("collective: {0}")]
-    Collective(String),
-}
-
-impl From<DistError> for String {
-    fn from(e: DistError) -> Self {
-        e.to_string()
-    }
-}
 
 /// The collective operations data-parallel training needs. Every rank calls
 /// the same operations in the same order with tensors of the same shape and
@@ -70,18 +49,18 @@ pub trait Collective: Send + Sync {
     ///
     /// # Errors
     /// When the transport fails or ranks disagree on the size.
-    fn all_reduce_sum(&self, t: &mut Tensor) -> Result<(), DistError>;
+    fn all_reduce_sum(&self, t: &mut Tensor) -> Result<(), Error>;
     /// Every rank's `t` (same shape everywhere) concatenated along
     /// dimension 0 in rank order.
     ///
     /// # Errors
     /// When the transport fails or ranks disagree on the size.
-    fn all_gather(&self, t: &Tensor) -> Result<Tensor, DistError>;
+    fn all_gather(&self, t: &Tensor) -> Result<Tensor, Error>;
     /// Overwrites `t` on every rank with rank `root`'s `t`.
     ///
     /// # Errors
     /// When the transport fails or ranks disagree on the size.
-    fn broadcast(&self, t: &mut Tensor, root: usize) -> Result<(), DistError>;
+    fn broadcast(&self, t: &mut Tensor, root: usize) -> Result<(), Error>;
 }
 
 /// One process: every collective is the identity.
@@ -98,13 +77,13 @@ impl Collective for Single {
     fn device(&self) -> Device {
         Device::Cpu
     }
-    fn all_reduce_sum(&self, _t: &mut Tensor) -> Result<(), DistError> {
+    fn all_reduce_sum(&self, _t: &mut Tensor) -> Result<(), Error> {
         Ok(())
     }
-    fn all_gather(&self, t: &Tensor) -> Result<Tensor, DistError> {
+    fn all_gather(&self, t: &Tensor) -> Result<Tensor, Error> {
         Ok(t.shallow_clone())
     }
-    fn broadcast(&self, _t: &mut Tensor, _root: usize) -> Result<(), DistError> {
+    fn broadcast(&self, _t: &mut Tensor, _root: usize) -> Result<(), Error> {
         Ok(())
     }
 }
@@ -182,7 +161,7 @@ impl DataParallel {
     ///
     /// # Errors
     /// When a collective fails.
-    pub fn sync_grads(&self, params: &[Tensor], scale: f64) -> Result<(), DistError> {
+    pub fn sync_grads(&self, params: &[Tensor], scale: f64) -> Result<(), Error> {
         if self.world_size() == 1 {
             return Ok(());
         }
@@ -201,7 +180,7 @@ impl DataParallel {
     ///
     /// # Errors
     /// When a collective fails.
-    pub fn broadcast_params(&self, params: &[Tensor]) -> Result<(), DistError> {
+    pub fn broadcast_params(&self, params: &[Tensor]) -> Result<(), Error> {
         if self.world_size() == 1 {
             return Ok(());
         }
@@ -219,21 +198,20 @@ impl DataParallel {
     ///
     /// # Errors
     /// When a collective fails.
-    pub fn sum(&self, values: &[f64]) -> Result<Vec<f64>, DistError> {
+    pub fn sum(&self, values: &[f64]) -> Result<Vec<f64>, Error> {
         if self.world_size() == 1 {
             return Ok(values.to_vec());
         }
         let mut t = Tensor::from_slice(values).to_device(self.group.device());
         self.group.all_reduce_sum(&mut t)?;
-        Vec::<f64>::try_from(t.to_device(Device::Cpu))
-            .map_err(|e| DistError::Collective(e.to_string()))
+        Vec::<f64>::try_from(t.to_device(Device::Cpu)).map_err(|e| Error::Collective(e.to_string()))
     }
 
     /// Every rank's rows of `t` (same shape everywhere) in rank order.
     ///
     /// # Errors
     /// When a collective fails.
-    pub fn all_gather(&self, t: &Tensor) -> Result<Tensor, DistError> {
+    pub fn all_gather(&self, t: &Tensor) -> Result<Tensor, Error> {
         if self.world_size() == 1 {
             return Ok(t.shallow_clone());
         }
@@ -242,11 +220,11 @@ impl DataParallel {
 }
 
 /// A tensor's elements as f64, on the host.
-pub(crate) fn host_f64(t: &Tensor) -> Result<Vec<f64>, DistError> {
+pub(crate) fn host_f64(t: &Tensor) -> Result<Vec<f64>, Error> {
     Vec::<f64>::try_from(
         t.to_device(Device::Cpu)
             .to_kind(Kind::Double)
             .flatten(0, -1),
     )
-    .map_err(|e| DistError::Collective(e.to_string()))
+    .map_err(|e| Error::Collective(e.to_string()))
 }

@@ -16,8 +16,9 @@ use cudarc::driver::CudaContext;
 use cudarc::nccl::{result, sys};
 use tch::{Device, Kind, Tensor};
 
+use super::Collective;
 use super::launch::Launch;
-use super::{Collective, DistError};
+use crate::error::Error;
 
 /// An NCCL communicator over the ranks of a [`Launch`].
 pub struct NcclGroup {
@@ -58,29 +59,29 @@ impl NcclGroup {
     /// # Errors
     /// No CUDA device for this local rank, CUDA or NCCL libraries missing,
     /// the rendezvous failing, or NCCL refusing the communicator.
-    pub fn init(launch: &Launch, timeout: Duration) -> Result<Self, DistError> {
+    pub fn init(launch: &Launch, timeout: Duration) -> Result<Self, Error> {
         let visible = if tch::Cuda::is_available() {
             tch::Cuda::device_count() as usize
         } else {
             0
         };
         if launch.local_rank >= visible {
-            return Err(DistError::Nccl(format!(
+            return Err(Error::Nccl(format!(
                 "rank {} (local rank {}) needs CUDA device {} but libtorch sees {visible}; \
                  data-parallel runs need one GPU per process",
                 launch.rank, launch.local_rank, launch.local_rank
             )));
         }
         if !unsafe { cudarc::driver::sys::is_culib_present() } {
-            return Err(DistError::Nccl("libcuda could not be loaded".into()));
+            return Err(Error::Nccl("libcuda could not be loaded".into()));
         }
         if !unsafe { sys::is_culib_present() } {
-            return Err(DistError::Nccl(NCCL_HINT.into()));
+            return Err(Error::Nccl(NCCL_HINT.into()));
         }
         let context = CudaContext::new(launch.local_rank)
-            .map_err(|e| DistError::Nccl(format!("CUDA device {}: {e:?}", launch.local_rank)))?;
+            .map_err(|e| Error::Nccl(format!("CUDA device {}: {e:?}", launch.local_rank)))?;
         let id = if launch.rank == 0 {
-            let id = result::get_uniqueid().map_err(|e| DistError::Nccl(format!("{e:?}")))?;
+            let id = result::get_uniqueid().map_err(|e| Error::Nccl(format!("{e:?}")))?;
             Some(id.internal.iter().map(|&c| c as u8).collect::<Vec<u8>>())
         } else {
             None
@@ -99,7 +100,7 @@ impl NcclGroup {
                 launch.rank as i32,
             )
         }
-        .map_err(|e| DistError::Nccl(format!("ncclCommInitRank: {e:?}")))?;
+        .map_err(|e| Error::Nccl(format!("ncclCommInitRank: {e:?}")))?;
         Ok(Self {
             comm,
             rank: launch.rank,
@@ -109,9 +110,9 @@ impl NcclGroup {
         })
     }
 
-    fn check(&self, t: &Tensor) -> Result<sys::ncclDataType_t, DistError> {
+    fn check(&self, t: &Tensor) -> Result<sys::ncclDataType_t, Error> {
         if t.device() != self.device || !t.is_contiguous() {
-            return Err(DistError::Collective(format!(
+            return Err(Error::Collective(format!(
                 "NCCL needs contiguous tensors on {:?}, got one on {:?}",
                 self.device,
                 t.device()
@@ -121,7 +122,7 @@ impl NcclGroup {
     }
 }
 
-fn data_type(kind: Kind) -> Result<sys::ncclDataType_t, DistError> {
+fn data_type(kind: Kind) -> Result<sys::ncclDataType_t, Error> {
     use sys::ncclDataType_t as D;
     Ok(match kind {
         Kind::Float => D::ncclFloat32,
@@ -133,15 +134,15 @@ fn data_type(kind: Kind) -> Result<sys::ncclDataType_t, DistError> {
         Kind::Uint8 => D::ncclUint8,
         Kind::Int8 => D::ncclInt8,
         other => {
-            return Err(DistError::Collective(format!(
+            return Err(Error::Collective(format!(
                 "NCCL cannot reduce {other:?} tensors"
             )));
         }
     })
 }
 
-fn nccl_err(op: &str) -> impl Fn(result::NcclError) -> DistError + '_ {
-    move |e| DistError::Nccl(format!("{op}: {e:?}"))
+fn nccl_err(op: &str) -> impl Fn(result::NcclError) -> Error + '_ {
+    move |e| Error::Nccl(format!("{op}: {e:?}"))
 }
 
 impl Collective for NcclGroup {
@@ -157,7 +158,7 @@ impl Collective for NcclGroup {
         self.device
     }
 
-    fn all_reduce_sum(&self, t: &mut Tensor) -> Result<(), DistError> {
+    fn all_reduce_sum(&self, t: &mut Tensor) -> Result<(), Error> {
         let dtype = self.check(t)?;
         let ptr = t.data_ptr();
         unsafe {
@@ -175,7 +176,7 @@ impl Collective for NcclGroup {
         Ok(())
     }
 
-    fn all_gather(&self, t: &Tensor) -> Result<Tensor, DistError> {
+    fn all_gather(&self, t: &Tensor) -> Result<Tensor, Error> {
         let dtype = self.check(t)?;
         let mut shape = t.size();
         if shape.is_empty() {
@@ -197,7 +198,7 @@ impl Collective for NcclGroup {
         Ok(out)
     }
 
-    fn broadcast(&self, t: &mut Tensor, root: usize) -> Result<(), DistError> {
+    fn broadcast(&self, t: &mut Tensor, root: usize) -> Result<(), Error> {
         let dtype = self.check(t)?;
         let ptr = t.data_ptr();
         unsafe {

@@ -9,17 +9,15 @@
 //! deals rows round-robin instead, so its batches differ from the
 //! single-process ones.)
 
-use super::DistError;
+use crate::error::Error;
 
 /// The per-rank size of a global batch, or why it cannot be split.
 ///
 /// # Errors
 /// When `batch_size` is not a positive multiple of `world`.
-pub fn local_batch(batch_size: usize, world: usize) -> Result<usize, DistError> {
+pub fn local_batch(batch_size: usize, world: usize) -> Result<usize, Error> {
     if world == 0 || batch_size == 0 || !batch_size.is_multiple_of(world) {
-        return Err(DistError::Launch(format!(
-            "the batch size ({batch_size}) is the global batch and must be a positive multiple of the number of ranks ({world})"
-        )));
+        return Err(Error::UnevenBatch { batch_size, world });
     }
     Ok(batch_size / world)
 }
@@ -35,7 +33,7 @@ pub fn shard_batches(
     rank: usize,
     world: usize,
     skip: usize,
-) -> Result<Vec<Vec<usize>>, DistError> {
+) -> Result<Vec<Vec<usize>>, Error> {
     let local = local_batch(batch_size, world)?;
     Ok(order
         .chunks_exact(batch_size)

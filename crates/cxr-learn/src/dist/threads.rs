@@ -9,7 +9,8 @@ use std::sync::{Arc, Barrier, Mutex};
 
 use tch::{Device, Tensor};
 
-use super::{Collective, DistError, host_f64};
+use super::{Collective, host_f64};
+use crate::error::Error;
 
 #[derive(Debug)]
 struct Shared {
@@ -44,8 +45,8 @@ impl ThreadGroup {
 
     /// Publishes `mine`, waits for every rank, and returns all ranks'
     /// buffers in rank order.
-    fn exchange(&self, mine: Vec<f64>) -> Result<Vec<Vec<f64>>, DistError> {
-        let poisoned = |_| DistError::Collective("another rank panicked".into());
+    fn exchange(&self, mine: Vec<f64>) -> Result<Vec<Vec<f64>>, Error> {
+        let poisoned = |_| Error::Collective("another rank panicked".into());
         self.shared.slots.lock().map_err(poisoned)?[self.rank] = mine;
         self.shared.barrier.wait();
         let all = self.shared.slots.lock().map_err(poisoned)?.clone();
@@ -54,7 +55,7 @@ impl ThreadGroup {
         let n = all[0].len();
         if all.iter().any(|v| v.len() != n) {
             let sizes: Vec<usize> = all.iter().map(Vec::len).collect();
-            return Err(DistError::Collective(format!(
+            return Err(Error::Collective(format!(
                 "ranks passed buffers of different sizes {sizes:?}"
             )));
         }
@@ -83,7 +84,7 @@ impl Collective for ThreadGroup {
         Device::Cpu
     }
 
-    fn all_reduce_sum(&self, t: &mut Tensor) -> Result<(), DistError> {
+    fn all_reduce_sum(&self, t: &mut Tensor) -> Result<(), Error> {
         let all = self.exchange(host_f64(t)?)?;
         // Summed in rank order on every rank: identical results everywhere.
         let mut sum = vec![0.0; all[0].len()];
@@ -96,7 +97,7 @@ impl Collective for ThreadGroup {
         Ok(())
     }
 
-    fn all_gather(&self, t: &Tensor) -> Result<Tensor, DistError> {
+    fn all_gather(&self, t: &Tensor) -> Result<Tensor, Error> {
         let all = self.exchange(host_f64(t)?)?;
         let mut shape = t.size();
         if shape.is_empty() {
@@ -110,9 +111,9 @@ impl Collective for ThreadGroup {
             .view(shape.as_slice()))
     }
 
-    fn broadcast(&self, t: &mut Tensor, root: usize) -> Result<(), DistError> {
+    fn broadcast(&self, t: &mut Tensor, root: usize) -> Result<(), Error> {
         if root >= self.world {
-            return Err(DistError::Collective(format!(
+            return Err(Error::Collective(format!(
                 "broadcast from rank {root} of {}",
                 self.world
             )));
@@ -181,10 +182,14 @@ mod tests {
     fn mismatched_sizes_are_an_error_on_every_rank() {
         let out = run_ranks(2, |g| {
             let mut t = Tensor::zeros([g.rank() as i64 + 1], (Kind::Float, Device::Cpu));
-            g.all_reduce_sum(&mut t).map_err(|e| e.to_string())
+            g.all_reduce_sum(&mut t)
         });
         for r in out {
-            assert!(r.unwrap_err().contains("different sizes"));
+            let e = r.unwrap_err();
+            assert!(
+                matches!(&e, Error::Collective(m) if m.contains("different sizes")),
+                "{e}"
+            );
         }
     }
 }

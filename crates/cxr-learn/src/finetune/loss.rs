@@ -6,6 +6,8 @@ use cxr_data::labels::Task;
 use cxr_data::store::read::Store;
 use tch::{Device, Kind, Reduction, Tensor};
 
+use crate::error::{Error, Result};
+
 /// The training targets of a store, on the training device.
 #[derive(Debug)]
 pub struct Targets {
@@ -24,14 +26,10 @@ impl Targets {
     /// `balanced`.
     ///
     /// # Errors
-    /// A label (binary) or the task (multi-class) without both classes among
-    /// the known training rows, named.
-    pub fn new(
-        store: &Store,
-        train: &[usize],
-        balanced: bool,
-        device: Device,
-    ) -> Result<Self, String> {
+    /// [`Error::UntrainableLabel`] naming a label (binary) without both
+    /// classes among the known training rows; [`Error::SingleTrainingClass`]
+    /// for a multi-class task with fewer than two.
+    pub fn new(store: &Store, train: &[usize], balanced: bool, device: Device) -> Result<Self> {
         let multiclass = store.meta.task == Task::Multiclass;
         let k = store.meta.labels.len();
         let rows: Vec<Vec<f32>> = store
@@ -58,13 +56,14 @@ impl Targets {
         }
         if multiclass {
             if pos.iter().filter(|&&p| p > 0).count() < 2 {
-                return Err("the training split holds fewer than two classes".into());
+                return Err(Error::SingleTrainingClass);
             }
         } else if let Some(j) = (0..k).find(|&j| pos[j] == 0 || neg[j] == 0) {
-            return Err(format!(
-                "label '{}' has {} positive and {} negative training images: it cannot be trained",
-                store.meta.labels[j], pos[j], neg[j]
-            ));
+            return Err(Error::UntrainableLabel {
+                label: store.meta.labels[j].clone(),
+                positives: pos[j],
+                negatives: neg[j],
+            });
         }
         let weights = balanced.then(|| {
             let w: Vec<f32> = if multiclass {

@@ -26,6 +26,7 @@ use tch::{Device, Kind};
 use crate::classifier::Classifier;
 use crate::data;
 use crate::dist::{DataParallel, shard};
+use crate::error::{Error, LogError, Result};
 use crate::io::{TrainState, write_safetensors};
 use crate::metrics::macro_auc;
 use crate::optim::{Optimizer, Rule};
@@ -79,56 +80,6 @@ pub fn is_fp32(p: &Precision) -> bool {
     *p == Precision::Fp32
 }
 
-/// Why training stopped with an error.
-#[derive(Debug, thiserror::Error)]
-pub enum TrainError {
-    /// The loss became NaN or infinite.
-    #[error("the training loss became {value} at epoch {epoch}, step {step}; stopped. {kept}")]
-    NonFinite {
-        /// Epoch (1-based).
-        epoch: usize,
-        /// Global step (1-based).
-        step: u64,
-        /// The loss value.
-        value: f64,
-        /// Which checkpoint survives.
-        kept: String,
-    },
-    /// Anything else, as a message.
-    #[error("{0}")]
-    Other(String),
-}
-
-impl TrainError {
-    /// The divergence error at `step` of `epoch`, naming the checkpoint at
-    /// `last` that survives (or saying none was written yet).
-    pub fn non_finite(epoch: usize, step: u64, value: f64, last: &Path) -> Self {
-        let kept = if last.exists() {
-            format!("The last good checkpoint is {}.", last.display())
-        } else {
-            "No checkpoint had been written yet.".into()
-        };
-        Self::NonFinite {
-            epoch,
-            step,
-            value,
-            kept,
-        }
-    }
-}
-
-impl From<String> for TrainError {
-    fn from(s: String) -> Self {
-        Self::Other(s)
-    }
-}
-
-impl From<tch::TchError> for TrainError {
-    fn from(e: tch::TchError) -> Self {
-        Self::Other(e.to_string())
-    }
-}
-
 /// How a run ended.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct Summary {
@@ -172,7 +123,7 @@ pub struct Trainer<'a> {
     /// Run directory for checkpoints.
     pub dir: PathBuf,
     /// Receives every log record (one per step and per epoch).
-    pub log: &'a mut dyn FnMut(&Value) -> Result<(), String>,
+    pub log: &'a mut dyn FnMut(&Value) -> Result<(), LogError>,
     /// Progress lines on stderr.
     pub verbose: bool,
     /// The process group: each rank trains on its slice of every global
@@ -221,19 +172,28 @@ impl Trainer<'_> {
         self.dir.join("last.safetensors")
     }
 
-    fn save_last(&self, opt: &Optimizer, progress: &Progress) -> Result<(), String> {
+    /// Passes `record` to the log callback.
+    fn log(&mut self, record: &Value) -> Result<()> {
+        (self.log)(record).map_err(Error::Log)
+    }
+
+    fn save_last(&self, opt: &Optimizer, progress: &Progress) -> Result<()> {
         if !self.parallel.is_main() {
             return Ok(());
         }
+        let path = self.last_path();
         TrainState {
             model: self.model.vs.variables().into_iter().collect(),
             optim: opt.state(),
-            progress: serde_json::to_vec(progress).map_err(|e| e.to_string())?,
+            progress: serde_json::to_vec(progress).map_err(|cause| Error::Progress {
+                path: path.clone(),
+                cause,
+            })?,
         }
-        .save(&self.last_path())
+        .save(&path)
     }
 
-    fn load_last(&mut self, opt: &mut Optimizer) -> Result<Progress, String> {
+    fn load_last(&mut self, opt: &mut Optimizer) -> Result<Progress> {
         let path = self.last_path();
         let state = TrainState::load(&path, self.model.vs.device())?;
         let model: BTreeMap<String, RawTensor> = state
@@ -242,29 +202,34 @@ impl Trainer<'_> {
             .map(|(k, v)| {
                 RawTensor::from_tch(k, v)
                     .map(|r| (k.clone(), r))
-                    .map_err(|e| e.to_string())
+                    .map_err(Error::Checkpoint)
             })
-            .collect::<Result<_, _>>()?;
+            .collect::<Result<_>>()?;
         self.model
             .load_weights(&model)
-            .map_err(|e| format!("{}: {e}", path.display()))?;
-        opt.load_state(state.optim)
-            .map_err(|e| format!("{}: {e}", path.display()))?;
-        serde_json::from_slice(&state.progress).map_err(|e| format!("{}: {e}", path.display()))
+            .map_err(|cause| Error::Weights {
+                path: path.clone(),
+                cause,
+            })?;
+        opt.load_state(state.optim).map_err(|e| e.in_file(&path))?;
+        serde_json::from_slice(&state.progress).map_err(|cause| Error::Progress { path, cause })
     }
 
     /// Trains, resuming from `last.safetensors` when `resume` is set and the
     /// file exists.
     ///
     /// # Errors
-    /// [`TrainError::NonFinite`] when the loss diverges (the last checkpoint
-    /// is left as it was); I/O and data errors as messages.
-    pub fn run(&mut self, resume: bool) -> Result<Summary, TrainError> {
+    /// [`Error::NonFinite`] when the loss diverges (the last checkpoint is
+    /// left as it was); settings that cannot train ([`Error::BatchTooSmall`],
+    /// [`Error::FewerRowsThanBatch`], [`Error::RankBatchTooSmall`],
+    /// [`Error::UntrainableLabel`], [`Error::Precision`]); checkpoint, log
+    /// and collective errors.
+    pub fn run(&mut self, resume: bool) -> Result<Summary> {
         let c = self.config.clone();
         if c.batch_size < 2 {
-            return Err("--batch-size must be at least 2 (batch norm)"
-                .to_owned()
-                .into());
+            return Err(Error::BatchTooSmall {
+                batch_size: c.batch_size,
+            });
         }
         let train = self
             .train_rows
@@ -273,12 +238,10 @@ impl Trainer<'_> {
         let val = self.store.split_indices(Split::Val);
         let batches_per_epoch = train.len() / c.batch_size;
         if batches_per_epoch == 0 {
-            return Err(format!(
-                "the training split has {} images, fewer than one batch of {}",
-                train.len(),
-                c.batch_size
-            )
-            .into());
+            return Err(Error::FewerRowsThanBatch {
+                rows: train.len(),
+                batch_size: c.batch_size,
+            });
         }
         let targets = Targets::new(
             &self.store,
@@ -295,17 +258,18 @@ impl Trainer<'_> {
             total_steps,
         };
         let device = self.model.vs.device();
-        c.precision.check(device)?;
+        // cxr-nn's message, whichever error type carries it.
+        c.precision
+            .check(device)
+            .map_err(|e| Error::Precision(e.to_string()))?;
         let dp = self.parallel.clone();
-        let local_batch =
-            shard::local_batch(c.batch_size, dp.world_size()).map_err(String::from)?;
+        let local_batch = shard::local_batch(c.batch_size, dp.world_size())?;
         if local_batch < 2 && !self.config.freeze_backbone {
-            return Err(format!(
-                "each of the {} ranks gets {local_batch} image(s) of a batch of {}; batch norm needs at least 2",
-                dp.world_size(),
-                c.batch_size
-            )
-            .into());
+            return Err(Error::RankBatchTooSmall {
+                ranks: dp.world_size(),
+                local_batch,
+                batch_size: c.batch_size,
+            });
         }
         let mut opt = Optimizer::new(c.rule, self.model.trainable());
         let params: Vec<tch::Tensor> = opt
@@ -316,7 +280,7 @@ impl Trainer<'_> {
         let buffers = self.buffers();
         let mut p = if resume && self.last_path().exists() {
             let p = self.load_last(&mut opt)?;
-            (self.log)(
+            self.log(
                 &json!({"event": "resume", "epoch": p.epoch, "batch": p.batch, "step": p.step}),
             )?;
             p
@@ -330,7 +294,7 @@ impl Trainer<'_> {
         let mut all: Vec<(String, tch::Tensor)> = self.model.vs.variables().into_iter().collect();
         all.sort_by(|a, b| a.0.cmp(&b.0));
         let all: Vec<tch::Tensor> = all.into_iter().map(|(_, t)| t).collect();
-        dp.broadcast_params(&all).map_err(String::from)?;
+        dp.broadcast_params(&all)?;
         let s = self.model.spec.preprocessing.size as usize;
         let augment = c.augment.clone().unwrap_or_else(|| Augment::none(s, s));
         let k = self.model.k as usize;
@@ -340,8 +304,7 @@ impl Trainer<'_> {
             let started = Instant::now();
             let order = data::epoch_order(&train, c.seed, epoch as u64);
             let chunks =
-                shard::shard_batches(&order, c.batch_size, dp.rank(), dp.world_size(), p.batch)
-                    .map_err(String::from)?;
+                shard::shard_batches(&order, c.batch_size, dp.rank(), dp.world_size(), p.batch)?;
             let images = chunks.len() * c.batch_size;
             let (rx, handle) = data::spawn(
                 self.store.clone(),
@@ -356,19 +319,19 @@ impl Trainer<'_> {
                 // Dropout draws depend on the step alone, wherever a run resumed.
                 tch::manual_seed((c.seed ^ p.step.wrapping_mul(0x9E37_79B9_7F4A_7C15)) as i64);
                 // Batch-norm statistics follow rank 0's, as DDP's broadcast_buffers does.
-                dp.broadcast_params(&buffers).map_err(String::from)?;
+                dp.broadcast_params(&buffers)?;
                 let x = self.model.input(&batch.images, batch.indices.len());
                 let logits = c
                     .precision
                     .autocast(device, || self.model.forward_t(&x, true))
                     .to_kind(Kind::Float);
                 let (sum, count) = targets.loss_parts(&logits, &batch.indices);
-                let count = dp.sum(&[count.double_value(&[])]).map_err(String::from)?[0];
+                let count = dp.sum(&[count.double_value(&[])])?[0];
                 let loss = sum / count.max(1.0);
-                let value = dp.sum(&[loss.double_value(&[])]).map_err(String::from)?[0];
+                let value = dp.sum(&[loss.double_value(&[])])?[0];
                 if !value.is_finite() {
                     drop(handle);
-                    return Err(TrainError::non_finite(
+                    return Err(Error::non_finite(
                         epoch,
                         p.step + 1,
                         value,
@@ -390,7 +353,7 @@ impl Trainer<'_> {
                 p.loss_count += 1;
                 // Wall time since the previous step ended: waiting for data counts.
                 let seconds = step_started.elapsed().as_secs_f64();
-                (self.log)(&json!({
+                self.log(&json!({
                     "event": "step", "epoch": epoch, "step": p.step, "lr": lr, "loss": value,
                     "grad_norm": grad_norm, "seconds": seconds,
                     "loss_scale": p.scaler.as_ref().map(|s| s.scale),
@@ -401,7 +364,7 @@ impl Trainer<'_> {
                     && p.batch < batches_per_epoch
                 {
                     self.save_last(&opt, &p)?;
-                    (self.log)(&json!({"event": "checkpoint", "epoch": epoch, "step": p.step}))?;
+                    self.log(&json!({"event": "checkpoint", "epoch": epoch, "step": p.step}))?;
                 }
                 step_started = Instant::now();
             }
@@ -410,7 +373,7 @@ impl Trainer<'_> {
             let (val_auc, val_loss) = if val.is_empty() {
                 (None, None)
             } else {
-                dp.broadcast_params(&buffers).map_err(String::from)?;
+                dp.broadcast_params(&buffers)?;
                 let scores = self.score_shared(&val, c.batch_size)?;
                 let y = self.store.dense_targets(&val);
                 (
@@ -441,7 +404,7 @@ impl Trainer<'_> {
             p.loss_count = 0;
             self.save_last(&opt, &p)?;
             let secs = started.elapsed().as_secs_f64();
-            (self.log)(&json!({
+            self.log(&json!({
                 "event": "epoch", "epoch": epoch, "train_loss": train_loss, "val_loss": val_loss,
                 "val_macro_auc": val_auc, "best_epoch": p.best_epoch, "improved": better,
                 "seconds": secs, "images_per_second": images as f64 / secs,
@@ -457,7 +420,7 @@ impl Trainer<'_> {
             }
             if c.patience.is_some_and(|pat| p.since_best >= pat) {
                 stopped_early = true;
-                (self.log)(
+                self.log(
                     &json!({"event": "early_stop", "epoch": epoch, "best_epoch": p.best_epoch}),
                 )?;
                 break;
@@ -471,7 +434,7 @@ impl Trainer<'_> {
         })
     }
 
-    fn save_best(&self, epoch: usize, auc: Option<f64>) -> Result<(), String> {
+    fn save_best(&self, epoch: usize, auc: Option<f64>) -> Result<()> {
         if !self.parallel.is_main() {
             return Ok(());
         }
@@ -509,7 +472,7 @@ impl Trainer<'_> {
 
     /// [`score`] of `rows`, each rank scoring a contiguous part and the
     /// parts summed into the whole on every rank.
-    fn score_shared(&self, rows: &[usize], batch_size: usize) -> Result<Vec<f32>, String> {
+    fn score_shared(&self, rows: &[usize], batch_size: usize) -> Result<Vec<f32>> {
         let dp = &self.parallel;
         if dp.world_size() == 1 {
             return Ok(score(&self.model, &self.store, rows, batch_size));
@@ -523,20 +486,21 @@ impl Trainer<'_> {
         for (dst, src) in all[start * k..end * k].iter_mut().zip(&mine) {
             *dst = f64::from(*src);
         }
-        let summed = dp.sum(&all).map_err(String::from)?;
+        let summed = dp.sum(&all)?;
         Ok(summed.into_iter().map(|v| v as f32).collect())
     }
 
     /// Loads the best weights (`model.safetensors`) into the model.
     ///
     /// # Errors
-    /// When the file is missing or does not match.
-    pub fn restore_best(&mut self) -> Result<(), String> {
+    /// [`Error::Checkpoint`] when the file is missing or unreadable,
+    /// [`Error::Weights`] when it does not match.
+    pub fn restore_best(&mut self) -> Result<()> {
         let path = self.dir.join("model.safetensors");
-        let ck = checkpoint::load(&path).map_err(|e| e.to_string())?;
+        let ck = checkpoint::load(&path).map_err(Error::Checkpoint)?;
         self.model
             .load_weights(&ck.tensors)
-            .map_err(|e| format!("{}: {e}", path.display()))
+            .map_err(|cause| Error::Weights { path, cause })
     }
 }
 

@@ -11,6 +11,7 @@ use std::collections::BTreeMap;
 
 use tch::{Device, Kind, Tensor};
 
+use crate::error::Error;
 use crate::metrics::macro_auc;
 use lbfgs::{DataLoss, Problem, Profile, Settings, select};
 
@@ -47,26 +48,6 @@ impl Default for ProbeConfig {
             standardize: false,
         }
     }
-}
-
-/// Why a probe cannot be fitted.
-#[derive(Debug, thiserror::Error)]
-pub enum ProbeError {
-    /// A label has only one class among the known training rows.
-    #[error(
-        "label '{label}' has {positives} positive and {negatives} negative training rows: a probe needs both"
-    )]
-    SingleClass {
-        /// The label.
-        label: String,
-        /// Known positives.
-        positives: usize,
-        /// Known negatives.
-        negatives: usize,
-    },
-    /// Shapes or values that do not fit together.
-    #[error("{0}")]
-    Input(String),
 }
 
 /// A fitted probe.
@@ -136,8 +117,10 @@ impl Probe {
     /// converged) instead of reaching it; pass f64 features for those.
     ///
     /// # Errors
-    /// [`ProbeError::SingleClass`] naming a label without both classes among
-    /// its known training rows; [`ProbeError::Input`] on mismatched shapes.
+    /// [`Error::ProbeSingleClass`] naming a label without both classes
+    /// among its known training rows ([`Error::ProbeSingleClassOverall`]
+    /// for a multinomial probe); [`Error::ProbeShape`] on mismatched
+    /// shapes, [`Error::ProbeC`] on a bad C, [`Error::NonFiniteFeatures`].
     pub fn fit(
         x: &Tensor,
         y: &Tensor,
@@ -145,20 +128,19 @@ impl Probe {
         multinomial: bool,
         config: &ProbeConfig,
         warm: Option<&Probe>,
-    ) -> Result<Self, ProbeError> {
-        let (n, d) = x.size2().map_err(|e| ProbeError::Input(e.to_string()))?;
-        let (ny, k) = y.size2().map_err(|e| ProbeError::Input(e.to_string()))?;
+    ) -> Result<Self, Error> {
+        let (n, d) = x.size2().map_err(Error::Torch)?;
+        let (ny, k) = y.size2().map_err(Error::Torch)?;
         if n != ny || k as usize != labels.len() {
-            return Err(ProbeError::Input(format!(
-                "features have {n} rows, targets {ny} rows x {k} labels, {} label names",
-                labels.len()
-            )));
+            return Err(Error::ProbeShape {
+                rows: n,
+                target_rows: ny,
+                k,
+                names: labels.len(),
+            });
         }
         if !(config.c > 0.0 && config.c.is_finite()) {
-            return Err(ProbeError::Input(format!(
-                "C must be positive, got {}",
-                config.c
-            )));
+            return Err(Error::ProbeC { c: config.c });
         }
         tch::no_grad(|| {
             let y = y.to_kind(Kind::Double).to_device(x.device());
@@ -169,9 +151,7 @@ impl Probe {
                 .then(|| scaler_of(&x.to_kind(Kind::Double)));
             let xs = prepared(x, scaler.as_ref());
             if !bool::try_from(xs.isfinite().all()).unwrap_or(false) {
-                return Err(ProbeError::Input(
-                    "features contain NaN or infinite values".into(),
-                ));
+                return Err(Error::NonFiniteFeatures);
             }
             let mask = known.to_kind(Kind::Double);
             let y0 = y.nan_to_num(0.0, None, None);
@@ -222,7 +202,7 @@ impl Probe {
         known: &Tensor,
         labels: &[String],
         multinomial: bool,
-    ) -> Result<(), ProbeError> {
+    ) -> Result<(), Error> {
         let count = |t: Tensor| Vec::<i64>::try_from(t.sum_dim_intlist(0, false, Kind::Int64));
         let pos = count(y.eq(1.0)).unwrap_or_default();
         let neg = count(y.eq(0.0).logical_and(known)).unwrap_or_default();
@@ -230,15 +210,13 @@ impl Probe {
             // A class with no training rows is fine for softmax (it just gets
             // a low score); a single class overall is not.
             if pos.iter().filter(|&&p| p > 0).count() < 2 {
-                return Err(ProbeError::Input(
-                    "a multi-class probe needs training rows of at least two classes".into(),
-                ));
+                return Err(Error::ProbeSingleClassOverall);
             }
             return Ok(());
         }
         for (j, label) in labels.iter().enumerate() {
             if pos[j] == 0 || neg[j] == 0 {
-                return Err(ProbeError::SingleClass {
+                return Err(Error::ProbeSingleClass {
                     label: label.clone(),
                     positives: pos[j] as usize,
                     negatives: neg[j] as usize,
@@ -328,7 +306,7 @@ pub fn select_c(
     multinomial: bool,
     base: &ProbeConfig,
     grid: &[f64],
-) -> Result<(Probe, Vec<GridPoint>), ProbeError> {
+) -> Result<(Probe, Vec<GridPoint>), Error> {
     let mut grid = grid.to_vec();
     grid.sort_by(f64::total_cmp);
     let mut best: Option<(f64, Probe)> = None;
@@ -345,7 +323,7 @@ pub fn select_c(
             previous.as_ref(),
         )?;
         let scores = Vec::<f32>::try_from(probe.scores(x_val).to_kind(Kind::Float).flatten(0, -1))
-            .map_err(|e| ProbeError::Input(e.to_string()))?;
+            .map_err(Error::Torch)?;
         let (auc, _) = macro_auc(y_val, &scores, labels.len());
         points.push(GridPoint {
             c,
@@ -359,7 +337,7 @@ pub fn select_c(
         }
         previous = Some(probe);
     }
-    let (_, probe) = best.ok_or_else(|| ProbeError::Input("the C grid is empty".into()))?;
+    let (_, probe) = best.ok_or(Error::EmptyCGrid)?;
     Ok((probe, points))
 }
 

@@ -216,7 +216,7 @@ pub fn gather_with_grad(dp: &DataParallel, local: &Tensor) -> Result<Tensor, Str
     if dp.world_size() == 1 {
         return Ok(local.shallow_clone());
     }
-    let all = dp.all_gather(&local.detach()).map_err(String::from)?;
+    let all = dp.all_gather(&local.detach()).map_err(|e| e.to_string())?;
     let n = local.size()[0];
     let start = dp.rank() as i64 * n;
     let total = all.size()[0];

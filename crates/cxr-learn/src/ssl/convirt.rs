@@ -327,7 +327,7 @@ impl Objective for Convirt {
             let keys = self
                 .dp
                 .all_gather(&sentence_keys(&batch.ids, v.device()))
-                .map_err(String::from)?;
+                .map_err(|e| e.to_string())?;
             info_nce_excluding(
                 &v_all,
                 &u_all,

@@ -221,7 +221,7 @@ impl Gloria {
         let valid = self
             .dp
             .all_gather(&valid)
-            .map_err(String::from)?
+            .map_err(|e| e.to_string())?
             .to_kind(Kind::Bool);
         Ok((
             gather_with_grad(&self.dp, &regions)?,

@@ -196,7 +196,7 @@ impl Moco {
     /// in rank order.
     pub(crate) fn flush(&mut self) -> Result<(), String> {
         if let Some(k) = self.pending.take() {
-            let all = self.dp.all_gather(&k).map_err(String::from)?;
+            let all = self.dp.all_gather(&k).map_err(|e| e.to_string())?;
             self.enqueue(&all);
         }
         Ok(())

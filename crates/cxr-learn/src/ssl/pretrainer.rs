@@ -21,7 +21,7 @@ use super::validation::{Tracker, Validation, hold_out, patient_of};
 use super::{Objective, PositiveSampler, PretrainConfig, Progress, Views};
 use crate::data;
 use crate::dist::{DataParallel, shard};
-use crate::finetune::TrainError;
+use crate::error::Error as TrainError;
 use crate::io::{TrainState, write_safetensors};
 use crate::optim::{Optimizer, is_norm_or_bias};
 use crate::scaler::{self, GradScaler};
@@ -84,6 +84,7 @@ impl Pretrainer<'_> {
             progress: serde_json::to_vec(p).map_err(|e| e.to_string())?,
         }
         .save(&self.dir.join("last.safetensors"))
+        .map_err(|e| e.to_string())
     }
 
     fn load_last(
@@ -92,7 +93,7 @@ impl Pretrainer<'_> {
         opt: &mut Optimizer,
     ) -> Result<Progress, String> {
         let path = self.dir.join("last.safetensors");
-        let state = TrainState::load(&path, self.device)?;
+        let state = TrainState::load(&path, self.device).map_err(|e| e.to_string())?;
         model
             .load_state(&state.model)
             .map_err(|e| format!("{}: {e}", path.display()))?;
@@ -113,7 +114,8 @@ impl Pretrainer<'_> {
             .iter()
             .map(|(k, v)| Ok((k.clone(), raw(k, v)?)))
             .collect::<Result<_, String>>()?;
-        write_safetensors(&self.dir.join("encoder.safetensors"), &tensors, None)?;
+        write_safetensors(&self.dir.join("encoder.safetensors"), &tensors, None)
+            .map_err(|e| e.to_string())?;
         let mut sidecar = self.spec.sidecar();
         sidecar["method"] = json!(self.config.method);
         if let Some((loss, step)) = validation {
@@ -141,7 +143,7 @@ impl Pretrainer<'_> {
         let n_views = model.views().max(1);
         let chunks: Vec<Vec<Vec<usize>>> =
             shard::shard_batches(val, c.batch_size, dp.rank(), dp.world_size(), 0)
-                .map_err(String::from)?
+                .map_err(|e| e.to_string())?
                 .into_iter()
                 .map(|q| {
                     let mut rows = vec![q.to_vec()];
@@ -191,7 +193,7 @@ impl Pretrainer<'_> {
         // Each rank's loss is its share of the global batch's: they add up.
         let totals = dp
             .sum(&[loss_sum, accuracy_sum, with_accuracy as f64])
-            .map_err(String::from)?;
+            .map_err(|e| e.to_string())?;
         let accuracy = (totals[2] > 0.0).then(|| totals[1] / totals[2]);
         Ok((totals[0] / batches.max(1) as f64, accuracy))
     }
@@ -271,7 +273,7 @@ impl Pretrainer<'_> {
         }
         c.precision.check(self.device)?;
         let dp = self.parallel.clone();
-        shard::local_batch(c.batch_size, dp.world_size()).map_err(String::from)?;
+        shard::local_batch(c.batch_size, dp.world_size())?;
         if !model.join(&dp) {
             return Err(format!(
                 "method '{}' does not train data-parallel: its loss needs features of the whole \
@@ -354,7 +356,7 @@ impl Pretrainer<'_> {
         }
         // Every rank starts from rank 0's state, whatever its initialisation.
         let state: Vec<Tensor> = model.state().into_values().collect();
-        dp.broadcast_params(&state).map_err(String::from)?;
+        dp.broadcast_params(&state)?;
         let params: Vec<Tensor> = opt
             .params()
             .iter()
@@ -367,8 +369,7 @@ impl Pretrainer<'_> {
             let order = data::epoch_order(&train, c.seed, epoch as u64);
             let n_views = model.views().max(1);
             let chunks: Vec<Vec<Vec<usize>>> =
-                shard::shard_batches(&order, c.batch_size, dp.rank(), dp.world_size(), p.batch)
-                    .map_err(String::from)?
+                shard::shard_batches(&order, c.batch_size, dp.rank(), dp.world_size(), p.batch)?
                     .into_iter()
                     .map(|q| {
                         let mut rows = vec![q.to_vec()];
@@ -412,9 +413,7 @@ impl Pretrainer<'_> {
                     .precision
                     .autocast(self.device, || model.loss(&views, step_seed, true))?;
                 let loss = loss.to_kind(tch::Kind::Float);
-                let totals = dp
-                    .sum(&[loss.double_value(&[]), distinct as f64])
-                    .map_err(String::from)?;
+                let totals = dp.sum(&[loss.double_value(&[]), distinct as f64])?;
                 let (value, distinct) = (totals[0], totals[1] as usize);
                 if !value.is_finite() {
                     drop(handle);

@@ -472,7 +472,7 @@ impl Objective for RefersObjective {
             loss::token_cross_entropy(&logits, &targets, pad)
         } else {
             let local = targets.ne(pad).sum(Kind::Double).double_value(&[]);
-            let all = self.dp.sum(&[local]).map_err(String::from)?[0];
+            let all = self.dp.sum(&[local]).map_err(|e| e.to_string())?[0];
             loss::token_cross_entropy_sum(&logits, &targets, pad) / all.max(1.0)
         };
         let (token_acc, majority) = loss::token_accuracy(&logits, &targets, pad);
@@ -496,7 +496,7 @@ impl Objective for RefersObjective {
             _ => self
                 .dp
                 .sum(&[l_cap.double_value(&[])])
-                .map_err(String::from)?[0],
+                .map_err(|e| e.to_string())?[0],
         };
 
         let g = gate_monitors(&fused.gates);

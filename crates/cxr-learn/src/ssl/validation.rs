@@ -46,7 +46,7 @@ impl Validation {
             ));
         }
         if let Some(p) = &self.plateau {
-            p.validate()?;
+            p.validate().map_err(|e| e.to_string())?;
         }
         if self.early_stop == Some(0) {
             return Err("early stopping needs a patience of at least 1 evaluation".into());

@@ -224,7 +224,9 @@ pub fn run(args: &Args, quiet: bool) -> Result<()> {
     }
 
     let run_ref = run.as_ref();
-    let mut log = log_sink(run_ref);
+    // The trainer takes any error from its log callback, boxed.
+    let mut sink = log_sink(run_ref);
+    let mut log = move |v: &serde_json::Value| sink(v).map_err(Into::into);
     let mut trainer = Trainer {
         store: store.clone(),
         model,
@@ -237,7 +239,7 @@ pub fn run(args: &Args, quiet: bool) -> Result<()> {
     };
     let outcome = trainer.run(args.resume);
     let outcome = match run_ref {
-        Some(_) => outcome.and_then(|s| trainer.restore_best().map(|()| s).map_err(Into::into)),
+        Some(_) => outcome.and_then(|s| trainer.restore_best().map(|()| s)),
         None => outcome,
     };
     let model = trainer.model;

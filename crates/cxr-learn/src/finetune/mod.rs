@@ -295,7 +295,7 @@ impl Trainer<'_> {
             total_steps,
         };
         let device = self.model.vs.device();
-        c.precision.check(device)?;
+        c.precision.check(device).map_err(|e| e.to_string())?;
         let dp = self.parallel.clone();
         let local_batch =
             shard::local_batch(c.batch_size, dp.world_size()).map_err(String::from)?;

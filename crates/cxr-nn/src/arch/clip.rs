@@ -3,13 +3,17 @@
 //! `token_embedding`, `ln_final`, `text_projection`, `logit_scale`), so a
 //! CheXzero / CXR-RePaiR state dict loads by name.
 
+use std::path::Path;
+
 use tch::nn::{self, Module};
 use tch::{Kind, Tensor};
 
 use super::attention::{multi_head, quick_gelu};
+use crate::error::NnError;
 
-/// Shape of a CLIP model (the fields of OpenAI's `build_model`).
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Shape of a CLIP model (the fields of OpenAI's `build_model`). Sidecars
+/// store it as a JSON object with these field names, in this order.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct ClipConfig {
     /// Joint embedding size (512).
     pub embed_dim: i64,
@@ -45,6 +49,38 @@ impl ClipConfig {
             transformer_width: 512,
             transformer_layers: 12,
         }
+    }
+
+    /// The config of a JSON object as serde writes it, read from the
+    /// `object` field of the sidecar `file` (named in the error).
+    ///
+    /// # Errors
+    /// [`NnError::ClipConfig`] naming the first field (in the written
+    /// order) that is missing or not an integer.
+    pub fn from_json(
+        v: &serde_json::Value,
+        file: &Path,
+        object: &'static str,
+    ) -> Result<Self, NnError> {
+        serde_json::from_value(v.clone()).map_err(|e| {
+            // serde names a missing field but not a mistyped one; the
+            // written layout's field names (from the derive, not a second
+            // list) find the first field a user must fix.
+            let layout = serde_json::to_value(Self::vit_b32()).unwrap_or_default();
+            let fields = layout.as_object().into_iter().flat_map(|o| o.keys());
+            let problem = match fields
+                .into_iter()
+                .find(|k| v[k.as_str()].as_i64().is_none())
+            {
+                Some(field) => format!("has no integer \"{field}\""),
+                None => format!("is not a CLIP shape: {e}"),
+            };
+            NnError::ClipConfig {
+                file: file.to_owned(),
+                object,
+                problem,
+            }
+        })
     }
 }
 
@@ -221,5 +257,45 @@ impl Clip {
             visual: ClipVisual::new(&(p / "visual"), c),
             text: ClipText::new(p, c),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Sidecars written before the derive spelt the object out by hand;
+    /// the derive writes the same bytes, so those files still load.
+    #[test]
+    fn json_layout_is_the_hand_written_one() {
+        let c = ClipConfig::vit_b32();
+        let by_hand = serde_json::json!({
+            "embed_dim": c.embed_dim,
+            "image_resolution": c.image_resolution,
+            "vision_layers": c.vision_layers,
+            "vision_width": c.vision_width,
+            "vision_patch_size": c.vision_patch_size,
+            "context_length": c.context_length,
+            "vocab_size": c.vocab_size,
+            "transformer_width": c.transformer_width,
+            "transformer_layers": c.transformer_layers,
+        });
+        let derived = serde_json::json!(c);
+        assert_eq!(
+            serde_json::to_string_pretty(&derived).unwrap(),
+            serde_json::to_string_pretty(&by_hand).unwrap()
+        );
+        let file = Path::new("m.json");
+        assert_eq!(ClipConfig::from_json(&by_hand, file, "clip").unwrap(), c);
+        let mut bad = by_hand.clone();
+        bad["vision_width"] = serde_json::json!(1.5);
+        bad.as_object_mut().unwrap().remove("vocab_size");
+        let err = ClipConfig::from_json(&bad, file, "clip")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.starts_with("m.json: \"clip\" has no integer \""),
+            "{err}"
+        );
     }
 }

@@ -218,6 +218,3 @@ impl From<tokenizers::Error> for NnError {
         Self::Tokenizers(e)
     }
 }
-
-/// Result of this crate.
-pub type Result<T, E = NnError> = std::result::Result<T, E>;

@@ -301,7 +301,7 @@ impl ClipModel {
                 format: SIDECAR_FORMAT,
             });
         }
-        let config = ClipConfig::from_json(&v["clip_config"], &side, "clip_config")?;
+        let config = crate::spec::clip_config_from_json(&v["clip_config"], &side, "clip_config")?;
         let p = &v["preprocessing"];
         let preprocessing = Preprocessing {
             size: p["size"].as_i64().unwrap_or(config.image_resolution),

@@ -245,7 +245,7 @@ impl ModelSpec {
             _ => None,
         };
         if name == CLIP_VISUAL {
-            let config = ClipConfig::from_json(&meta["clip"], file, "clip")?;
+            let config = clip_config_from_json(&meta["clip"], file, "clip")?;
             if config.image_resolution != size {
                 return Err(NnError::ClipInputSize {
                     file: file.to_owned(),
@@ -267,6 +267,39 @@ impl ModelSpec {
 /// Sidecar architecture name of a CLIP image tower; its shape is the
 /// sidecar's `"clip"` object.
 pub const CLIP_VISUAL: &str = "clip-visual";
+
+/// The CLIP shape in the `object` field of the sidecar `file` (named in the
+/// error), as `serde_json` writes a [`ClipConfig`]: the one reader of both
+/// sidecars that store it ([`ModelSpec::sidecar`] and `ClipModel::save`).
+///
+/// # Errors
+/// [`NnError::ClipConfig`] naming the first field (in the written order)
+/// that is missing or not an integer.
+pub fn clip_config_from_json(
+    v: &serde_json::Value,
+    file: &Path,
+    object: &'static str,
+) -> Result<ClipConfig, NnError> {
+    serde_json::from_value(v.clone()).map_err(|e| {
+        // serde names a missing field but not a mistyped one; the written
+        // layout's field names (from the derive, not a second list) find the
+        // first field a user must fix.
+        let layout = serde_json::to_value(ClipConfig::vit_b32()).unwrap_or_default();
+        let fields = layout.as_object().into_iter().flat_map(|o| o.keys());
+        let problem = match fields
+            .into_iter()
+            .find(|k| v[k.as_str()].as_i64().is_none())
+        {
+            Some(field) => format!("has no integer \"{field}\""),
+            None => format!("is not a CLIP shape: {e}"),
+        };
+        NnError::ClipConfig {
+            file: file.to_owned(),
+            object,
+            problem,
+        }
+    })
+}
 
 #[cfg(test)]
 mod tests {
@@ -326,6 +359,29 @@ mod tests {
         let back = ModelSpec::from_sidecar(&spec.sidecar(), Path::new("x.json")).unwrap();
         assert_eq!(back.architecture, spec.architecture);
         assert_eq!(back.preprocessing, spec.preprocessing);
+    }
+
+    #[test]
+    fn clip_shape_errors_name_the_file_and_field() {
+        let mut v = serde_json::json!(ClipConfig::vit_b32());
+        let file = Path::new("m.json");
+        assert_eq!(
+            clip_config_from_json(&v, file, "clip").unwrap(),
+            ClipConfig::vit_b32()
+        );
+        v["vision_width"] = serde_json::json!(1.5);
+        let err = clip_config_from_json(&v, file, "clip").unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "m.json: \"clip\" has no integer \"vision_width\""
+        );
+        v.as_object_mut().unwrap().remove("context_length");
+        let err = clip_config_from_json(&v, file, "clip_config").unwrap_err();
+        assert!(
+            err.to_string()
+                .starts_with("m.json: \"clip_config\" has no integer \""),
+            "{err}"
+        );
     }
 
     #[test]

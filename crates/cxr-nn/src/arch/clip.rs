@@ -3,13 +3,10 @@
 //! `token_embedding`, `ln_final`, `text_projection`, `logit_scale`), so a
 //! CheXzero / CXR-RePaiR state dict loads by name.
 
-use std::path::Path;
-
 use tch::nn::{self, Module};
 use tch::{Kind, Tensor};
 
 use super::attention::{multi_head, quick_gelu};
-use crate::error::NnError;
 
 /// Shape of a CLIP model (the fields of OpenAI's `build_model`). Sidecars
 /// store it as a JSON object with these field names, in this order.
@@ -49,38 +46,6 @@ impl ClipConfig {
             transformer_width: 512,
             transformer_layers: 12,
         }
-    }
-
-    /// The config of a JSON object as serde writes it, read from the
-    /// `object` field of the sidecar `file` (named in the error).
-    ///
-    /// # Errors
-    /// [`NnError::ClipConfig`] naming the first field (in the written
-    /// order) that is missing or not an integer.
-    pub fn from_json(
-        v: &serde_json::Value,
-        file: &Path,
-        object: &'static str,
-    ) -> Result<Self, NnError> {
-        serde_json::from_value(v.clone()).map_err(|e| {
-            // serde names a missing field but not a mistyped one; the
-            // written layout's field names (from the derive, not a second
-            // list) find the first field a user must fix.
-            let layout = serde_json::to_value(Self::vit_b32()).unwrap_or_default();
-            let fields = layout.as_object().into_iter().flat_map(|o| o.keys());
-            let problem = match fields
-                .into_iter()
-                .find(|k| v[k.as_str()].as_i64().is_none())
-            {
-                Some(field) => format!("has no integer \"{field}\""),
-                None => format!("is not a CLIP shape: {e}"),
-            };
-            NnError::ClipConfig {
-                file: file.to_owned(),
-                object,
-                problem,
-            }
-        })
     }
 }
 
@@ -284,18 +249,6 @@ mod tests {
         assert_eq!(
             serde_json::to_string_pretty(&derived).unwrap(),
             serde_json::to_string_pretty(&by_hand).unwrap()
-        );
-        let file = Path::new("m.json");
-        assert_eq!(ClipConfig::from_json(&by_hand, file, "clip").unwrap(), c);
-        let mut bad = by_hand.clone();
-        bad["vision_width"] = serde_json::json!(1.5);
-        bad.as_object_mut().unwrap().remove("vocab_size");
-        let err = ClipConfig::from_json(&bad, file, "clip")
-            .unwrap_err()
-            .to_string();
-        assert!(
-            err.starts_with("m.json: \"clip\" has no integer \""),
-            "{err}"
         );
     }
 }

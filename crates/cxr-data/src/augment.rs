@@ -21,6 +21,8 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use rayon::prelude::*;
 
+use crate::error::DataError;
+
 /// An augmentation configuration. All randomness comes from the RNG passed to
 /// [`Augment::apply`], or from `(seed, key)` in [`Augment::batch`].
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -136,8 +138,11 @@ impl Augment {
     /// rather than producing NaN coordinates mid-epoch: `0 < lo <= hi` for the
     /// pairs (with `crop_scale.1 <= 1` and `blur_sigma.1 <= 64`), rotation in
     /// `[0, 180]`, non-negative strengths, probabilities in `[0, 1]`, a non-empty
-    /// output. The error names the first bad field.
-    pub fn validate(&self) -> Result<(), String> {
+    /// output.
+    ///
+    /// # Errors
+    /// [`DataError::InvalidAugmentation`] naming the first bad field.
+    pub fn validate(&self) -> Result<(), DataError> {
         let pair = |(lo, hi): (f32, f32), max: f32| 0.0 < lo && lo <= hi && hi <= max;
         let prob = |p: f32| (0.0..=1.0).contains(&p);
         let strength = |s: f32| (0.0..=f32::MAX).contains(&s);
@@ -153,7 +158,10 @@ impl Augment {
             ("out_size", self.out_size.0 > 0 && self.out_size.1 > 0),
         ];
         match checks.iter().find(|(_, ok)| !ok) {
-            Some((field, _)) => Err(format!("invalid augmentation {field}: {self:?}")),
+            Some((field, _)) => Err(DataError::InvalidAugmentation {
+                field,
+                config: format!("{self:?}"),
+            }),
             None => Ok(()),
         }
     }
@@ -600,7 +608,12 @@ mod tests {
         }
         let mut bad = Augment::ssl(8, 8);
         bad.crop_scale = (0.5, 1.5);
-        assert!(bad.validate().unwrap_err().contains("crop_scale"));
+        assert!(
+            bad.validate()
+                .unwrap_err()
+                .to_string()
+                .contains("crop_scale")
+        );
     }
 
     /// Timing: `cargo test --release -p cxr-data --lib augment_speed -- --ignored --nocapture`.

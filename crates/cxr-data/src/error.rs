@@ -43,6 +43,34 @@ pub enum DataError {
     /// The requested configuration is impossible (bad split fractions, unknown preset...).
     #[error("{0}")]
     Config(String),
+    /// A preset name that is not in the preset table.
+    #[error("unknown preset {name:?}; available: {}", known.join(", "))]
+    UnknownPreset {
+        /// The name asked for.
+        name: String,
+        /// The preset names (carried, so this module imports no table).
+        known: &'static [&'static str],
+    },
+    /// A resize policy that is none of squash, letterbox or center-crop.
+    #[error("unknown resize policy {value:?} (expected squash, letterbox or center-crop)")]
+    UnknownResizePolicy {
+        /// The value given.
+        value: String,
+    },
+    /// A task that is none of binary, multilabel or multiclass.
+    #[error("unknown task {value:?} (expected binary, multilabel or multiclass)")]
+    UnknownTask {
+        /// The value given.
+        value: String,
+    },
+    /// An augmentation setting out of its range.
+    #[error("invalid augmentation {field}: {config}")]
+    InvalidAugmentation {
+        /// The first bad field.
+        field: &'static str,
+        /// The whole configuration (`Debug`), to show the value in context.
+        config: String,
+    },
     /// The output directory exists and is not empty.
     #[error("{0}: output exists and is not empty (use --force to replace it)")]
     OutputExists(PathBuf),

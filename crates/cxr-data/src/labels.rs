@@ -3,6 +3,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::error::DataError;
+
 /// The task type of a dataset.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -16,15 +18,15 @@ pub enum Task {
 }
 
 impl std::str::FromStr for Task {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
+    type Err = DataError;
+    fn from_str(s: &str) -> Result<Self, DataError> {
         match s {
             "binary" => Ok(Self::Binary),
             "multilabel" => Ok(Self::Multilabel),
             "multiclass" => Ok(Self::Multiclass),
-            _ => Err(format!(
-                "unknown task {s:?} (expected binary, multilabel or multiclass)"
-            )),
+            _ => Err(DataError::UnknownTask {
+                value: s.to_owned(),
+            }),
         }
     }
 }

@@ -7,6 +7,7 @@ use fast_image_resize::{FilterType, PixelType, ResizeAlg, ResizeOptions, Resizer
 use serde::{Deserialize, Serialize};
 
 use crate::decode::{DecodedImage, Intensity, Pixels, WindowFunction};
+use crate::error::DataError;
 
 /// How a non-square image becomes a square one.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -22,15 +23,15 @@ pub enum ResizePolicy {
 }
 
 impl std::str::FromStr for ResizePolicy {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
+    type Err = DataError;
+    fn from_str(s: &str) -> Result<Self, DataError> {
         match s {
             "squash" => Ok(Self::Squash),
             "letterbox" => Ok(Self::Letterbox),
             "center-crop" => Ok(Self::CenterCrop),
-            _ => Err(format!(
-                "unknown resize policy {s:?} (expected squash, letterbox or center-crop)"
-            )),
+            _ => Err(DataError::UnknownResizePolicy {
+                value: s.to_owned(),
+            }),
         }
     }
 }

@@ -1,7 +1,5 @@
 //! Device selection from the `--device auto|cpu|cuda[:N]` option.
 
-use std::fmt;
-
 use tch::Device;
 
 use crate::system::{CudaStatus, SystemInfo};
@@ -18,20 +16,9 @@ pub enum DeviceRequest {
 }
 
 /// A `--device` value that is none of `auto`, `cpu`, `cuda` or `cuda:N`.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown device '{0}' (expected auto, cpu, cuda or cuda:N)")]
 pub struct ParseDeviceError(String);
-
-impl fmt::Display for ParseDeviceError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "unknown device '{}' (expected auto, cpu, cuda or cuda:N)",
-            self.0
-        )
-    }
-}
-
-impl std::error::Error for ParseDeviceError {}
 
 impl std::str::FromStr for DeviceRequest {
     type Err = ParseDeviceError;
@@ -51,7 +38,8 @@ impl std::str::FromStr for DeviceRequest {
 }
 
 /// Why a requested device cannot be used.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("cuda:{requested} requested but {}", self.reason())]
 pub struct DeviceUnavailable {
     /// The CUDA index asked for.
     pub requested: usize,
@@ -62,22 +50,15 @@ pub struct DeviceUnavailable {
     pub status: Option<CudaStatus>,
 }
 
-impl fmt::Display for DeviceUnavailable {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+impl DeviceUnavailable {
+    /// With no device at all, what is missing; else how many there are.
+    fn reason(&self) -> String {
         match &self.status {
-            Some(status) if self.available == 0 => {
-                write!(f, "cuda:{} requested but {status}", self.requested)
-            }
-            _ => write!(
-                f,
-                "cuda:{} requested but libtorch sees {} CUDA device(s)",
-                self.requested, self.available
-            ),
+            Some(status) if self.available == 0 => status.to_string(),
+            _ => format!("libtorch sees {} CUDA device(s)", self.available),
         }
     }
 }
-
-impl std::error::Error for DeviceUnavailable {}
 
 impl DeviceRequest {
     /// Resolves the request against the devices libtorch can see.

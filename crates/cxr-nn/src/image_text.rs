@@ -16,11 +16,9 @@ use tch::{Device, Kind, Tensor};
 use crate::arch::clip::{Clip, ClipConfig};
 use crate::backbone::Architecture;
 use crate::checkpoint::{self, RawTensor};
+use crate::error::NnError;
 use crate::load::{KeyMismatch, load_strict};
 use crate::registry::{ModelEntry, Normalization, Preprocessing};
-
-/// Error type of this module.
-pub type ImageTextError = Box<dyn std::error::Error + Send + Sync>;
 
 /// The `format` value of a CLIP sidecar written by [`ClipModel::save`].
 pub const SIDECAR_FORMAT: &str = "cxrlearn-clip";
@@ -58,19 +56,19 @@ pub fn clip_key(name: &str) -> Option<&str> {
 /// derives it (ViT image tower only).
 ///
 /// # Errors
-/// A state dict without the keys `build_model` reads.
+/// [`NnError::NotClipStateDict`]: a state dict without a key `build_model` reads.
 pub fn config_from_state_dict(
     tensors: &BTreeMap<String, RawTensor>,
-) -> Result<ClipConfig, ImageTextError> {
+) -> Result<ClipConfig, NnError> {
     let by_name: BTreeMap<&str, &RawTensor> = tensors
         .iter()
         .filter_map(|(k, t)| clip_key(k).map(|k| (k, t)))
         .collect();
-    let shape = |k: &str| -> Result<Vec<i64>, ImageTextError> {
+    let shape = |k: &str| -> Result<Vec<i64>, NnError> {
         by_name
             .get(k)
             .map(|t| t.shape.iter().map(|&d| d as i64).collect())
-            .ok_or_else(|| format!("not an OpenAI CLIP (ViT) state dict: no '{k}'").into())
+            .ok_or_else(|| NnError::NotClipStateDict { key: k.to_owned() })
     };
     let layers = |prefix: &str| {
         by_name
@@ -113,49 +111,23 @@ pub struct ClipModel {
     vs: VarStore,
 }
 
-fn config_json(c: &ClipConfig) -> Value {
-    json!({
-        "embed_dim": c.embed_dim,
-        "image_resolution": c.image_resolution,
-        "vision_layers": c.vision_layers,
-        "vision_width": c.vision_width,
-        "vision_patch_size": c.vision_patch_size,
-        "context_length": c.context_length,
-        "vocab_size": c.vocab_size,
-        "transformer_width": c.transformer_width,
-        "transformer_layers": c.transformer_layers,
-    })
-}
-
-fn config_from_json(v: &Value) -> Result<ClipConfig, ImageTextError> {
-    let get = |k: &str| {
-        v[k].as_i64()
-            .ok_or_else(|| format!("clip_config has no integer '{k}'"))
+/// The `key` statistics (one number for every channel, or three) of the
+/// `preprocessing` object of the sidecar `file`.
+fn stats_from_json(v: &Value, key: &str, file: &Path) -> Result<[f64; 3], NnError> {
+    let problem = |problem: String| NnError::ClipPreprocessing {
+        file: file.to_owned(),
+        problem,
     };
-    Ok(ClipConfig {
-        embed_dim: get("embed_dim")?,
-        image_resolution: get("image_resolution")?,
-        vision_layers: get("vision_layers")? as usize,
-        vision_width: get("vision_width")?,
-        vision_patch_size: get("vision_patch_size")?,
-        context_length: get("context_length")?,
-        vocab_size: get("vocab_size")?,
-        transformer_width: get("transformer_width")?,
-        transformer_layers: get("transformer_layers")? as usize,
-    })
-}
-
-fn stats_from_json(v: &Value, key: &str) -> Result<[f64; 3], ImageTextError> {
     let a: Vec<f64> = v[key]
         .as_array()
-        .ok_or_else(|| format!("preprocessing has no '{key}' list"))?
+        .ok_or_else(|| problem(format!("has no '{key}' list")))?
         .iter()
         .filter_map(Value::as_f64)
         .collect();
     match a[..] {
         [x] => Ok([x; 3]),
         [x, y, z] => Ok([x, y, z]),
-        _ => Err(format!("preprocessing '{key}' needs 1 or 3 numbers").into()),
+        _ => Err(problem(format!("'{key}' needs 1 or 3 numbers"))),
     }
 }
 
@@ -248,8 +220,8 @@ impl ClipModel {
     /// it).
     ///
     /// # Errors
-    /// Unwritable files or untransferable tensors.
-    pub fn save(&self, path: &Path, tokenizer: Option<&Path>) -> Result<(), ImageTextError> {
+    /// Unwritable files (named) or untransferable tensors.
+    pub fn save(&self, path: &Path, tokenizer: Option<&Path>) -> Result<(), NnError> {
         let tensors: BTreeMap<String, RawTensor> = self
             .vs
             .variables()
@@ -260,9 +232,14 @@ impl ClipModel {
                     RawTensor::from_tch(k, &v.to_device(Device::Cpu))?,
                 ))
             })
-            .collect::<Result<_, ImageTextError>>()?;
+            .collect::<Result<_, NnError>>()?;
         let meta = HashMap::from([("format".to_owned(), SIDECAR_FORMAT.to_owned())]);
-        std::fs::write(path, checkpoint::to_safetensors(&tensors, Some(meta))?)?;
+        let io = |path: &Path| {
+            let path = path.to_owned();
+            move |source| NnError::Io { path, source }
+        };
+        std::fs::write(path, checkpoint::to_safetensors(&tensors, Some(meta))?)
+            .map_err(io(path))?;
         let dir = path.parent().unwrap_or(Path::new("."));
         let tokenizer = tokenizer.map(|t| {
             t.strip_prefix(dir)
@@ -274,7 +251,7 @@ impl ClipModel {
         let sidecar = json!({
             "model": "clip",
             "format": SIDECAR_FORMAT,
-            "clip_config": config_json(&self.config),
+            "clip_config": self.config,
             "preprocessing": {
                 "size": p.size,
                 "channels": p.channels,
@@ -283,10 +260,13 @@ impl ClipModel {
             },
             "tokenizer": tokenizer,
         });
-        std::fs::write(
-            path.with_extension("json"),
-            serde_json::to_string_pretty(&sidecar)? + "\n",
-        )?;
+        let side = path.with_extension("json");
+        let text =
+            serde_json::to_string_pretty(&sidecar).map_err(|source| NnError::SidecarJson {
+                file: side.clone(),
+                source,
+            })?;
+        std::fs::write(&side, text + "\n").map_err(io(&side))?;
         Ok(())
     }
 
@@ -303,35 +283,44 @@ impl ClipModel {
     /// folder).
     ///
     /// # Errors
-    /// A missing or malformed sidecar, or weights that do not match it.
-    pub fn load(path: &Path, device: Device) -> Result<(Self, Option<PathBuf>), ImageTextError> {
+    /// A missing or malformed sidecar, or weights that do not match it (each
+    /// naming its file).
+    pub fn load(path: &Path, device: Device) -> Result<(Self, Option<PathBuf>), NnError> {
         let side = path.with_extension("json");
-        let text = std::fs::read_to_string(&side)
-            .map_err(|e| format!("cannot read sidecar {}: {e}", side.display()))?;
-        let v: Value =
-            serde_json::from_str(&text).map_err(|e| format!("sidecar {}: {e}", side.display()))?;
+        let text = std::fs::read_to_string(&side).map_err(|source| NnError::ReadSidecar {
+            file: side.clone(),
+            source,
+        })?;
+        let v: Value = serde_json::from_str(&text).map_err(|source| NnError::SidecarJson {
+            file: side.clone(),
+            source,
+        })?;
         if v["format"] != SIDECAR_FORMAT {
-            return Err(format!(
-                "{} is not a CLIP sidecar (format is not \"{SIDECAR_FORMAT}\")",
-                side.display()
-            )
-            .into());
+            return Err(NnError::NotClipSidecar {
+                file: side,
+                format: SIDECAR_FORMAT,
+            });
         }
-        let config = config_from_json(&v["clip_config"])?;
+        let config = crate::spec::clip_config_from_json(&v["clip_config"], &side, "clip_config")?;
         let p = &v["preprocessing"];
         let preprocessing = Preprocessing {
             size: p["size"].as_i64().unwrap_or(config.image_resolution),
             channels: p["channels"].as_i64().unwrap_or(3),
             normalization: Normalization {
-                mean: stats_from_json(p, "mean")?,
-                std: stats_from_json(p, "std")?,
+                mean: stats_from_json(p, "mean", &side)?,
+                std: stats_from_json(p, "std", &side)?,
             },
             resize: "bilinear resize to the model's input size",
             internal_resize: None,
         };
         let ck = checkpoint::load(path)?;
-        let model = Self::from_tensors(config, preprocessing, &ck.tensors, device)
-            .map_err(|e| format!("{}: {e}", path.display()))?;
+        let model =
+            Self::from_tensors(config, preprocessing, &ck.tensors, device).map_err(|mismatch| {
+                NnError::WeightsMismatch {
+                    file: path.to_owned(),
+                    mismatch,
+                }
+            })?;
         let dir = side.parent().unwrap_or(Path::new("."));
         let tokenizer = v["tokenizer"].as_str().map(|t| dir.join(t));
         Ok((model, tokenizer))

@@ -3,7 +3,6 @@
 //! the rest loads strictly into the architecture.
 
 use std::collections::BTreeMap;
-use std::fmt;
 
 use tch::Device;
 use tch::nn::VarStore;
@@ -26,9 +25,12 @@ pub struct Imported {
 }
 
 /// Why a checkpoint does not fit a registry entry.
-#[derive(Debug)]
+#[derive(Debug, thiserror::Error)]
 pub enum ImportError {
     /// Keys missing, unexpected or wrongly shaped.
+    #[error(
+        "{mismatch} (model '{model}'; {ignored} tensor(s) ignored on purpose; is this the right model or file?)"
+    )]
     Keys {
         /// The entry's name.
         model: &'static str,
@@ -40,6 +42,9 @@ pub enum ImportError {
     /// The checkpoint holds the other variant of the entry's method (a
     /// ResNet-18 release offered as the ResNet-50 entry, or the reverse), for
     /// which the registry has its own entry.
+    #[error(
+        "checkpoint holds a {found}, but model '{model}' is the {expected} variant of {method}: use --model {use_instead}"
+    )]
     WrongVariant {
         /// The entry asked for.
         model: &'static str,
@@ -53,6 +58,7 @@ pub enum ImportError {
         use_instead: &'static str,
     },
     /// Two checkpoint tensors map onto the same name.
+    #[error("checkpoint tensors '{}' and '{}' both map onto '{name}'", sources.0, sources.1)]
     Duplicate {
         /// The name both map onto.
         name: String,
@@ -60,38 +66,6 @@ pub enum ImportError {
         sources: (String, String),
     },
 }
-
-impl fmt::Display for ImportError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Self::Keys {
-                model,
-                mismatch,
-                ignored,
-            } => write!(
-                f,
-                "{mismatch} (model '{model}'; {ignored} tensor(s) ignored on purpose; is this the right model or file?)"
-            ),
-            Self::WrongVariant {
-                model,
-                method,
-                found,
-                expected,
-                use_instead,
-            } => write!(
-                f,
-                "checkpoint holds a {found}, but model '{model}' is the {expected} variant of {method}: use --model {use_instead}"
-            ),
-            Self::Duplicate { name, sources } => write!(
-                f,
-                "checkpoint tensors '{}' and '{}' both map onto '{name}'",
-                sources.0, sources.1
-            ),
-        }
-    }
-}
-
-impl std::error::Error for ImportError {}
 
 /// Applies `entry`'s key rules to every tensor of `checkpoint`, without
 /// loading them into the architecture; a checkpoint of another registered

@@ -9,6 +9,8 @@ pub mod backbone;
 pub mod checkpoint;
 pub mod device;
 pub mod encoder;
+pub mod entry;
+pub mod error;
 pub mod image_text;
 pub mod import;
 pub mod load;
@@ -19,4 +21,5 @@ pub mod spec;
 pub mod system;
 pub mod text;
 
+pub use error::NnError;
 pub use tch;

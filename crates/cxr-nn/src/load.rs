@@ -5,14 +5,14 @@
 //! random weights.
 
 use std::collections::BTreeMap;
-use std::fmt;
 
 use tch::nn::VarStore;
 
 use crate::checkpoint::RawTensor;
 
 /// Names that did not line up between a checkpoint and an architecture.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, thiserror::Error)]
+#[error("checkpoint does not match the architecture: {}", self.describe())]
 pub struct KeyMismatch {
     /// Variables of the architecture the checkpoint lacks.
     pub missing: Vec<String>,
@@ -38,8 +38,9 @@ fn list(names: &[String]) -> String {
     format!("{}{more}", head.join(", "))
 }
 
-impl fmt::Display for KeyMismatch {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+impl KeyMismatch {
+    /// The missing, unexpected and wrongly shaped names, eight of each at most.
+    fn describe(&self) -> String {
         let mut parts = Vec::new();
         if !self.missing.is_empty() {
             parts.push(format!("missing keys: {}", list(&self.missing)));
@@ -55,15 +56,9 @@ impl fmt::Display for KeyMismatch {
                 .collect();
             parts.push(format!("wrong shapes: {}", list(&shapes)));
         }
-        write!(
-            f,
-            "checkpoint does not match the architecture: {}",
-            parts.join("; ")
-        )
+        parts.join("; ")
     }
 }
-
-impl std::error::Error for KeyMismatch {}
 
 /// Copies `tensors` into the variables of `vs` by name. Tensors for which
 /// `ignore(name)` holds are skipped; anything else that does not match exactly

@@ -13,6 +13,8 @@ use std::fmt;
 
 use tch::{Device, Kind};
 
+use crate::error::NnError;
+
 unsafe extern "C" {
     fn cxr_autocast_enter(
         device: c_int,
@@ -48,16 +50,16 @@ impl fmt::Display for Precision {
 }
 
 impl std::str::FromStr for Precision {
-    type Err = String;
+    type Err = NnError;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         match s {
             "fp32" | "float32" => Ok(Self::Fp32),
             "bf16" | "bfloat16" => Ok(Self::Bf16),
             "fp16" | "float16" | "half" => Ok(Self::Fp16),
-            _ => Err(format!(
-                "unknown precision '{s}' (expected fp32, bf16 or fp16)"
-            )),
+            _ => Err(NnError::UnknownPrecision {
+                value: s.to_owned(),
+            }),
         }
     }
 }
@@ -81,12 +83,10 @@ impl Precision {
     /// Whether this precision can run on `device`.
     ///
     /// # Errors
-    /// fp16 on the CPU, named with the alternative.
-    pub fn check(self, device: Device) -> Result<(), String> {
+    /// [`NnError::Fp16OnCpu`], whose message names the alternative.
+    pub fn check(self, device: Device) -> Result<(), NnError> {
         if self == Self::Fp16 && device == Device::Cpu {
-            return Err(
-                "--precision fp16 is for CUDA devices; on the CPU use bf16 (or fp32)".into(),
-            );
+            return Err(NnError::Fp16OnCpu);
         }
         Ok(())
     }
@@ -147,18 +147,20 @@ mod tests {
     #[test]
     fn parses_and_prints() {
         for p in [Precision::Fp32, Precision::Bf16, Precision::Fp16] {
-            assert_eq!(p.to_string().parse::<Precision>(), Ok(p));
+            assert_eq!(p.to_string().parse::<Precision>().unwrap(), p);
         }
         assert!(
             "fp8"
                 .parse::<Precision>()
                 .unwrap_err()
+                .to_string()
                 .contains("fp32, bf16 or fp16")
         );
         assert!(
             Precision::Fp16
                 .check(Device::Cpu)
                 .unwrap_err()
+                .to_string()
                 .contains("use bf16")
         );
         assert!(Precision::Bf16.check(Device::Cpu).is_ok());

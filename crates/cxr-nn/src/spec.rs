@@ -5,11 +5,13 @@
 
 use std::path::Path;
 
+use crate::arch::Norm;
 use crate::arch::clip::ClipConfig;
 use crate::arch::densenet::{Activation, DenseNetConfig};
 use crate::arch::resnet::ResNetConfig;
 use crate::arch::vit::VitConfig;
 use crate::backbone::Architecture;
+use crate::error::NnError;
 use crate::registry::{self, IMAGENET, ModelEntry, Normalization, Preprocessing};
 
 /// A buildable model description.
@@ -26,61 +28,50 @@ pub struct ModelSpec {
     pub entry: Option<ModelEntry>,
 }
 
-/// Bare architectures by name, for `scratch:NAME` and sidecars.
-pub const ARCHITECTURES: &[&str] = &[
-    "resnet18",
-    "resnet50",
-    "densenet121",
-    "vit-b16",
-    "resnet18-w16",
-    "resnet18-w32",
-    "resnet18-w16-gn",
-    "resnet18-w32-gn",
-    "densenet121-leaky",
-    "densenet-tiny",
-    "vit-tiny",
-];
+/// A bare architecture: its name and how to build it.
+type ArchitectureDef = (&'static str, fn() -> Architecture);
 
-/// The architecture called `name` (see [`ARCHITECTURES`]).
-///
-/// # Errors
-/// The list of known names.
-pub fn architecture(name: &str) -> Result<Architecture, String> {
-    Ok(match name {
-        "resnet18" => Architecture::ResNet(ResNetConfig::resnet18(None)),
-        "resnet50" => Architecture::ResNet(ResNetConfig::resnet50(None)),
-        "densenet121" => Architecture::DenseNet(DenseNetConfig::densenet121(None)),
-        "vit-b16" => Architecture::Vit(VitConfig::vit_b16(None)),
-        // Narrow ResNet-18s: the phantom-scale backbones of tests and demos;
-        // `-gn` with GroupNorm(8), the tiny contrastive default (docs/ssl-methods.md (Phantom-scale configurations; Pitfalls)).
-        "resnet18-w16" | "resnet18-w32" | "resnet18-w16-gn" | "resnet18-w32-gn" => {
-            Architecture::ResNet(ResNetConfig {
-                width: if name.contains("-w16") { 16 } else { 32 },
-                norm: if name.ends_with("-gn") {
-                    crate::arch::Norm::Group(8)
-                } else {
-                    crate::arch::Norm::Batch
-                },
-                ..ResNetConfig::resnet18(None)
-            })
-        }
-        // S2MTS2's backbone: every activation LeakyReLU(0.1) (docs/ssl-methods.md (S2MTS2)).
-        "densenet121-leaky" => Architecture::DenseNet(DenseNetConfig {
+/// Bare architectures for `scratch:NAME` and sidecars, in the order help and
+/// errors list them: the one table both the lookup and the names come from.
+const TABLE: [ArchitectureDef; 11] = [
+    ("resnet18", || {
+        Architecture::ResNet(ResNetConfig::resnet18(None))
+    }),
+    ("resnet50", || {
+        Architecture::ResNet(ResNetConfig::resnet50(None))
+    }),
+    ("densenet121", || {
+        Architecture::DenseNet(DenseNetConfig::densenet121(None))
+    }),
+    ("vit-b16", || Architecture::Vit(VitConfig::vit_b16(None))),
+    // Narrow ResNet-18s: the phantom-scale backbones of tests and demos;
+    // `-gn` with GroupNorm(8), the tiny contrastive default (docs/ssl-methods.md (Phantom-scale configurations; Pitfalls)).
+    ("resnet18-w16", || narrow_resnet18(16, Norm::Batch)),
+    ("resnet18-w32", || narrow_resnet18(32, Norm::Batch)),
+    ("resnet18-w16-gn", || narrow_resnet18(16, Norm::Group(8))),
+    ("resnet18-w32-gn", || narrow_resnet18(32, Norm::Group(8))),
+    // S2MTS2's backbone: every activation LeakyReLU(0.1) (docs/ssl-methods.md (S2MTS2)).
+    ("densenet121-leaky", || {
+        Architecture::DenseNet(DenseNetConfig {
             activation: Activation::LeakyRelu(0.1),
             ..DenseNetConfig::densenet121(None)
-        }),
-        // The phantom-scale S2MTS2 backbone of docs/ssl-methods.md (Phantom-scale configurations): growth 8, two layers per
-        // block, a stem of twice the growth as DenseNet-121 has; 32 features.
-        "densenet-tiny" => Architecture::DenseNet(DenseNetConfig {
+        })
+    }),
+    // The phantom-scale S2MTS2 backbone of docs/ssl-methods.md (Phantom-scale configurations): growth 8, two layers per
+    // block, a stem of twice the growth as DenseNet-121 has; 32 features.
+    ("densenet-tiny", || {
+        Architecture::DenseNet(DenseNetConfig {
             growth_rate: 8,
             block_config: [2, 2, 2, 2],
             num_init_features: 16,
             activation: Activation::LeakyRelu(0.1),
             ..DenseNetConfig::densenet121(None)
-        }),
-        // REFERS' ViT at phantom scale (docs/ssl-methods.md (Phantom-scale configurations)): 64-pixel
-        // inputs in 8-pixel patches, width 96, 4 layers, 3 heads, MLP 384.
-        "vit-tiny" => Architecture::Vit(VitConfig {
+        })
+    }),
+    // REFERS' ViT at phantom scale (docs/ssl-methods.md (Phantom-scale configurations)): 64-pixel
+    // inputs in 8-pixel patches, width 96, 4 layers, 3 heads, MLP 384.
+    ("vit-tiny", || {
+        Architecture::Vit(VitConfig {
             image_size: 64,
             patch_size: 8,
             hidden: 96,
@@ -88,14 +79,47 @@ pub fn architecture(name: &str) -> Result<Architecture, String> {
             heads: 3,
             mlp: 384,
             ..VitConfig::vit_b16(None)
-        }),
-        _ => {
-            return Err(format!(
-                "unknown architecture '{name}' (known: {})",
-                ARCHITECTURES.join(", ")
-            ));
-        }
+        })
+    }),
+];
+
+/// A ResNet-18 of stem width `width` with `norm` layers.
+fn narrow_resnet18(width: i64, norm: Norm) -> Architecture {
+    Architecture::ResNet(ResNetConfig {
+        width,
+        norm,
+        ..ResNetConfig::resnet18(None)
     })
+}
+
+/// The names of [`TABLE`], computed at compile time so the public list is
+/// still a constant.
+const fn table_names<const N: usize>(table: &[ArchitectureDef; N]) -> [&'static str; N] {
+    let mut names = [""; N];
+    let mut i = 0;
+    while i < N {
+        names[i] = table[i].0;
+        i += 1;
+    }
+    names
+}
+
+/// Bare architectures by name, for `scratch:NAME` and sidecars.
+pub const ARCHITECTURES: [&str; TABLE.len()] = table_names(&TABLE);
+
+/// The architecture called `name` (see [`ARCHITECTURES`]).
+///
+/// # Errors
+/// [`NnError::UnknownArchitecture`], whose message lists the known names.
+pub fn architecture(name: &str) -> Result<Architecture, NnError> {
+    TABLE
+        .iter()
+        .find(|(n, _)| *n == name)
+        .map(|(_, build)| build())
+        .ok_or_else(|| NnError::UnknownArchitecture {
+            name: name.to_owned(),
+            known: &ARCHITECTURES,
+        })
 }
 
 impl ModelSpec {
@@ -120,15 +144,16 @@ impl ModelSpec {
         name: &str,
         size: i64,
         normalization: Option<Normalization>,
-    ) -> Result<Self, String> {
+    ) -> Result<Self, NnError> {
         let architecture = architecture(name)?;
         if let Architecture::Vit(c) = &architecture
             && c.image_size != size
         {
-            return Err(format!(
-                "{name} takes {}-pixel inputs, not {size}",
-                c.image_size
-            ));
+            return Err(NnError::InputSize {
+                architecture: name.to_owned(),
+                expected: c.image_size,
+                size,
+            });
         }
         Ok(Self {
             name: name.to_owned(),
@@ -171,7 +196,7 @@ impl ModelSpec {
             }
             (None, Architecture::ClipVisual(c)) => serde_json::json!({
                 "architecture": CLIP_VISUAL,
-                "clip": clip_config_json(c),
+                "clip": c,
                 "input_size": self.preprocessing.size,
                 "normalization": {"mean": n.mean, "std": n.std},
             }),
@@ -187,9 +212,8 @@ impl ModelSpec {
     /// `{"architecture": name, "input_size": n, "normalization": {...}}`.
     ///
     /// # Errors
-    /// A message naming the file and the field that is missing or unknown.
-    pub fn from_sidecar(meta: &serde_json::Value, file: &Path) -> Result<Self, String> {
-        let f = file.display();
+    /// Errors naming the file and the field that is missing or unknown.
+    pub fn from_sidecar(meta: &serde_json::Value, file: &Path) -> Result<Self, NnError> {
         if let Some(name) = meta["model"].as_str() {
             let mut spec = Self::from_entry(&registry::find(name)?);
             if let Some(size) = meta["input_size"].as_i64() {
@@ -199,10 +223,15 @@ impl ModelSpec {
         }
         let name = meta["architecture"]
             .as_str()
-            .ok_or_else(|| format!("{f} names neither a \"model\" nor an \"architecture\""))?;
+            .ok_or_else(|| NnError::SidecarUnnamed {
+                file: file.to_owned(),
+            })?;
         let size = meta["input_size"]
             .as_i64()
-            .ok_or_else(|| format!("{f} has no \"input_size\""))?;
+            .ok_or_else(|| NnError::SidecarField {
+                file: file.to_owned(),
+                field: "input_size",
+            })?;
         let stats = |key: &str| -> Option<[f64; 3]> {
             let v: Vec<f64> = meta["normalization"][key]
                 .as_array()?
@@ -216,13 +245,13 @@ impl ModelSpec {
             _ => None,
         };
         if name == CLIP_VISUAL {
-            let config = clip_config_from_json(&meta["clip"])
-                .map_err(|field| format!("{f}: \"clip\" has no integer \"{field}\""))?;
+            let config = clip_config_from_json(&meta["clip"], file, "clip")?;
             if config.image_resolution != size {
-                return Err(format!(
-                    "{f}: the CLIP image tower takes {}-pixel inputs, not {size}",
-                    config.image_resolution
-                ));
+                return Err(NnError::ClipInputSize {
+                    file: file.to_owned(),
+                    expected: config.image_resolution,
+                    size,
+                });
             }
             return Ok(Self::clip_visual(config, normalization.unwrap_or(IMAGENET)));
         }
@@ -239,33 +268,36 @@ impl ModelSpec {
 /// sidecar's `"clip"` object.
 pub const CLIP_VISUAL: &str = "clip-visual";
 
-fn clip_config_json(c: &ClipConfig) -> serde_json::Value {
-    serde_json::json!({
-        "embed_dim": c.embed_dim,
-        "image_resolution": c.image_resolution,
-        "vision_layers": c.vision_layers,
-        "vision_width": c.vision_width,
-        "vision_patch_size": c.vision_patch_size,
-        "context_length": c.context_length,
-        "vocab_size": c.vocab_size,
-        "transformer_width": c.transformer_width,
-        "transformer_layers": c.transformer_layers,
-    })
-}
-
-/// The config of [`clip_config_json`]; the error is the missing field.
-fn clip_config_from_json(v: &serde_json::Value) -> Result<ClipConfig, &'static str> {
-    let get = |k: &'static str| v[k].as_i64().ok_or(k);
-    Ok(ClipConfig {
-        embed_dim: get("embed_dim")?,
-        image_resolution: get("image_resolution")?,
-        vision_layers: get("vision_layers")? as usize,
-        vision_width: get("vision_width")?,
-        vision_patch_size: get("vision_patch_size")?,
-        context_length: get("context_length")?,
-        vocab_size: get("vocab_size")?,
-        transformer_width: get("transformer_width")?,
-        transformer_layers: get("transformer_layers")? as usize,
+/// The CLIP shape in the `object` field of the sidecar `file` (named in the
+/// error), as `serde_json` writes a [`ClipConfig`]: the one reader of both
+/// sidecars that store it ([`ModelSpec::sidecar`] and `ClipModel::save`).
+///
+/// # Errors
+/// [`NnError::ClipConfig`] naming the first field (in the written order)
+/// that is missing or not an integer.
+pub fn clip_config_from_json(
+    v: &serde_json::Value,
+    file: &Path,
+    object: &'static str,
+) -> Result<ClipConfig, NnError> {
+    serde_json::from_value(v.clone()).map_err(|e| {
+        // serde names a missing field but not a mistyped one; the written
+        // layout's field names (from the derive, not a second list) find the
+        // first field a user must fix.
+        let layout = serde_json::to_value(ClipConfig::vit_b32()).unwrap_or_default();
+        let fields = layout.as_object().into_iter().flat_map(|o| o.keys());
+        let problem = match fields
+            .into_iter()
+            .find(|k| v[k.as_str()].as_i64().is_none())
+        {
+            Some(field) => format!("has no integer \"{field}\""),
+            None => format!("is not a CLIP shape: {e}"),
+        };
+        NnError::ClipConfig {
+            file: file.to_owned(),
+            object,
+            problem,
+        }
     })
 }
 
@@ -330,8 +362,31 @@ mod tests {
     }
 
     #[test]
+    fn clip_shape_errors_name_the_file_and_field() {
+        let mut v = serde_json::json!(ClipConfig::vit_b32());
+        let file = Path::new("m.json");
+        assert_eq!(
+            clip_config_from_json(&v, file, "clip").unwrap(),
+            ClipConfig::vit_b32()
+        );
+        v["vision_width"] = serde_json::json!(1.5);
+        let err = clip_config_from_json(&v, file, "clip").unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "m.json: \"clip\" has no integer \"vision_width\""
+        );
+        v.as_object_mut().unwrap().remove("context_length");
+        let err = clip_config_from_json(&v, file, "clip_config").unwrap_err();
+        assert!(
+            err.to_string()
+                .starts_with("m.json: \"clip_config\" has no integer \""),
+            "{err}"
+        );
+    }
+
+    #[test]
     fn unknown_names_are_listed() {
-        let err = architecture("resnet7").unwrap_err();
+        let err = architecture("resnet7").unwrap_err().to_string();
         assert!(err.contains("resnet18-w16"), "{err}");
         assert!(ModelSpec::scratch("vit-b16", 64, None).is_err());
     }

@@ -13,6 +13,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::io::Read;
 use std::path::Path;
 
+use crate::error::NnError;
+
 use tokenizers::models::bpe::{BPE, Vocab};
 use tokenizers::models::wordpiece::WordPiece;
 use tokenizers::normalizers::unicode::NFC;
@@ -26,9 +28,6 @@ use tokenizers::{
     AddedToken, Normalizer, OffsetReferential, OffsetType, PreTokenizedString, PreTokenizer,
     SplitDelimiterBehavior, Tokenizer,
 };
-
-/// Error type of this module (the `tokenizers` crate's boxed error, or ours).
-pub type TextError = Box<dyn std::error::Error + Send + Sync>;
 
 /// OpenAI CLIP's start-of-text token.
 pub const CLIP_SOT: &str = "<|startoftext|>";
@@ -95,7 +94,7 @@ fn bytes_to_unicode() -> Vec<(u8, char)> {
 /// CLIP's text cleaning: NFC (ftfy's default normal form), whitespace runs to
 /// one space, stripped, lower-cased. ftfy's mojibake repair and HTML
 /// unescaping are not reproduced (reports are plain text).
-fn clip_normalizer() -> Result<Sequence, TextError> {
+fn clip_normalizer() -> Result<Sequence, NnError> {
     Ok(Sequence::new(vec![
         NFC.into(),
         Replace::new(
@@ -108,12 +107,12 @@ fn clip_normalizer() -> Result<Sequence, TextError> {
     ]))
 }
 
-fn clip_split() -> Result<Split, TextError> {
-    Split::new(
+fn clip_split() -> Result<Split, NnError> {
+    Ok(Split::new(
         tokenizers::pre_tokenizers::split::SplitPattern::Regex(CLIP_PATTERN.into()),
         SplitDelimiterBehavior::Removed,
         true,
-    )
+    )?)
 }
 
 impl TextTokenizer {
@@ -124,21 +123,30 @@ impl TextTokenizer {
     ///
     /// # Errors
     /// An unreadable or malformed file.
-    pub fn clip_bpe(path: &Path) -> Result<Self, TextError> {
-        let bytes = std::fs::read(path)
-            .map_err(|e| format!("cannot read CLIP vocabulary {}: {e}", path.display()))?;
+    pub fn clip_bpe(path: &Path) -> Result<Self, NnError> {
+        let bytes = std::fs::read(path).map_err(|source| NnError::ReadTokenizer {
+            what: "CLIP vocabulary",
+            path: path.to_owned(),
+            source,
+        })?;
+        let malformed = |problem: String| NnError::TokenizerFile {
+            path: path.to_owned(),
+            problem,
+        };
         let text = if bytes.starts_with(&[0x1f, 0x8b]) {
             let mut s = String::new();
-            flate2::read::GzDecoder::new(&bytes[..]).read_to_string(&mut s)?;
+            flate2::read::GzDecoder::new(&bytes[..])
+                .read_to_string(&mut s)
+                .map_err(|e| malformed(format!("is not gzip-compressed text: {e}")))?;
             s
         } else {
-            String::from_utf8(bytes)?
+            String::from_utf8(bytes).map_err(|e| malformed(format!("is not UTF-8 text: {e}")))?
         };
         // simple_tokenizer.py: merges = lines[1 : 49152 - 256 - 2 + 1].
         let lines: Vec<&str> = text.split('\n').collect();
         let end = (49152 - 256 - 2 + 1).min(lines.len());
         if end < 2 {
-            return Err(format!("{} holds no BPE merges", path.display()).into());
+            return Err(malformed("holds no BPE merges".to_owned()));
         }
         let mut merges = Vec::with_capacity(end - 1);
         for (i, line) in lines[1..end].iter().enumerate() {
@@ -146,12 +154,7 @@ impl TextTokenizer {
             match (parts.next(), parts.next(), parts.next()) {
                 (Some(a), Some(b), None) => merges.push((a.to_owned(), b.to_owned())),
                 _ => {
-                    return Err(format!(
-                        "{} line {}: not a merge: {line:?}",
-                        path.display(),
-                        i + 2
-                    )
-                    .into());
+                    return Err(malformed(format!("line {}: not a merge: {line:?}", i + 2)));
                 }
             }
         }
@@ -192,10 +195,14 @@ impl TextTokenizer {
     ///
     /// # Errors
     /// An unreadable vocabulary, or one without `[CLS]`, `[SEP]` or `[UNK]`.
-    pub fn bert_wordpiece(path: &Path, lowercase: bool) -> Result<Self, TextError> {
+    pub fn bert_wordpiece(path: &Path, lowercase: bool) -> Result<Self, NnError> {
+        let malformed = |problem: String| NnError::TokenizerFile {
+            path: path.to_owned(),
+            problem,
+        };
         let file = path
             .to_str()
-            .ok_or_else(|| format!("{} is not valid UTF-8", path.display()))?;
+            .ok_or_else(|| malformed("is not valid UTF-8".to_owned()))?;
         let wp = WordPiece::from_file(file)
             .unk_token("[UNK]".into())
             .build()?;
@@ -204,7 +211,7 @@ impl TextTokenizer {
         tokenizer.with_pre_tokenizer(Some(BertPreTokenizer));
         for t in ["[UNK]", "[CLS]", "[SEP]"] {
             if tokenizer.token_to_id(t).is_none() {
-                return Err(format!("{} has no {t} token", path.display()).into());
+                return Err(malformed(format!("has no {t} token")));
             }
         }
         tokenizer.add_special_tokens(&[
@@ -235,7 +242,7 @@ impl TextTokenizer {
     ///
     /// # Errors
     /// A `vocab_size` too small for the special tokens and the alphabet.
-    pub fn train<S: AsRef<str>>(texts: &[S], vocab_size: usize) -> Result<Self, TextError> {
+    pub fn train<S: AsRef<str>>(texts: &[S], vocab_size: usize) -> Result<Self, NnError> {
         let normalizer = clip_normalizer()?;
         let split = clip_split()?;
         let mut counts: BTreeMap<String, u64> = BTreeMap::new();
@@ -262,11 +269,10 @@ impl TextTokenizer {
         vocab.extend(alphabet);
         // One id stays free for the end token.
         if vocab.len() + 1 > vocab_size {
-            return Err(format!(
-                "vocabulary size {vocab_size} is below the {} special tokens and characters",
-                vocab.len() + 1
-            )
-            .into());
+            return Err(NnError::VocabularyTooSmall {
+                size: vocab_size,
+                needed: vocab.len() + 1,
+            });
         }
         let mut merges: Vec<(String, String)> = Vec::new();
         while vocab.len() + 1 < vocab_size {
@@ -344,10 +350,7 @@ impl TextTokenizer {
     ///
     /// # Errors
     /// A `vocab_size` below the special tokens and the characters.
-    pub fn train_wordpiece<S: AsRef<str>>(
-        texts: &[S],
-        vocab_size: usize,
-    ) -> Result<Self, TextError> {
+    pub fn train_wordpiece<S: AsRef<str>>(texts: &[S], vocab_size: usize) -> Result<Self, NnError> {
         let normalizer = BertNormalizer::new(true, true, None, true);
         let mut counts: BTreeMap<String, u64> = BTreeMap::new();
         for t in texts {
@@ -365,11 +368,10 @@ impl TextTokenizer {
         vocab.extend(chars.iter().map(|c| c.to_string()));
         vocab.extend(chars.iter().map(|c| format!("##{c}")));
         if vocab.len() > vocab_size {
-            return Err(format!(
-                "vocabulary size {vocab_size} is below the {} special tokens and characters",
-                vocab.len()
-            )
-            .into());
+            return Err(NnError::VocabularyTooSmall {
+                size: vocab_size,
+                needed: vocab.len(),
+            });
         }
         let mut words: Vec<(String, u64)> = counts
             .into_iter()
@@ -409,9 +411,11 @@ impl TextTokenizer {
     ///
     /// # Errors
     /// An unreadable file, or one with neither pair of special tokens.
-    pub fn load(path: &Path) -> Result<Self, TextError> {
-        let tokenizer = Tokenizer::from_file(path)
-            .map_err(|e| format!("cannot load tokenizer {}: {e}", path.display()))?;
+    pub fn load(path: &Path) -> Result<Self, NnError> {
+        let tokenizer = Tokenizer::from_file(path).map_err(|source| NnError::LoadTokenizer {
+            path: path.to_owned(),
+            source,
+        })?;
         if tokenizer.token_to_id(CLIP_EOT).is_some() {
             Self::with_specials(
                 tokenizer,
@@ -429,11 +433,10 @@ impl TextTokenizer {
                 Some("[PAD]"),
             )
         } else {
-            Err(format!(
-                "{} has neither {CLIP_SOT}/{CLIP_EOT} nor [CLS]/[SEP] tokens",
-                path.display()
-            )
-            .into())
+            Err(NnError::TokenizerFile {
+                path: path.to_owned(),
+                problem: format!("has neither {CLIP_SOT}/{CLIP_EOT} nor [CLS]/[SEP] tokens"),
+            })
         }
     }
 
@@ -443,7 +446,7 @@ impl TextTokenizer {
     ///
     /// # Errors
     /// As the loader it picks.
-    pub fn open(path: &Path) -> Result<Self, TextError> {
+    pub fn open(path: &Path) -> Result<Self, NnError> {
         let name = path
             .file_name()
             .and_then(|n| n.to_str())
@@ -454,7 +457,11 @@ impl TextTokenizer {
         let mut head = [0u8; 8];
         let n = std::fs::File::open(path)
             .and_then(|mut f| f.read(&mut head))
-            .map_err(|e| format!("cannot read tokenizer {}: {e}", path.display()))?;
+            .map_err(|source| NnError::ReadTokenizer {
+                what: "tokenizer",
+                path: path.to_owned(),
+                source,
+            })?;
         if head[..n].starts_with(&[0x1f, 0x8b]) || head[..n].starts_with(b"#version") {
             Self::clip_bpe(path)
         } else {
@@ -466,8 +473,13 @@ impl TextTokenizer {
     ///
     /// # Errors
     /// An unwritable path.
-    pub fn save(&self, path: &Path) -> Result<(), TextError> {
-        self.tokenizer.save(path, false)
+    pub fn save(&self, path: &Path) -> Result<(), NnError> {
+        self.tokenizer
+            .save(path, false)
+            .map_err(|source| NnError::SaveTokenizer {
+                path: path.to_owned(),
+                source,
+            })
     }
 
     fn with_specials(
@@ -476,11 +488,13 @@ impl TextTokenizer {
         start: &str,
         end: &str,
         pad: Option<&str>,
-    ) -> Result<Self, TextError> {
+    ) -> Result<Self, NnError> {
         let id = |t: &str| {
             tokenizer
                 .token_to_id(t)
-                .ok_or_else(|| format!("tokenizer has no {t} token"))
+                .ok_or_else(|| NnError::NoSpecialToken {
+                    token: t.to_owned(),
+                })
         };
         Ok(Self {
             start_id: id(start)?,
@@ -506,7 +520,7 @@ impl TextTokenizer {
     ///
     /// # Errors
     /// The tokenizer's failure on this text.
-    pub fn encode(&self, text: &str) -> Result<Vec<u32>, TextError> {
+    pub fn encode(&self, text: &str) -> Result<Vec<u32>, NnError> {
         Ok(self.tokenizer.encode(text, false)?.get_ids().to_vec())
     }
 
@@ -521,9 +535,9 @@ impl TextTokenizer {
         &self,
         texts: &[S],
         context_length: usize,
-    ) -> Result<(Vec<i64>, usize), TextError> {
+    ) -> Result<(Vec<i64>, usize), NnError> {
         if context_length < 2 {
-            return Err("context length must hold at least the start and end tokens".into());
+            return Err(NnError::ContextTooShort);
         }
         let mut ids = Vec::with_capacity(texts.len() * context_length);
         let mut truncated = 0;

@@ -45,6 +45,7 @@ fn every_entry_builds_and_gives_its_feature_dimension() {
     assert!(
         registry::find("nope")
             .unwrap_err()
+            .to_string()
             .contains("known: resnet50-imagenet, chexzero")
     );
 }

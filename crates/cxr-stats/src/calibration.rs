@@ -18,6 +18,8 @@
 
 use serde::Serialize;
 
+use crate::StatsError;
+
 /// Number of bins of the ECE, the ACE and the reliability diagram.
 pub const BINS: usize = 15;
 
@@ -74,21 +76,20 @@ impl Platt {
     }
 }
 
-/// `Err(reason)` unless every score lies in [0, 1].
-pub fn check_probabilities(scores: &[f64]) -> Result<(), String> {
+/// # Errors
+/// [`StatsError::NoKnownTargets`] without scores,
+/// [`StatsError::NotProbabilities`] unless every score lies in [0, 1].
+pub fn check_probabilities(scores: &[f64]) -> Result<(), StatsError> {
     let (lo, hi) = scores
         .iter()
         .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), &s| {
             (lo.min(s), hi.max(s))
         });
     if scores.is_empty() {
-        return Err("no images with a known target".into());
+        return Err(StatsError::NoKnownTargets);
     }
     if lo < 0.0 || hi > 1.0 {
-        return Err(format!(
-            "scores are not probabilities (they range from {lo} to {hi}, outside [0, 1]); \
-             calibration is undefined (Platt scaling with --calibrate-on maps them to probabilities)"
-        ));
+        return Err(StatsError::NotProbabilities { lo, hi });
     }
     Ok(())
 }
@@ -112,12 +113,13 @@ fn nll(x: &[f64], y: &[bool], a: f64, b: f64) -> f64 {
 /// method with step halving.
 ///
 /// # Errors
-/// A reason when a class is missing or the fit does not converge (the
-/// scores separate the classes, so the maximum-likelihood slope is infinite).
-pub fn fit_platt(targets: &[bool], scores: &[f64]) -> Result<Platt, String> {
+/// [`StatsError::OneClass`] when a class is missing,
+/// [`StatsError::Separated`] when the scores separate the classes (so the
+/// maximum-likelihood slope is infinite), [`StatsError::NoConvergence`].
+pub fn fit_platt(targets: &[bool], scores: &[f64]) -> Result<Platt, StatsError> {
     let n_pos = targets.iter().filter(|&&t| t).count();
     if n_pos == 0 || n_pos == targets.len() {
-        return Err("the validation predictions need both classes".into());
+        return Err(StatsError::OneClass);
     }
     let input = if check_probabilities(scores).is_ok() {
         PlattInput::Logit
@@ -142,7 +144,7 @@ pub fn fit_platt(targets: &[bool], scores: &[f64]) -> Result<Platt, String> {
     };
     let ((pos_lo, pos_hi), (neg_lo, neg_hi)) = (range(true), range(false));
     if neg_hi <= pos_lo || pos_hi <= neg_lo {
-        return Err(SEPARATED.into());
+        return Err(StatsError::Separated);
     }
     let prior = n_pos as f64 / targets.len() as f64;
     let (mut a, mut b) = (0.0, (prior / (1.0 - prior)).ln());
@@ -196,13 +198,10 @@ pub fn fit_platt(targets: &[bool], scores: &[f64]) -> Result<Platt, String> {
             break;
         }
     }
-    Err("Platt scaling did not converge".into())
+    Err(StatsError::NoConvergence)
 }
 
-const SEPARATED: &str = "Platt scaling has no finite fit: the validation scores separate the \
-                         classes, so the unpenalised slope is unbounded";
-
-fn finish(a: f64, b: f64, input: PlattInput, n: usize) -> Result<Platt, String> {
+fn finish(a: f64, b: f64, input: PlattInput, n: usize) -> Result<Platt, StatsError> {
     Ok(Platt { a, b, input, n })
 }
 
@@ -237,8 +236,8 @@ impl CalibrationData {
     /// known target.
     ///
     /// # Errors
-    /// The reason when there are no samples or the scores are not probabilities.
-    pub fn new(samples: impl IntoIterator<Item = (u32, bool, f64)>) -> Result<Self, String> {
+    /// As [`check_probabilities`]: no samples, or scores that are not probabilities.
+    pub fn new(samples: impl IntoIterator<Item = (u32, bool, f64)>) -> Result<Self, StatsError> {
         let (mut index, mut targets, mut scores) = (Vec::new(), Vec::new(), Vec::new());
         for (i, t, s) in samples {
             index.push(i);
@@ -393,7 +392,9 @@ mod tests {
 
     #[test]
     fn non_probabilities_are_refused_with_the_reason() {
-        let e = CalibrationData::new([(0, true, 1.5), (1, false, -0.2)]).unwrap_err();
+        let e = CalibrationData::new([(0, true, 1.5), (1, false, -0.2)])
+            .unwrap_err()
+            .to_string();
         assert!(
             e.contains("not probabilities") && e.contains("-0.2") && e.contains("1.5"),
             "{e}"
@@ -419,7 +420,9 @@ mod tests {
             "{p:?}"
         );
         // Separable data has no finite fit; one class none at all.
-        let e = fit_platt(&[false, false, true, true], &[0.1, 0.2, 0.8, 0.9]).unwrap_err();
+        let e = fit_platt(&[false, false, true, true], &[0.1, 0.2, 0.8, 0.9])
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("separate"), "{e}");
         assert!(fit_platt(&[true, true], &[0.1, 0.2]).is_err());
         // Raw scores: regression on the score itself.

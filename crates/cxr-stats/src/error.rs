@@ -38,4 +38,36 @@ pub enum StatsError {
     /// A bootstrap setting is out of range.
     #[error("{0}")]
     Config(String),
+    /// A resampling unit that is none of patient, image or auto.
+    #[error("unknown resampling unit '{value}' (expected patient, image or auto)")]
+    UnknownResample {
+        /// The value given.
+        value: String,
+    },
+    /// Calibration of a label without an image of known target.
+    #[error("no images with a known target")]
+    NoKnownTargets,
+    /// Calibration statistics of scores outside [0, 1].
+    #[error(
+        "scores are not probabilities (they range from {lo} to {hi}, outside [0, 1]); \
+         calibration is undefined (Platt scaling with --calibrate-on maps them to probabilities)"
+    )]
+    NotProbabilities {
+        /// The smallest score.
+        lo: f64,
+        /// The largest score.
+        hi: f64,
+    },
+    /// Platt scaling fitted to validation predictions of one class.
+    #[error("the validation predictions need both classes")]
+    OneClass,
+    /// Platt scaling fitted to validation scores that separate the classes.
+    #[error(
+        "Platt scaling has no finite fit: the validation scores separate the \
+         classes, so the unpenalised slope is unbounded"
+    )]
+    Separated,
+    /// Platt scaling's Newton iterations did not converge.
+    #[error("Platt scaling did not converge")]
+    NoConvergence,
 }

@@ -208,8 +208,8 @@ struct Prepared {
     targets: Vec<bool>,
     model_scores: Vec<f64>,
     baseline_scores: Vec<f64>,
-    calibration: Result<CalibrationData, String>,
-    after: Option<Result<(Platt, CalibrationData), String>>,
+    calibration: Result<CalibrationData, StatsError>,
+    after: Option<Result<(Platt, CalibrationData), StatsError>>,
 }
 
 fn prepare(
@@ -440,12 +440,12 @@ pub fn evaluate_with(
         });
         let (calibration_value, calibration_reason) = match (&p.calibration, slot.calibration) {
             (Ok(d), Some(s)) => (Some(calibration(d, s, None)), None),
-            (Err(e), _) => (None, Some(e.clone())),
+            (Err(e), _) => (None, Some(e.to_string())),
             (Ok(_), None) => unreachable!("a calibration slot for calibratable scores"),
         };
         let (calibration_after, calibration_after_reason) = match (&p.after, slot.after) {
             (Some(Ok((platt, d))), Some(s)) => (Some(calibration(d, s, Some(*platt))), None),
-            (Some(Err(e)), _) => (None, Some(e.clone())),
+            (Some(Err(e)), _) => (None, Some(e.to_string())),
             _ => (None, None),
         };
         labels.push(LabelEvaluation {

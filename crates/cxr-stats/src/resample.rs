@@ -53,16 +53,16 @@ pub enum Resample {
 }
 
 impl std::str::FromStr for Resample {
-    type Err = String;
+    type Err = StatsError;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         match s {
             "auto" => Ok(Self::Auto),
             "patient" => Ok(Self::Patient),
             "image" => Ok(Self::Image),
-            other => Err(format!(
-                "unknown resampling unit '{other}' (expected patient, image or auto)"
-            )),
+            other => Err(StatsError::UnknownResample {
+                value: other.to_owned(),
+            }),
         }
     }
 }

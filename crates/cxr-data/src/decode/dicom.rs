@@ -116,8 +116,12 @@ fn subgroups(obj: &InMemDicomObject) -> Subgroups {
     }
 }
 
-fn intensity_of(pixel: &dicom_pixeldata::DecodedPixelData<'_>) -> Result<Intensity, String> {
-    if let Some(luts) = pixel.voi_lut_sequence().map_err(|e| e.to_string())?
+/// The intensity mapping the file asks for: a VOI LUT, else a window, else
+/// min-max. The error is the pixel-data crate's (the caller names the file).
+fn intensity_of(
+    pixel: &dicom_pixeldata::DecodedPixelData<'_>,
+) -> Result<Intensity, dicom_pixeldata::Error> {
+    if let Some(luts) = pixel.voi_lut_sequence()?
         && let Some(lut) = luts.first()
         && !lut.data.is_empty()
     {
@@ -127,15 +131,11 @@ fn intensity_of(pixel: &dicom_pixeldata::DecodedPixelData<'_>) -> Result<Intensi
             table: lut.data.clone(),
         });
     }
-    if let Some(windows) = pixel.window().map_err(|e| e.to_string())?
+    if let Some(windows) = pixel.window()?
         && let Some(w) = windows.first()
         && w.width > 0.0
     {
-        let function = match pixel
-            .voi_lut_function()
-            .map_err(|e| e.to_string())?
-            .and_then(|f| f.first().copied())
-        {
+        let function = match pixel.voi_lut_function()?.and_then(|f| f.first().copied()) {
             Some(VoiLutFunction::LinearExact) => WindowFunction::LinearExact,
             Some(VoiLutFunction::Sigmoid) => WindowFunction::Sigmoid,
             _ => WindowFunction::Linear,

@@ -22,55 +22,62 @@ use std::path::Path;
 use crate::error::{DataError, Result};
 use crate::labels::LabelTable;
 
-/// Preset names accepted by `convert --preset`.
-pub const NAMES: &[&str] = &[
-    "nih",
-    "chexpert",
-    "mimic",
-    "padchest",
-    "vindr",
-    "siim",
-    "ranzcr",
-    "pediatric",
-    "shenzhen",
-    "montgomery",
-    "shenzhen-montgomery",
-    "jsrt",
-    "indiana",
-    "brax",
-    "reflacx",
-    "edema",
-    "phantom",
+/// A preset: its name and the reader of its publisher's layout.
+type PresetDef = (&'static str, fn(&Path) -> Result<LabelTable>);
+
+/// Every preset, in the order help and errors list them: the one table both
+/// [`load`] and [`NAMES`] come from.
+const TABLE: [PresetDef; 17] = [
+    ("nih", nih::load),
+    ("chexpert", chexpert::load),
+    ("mimic", mimic::load),
+    ("padchest", padchest::load),
+    ("vindr", vindr::load),
+    ("siim", siim::load),
+    ("ranzcr", ranzcr::load),
+    ("pediatric", pediatric::load),
+    ("shenzhen", |root| tb::load(root, tb::Sets::Shenzhen)),
+    ("montgomery", |root| tb::load(root, tb::Sets::Montgomery)),
+    ("shenzhen-montgomery", |root| tb::load(root, tb::Sets::Both)),
+    ("jsrt", jsrt::load),
+    ("indiana", indiana::load),
+    ("brax", brax::load),
+    ("reflacx", reflacx::load),
+    ("edema", edema::load),
+    ("phantom", phantom::load),
 ];
 
+/// The names of [`TABLE`], computed at compile time so the public list is
+/// still a constant.
+const fn table_names<const N: usize>(table: &[PresetDef; N]) -> [&'static str; N] {
+    let mut names = [""; N];
+    let mut i = 0;
+    while i < N {
+        names[i] = table[i].0;
+        i += 1;
+    }
+    names
+}
+
+/// Preset names accepted by `convert --preset`.
+pub const NAMES: [&str; TABLE.len()] = table_names(&TABLE);
+
 /// Reads the dataset `name` laid out as its publisher distributes it under `root`.
+///
+/// # Errors
+/// A root that is no directory, an unknown name (the message lists
+/// [`NAMES`]), or the preset's own errors.
 pub fn load(name: &str, root: &Path) -> Result<LabelTable> {
     if !root.is_dir() {
         return Err(DataError::layout(root, "dataset root is not a directory"));
     }
-    match name {
-        "nih" => nih::load(root),
-        "chexpert" => chexpert::load(root),
-        "mimic" => mimic::load(root),
-        "padchest" => padchest::load(root),
-        "vindr" => vindr::load(root),
-        "siim" => siim::load(root),
-        "ranzcr" => ranzcr::load(root),
-        "brax" => brax::load(root),
-        "reflacx" => reflacx::load(root),
-        "edema" => edema::load(root),
-        "pediatric" => pediatric::load(root),
-        "shenzhen" => tb::load(root, tb::Sets::Shenzhen),
-        "montgomery" => tb::load(root, tb::Sets::Montgomery),
-        "shenzhen-montgomery" => tb::load(root, tb::Sets::Both),
-        "jsrt" => jsrt::load(root),
-        "indiana" => indiana::load(root),
-        "phantom" => phantom::load(root),
-        other => Err(DataError::Config(format!(
-            "unknown preset {other:?}; available: {}",
-            NAMES.join(", ")
-        ))),
-    }
+    let Some((_, read)) = TABLE.iter().find(|(n, _)| *n == name) else {
+        return Err(DataError::UnknownPreset {
+            name: name.to_owned(),
+            known: &NAMES,
+        });
+    };
+    read(root)
 }
 
 /// Walks `dir` recursively and returns every file whose extension (lower-case)

@@ -271,7 +271,7 @@ impl Pretrainer<'_> {
             )
             .into());
         }
-        c.precision.check(self.device)?;
+        c.precision.check(self.device).map_err(|e| e.to_string())?;
         let dp = self.parallel.clone();
         shard::local_batch(c.batch_size, dp.world_size())?;
         if !model.join(&dp) {

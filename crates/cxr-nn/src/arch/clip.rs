@@ -8,8 +8,9 @@ use tch::{Kind, Tensor};
 
 use super::attention::{multi_head, quick_gelu};
 
-/// Shape of a CLIP model (the fields of OpenAI's `build_model`).
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Shape of a CLIP model (the fields of OpenAI's `build_model`). Sidecars
+/// store it as a JSON object with these field names, in this order.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct ClipConfig {
     /// Joint embedding size (512).
     pub embed_dim: i64,
@@ -221,5 +222,33 @@ impl Clip {
             visual: ClipVisual::new(&(p / "visual"), c),
             text: ClipText::new(p, c),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Sidecars written before the derive spelt the object out by hand;
+    /// the derive writes the same bytes, so those files still load.
+    #[test]
+    fn json_layout_is_the_hand_written_one() {
+        let c = ClipConfig::vit_b32();
+        let by_hand = serde_json::json!({
+            "embed_dim": c.embed_dim,
+            "image_resolution": c.image_resolution,
+            "vision_layers": c.vision_layers,
+            "vision_width": c.vision_width,
+            "vision_patch_size": c.vision_patch_size,
+            "context_length": c.context_length,
+            "vocab_size": c.vocab_size,
+            "transformer_width": c.transformer_width,
+            "transformer_layers": c.transformer_layers,
+        });
+        let derived = serde_json::json!(c);
+        assert_eq!(
+            serde_json::to_string_pretty(&derived).unwrap(),
+            serde_json::to_string_pretty(&by_hand).unwrap()
+        );
     }
 }

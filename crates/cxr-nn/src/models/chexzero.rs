@@ -3,7 +3,7 @@
 
 use crate::arch::clip::ClipConfig;
 use crate::backbone::Architecture;
-use crate::registry::{KeyRule, ModelEntry, Normalization, Preprocessing};
+use crate::entry::{KeyRule, ModelEntry, Normalization, Preprocessing};
 
 fn map_key(name: &str) -> KeyRule {
     let name = name.strip_prefix("state_dict.").unwrap_or(name);

@@ -2,7 +2,7 @@
 
 use crate::arch::resnet::ResNetConfig;
 use crate::backbone::Architecture;
-use crate::registry::{KeyRule, ModelEntry, Preprocessing, strip_any, torchvision_trunk};
+use crate::entry::{KeyRule, ModelEntry, Preprocessing, strip_any, torchvision_trunk};
 
 fn map_key(name: &str) -> KeyRule {
     let name = name.strip_prefix("state_dict.").unwrap_or(name);

@@ -3,7 +3,7 @@
 
 use crate::arch::resnet::ResNetConfig;
 use crate::backbone::Architecture;
-use crate::registry::{KeyRule, ModelEntry, Normalization, Preprocessing, torchvision_trunk};
+use crate::entry::{KeyRule, ModelEntry, Normalization, Preprocessing, torchvision_trunk};
 
 fn map_key(name: &str) -> KeyRule {
     let Some(rest) = name.strip_prefix("state_dict.") else {

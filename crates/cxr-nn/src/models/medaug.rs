@@ -2,7 +2,7 @@
 //! ResNet-18 encoders (the original's `arch`).
 
 use crate::arch::resnet::ResNetConfig;
-use crate::registry::ModelEntry;
+use crate::entry::ModelEntry;
 
 const CITATION: &str = "Vu et al., MedAug: Contrastive learning leveraging patient metadata improves representations for chest X-ray interpretation, MLHC 2021";
 

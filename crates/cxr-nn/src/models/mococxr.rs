@@ -2,7 +2,7 @@
 //! encoders (the original's `arch`).
 
 use crate::arch::resnet::ResNetConfig;
-use crate::registry::ModelEntry;
+use crate::entry::ModelEntry;
 
 const CITATION: &str = "Sowrirajan et al., MoCo-CXR: MoCo Pretraining Improves Representation and Transferability of Chest X-ray Models, MIDL 2021";
 

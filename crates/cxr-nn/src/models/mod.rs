@@ -12,7 +12,7 @@ pub mod s2mts2;
 
 use crate::arch::resnet::ResNetConfig;
 use crate::backbone::Architecture;
-use crate::registry::{
+use crate::entry::{
     KeyRule, ModelEntry, Normalization, Preprocessing, strip_any, torchvision_trunk,
 };
 

@@ -2,7 +2,7 @@
 
 use crate::arch::vit::VitConfig;
 use crate::backbone::Architecture;
-use crate::registry::{KeyRule, ModelEntry, Preprocessing};
+use crate::entry::{KeyRule, ModelEntry, Preprocessing};
 
 fn map_key(name: &str) -> KeyRule {
     let name = name.strip_prefix("state_dict.").unwrap_or(name);

@@ -3,7 +3,7 @@
 
 use crate::arch::densenet::{Activation, DenseNetConfig, modernise_key};
 use crate::backbone::Architecture;
-use crate::registry::{KeyRule, ModelEntry, Preprocessing, strip_any, torchvision_trunk};
+use crate::entry::{KeyRule, ModelEntry, Preprocessing, strip_any, torchvision_trunk};
 
 fn map_key(name: &str) -> KeyRule {
     let Some(k) = strip_any(name, super::MOCO_QUERY) else {

@@ -52,7 +52,7 @@ pub(crate) fn model_calibration(
             match CalibrationData::new(samples) {
                 Ok(d) => per_seed.push(d),
                 Err(e) => {
-                    reason = Some(e);
+                    reason = Some(e.to_string());
                     break;
                 }
             }

@@ -88,7 +88,10 @@ pub(crate) fn resolve(
     if !file.exists() {
         bail!(
             "{} (or scratch:ARCH with ARCH one of {}, or a safetensors file written by cxrlearn)",
-            registry::find(model).err().unwrap_or_default(),
+            registry::find(model)
+                .err()
+                .map(|e| e.to_string())
+                .unwrap_or_default(),
             cxr_nn::spec::ARCHITECTURES.join(", ")
         );
     }

@@ -116,12 +116,19 @@ pub enum FeaturesError {
     /// A safetensors file could not be read or encoded.
     #[error(transparent)]
     Checkpoint(#[from] CheckpointError),
-    /// The model could not be resolved or loaded.
+    /// The model could not be resolved or loaded (boxed: kept off the
+    /// happy path's size).
     #[error(transparent)]
-    Model(#[from] ModelError),
+    Model(#[from] Box<ModelError>),
     /// libtorch failed.
     #[error(transparent)]
     Torch(#[from] tch::TchError),
+}
+
+impl From<ModelError> for FeaturesError {
+    fn from(e: ModelError) -> Self {
+        Self::Model(Box::new(e))
+    }
 }
 
 /// SHA-256 of a file's bytes, lowercase hex (read in pieces: weights files

@@ -11,12 +11,12 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use cxr_nn::checkpoint::{self, CheckpointError, RawTensor};
-use tch::Device;
 use cxr_nn::encoder::Encoder;
 use cxr_nn::import::ImportError;
 use cxr_nn::load::KeyMismatch;
 use cxr_nn::registry;
 use cxr_nn::spec::ModelSpec;
+use tch::Device;
 
 /// Why a model name cannot be resolved or its weights loaded. Each variant
 /// names the model string, file or key at fault; the messages speak in the
@@ -106,9 +106,9 @@ pub enum ModelError {
         file: PathBuf,
         /// The registry name.
         model: String,
-        /// The unmapped keys.
+        /// The unmapped keys (boxed: a large error kept off the happy path).
         #[source]
-        source: ImportError,
+        source: Box<ImportError>,
     },
     /// Weights that do not fit the model built from the spec.
     #[error("{source_name} as '{model}'")]
@@ -117,9 +117,9 @@ pub enum ModelError {
         source_name: String,
         /// The architecture's name.
         model: String,
-        /// The missing or unexpected keys.
+        /// The missing or unexpected keys (boxed, as above).
         #[source]
-        source: KeyMismatch,
+        source: Box<KeyMismatch>,
     },
 }
 
@@ -152,7 +152,7 @@ impl Resolved {
                     cxr_nn::import::map_keys(entry, &ck).map_err(|source| ModelError::Mapping {
                         file: file.clone(),
                         model: entry.name.to_owned(),
-                        source,
+                        source: Box::new(source),
                     })?;
                 Ok(Some(mapped.tensors))
             }
@@ -171,7 +171,7 @@ impl Resolved {
                 ModelError::Weights {
                     source_name: self.source.clone(),
                     model: self.spec.name.clone(),
-                    source,
+                    source: Box::new(source),
                 }
             }),
             None => Ok(Encoder::random(self.spec.clone(), device, seed)),
@@ -200,12 +200,13 @@ pub fn resolve(
         if checkpoint_file.is_some() {
             return Err(ModelError::ScratchWithCheckpoint { arch: arch.into() });
         }
-        let spec = ModelSpec::scratch(arch, input_size.unwrap_or(store_size), None).map_err(
-            |reason| ModelError::Scratch {
-                arch: arch.into(),
-                reason,
-            },
-        )?;
+        let spec =
+            ModelSpec::scratch(arch, input_size.unwrap_or(store_size), None).map_err(|reason| {
+                ModelError::Scratch {
+                    arch: arch.into(),
+                    reason,
+                }
+            })?;
         return Ok(Resolved {
             spec,
             file: None,
@@ -280,7 +281,10 @@ mod tests {
     fn errors_name_the_model_and_the_flag() {
         let e = resolve("gloria-resnet18", None, 32, None).unwrap_err();
         assert!(matches!(e, ModelError::NeedsCheckpoint { .. }), "{e}");
-        assert!(e.to_string().contains("'gloria-resnet18' needs --checkpoint"));
+        assert!(
+            e.to_string()
+                .contains("'gloria-resnet18' needs --checkpoint")
+        );
         let e = resolve("scratch:resnet18", Some(Path::new("w")), 32, None).unwrap_err();
         assert!(e.to_string().contains("drop --checkpoint"), "{e}");
         let e = resolve("no-such-model", None, 32, None).unwrap_err();

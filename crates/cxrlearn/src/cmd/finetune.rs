@@ -11,9 +11,9 @@ use cxr_data::labels::Split;
 use cxr_data::store::read::Store;
 use cxr_learn::classifier::Classifier;
 use cxr_learn::finetune::{self, FinetuneConfig, Trainer};
+use cxr_learn::model;
 use cxr_learn::optim::Rule;
 use cxr_learn::schedule::Shape;
-use cxr_learn::model;
 use serde_json::json;
 
 use crate::cmd::common_args::{DeviceArgs, ModelArgs, PrecisionArgs, StoreArgs};

@@ -183,7 +183,8 @@ pub fn run(args: &Args, quiet: bool) -> Result<()> {
     let multinomial = features.multiclass();
     let k = labels.len();
     let device = args.device.device.resolve()?;
-    let [train, val, test] = [Split::Train, Split::Val, Split::Test].map(|s| features.read_split(s));
+    let [train, val, test] =
+        [Split::Train, Split::Val, Split::Test].map(|s| features.read_split(s));
     let (train, val, test) = (train?, val?, test?);
     let store = open_store(&features, args.data.as_deref());
     let train = match &store {

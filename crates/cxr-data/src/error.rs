@@ -82,6 +82,15 @@ pub enum DataError {
         /// What went wrong.
         reason: String,
     },
+    /// A store without report text, given to a method that needs it.
+    #[error(
+        "store {} has no 'report' column (convert the dataset with its report text in a column named 'report')",
+        store.display()
+    )]
+    NoReports {
+        /// The store directory.
+        store: PathBuf,
+    },
 }
 
 impl DataError {

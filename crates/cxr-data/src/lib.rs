@@ -1,6 +1,7 @@
 //! Data side of cxrlearn: image decoding, dataset presets, the dataset store,
 //! and the synthetic phantom chest X-ray generator. Nothing here needs libtorch.
 
+pub mod atomic;
 pub mod augment;
 pub mod convert;
 pub mod csv_source;

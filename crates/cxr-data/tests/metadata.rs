@@ -133,6 +133,12 @@ fn vindr_dicom_headers_fill_the_manifest() {
         s.meta.notes
     );
     let store = Store::open(&dir.path().join("store")).unwrap();
+    // VinDr has no reports: the image-text methods' check names the store.
+    let e = store.require_reports().unwrap_err().to_string();
+    assert!(
+        e.contains(&dir.path().join("store").display().to_string()) && e.contains("'report'"),
+        "{e}"
+    );
     let by_id: BTreeMap<&str, _> = store
         .rows
         .iter()
@@ -234,6 +240,8 @@ fn phantom_sex_age_view_site() {
     opts.labels_only = true;
     convert(&table, &raw, "phantom", &opts).unwrap();
     let store = Store::open(&dir.path().join("store")).unwrap();
+    // The phantom writes a report per study.
+    store.require_reports().unwrap();
 
     // Frontal images only, as the preset keeps them.
     let mut want: BTreeMap<&str, BTreeMap<String, usize>> = BTreeMap::new();

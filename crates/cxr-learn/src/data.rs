@@ -1,6 +1,7 @@
 //! Batches from a store for training and scoring: a background thread copies
 //! images out of the memory map and augments them on all cores (rayon) while
-//! the engine computes on the previous batch.
+//! the engine computes on the previous batch ([`spawn`], [`spawn_views`]),
+//! or copies stored pixels as they are ([`spawn_raw`]).
 //!
 //! Everything random is a function of `(seed, epoch, store index)`: the
 //! epoch's order comes from ChaCha8 stream `epoch`, each image's augmentation
@@ -35,6 +36,27 @@ pub fn epoch_order(indices: &[usize], seed: u64, epoch: u64) -> Vec<usize> {
     order
 }
 
+/// The one prefetch mechanism: a thread turning each chunk into an item,
+/// at most two ahead of the consumer, stopping when the receiver is dropped.
+fn produce<C, T>(
+    chunks: Vec<C>,
+    mut make: impl FnMut(C) -> T + Send + 'static,
+) -> (mpsc::Receiver<T>, JoinHandle<()>)
+where
+    C: Send + 'static,
+    T: Send + 'static,
+{
+    let (tx, rx) = mpsc::sync_channel::<T>(2);
+    let handle = std::thread::spawn(move || {
+        for chunk in chunks {
+            if tx.send(make(chunk)).is_err() {
+                break;
+            }
+        }
+    });
+    (rx, handle)
+}
+
 /// Starts a producer thread yielding `chunks` as batches. `augment` is
 /// applied with keys `(epoch << 32) | index`; its output size must be the
 /// model's input size.
@@ -45,30 +67,42 @@ pub fn spawn(
     seed: u64,
     epoch: u64,
 ) -> (mpsc::Receiver<Batch>, JoinHandle<()>) {
-    let (tx, rx) = mpsc::sync_channel::<Batch>(2);
-    let handle = std::thread::spawn(move || {
+    produce(chunks, move |chunk| {
         let [h, w] = store.meta.image_size.map(|d| d as usize);
         let (oh, ow) = augment.out_size;
-        for chunk in chunks {
-            let sources: Vec<&[u8]> = chunk
-                .iter()
-                .map(|&i| store.image(i).expect("a store with pixels"))
-                .collect();
-            let keys: Vec<u64> = chunk.iter().map(|&i| (epoch << 32) | i as u64).collect();
-            let mut images = vec![0u8; chunk.len() * oh * ow];
-            augment.batch(&sources, h, w, seed, &keys, &mut images);
-            if tx
-                .send(Batch {
-                    indices: chunk,
-                    images,
-                })
-                .is_err()
-            {
-                break;
-            }
+        let sources: Vec<&[u8]> = chunk
+            .iter()
+            .map(|&i| store.image(i).expect("a store with pixels"))
+            .collect();
+        let keys: Vec<u64> = chunk.iter().map(|&i| (epoch << 32) | i as u64).collect();
+        let mut images = vec![0u8; chunk.len() * oh * ow];
+        augment.batch(&sources, h, w, seed, &keys, &mut images);
+        Batch {
+            indices: chunk,
+            images,
         }
-    });
-    (rx, handle)
+    })
+}
+
+/// Like [`spawn`] without augmentation or resampling: the stored pixels
+/// (`[n, h, w]` at the store's size), copied out of the memory map while the
+/// consumer computes on the previous batch. For models that resize on their
+/// own (frozen feature extraction), so the pixels they see are the store's.
+pub fn spawn_raw(
+    store: std::sync::Arc<Store>,
+    chunks: Vec<Vec<usize>>,
+) -> (mpsc::Receiver<Batch>, JoinHandle<()>) {
+    produce(chunks, move |chunk| {
+        let [h, w] = store.meta.image_size.map(|d| d as usize);
+        let mut images = Vec::with_capacity(chunk.len() * h * w);
+        for &i in &chunk {
+            images.extend_from_slice(store.image(i).expect("a store with pixels"));
+        }
+        Batch {
+            indices: chunk,
+            images,
+        }
+    })
 }
 
 /// Several views per batch entry: view 0 is the query image, views 1.. its
@@ -91,10 +125,9 @@ pub fn spawn_views(
     seed: u64,
     epoch: u64,
 ) -> (mpsc::Receiver<ViewBatch>, JoinHandle<()>) {
-    let (tx, rx) = mpsc::sync_channel::<ViewBatch>(2);
-    let handle = std::thread::spawn(move || {
-        let [h, w] = store.meta.image_size.map(|d| d as usize);
-        let (oh, ow) = augment.out_size;
+    let [h, w] = store.meta.image_size.map(|d| d as usize);
+    let (oh, ow) = augment.out_size;
+    produce(chunks, move |rows: Vec<Vec<usize>>| {
         let view = |rows: &[usize], seed: u64| {
             let sources: Vec<&[u8]> = rows
                 .iter()
@@ -105,16 +138,11 @@ pub fn spawn_views(
             augment.batch(&sources, h, w, seed, &keys, &mut images);
             images
         };
-        for rows in chunks {
-            let images = rows
-                .iter()
-                .enumerate()
-                .map(|(v, r)| view(r, seed.wrapping_add(v as u64)))
-                .collect();
-            if tx.send(ViewBatch { rows, images }).is_err() {
-                break;
-            }
-        }
-    });
-    (rx, handle)
+        let images = rows
+            .iter()
+            .enumerate()
+            .map(|(v, r)| view(r, seed.wrapping_add(v as u64)))
+            .collect();
+        ViewBatch { rows, images }
+    })
 }

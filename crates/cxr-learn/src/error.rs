@@ -243,7 +243,7 @@ pub enum Error {
     },
     /// The tokenizer failed.
     #[error("tokenizer: {0}")]
-    Tokenizer(cxr_nn::text::TextError),
+    Tokenizer(cxr_nn::NnError),
 
     // --- Data-parallel training ---
     /// A launcher variable that does not parse.

@@ -1,10 +1,9 @@
 //! Files that are either complete or absent: every write goes to a temporary
 //! sibling, is flushed to disk, then renamed over the target, so a kill or a
-//! full disk mid-write leaves the previous version intact.
+//! full disk mid-write leaves the previous version intact (the workspace's
+//! one implementation, `cxr_data::atomic`).
 
 use std::collections::{BTreeMap, HashMap};
-use std::fs;
-use std::io::Write;
 use std::path::Path;
 
 use cxr_nn::checkpoint::{self, RawTensor};
@@ -16,21 +15,7 @@ use crate::error::{Error, Result};
 /// # Errors
 /// The I/O error; the temporary file is removed and `path` is untouched.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let dir = path.parent().unwrap_or_else(|| Path::new("."));
-    let name = path
-        .file_name()
-        .map_or_else(|| "out".into(), |n| n.to_string_lossy());
-    let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
-    let result = (|| {
-        let mut f = fs::File::create(&tmp)?;
-        f.write_all(bytes)?;
-        f.sync_all()?;
-        fs::rename(&tmp, path)
-    })();
-    if result.is_err() {
-        let _ = fs::remove_file(&tmp);
-    }
-    result
+    cxr_data::atomic::write_atomic(path, bytes)
 }
 
 /// Writes tensors as a safetensors file atomically.

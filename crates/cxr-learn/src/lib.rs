@@ -1,6 +1,10 @@
 //! Learning side of cxrlearn: everything that trains or fits on top of the
 //! backbones in `cxr-nn`.
 //!
+//! - [`model`]: what a `--model` string names (registry release,
+//!   `scratch:ARCH`, a file this project wrote), resolved and loaded.
+//! - [`features`]: frozen features of a store's splits, their cache key and
+//!   the features directory format (written and read).
 //! - [`probe`]: L2-regularised logistic regression on frozen features, all
 //!   labels solved together by a batched L-BFGS ([`lbfgs`]).
 //! - [`metrics`]: the selection metric, macro AUC as `evaluate` reports it.
@@ -15,7 +19,9 @@
 //! - [`error`]: the crate's one error type, [`Error`].
 
 pub mod contrastive;
+pub mod features;
 pub mod metrics;
+pub mod model;
 pub mod probe;
 pub mod zeroshot;
 

@@ -1,5 +1,5 @@
 //! Writing the report directory: every file goes to a temporary sibling and
-//! is renamed into place, so a reader never sees a half-written file.
+//! is persisted (renamed) into place, so a reader never sees a half-written file.
 
 use std::fs;
 use std::io::Write;
@@ -8,22 +8,23 @@ use std::path::{Path, PathBuf};
 use crate::report::Report;
 use crate::{ReportError, figures, tables};
 
+/// Writes `bytes` to `path` through a temporary sibling persisted over it
+/// (`tempfile`, as `cxr_data::atomic`, which this crate does not depend
+/// on), with the mode a plain `File::create` gives rather than 0600.
 fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), ReportError> {
-    let dir = path.parent().unwrap_or_else(|| Path::new("."));
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
-    let result = (|| {
-        let mut f = fs::File::create(&tmp)?;
-        f.write_all(bytes)?;
-        f.sync_all()?;
-        fs::rename(&tmp, path)
-    })();
-    if result.is_err() {
-        let _ = fs::remove_file(&tmp);
-    }
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    let mut builder = tempfile::Builder::new();
+    builder.prefix(".").suffix(".tmp");
+    #[cfg(unix)]
+    builder.permissions(std::os::unix::fs::PermissionsExt::from_mode(0o666));
+    let result = builder.tempfile_in(dir).and_then(|mut file| {
+        file.write_all(bytes)?;
+        file.as_file().sync_all()?;
+        file.persist(path).map(drop).map_err(|e| e.error)
+    });
     result.map_err(|e| ReportError::io(path, e))
 }
 

@@ -104,6 +104,25 @@ impl Store {
         out
     }
 
+    /// The directory the store was opened from.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// Checks the store carries report text (the optional `report` column
+    /// has a value somewhere), which the image-text methods train on.
+    ///
+    /// # Errors
+    /// [`DataError::NoReports`] naming the store.
+    pub fn require_reports(&self) -> Result<()> {
+        if self.rows.iter().all(|r| r.report.is_none()) {
+            return Err(DataError::NoReports {
+                store: self.root.clone(),
+            });
+        }
+        Ok(())
+    }
+
     /// Opens the store at `root`.
     pub fn open(root: &Path) -> Result<Self> {
         let meta_path = root.join("dataset.json");

@@ -11,28 +11,22 @@ use cxr_data::labels::Split;
 use cxr_data::store::read::Store;
 use cxr_learn::classifier::Classifier;
 use cxr_learn::finetune::{self, FinetuneConfig, Trainer};
+use cxr_learn::model;
 use cxr_learn::optim::Rule;
 use cxr_learn::schedule::Shape;
-use cxr_nn::device::DeviceRequest;
-use cxr_nn::precision::Precision;
 use serde_json::json;
 
-use crate::cmd::{model_arg, parallel};
+use crate::cmd::common_args::{DeviceArgs, ModelArgs, PrecisionArgs, StoreArgs};
+use crate::cmd::parallel;
 use crate::run::{RunDir, check_resume, log_sink, predictions, with_store_metadata};
 
 /// Arguments of `cxrlearn finetune`.
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// Registry name (with --checkpoint), scratch:ARCH (random weights), or a
-    /// safetensors file written by cxrlearn (import, pretrain, finetune).
-    #[arg(long)]
-    pub model: String,
-    /// Weights for a registry model.
-    #[arg(long)]
-    pub checkpoint: Option<PathBuf>,
-    /// Dataset store.
-    #[arg(long)]
-    pub data: PathBuf,
+    #[command(flatten)]
+    pub model: ModelArgs,
+    #[command(flatten)]
+    pub store: StoreArgs,
     /// Run directory.
     #[arg(long)]
     pub out: PathBuf,
@@ -90,13 +84,10 @@ pub struct Args {
     /// Also checkpoint every N steps (default: at epoch ends only).
     #[arg(long, default_value_t = 0)]
     pub checkpoint_every: u64,
-    /// auto, cpu, cuda or cuda:N.
-    #[arg(long, default_value = "auto")]
-    pub device: DeviceRequest,
-    /// Arithmetic: fp32, bf16 (autocast; CPU or GPU) or fp16 (autocast,
-    /// GPU only).
-    #[arg(long, default_value = "fp32")]
-    pub precision: Precision,
+    #[command(flatten)]
+    pub device: DeviceArgs,
+    #[command(flatten)]
+    pub precision: PrecisionArgs,
     /// Continue the run in --out from its last checkpoint (same settings).
     #[arg(long)]
     pub resume: bool,
@@ -146,40 +137,40 @@ fn training_config(args: &Args, size: usize) -> Result<FinetuneConfig> {
         freeze_backbone: args.freeze_backbone,
         seed: args.seed,
         checkpoint_every: args.checkpoint_every,
-        precision: args.precision,
+        precision: args.precision.precision,
     })
 }
 
 /// Runs the subcommand.
 pub fn run(args: &Args, quiet: bool) -> Result<()> {
     let store = Arc::new(
-        Store::open(&args.data)
-            .with_context(|| format!("cannot open store {}", args.data.display()))?,
+        Store::open(&args.store.data)
+            .with_context(|| format!("cannot open store {}", args.store.data.display()))?,
     );
     if store.meta.labels_only {
         bail!(
             "{} is a labels-only store: it holds no pixels",
-            args.data.display()
+            args.store.data.display()
         );
     }
     let store_size = i64::from(store.meta.image_size[0]);
-    let resolved = model_arg::resolve(
-        &args.model,
-        args.checkpoint.as_deref(),
+    let resolved = model::resolve(
+        &args.model.model,
+        args.model.checkpoint.as_deref(),
         store_size,
         args.input_size,
     )?;
     let size = resolved.spec.preprocessing.size as usize;
     let config = training_config(args, size)?;
-    let train_rows = args.subset.rows(&store, &args.data, args.seed)?;
-    let (parallel, device) = parallel::join(args.device)?;
+    let train_rows = args.subset.rows(&store, &args.store.data, args.seed)?;
+    let (parallel, device) = parallel::join(args.device.device)?;
     let mut resolved_config = json!({
-        "model": args.model,
+        "model": args.model.model,
         "architecture": resolved.spec.name,
         "weights": resolved.source,
         "input_size": size,
         "normalization": {"mean": resolved.spec.preprocessing.normalization.mean, "std": resolved.spec.preprocessing.normalization.std},
-        "store": args.data.display().to_string(),
+        "store": args.store.data.display().to_string(),
         "store_name": store.meta.name,
         "task": store.meta.task,
         "labels": store.meta.labels,

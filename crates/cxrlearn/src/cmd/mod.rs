@@ -1,6 +1,7 @@
 //! One module per subcommand.
 
 pub mod benchmark;
+pub mod common_args;
 pub mod convert;
 pub mod demo;
 pub mod evaluate;
@@ -9,7 +10,6 @@ pub mod finetune;
 pub mod import;
 pub mod info;
 pub mod methods;
-pub mod model_arg;
 pub mod models;
 pub mod parallel;
 pub mod phantom;

@@ -12,12 +12,12 @@ use cxr_data::labels::Task;
 use cxr_data::preprocess::{Preprocessing as StorePreprocessing, to_store_image};
 use cxr_learn::classifier::Classifier;
 use cxr_nn::checkpoint;
-use cxr_nn::device::DeviceRequest;
 use cxr_nn::spec::ModelSpec;
 use cxr_nn::tch::{Device, Kind};
 use rayon::prelude::*;
 use serde_json::Value;
 
+use crate::cmd::common_args::DeviceArgs;
 use crate::output::write_atomic;
 
 /// Arguments of `cxrlearn predict`.
@@ -36,9 +36,8 @@ pub struct Args {
     /// Images per forward pass.
     #[arg(long, default_value_t = 32)]
     pub batch_size: usize,
-    /// auto, cpu, cuda or cuda:N.
-    #[arg(long, default_value = "auto")]
-    pub device: DeviceRequest,
+    #[command(flatten)]
+    pub device: DeviceArgs,
 }
 
 /// The weights and sidecar a `--model` argument names.
@@ -75,7 +74,7 @@ pub fn run(args: &Args, quiet: bool) -> Result<()> {
         bail!("--batch-size must be at least 1");
     }
 
-    let device = args.device.resolve()?;
+    let device = args.device.device.resolve()?;
     let ck = checkpoint::load(&weights)?;
     let mut model = Classifier::new(spec, labels.len() as i64, device, None, 0, false)?;
     model

@@ -6,13 +6,16 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
+use cxr_data::labels::Split;
 use cxr_data::store::read::Store;
+use cxr_learn::features::{FeaturesDir, SplitFeatures};
 use cxr_learn::metrics::macro_auc;
 use cxr_learn::probe::{GridPoint, Probe, ProbeConfig, select_c};
 use cxr_nn::checkpoint::{self, RawTensor};
-use cxr_nn::device::DeviceRequest;
 use cxr_nn::tch::{Device, Kind, Tensor};
-use serde_json::{Value, json};
+use serde_json::json;
+
+use crate::cmd::common_args::{DeviceArgs, ModelArgs, PrecisionArgs, StoreArgs};
 
 use crate::run::{RunDir, predictions, with_store_metadata};
 
@@ -57,9 +60,8 @@ pub struct Args {
     /// either way.
     #[arg(long, default_value = "f32", value_parser = ["f32", "f64"])]
     pub precision: String,
-    /// auto, cpu, cuda or cuda:N.
-    #[arg(long, default_value = "auto")]
-    pub device: DeviceRequest,
+    #[command(flatten)]
+    pub device: DeviceArgs,
     /// Seed of the bootstrap intervals in evaluation.json (and, by default,
     /// of the --train-fraction subset).
     #[arg(long, default_value_t = 0)]
@@ -68,51 +70,6 @@ pub struct Args {
     pub subset: crate::cmd::subsets::SubsetArgs,
 }
 
-/// One split of a features directory.
-pub(crate) struct SplitFeatures {
-    pub(crate) features: Tensor,
-    pub(crate) labels: Vec<f32>,
-    pub(crate) index: Vec<i64>,
-}
-
-fn tensor<'a>(
-    tensors: &'a BTreeMap<String, RawTensor>,
-    name: &str,
-    file: &Path,
-) -> Result<&'a RawTensor> {
-    tensors.get(name).with_context(|| {
-        format!(
-            "{} has no tensor '{name}' (not a features file?)",
-            file.display()
-        )
-    })
-}
-
-pub(crate) fn read_split(dir: &Path, split: &str, k: usize) -> Result<SplitFeatures> {
-    let file = dir.join(format!("{split}.safetensors"));
-    let ck = checkpoint::load(&file)?;
-    let f = tensor(&ck.tensors, "features", &file)?;
-    let labels = tensor(&ck.tensors, "labels", &file)?;
-    let index = tensor(&ck.tensors, "index", &file)?;
-    let n = f.shape.first().copied().unwrap_or(0);
-    if f.shape.len() != 2 || labels.shape != [n, k] || index.shape != [n] {
-        bail!(
-            "{}: features {:?}, labels {:?}, index {:?} do not fit {k} labels",
-            file.display(),
-            f.shape,
-            labels.shape,
-            index.shape
-        );
-    }
-    Ok(SplitFeatures {
-        features: f.to_tch(),
-        labels: labels.to_f64().into_iter().map(|v| v as f32).collect(),
-        index: index.to_f64().into_iter().map(|v| v as i64).collect(),
-    })
-}
-
-/// Image ids of store rows: from the store the features came from, or the
-/// row numbers when that store is gone (consistent across models either way).
 /// The rows of `split` whose store index is in `rows` (a training subset).
 fn subset_of(split: SplitFeatures, rows: &[usize], k: usize) -> Result<SplitFeatures> {
     let keep: std::collections::HashSet<i64> = rows.iter().map(|&r| r as i64).collect();
@@ -146,8 +103,8 @@ fn subset_of(split: SplitFeatures, rows: &[usize], k: usize) -> Result<SplitFeat
 
 /// The store the features were extracted from (`--data`, else the path
 /// the features record), when it can be opened.
-fn open_store(meta: &Value, data: Option<&Path>) -> Option<Store> {
-    data.or_else(|| meta["store"].as_str().map(Path::new))
+fn open_store(features: &FeaturesDir, data: Option<&Path>) -> Option<Store> {
+    data.or_else(|| features.store())
         .and_then(|s| Store::open(s).ok())
 }
 
@@ -187,16 +144,20 @@ fn extract(args: &Args, quiet: bool) -> Result<PathBuf> {
     };
     let dir = args.out.join("features");
     let fargs = crate::cmd::features::Args {
-        model: model.clone(),
-        checkpoint: args.checkpoint.clone(),
-        data: data.clone(),
+        model: ModelArgs {
+            model: model.clone(),
+            checkpoint: args.checkpoint.clone(),
+        },
+        store: StoreArgs { data: data.clone() },
         out: dir.clone(),
         device: args.device,
         batch_size: 64,
         normalization: "model".into(),
         strict: false,
         // Probes compare models: features in full precision.
-        precision: cxr_nn::precision::Precision::Fp32,
+        precision: PrecisionArgs {
+            precision: cxr_nn::precision::Precision::Fp32,
+        },
     };
     crate::cmd::features::run(&fargs, quiet)?;
     Ok(dir)
@@ -213,38 +174,26 @@ pub fn run(args: &Args, quiet: bool) -> Result<()> {
         Some(d) => d.clone(),
         None => extract(args, quiet)?,
     };
-    let meta_path = dir.join("meta.json");
-    let meta: Value = serde_json::from_slice(
-        &std::fs::read(&meta_path)
-            .with_context(|| format!("cannot read {}", meta_path.display()))?,
-    )
-    .with_context(|| format!("{}", meta_path.display()))?;
-    let labels: Vec<String> = serde_json::from_value(meta["labels"].clone())
-        .with_context(|| format!("{} has no label list", meta_path.display()))?;
+    let features = FeaturesDir::open(&dir)?;
     if let (Some(_), Some(data)) = (&args.features, &args.data) {
-        let hash = crate::cmd::features::store_hash(data)?;
-        if meta["cache_key"]["store_sha256"] != serde_json::json!(hash) {
-            bail!(
-                "the features in {} were extracted from a different store than {} \
-                 (its dataset.json or manifest.csv differ)",
-                dir.display(),
-                data.display()
-            );
-        }
+        features.check_store(data)?;
     }
-    let multinomial = meta["task"] == "multiclass";
+    let meta = &features.meta;
+    let labels = features.labels.clone();
+    let multinomial = features.multiclass();
     let k = labels.len();
-    let device = args.device.resolve()?;
-    let [train, val, test] = ["train", "val", "test"].map(|s| read_split(&dir, s, k));
+    let device = args.device.device.resolve()?;
+    let [train, val, test] =
+        [Split::Train, Split::Val, Split::Test].map(|s| features.read_split(s));
     let (train, val, test) = (train?, val?, test?);
-    let store = open_store(&meta, args.data.as_deref());
+    let store = open_store(&features, args.data.as_deref());
     let train = match &store {
         _ if args.subset.train_fraction == 1.0 => train,
         Some(store) => {
             let root = args
                 .data
                 .clone()
-                .or_else(|| meta["store"].as_str().map(PathBuf::from))
+                .or_else(|| features.store().map(Path::to_path_buf))
                 .context("the features record no store")?;
             let rows = args
                 .subset

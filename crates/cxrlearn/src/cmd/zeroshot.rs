@@ -10,13 +10,13 @@ use cxr_data::store::read::Store;
 use cxr_learn::zeroshot::{PromptSet, ZeroShotClassifier};
 use cxr_nn::backbone::Architecture;
 use cxr_nn::checkpoint;
-use cxr_nn::device::DeviceRequest;
 use cxr_nn::image_text::{ClipModel, ImageTextModel};
 use cxr_nn::registry::{self, ModelEntry};
 use cxr_nn::tch::Device;
 use cxr_nn::text::TextTokenizer;
 use serde_json::{Value, json};
 
+use crate::cmd::common_args::{DeviceArgs, StoreArgs};
 use crate::run::{RunDir, predictions, with_store_metadata};
 
 /// Arguments of `cxrlearn zero-shot`.
@@ -36,9 +36,8 @@ pub struct Args {
     /// sidecar names).
     #[arg(long)]
     pub tokenizer: Option<PathBuf>,
-    /// Dataset store written by `cxrlearn convert`.
-    #[arg(long)]
-    pub data: PathBuf,
+    #[command(flatten)]
+    pub store: StoreArgs,
     /// Run directory to write.
     #[arg(long)]
     pub out: PathBuf,
@@ -47,9 +46,8 @@ pub struct Args {
     /// defaults ("{label}" against "no {label}").
     #[arg(long)]
     pub prompts: Option<PathBuf>,
-    /// auto, cpu, cuda or cuda:N.
-    #[arg(long, default_value = "auto")]
-    pub device: DeviceRequest,
+    #[command(flatten)]
+    pub device: DeviceArgs,
     /// Images per forward pass.
     #[arg(long, default_value_t = 64)]
     pub batch_size: usize,
@@ -165,12 +163,12 @@ pub fn run(args: &Args, quiet: bool) -> Result<()> {
     if args.batch_size == 0 {
         bail!("--batch-size must be at least 1");
     }
-    let store = Store::open(&args.data)
-        .with_context(|| format!("cannot open store {}", args.data.display()))?;
+    let store = Store::open(&args.store.data)
+        .with_context(|| format!("cannot open store {}", args.store.data.display()))?;
     if store.meta.labels_only {
         bail!(
             "{} is a labels-only store: it holds no pixels",
-            args.data.display()
+            args.store.data.display()
         );
     }
     let multiclass = store.meta.task == Task::Multiclass;
@@ -188,7 +186,7 @@ pub fn run(args: &Args, quiet: bool) -> Result<()> {
             None => "default prompts".into(),
         })?;
 
-    let device = args.device.resolve()?;
+    let device = args.device.device.resolve()?;
     let (model, sidecar_tokenizer, model_name) = resolve(args, device)?;
     let tokenizer_path = args.tokenizer.clone().or(sidecar_tokenizer).with_context(|| {
         format!(
@@ -234,7 +232,7 @@ pub fn run(args: &Args, quiet: bool) -> Result<()> {
             "model_kind": model_name,
             "checkpoint": args.checkpoint.as_ref().map(|p| p.display().to_string()),
             "tokenizer": tokenizer_path.display().to_string(),
-            "data": args.data.display().to_string(),
+            "data": args.store.data.display().to_string(),
             "prompts": args.prompts.as_ref().map(|p| p.display().to_string()),
             "device": format!("{device:?}"),
             "batch_size": args.batch_size,
@@ -287,7 +285,7 @@ pub fn run(args: &Args, quiet: bool) -> Result<()> {
     }
     let p = evaluated.expect("the test split is always scored");
     if p.ids.is_empty() {
-        bail!("the test split of {} is empty", args.data.display());
+        bail!("the test split of {} is empty", args.store.data.display());
     }
     let evaluation = run.write_evaluation(&p, 0)?;
     if !quiet {

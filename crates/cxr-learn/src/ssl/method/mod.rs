@@ -157,6 +157,12 @@ pub enum MethodError {
     /// A flag's value refused.
     #[error("{0}")]
     Invalid(String),
+    /// The network the flags describe cannot be built.
+    #[error(transparent)]
+    Model(#[from] cxr_nn::NnError),
+    /// The augmentation the flags describe is invalid.
+    #[error(transparent)]
+    Augment(#[from] cxr_data::error::DataError),
 }
 
 /// Every method, in the order of the paper's tables.

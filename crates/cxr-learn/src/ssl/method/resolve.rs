@@ -79,7 +79,7 @@ pub fn resolve<'a>(
             }
         }
     };
-    augment.validate().map_err(invalid)?;
+    augment.validate()?;
     let (schedule, validation) = schedule_and_validation(flags, method)?;
     let mut config = PretrainConfig {
         method: method.name.to_owned(),
@@ -148,7 +148,7 @@ pub(super) fn scratch_with(
     size: i64,
     normalization: Option<Normalization>,
 ) -> Result<(ModelSpec, String), MethodError> {
-    let spec = ModelSpec::scratch(&flags.backbone, size, normalization).map_err(invalid)?;
+    let spec = ModelSpec::scratch(&flags.backbone, size, normalization)?;
     Ok((spec, flags.backbone.clone()))
 }
 

@@ -170,7 +170,8 @@ impl<'a> Runner<'a> {
                 Some(s) => s.clone(),
                 None => {
                     let s = match &file {
-                        Some(f) => sha256_file(f)?,
+                        // The features cache key's own hash: one definition.
+                        Some(f) => cxr_learn::features::sha256_file(f)?,
                         None => "missing".to_owned(),
                     };
                     cache.insert(index, s.clone());
@@ -513,20 +514,6 @@ fn hash_of(v: &Value) -> String {
     let mut text = String::new();
     canonical(v, &mut text);
     format!("{:x}", Sha256::digest(text.as_bytes()))
-}
-
-fn sha256_file(path: &Path) -> Result<String> {
-    let mut f = File::open(path).with_context(|| format!("cannot read {}", path.display()))?;
-    let mut h = Sha256::new();
-    let mut buf = vec![0u8; 1 << 20];
-    loop {
-        let n = f.read(&mut buf)?;
-        if n == 0 {
-            break;
-        }
-        h.update(&buf[..n]);
-    }
-    Ok(format!("{:x}", h.finalize()))
 }
 
 fn path_arg(p: &Path) -> String {

@@ -1,0 +1,50 @@
+//! Flags several commands share, declared once and flattened into each
+//! command's `Args` (`#[command(flatten)]`), so a flag's name, default and
+//! help cannot drift between commands.
+
+use std::path::PathBuf;
+
+use cxr_nn::device::DeviceRequest;
+use cxr_nn::precision::Precision;
+
+/// `--model` and `--checkpoint`, resolved by `cxr_learn::model::resolve`
+/// (features, finetune).
+#[derive(Debug, Clone, clap::Args)]
+pub struct ModelArgs {
+    /// Registry name (see `cxrlearn models`, with --checkpoint), scratch:ARCH
+    /// (random weights; seed 0 for features: the random-init baseline), or a
+    /// safetensors file written by cxrlearn (import, pretrain, finetune) with
+    /// its sidecar.
+    #[arg(long)]
+    pub model: String,
+    /// Weights for a registry name: a released checkpoint in any supported
+    /// container, or an imported safetensors file.
+    #[arg(long)]
+    pub checkpoint: Option<PathBuf>,
+}
+
+/// `--data`: the store a command reads (features, finetune, zero-shot).
+#[derive(Debug, Clone, clap::Args)]
+pub struct StoreArgs {
+    /// Dataset store written by `cxrlearn convert`.
+    #[arg(long)]
+    pub data: PathBuf,
+}
+
+/// `--device` (every command that runs a model).
+#[derive(Debug, Clone, Copy, clap::Args)]
+pub struct DeviceArgs {
+    /// auto, cpu, cuda or cuda:N.
+    #[arg(long, default_value = "auto")]
+    pub device: DeviceRequest,
+}
+
+/// `--precision` of a network's forward pass (features, finetune). The
+/// probe's `--precision` (f32/f64 matrix products) is another flag.
+#[derive(Debug, Clone, Copy, clap::Args)]
+pub struct PrecisionArgs {
+    /// Arithmetic: fp32, bf16 (autocast; CPU or GPU) or fp16 (autocast,
+    /// GPU only).
+    #[arg(long, default_value = "fp32")]
+    pub precision: Precision,
+}

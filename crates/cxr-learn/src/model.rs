@@ -35,7 +35,7 @@ pub enum ModelError {
         /// The architecture named.
         arch: String,
         /// What is wrong (names the architecture).
-        reason: cxr_nn::NnError,
+        reason: Box<cxr_nn::NnError>,
     },
     /// A registry name without its weights.
     #[error(
@@ -57,7 +57,7 @@ pub enum ModelError {
         /// The model string.
         model: String,
         /// The registry's answer (names the model and the known ones).
-        reason: cxr_nn::NnError,
+        reason: Box<cxr_nn::NnError>,
     },
     /// A weights file given twice (as the model and as `--checkpoint`).
     #[error(
@@ -94,7 +94,7 @@ pub enum ModelError {
         /// The sidecar.
         sidecar: PathBuf,
         /// What is wrong (names the sidecar).
-        reason: cxr_nn::NnError,
+        reason: Box<cxr_nn::NnError>,
     },
     /// The weights file cannot be read.
     #[error(transparent)]
@@ -204,7 +204,7 @@ pub fn resolve(
             ModelSpec::scratch(arch, input_size.unwrap_or(store_size), None).map_err(|reason| {
                 ModelError::Scratch {
                     arch: arch.into(),
-                    reason,
+                    reason: Box::new(reason),
                 }
             })?;
         return Ok(Resolved {
@@ -215,7 +215,9 @@ pub fn resolve(
     }
     let entry = match registry::find(model) {
         Ok(entry) => entry,
-        Err(reason) => return resolve_file(model, reason, checkpoint_file, input_size),
+        Err(reason) => {
+            return resolve_file(model, Box::new(reason), checkpoint_file, input_size);
+        }
     };
     let file = checkpoint_file.ok_or_else(|| ModelError::NeedsCheckpoint {
         model: entry.name.to_owned(),
@@ -236,7 +238,7 @@ pub fn resolve(
 /// `reason` is the registry's answer, reported when no such file exists.
 fn resolve_file(
     model: &str,
-    reason: cxr_nn::NnError,
+    reason: Box<cxr_nn::NnError>,
     checkpoint_file: Option<&Path>,
     input_size: Option<i64>,
 ) -> Result<Resolved, ModelError> {
@@ -261,8 +263,11 @@ fn resolve_file(
             sidecar: sidecar.clone(),
             source,
         })?;
-    let mut spec = ModelSpec::from_sidecar(&meta, &sidecar)
-        .map_err(|reason| ModelError::Sidecar { sidecar, reason })?;
+    let mut spec =
+        ModelSpec::from_sidecar(&meta, &sidecar).map_err(|reason| ModelError::Sidecar {
+            sidecar,
+            reason: Box::new(reason),
+        })?;
     if let Some(s) = input_size {
         spec.preprocessing.size = s;
     }

@@ -159,7 +159,7 @@ pub enum MethodError {
     Invalid(String),
     /// The network the flags describe cannot be built.
     #[error(transparent)]
-    Model(#[from] cxr_nn::NnError),
+    Model(#[from] Box<cxr_nn::NnError>),
     /// The augmentation the flags describe is invalid.
     #[error(transparent)]
     Augment(#[from] cxr_data::error::DataError),

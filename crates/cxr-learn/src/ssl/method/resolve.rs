@@ -148,7 +148,7 @@ pub(super) fn scratch_with(
     size: i64,
     normalization: Option<Normalization>,
 ) -> Result<(ModelSpec, String), MethodError> {
-    let spec = ModelSpec::scratch(&flags.backbone, size, normalization)?;
+    let spec = ModelSpec::scratch(&flags.backbone, size, normalization).map_err(Box::new)?;
     Ok((spec, flags.backbone.clone()))
 }
 

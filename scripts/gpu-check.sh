@@ -53,7 +53,7 @@ if [ "$mode" = gpu ]; then
     gpu_name=$(python -c 'import torch; print(torch.cuda.get_device_name(0))')
     device=cuda
     say "CUDA test subset on $ngpu x $gpu_name"
-    cargo test --quiet --release -p cxrlearn --test gpu -- --ignored
+    cargo test --quiet --release -p cxrlearn --test integration gpu:: -- --ignored
     size=224 patients=700 batch=32 warmup=3 steps=15 fbatch=64
     archs="resnet50:resnet50 vit-b16:vit_b_16"
     features_arch=resnet50

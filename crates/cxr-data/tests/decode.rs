@@ -1,6 +1,6 @@
 //! Decoding every format, synthetic files and the real RG1 chest CR DICOM.
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 

@@ -2,7 +2,7 @@
 //! during conversion, from the phantom's own files, from MIMIC-IV's patients
 //! table, and stores written before these columns existed.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeMap;
 use std::path::Path;

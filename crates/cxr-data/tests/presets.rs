@@ -1,7 +1,7 @@
 //! Presets without public metadata, on tiny fixtures in the publisher's layout
 //! written by the tests themselves.
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 

@@ -1,7 +1,7 @@
 //! Presets on the real label files shipped in the torchxrayvision 1.5.7 wheel
 //! (fetched by scripts/fetch-test-data.sh), in labels-only mode.
 
-mod common;
+use crate::common;
 
 use std::collections::{HashMap, HashSet};
 use std::path::Path;

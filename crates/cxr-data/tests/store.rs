@@ -1,6 +1,5 @@
 //! Generic CSV conversion into a store, and reading it back memory-mapped.
 
-mod common;
 
 use std::path::Path;
 

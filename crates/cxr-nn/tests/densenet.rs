@@ -1,7 +1,7 @@
 //! DenseNet (and the S2MTS2 LeakyReLU variant) against torchvision
 //! (fixtures from `scripts/fixtures/densenet.py`).
 
-mod common;
+use crate::common;
 
 use common::{fixture, ignore_counters, max_rel_err, reference_shapes, shapes};
 use cxr_nn::arch::densenet::{Activation, DenseNet, DenseNetConfig, modernise_key};

@@ -4,7 +4,7 @@
 //! strictly, and their features equal torchvision's pooled layer4 at the
 //! entries' preprocessing. The ResNet-50 entries point at these.
 
-mod common;
+use crate::common;
 
 use common::{fixture, max_rel_err};
 use cxr_nn::checkpoint::{Checkpoint, Container, load};

@@ -1,7 +1,7 @@
 //! ResNet outputs against torchvision (fixtures from `scripts/fixtures/resnet.py`),
 //! strict loading errors, and torchvision's names at full size.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeMap;
 

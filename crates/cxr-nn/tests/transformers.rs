@@ -1,7 +1,7 @@
 //! REFERS' ViT, OpenAI CLIP and Hugging Face BERT against reference modules that follow the
 //! upstream code (fixtures from `scripts/fixtures/vit_clip.py` and `bert.py`).
 
-mod common;
+use crate::common;
 
 use common::{fixture, max_rel_err};
 use cxr_nn::arch::bert::{Bert, BertConfig};

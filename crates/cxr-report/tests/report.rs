@@ -2,7 +2,7 @@
 //! whose scores are known, against direct computations with `cxr_stats`
 //! (the grid itself is in `common`).
 
-mod common;
+use crate::common;
 
 use common::*;
 use cxr_report::{BaselineStrategy, CellStatus, Report, ReportConfig, Resample, TaskKind, Unit};

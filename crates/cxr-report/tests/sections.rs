@@ -3,7 +3,7 @@
 //! `cxr_stats` (reading reports written before these existed is checked in
 //! `report.rs`).
 
-mod common;
+use crate::common;
 
 use common::*;
 use cxr_report::{Cell, CellStatus, Report, StrategyReport, Unit};

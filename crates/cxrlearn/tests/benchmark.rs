@@ -6,7 +6,7 @@
 //! runs one cell; `--emit-slurm` writes the array script; bad grids fail
 //! naming the bad key.
 
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;

@@ -6,7 +6,7 @@
 //! and gradients split exactly over two ranks. Also: a launcher asking for
 //! two ranks on a machine without GPUs fails before writing anything.
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 use std::sync::Arc;

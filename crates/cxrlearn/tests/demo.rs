@@ -4,7 +4,7 @@
 //! macro AUC is its cell's `evaluation.json`), a rerun reuses every stage,
 //! and a directory holding another demo is refused.
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 use std::time::Instant;

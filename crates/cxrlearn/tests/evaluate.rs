@@ -1,7 +1,7 @@
 //! `cxrlearn evaluate` end to end: outputs, numbers, and every bad-input case
 //! (one `error:` line, no panic, no partial output directory).
 
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 use std::process::Output;

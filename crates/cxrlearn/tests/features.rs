@@ -2,7 +2,7 @@
 //! Lightning-style layout, features checked against a direct computation,
 //! batch-size independence (eval mode) and the cache.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeMap;
 use std::path::Path;

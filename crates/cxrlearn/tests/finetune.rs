@@ -4,7 +4,7 @@
 //! ends with the uninterrupted run's exact weights, and bad input fails
 //! cleanly.
 
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 

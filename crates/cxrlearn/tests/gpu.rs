@@ -1,5 +1,5 @@
 //! The CUDA test subset, run by `scripts/gpu-check.sh` on a machine with a
-//! GPU (`cargo test -p cxrlearn --test gpu -- --ignored`). Each test needs a
+//! GPU (`cargo test -p cxrlearn --test integration gpu:: -- --ignored`). Each test needs a
 //! CUDA device, so they are ignored in the default (CPU) test run.
 //!
 //! - `features` on the GPU equals the CPU's to float32 rounding, and bf16 /
@@ -8,7 +8,7 @@
 //!   data) and trains at bf16 and fp16 (loss scaling logged) to finite,
 //!   falling losses.
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 

@@ -1,6 +1,6 @@
 //! `cxrlearn import` and `cxrlearn models` end to end.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeMap;
 use std::path::Path;

@@ -2,7 +2,7 @@
 //! patient-level splits, labels, reports and sites, the MONOCHROME1 site
 //! turned back to MONOCHROME2.
 
-mod common;
+use crate::common;
 
 use std::collections::{HashMap, HashSet};
 use std::path::Path;

@@ -3,7 +3,7 @@
 //! the encoder loads into `features`, a killed run resumes bit for bit, and
 //! MedAug pairs images of one patient.
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 

@@ -3,7 +3,7 @@
 //! embeddings do not collapse, the image tower loads into `features`, the
 //! whole CLIP into `zero-shot`, and a store without reports fails cleanly.
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 

@@ -4,7 +4,7 @@
 //! killed run resumes bit for bit, long sentences are counted, and a store
 //! without reports fails cleanly.
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 

@@ -5,7 +5,7 @@
 //! the phantom's lesion masks adds up, and a non-ResNet backbone, a store
 //! without reports or a mask CSV without its columns fails cleanly.
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 

@@ -13,7 +13,7 @@
 //! The methods run one after another in a single test: libtorch's threads
 //! in two pretraining processes at once on two cores slow both tenfold.
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 

@@ -8,7 +8,7 @@
 //! Image->report retrieval is printed, not asserted: at this scale it stays
 //! near 1/B (0.064 against 0.0625 after 162 steps on 400 patients).
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 

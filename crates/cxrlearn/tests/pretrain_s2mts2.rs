@@ -4,7 +4,7 @@
 //! and the JCL term is logged, the encoder loads into `features`, and
 //! MedAug-only or malformed settings fail cleanly.
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 

@@ -3,7 +3,7 @@
 //! `cxrlearn evaluate`, the C grid, standardisation, a multi-class task, ids
 //! from a real store, and bad inputs (one `error:` line, no run directory).
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

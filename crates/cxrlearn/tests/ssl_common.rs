@@ -16,7 +16,7 @@
 //! without a line of test code. One test, methods in turn: two libtorch
 //! processes at once on two cores slow each other about tenfold.
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 

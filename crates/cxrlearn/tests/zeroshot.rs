@@ -3,8 +3,8 @@
 //! tokenizer, scores findings from the default prompts above chance; and the
 //! errors for bad input.
 
-mod common;
-mod zeroshot_support;
+use crate::common;
+use crate::zeroshot_support;
 
 use std::path::{Path, PathBuf};
 
@@ -166,7 +166,7 @@ fn zero_shot_rejects_bad_input() {
 }
 
 /// Macro AUC over seeds (not part of the suite):
-/// `ZS_SEEDS=0,1,2 [ZS_STEPS=500] [ZS_LR=1e-3] cargo test -p cxrlearn --test zeroshot -- --ignored --nocapture`.
+/// `ZS_SEEDS=0,1,2 [ZS_STEPS=500] [ZS_LR=1e-3] cargo test -p cxrlearn --test integration zeroshot:: -- --ignored --nocapture`.
 #[test]
 #[ignore]
 fn measure_zero_shot() {

@@ -19,12 +19,13 @@ patients=${PATIENTS:-1500}
 epochs=${EPOCHS:-12}
 size=${SIZE:-64}
 backbone=${BACKBONE:-resnet18-w16-gn}
-methods=${METHODS:-moco-cxr medaug s2mts2 convirt gloria clip refers}
 # shellcheck source=env.sh
 . "$repo/scripts/env.sh"
 cd "$repo"
 cargo build --quiet --release -p cxrlearn
 bin=$repo/target/release/cxrlearn
+# Every method of the list (`cxrlearn methods`) unless METHODS names some.
+methods=${METHODS:-$("$bin" methods --json | python3 -c 'import json, sys; print(" ".join(m["name"] for m in json.load(sys.stdin)))')}
 mkdir -p "$out"
 if [ ! -d "$out/store" ]; then
     "$bin" --quiet phantom --out "$out/raw" --patients "$patients" --prevalence balanced --size 128 --sites 1

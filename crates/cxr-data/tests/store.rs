@@ -1,6 +1,5 @@
 //! Generic CSV conversion into a store, and reading it back memory-mapped.
 
-
 use std::path::Path;
 
 use cxr_data::convert::{ConvertOptions, convert};

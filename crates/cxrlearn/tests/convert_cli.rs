@@ -3,6 +3,7 @@
 use std::process::Command;
 
 fn cxrlearn(args: &[&str]) -> (bool, String, String) {
+    let _turn = crate::common::one_process();
     let out = Command::new(env!("CARGO_BIN_EXE_cxrlearn"))
         .args(args)
         .output()

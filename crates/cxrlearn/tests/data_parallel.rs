@@ -25,13 +25,9 @@ use serde_json::Value;
 type Weights = Vec<(String, Vec<f32>)>;
 
 /// The training loops reseed libtorch's one generator every step, so the
-/// two training tests of this file run one after the other.
-static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
-
-fn serial() -> std::sync::MutexGuard<'static, ()> {
-    SERIAL
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
+/// training tests take their turn at libtorch ([`common::one_process`]).
+fn serial() -> common::Turn {
+    common::one_process()
 }
 
 struct Outcome {

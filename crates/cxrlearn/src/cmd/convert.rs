@@ -9,12 +9,16 @@ use cxr_data::labels::Task;
 use cxr_data::preprocess::ResizePolicy;
 use cxr_data::{presets, splits};
 
+/// `--preset`'s help: every name of the preset table.
+fn preset_help() -> String {
+    format!("Dataset preset: {}.", presets::NAMES.join(", "))
+}
+
 /// Arguments of `cxrlearn convert`.
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// Dataset preset (nih, chexpert, mimic, padchest, vindr, siim, ranzcr, brax, reflacx,
-    /// edema, pediatric, shenzhen, montgomery, shenzhen-montgomery, jsrt, indiana, phantom).
-    #[arg(long, conflicts_with = "csv", requires = "root")]
+    /// Dataset preset (the names come from the preset table).
+    #[arg(long, conflicts_with = "csv", requires = "root", help = preset_help())]
     pub preset: Option<String>,
     /// The dataset as its publisher distributes it.
     #[arg(long)]

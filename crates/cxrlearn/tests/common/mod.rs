@@ -9,8 +9,45 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+/// A turn at libtorch: held while a `cxrlearn` process runs or a test trains
+/// in this process. The tests share one binary and run on parallel
+/// threads; two libtorch processes at once on a small machine slow each
+/// other about tenfold (each spins its own intra-op threads), and training
+/// in this process reseeds libtorch's one generator, so heavy work takes
+/// turns while lighter tests go on. Reentrant on one thread (a test that
+/// holds its turn may still run the binary).
+pub fn one_process() -> Turn {
+    static TURN: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    thread_local!(static DEPTH: std::cell::Cell<usize> = const { std::cell::Cell::new(0) });
+    let depth = DEPTH.with(|d| {
+        d.set(d.get() + 1);
+        d.get()
+    });
+    let guard = (depth == 1).then(|| {
+        TURN.lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    });
+    Turn {
+        _guard: guard,
+        depth: &DEPTH,
+    }
+}
+
+/// See [`one_process`].
+pub struct Turn {
+    _guard: Option<std::sync::MutexGuard<'static, ()>>,
+    depth: &'static std::thread::LocalKey<std::cell::Cell<usize>>,
+}
+
+impl Drop for Turn {
+    fn drop(&mut self) {
+        self.depth.with(|d| d.set(d.get() - 1));
+    }
+}
+
 /// Runs `cxrlearn` with `args` and returns its output, whatever the exit status.
 pub fn run(args: &[&str]) -> Output {
+    let _turn = one_process();
     Command::new(env!("CARGO_BIN_EXE_cxrlearn"))
         .args(args)
         .output()
@@ -158,6 +195,7 @@ pub fn mean(v: &[&Value], key: &str) -> f64 {
 /// shows a step checkpoint in epoch `epoch` or later; fails the test if the
 /// run ends first (the kill would then test nothing).
 pub fn kill_after_checkpoint(args: &[&str], run: &Path, epoch: u64) {
+    let _turn = one_process();
     let mut child = Command::new(env!("CARGO_BIN_EXE_cxrlearn"))
         .args(args)
         .spawn()

@@ -34,8 +34,12 @@ pub struct TrainConfig {
 /// saves it as `dir/clip.safetensors` with its sidecar and
 /// `dir/tokenizer.json`. Returns the model path.
 pub fn train_tiny_clip(store_dir: &Path, dir: &Path, cfg: TrainConfig) -> PathBuf {
+    // Training here reseeds libtorch's one generator: a turn of its own.
+    let _turn = crate::common::one_process();
     // One intra-op thread: on a shared two-core machine, libtorch's spinning
     // worker threads make small ops many times slower.
+    // Restored at the end: the process is shared with the other tests.
+    let threads = tch::get_num_threads();
     tch::set_num_threads(1);
     let store = Store::open(store_dir).unwrap();
     let train = store.split_indices(Split::Train);
@@ -126,5 +130,6 @@ pub fn train_tiny_clip(store_dir: &Path, dir: &Path, cfg: TrainConfig) -> PathBu
     }
     let path = dir.join("clip.safetensors");
     model.save(&path, Some(&tok_path)).unwrap();
+    tch::set_num_threads(threads);
     path
 }

@@ -10,35 +10,13 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use thiserror::Error;
-
 pub mod pickle;
 pub mod torch;
 pub mod zip;
 
-/// Why a checkpoint could not be read or written.
-#[derive(Debug, Error)]
-pub enum CheckpointError {
-    /// The file could not be read or written.
-    #[error("{path}: {source}")]
-    Io {
-        /// The file.
-        path: String,
-        /// The I/O error.
-        source: std::io::Error,
-    },
-    /// The bytes are not a checkpoint this reader understands.
-    #[error("{0}")]
-    Format(String),
-    /// A tensor's dtype has no counterpart here.
-    #[error("tensor '{name}' has unsupported dtype {dtype}")]
-    UnsupportedDType {
-        /// Tensor name.
-        name: String,
-        /// The dtype as the file spells it.
-        dtype: String,
-    },
-}
+// Defined with the crate's other errors so that `crate::error` depends on no
+// module that depends back on it; re-exported so the path stays.
+pub use crate::error::CheckpointError;
 
 /// Element types found in checkpoints.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

@@ -74,6 +74,29 @@ pub enum DataError {
     /// The output directory exists and is not empty.
     #[error("{0}: output exists and is not empty (use --force to replace it)")]
     OutputExists(PathBuf),
+    /// A phantom configuration value out of range.
+    #[error("invalid phantom configuration: {0}")]
+    PhantomConfig(String),
+    /// The phantom's output directory exists and is not empty. (Worded
+    /// apart from [`DataError::OutputExists`], as the phantom has always
+    /// worded it.)
+    #[error("output directory {0} exists and is not empty (use --force to replace it)")]
+    PhantomOutputExists(PathBuf),
+    /// An image could not be encoded as PNG.
+    #[error("cannot encode {path}: {source}")]
+    EncodePng {
+        /// The image path.
+        path: PathBuf,
+        /// The encoder's error (boxed: it is large, and this enum is in
+        /// every `Result` of the crate).
+        source: Box<image::ImageError>,
+    },
+    /// A CSV file could not be written (into memory, before it is saved).
+    #[error("cannot write CSV: {0}")]
+    WriteCsv(#[from] csv::Error),
+    /// A JSON file could not be written (into memory, before it is saved).
+    #[error("cannot write JSON: {0}")]
+    WriteJson(#[from] serde_json::Error),
     /// A store is malformed.
     #[error("{path}: invalid dataset store: {reason}")]
     Store {
@@ -81,6 +104,12 @@ pub enum DataError {
         path: PathBuf,
         /// What went wrong.
         reason: String,
+    },
+    /// A labels-only store given to a command that reads images.
+    #[error("{} is a labels-only store: it holds no pixels", store.display())]
+    NoPixels {
+        /// The store directory.
+        store: PathBuf,
     },
     /// A store without report text, given to a method that needs it.
     #[error(

@@ -32,7 +32,8 @@ pub enum DataError {
         /// What went wrong.
         reason: String,
     },
-    /// A label file or directory is malformed as a whole (missing column, no rows...).
+    /// A label file or directory is malformed as a whole (missing column, no
+    /// rows...), or an output path names no directory.
     #[error("{path}: {reason}")]
     Layout {
         /// The file or directory.
@@ -40,7 +41,9 @@ pub enum DataError {
         /// What went wrong.
         reason: String,
     },
-    /// The requested configuration is impossible (bad split fractions, unknown preset...).
+    /// The requested configuration is impossible (bad split fractions, a
+    /// training fraction out of range...). Free text: these name a command-line
+    /// option or a count, not a file, row, column or key.
     #[error("{0}")]
     Config(String),
     /// A preset name that is not in the preset table.

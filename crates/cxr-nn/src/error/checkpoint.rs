@@ -14,8 +14,14 @@ pub enum CheckpointError {
         source: std::io::Error,
     },
     /// The bytes are not a checkpoint this reader understands.
-    #[error("{0}")]
-    Format(String),
+    #[error("{}{reason}", file.as_ref().map(|f| format!("{f}: ")).unwrap_or_default())]
+    Format {
+        /// The file, when the bytes were read from one (set by
+        /// [`crate::checkpoint::load`]; the parsers see only bytes).
+        file: Option<String>,
+        /// What is wrong (`pickle truncated at byte 12`).
+        reason: String,
+    },
     /// A tensor's dtype has no counterpart here.
     #[error("tensor '{name}' has unsupported dtype {dtype}")]
     UnsupportedDType {
@@ -24,4 +30,11 @@ pub enum CheckpointError {
         /// The dtype as the file spells it.
         dtype: String,
     },
+}
+
+impl CheckpointError {
+    /// A malformed checkpoint, its file not yet known.
+    pub(crate) fn format(reason: String) -> Self {
+        Self::Format { file: None, reason }
+    }
 }

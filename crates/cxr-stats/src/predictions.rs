@@ -102,7 +102,7 @@ impl Predictions {
             line: None,
             reason,
         };
-        let at = |line: u64, reason: String| StatsError::Parse {
+        let at_line = |line: u64, reason: String| StatsError::Parse {
             file: name.to_owned(),
             line: Some(line),
             reason,
@@ -166,10 +166,10 @@ impl Predictions {
             let id = record[col[0]].trim();
             let label = record[col[1]].trim();
             if id.is_empty() || label.is_empty() {
-                return Err(at(line, format!("empty id or label")));
+                return Err(at_line(line, "empty id or label".into()));
             }
             let target = parse_target(&record[col[2]]).ok_or_else(|| {
-                at(
+                at_line(
                     line,
                     format!("target '{}' is not 1, 0, empty or nan", &record[col[2]]),
                 )
@@ -177,9 +177,9 @@ impl Predictions {
             let raw_score = record[col[3]].trim();
             let score: f64 = raw_score
                 .parse()
-                .map_err(|_| at(line, format!("score '{raw_score}' is not a number")))?;
+                .map_err(|_| at_line(line, format!("score '{raw_score}' is not a number")))?;
             if !score.is_finite() {
-                return Err(at(
+                return Err(at_line(
                     line,
                     format!("score '{raw_score}' is not finite (scores must be real numbers)"),
                 ));
@@ -190,13 +190,16 @@ impl Predictions {
                 let cell = record[*at].trim();
                 let value = (!cell.is_empty()).then(|| cell.to_owned());
                 if value.is_none() && column == PATIENT_COLUMN {
-                    return Err(at(line, format!("empty {PATIENT_COLUMN} for id '{id}'")));
+                    return Err(at_line(
+                        line,
+                        format!("empty {PATIENT_COLUMN} for id '{id}'"),
+                    ));
                 }
                 let column_values = &mut values[c];
                 if i == column_values.len() {
                     column_values.push((value, line));
                 } else if column_values[i].0 != value {
-                    return Err(at(
+                    return Err(at_line(
                         line,
                         format!(
                             "id '{id}' has {column} '{}' but line {} gave '{}'",
@@ -208,7 +211,7 @@ impl Predictions {
                 }
             }
             if !seen.insert((i, j)) {
-                return Err(at(
+                return Err(at_line(
                     line,
                     format!("duplicate row for id '{id}', label '{label}'"),
                 ));

@@ -101,10 +101,10 @@ pub fn hash_files(files: &[PathBuf]) -> Result<String> {
 fn csv_bytes(rows: Vec<Vec<String>>) -> Result<Vec<u8>> {
     let mut w = csv::Writer::from_writer(Vec::new());
     for r in rows {
-        w.write_record(&r)
-            .map_err(|e| DataError::Config(e.to_string()))?;
+        w.write_record(&r)?;
     }
-    w.into_inner().map_err(|e| DataError::Config(e.to_string()))
+    w.into_inner()
+        .map_err(|e| DataError::WriteCsv(e.into_error().into()))
 }
 
 /// Converts `table` (images under `root`) into a store.

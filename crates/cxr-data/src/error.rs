@@ -32,7 +32,8 @@ pub enum DataError {
         /// What went wrong.
         reason: String,
     },
-    /// A label file or directory is malformed as a whole (missing column, no rows...).
+    /// A label file or directory is malformed as a whole (missing column, no
+    /// rows...), or an output path names no directory.
     #[error("{path}: {reason}")]
     Layout {
         /// The file or directory.
@@ -40,7 +41,9 @@ pub enum DataError {
         /// What went wrong.
         reason: String,
     },
-    /// The requested configuration is impossible (bad split fractions, unknown preset...).
+    /// The requested configuration is impossible (bad split fractions, a
+    /// training fraction out of range...). Free text: these name a command-line
+    /// option or a count, not a file, row, column or key.
     #[error("{0}")]
     Config(String),
     /// A preset name that is not in the preset table.
@@ -74,6 +77,29 @@ pub enum DataError {
     /// The output directory exists and is not empty.
     #[error("{0}: output exists and is not empty (use --force to replace it)")]
     OutputExists(PathBuf),
+    /// A phantom configuration value out of range.
+    #[error("invalid phantom configuration: {0}")]
+    PhantomConfig(String),
+    /// The phantom's output directory exists and is not empty. (Worded
+    /// apart from [`DataError::OutputExists`], as the phantom has always
+    /// worded it.)
+    #[error("output directory {0} exists and is not empty (use --force to replace it)")]
+    PhantomOutputExists(PathBuf),
+    /// An image could not be encoded as PNG.
+    #[error("cannot encode {path}: {source}")]
+    EncodePng {
+        /// The image path.
+        path: PathBuf,
+        /// The encoder's error (boxed: it is large, and this enum is in
+        /// every `Result` of the crate).
+        source: Box<image::ImageError>,
+    },
+    /// A CSV file could not be written (into memory, before it is saved).
+    #[error("cannot write CSV: {0}")]
+    WriteCsv(#[from] csv::Error),
+    /// A JSON file could not be written (into memory, before it is saved).
+    #[error("cannot write JSON: {0}")]
+    WriteJson(#[from] serde_json::Error),
     /// A store is malformed.
     #[error("{path}: invalid dataset store: {reason}")]
     Store {
@@ -81,6 +107,12 @@ pub enum DataError {
         path: PathBuf,
         /// What went wrong.
         reason: String,
+    },
+    /// A labels-only store given to a command that reads images.
+    #[error("{} is a labels-only store: it holds no pixels", store.display())]
+    NoPixels {
+        /// The store directory.
+        store: PathBuf,
     },
     /// A store without report text, given to a method that needs it.
     #[error(

@@ -5,7 +5,8 @@ use std::collections::BTreeMap;
 use std::fs;
 use std::path::Path;
 
-use cxr_data::phantom::{Finding, Phantom, PhantomConfig, PhantomError, Prevalence};
+use cxr_data::error::DataError;
+use cxr_data::phantom::{Finding, Phantom, PhantomConfig, Prevalence};
 
 fn config(seed: u64) -> PhantomConfig {
     PhantomConfig {
@@ -120,7 +121,7 @@ fn refuses_non_empty_out_unless_forced() {
     fs::write(out.join("keep.txt"), "x").unwrap();
     let ph = Phantom::new(config(2)).unwrap();
     let err = ph.write(&out, false, &|_, _| {}).unwrap_err();
-    assert!(matches!(err, PhantomError::OutputExists(_)), "{err}");
+    assert!(matches!(err, DataError::PhantomOutputExists(_)), "{err}");
     assert!(out.join("keep.txt").exists());
     ph.write(&out, true, &|_, _| {}).unwrap();
     assert!(!out.join("keep.txt").exists());
@@ -156,7 +157,7 @@ fn bad_configuration_is_an_error_not_a_panic() {
     ] {
         assert!(matches!(
             Phantom::new(cfg),
-            Err(PhantomError::InvalidConfig(_))
+            Err(DataError::PhantomConfig(_))
         ));
     }
     let mut p = Prevalence::nih();
@@ -194,7 +195,7 @@ fn first_site_draws_one_site_on_its_own() {
     };
     assert!(matches!(
         Phantom::new(bad),
-        Err(PhantomError::InvalidConfig(_))
+        Err(DataError::PhantomConfig(_))
     ));
 }
 

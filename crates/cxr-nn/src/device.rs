@@ -2,7 +2,10 @@
 
 use tch::Device;
 
-use crate::system::{CudaStatus, SystemInfo};
+// Defined with the crate's other errors so that `crate::error` depends on no
+// module that depends back on it; re-exported so the paths stay.
+pub use crate::error::{DeviceUnavailable, ParseDeviceError};
+use crate::system::SystemInfo;
 
 /// A device request as written on the command line.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -14,11 +17,6 @@ pub enum DeviceRequest {
     /// A CUDA device by index.
     Cuda(usize),
 }
-
-/// A `--device` value that is none of `auto`, `cpu`, `cuda` or `cuda:N`.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("unknown device '{0}' (expected auto, cpu, cuda or cuda:N)")]
-pub struct ParseDeviceError(String);
 
 impl std::str::FromStr for DeviceRequest {
     type Err = ParseDeviceError;
@@ -33,29 +31,6 @@ impl std::str::FromStr for DeviceRequest {
                 .and_then(|n| n.parse().ok())
                 .map(Self::Cuda)
                 .ok_or_else(|| ParseDeviceError(s.to_owned())),
-        }
-    }
-}
-
-/// Why a requested device cannot be used.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("cuda:{requested} requested but {}", self.reason())]
-pub struct DeviceUnavailable {
-    /// The CUDA index asked for.
-    pub requested: usize,
-    /// CUDA devices visible to libtorch.
-    pub available: usize,
-    /// With no device at all, what is missing (no CUDA build, CUDA support
-    /// not loaded, no driver, no device).
-    pub status: Option<CudaStatus>,
-}
-
-impl DeviceUnavailable {
-    /// With no device at all, what is missing; else how many there are.
-    fn reason(&self) -> String {
-        match &self.status {
-            Some(status) if self.available == 0 => status.to_string(),
-            _ => format!("libtorch sees {} CUDA device(s)", self.available),
         }
     }
 }
@@ -89,6 +64,7 @@ impl DeviceRequest {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::system::CudaStatus;
     use tch::{Kind, Tensor};
 
     #[test]

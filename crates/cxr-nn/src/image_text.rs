@@ -318,7 +318,7 @@ impl ClipModel {
             Self::from_tensors(config, preprocessing, &ck.tensors, device).map_err(|mismatch| {
                 NnError::WeightsMismatch {
                     file: path.to_owned(),
-                    mismatch,
+                    mismatch: Box::new(mismatch),
                 }
             })?;
         let dir = side.parent().unwrap_or(Path::new("."));

@@ -10,7 +10,7 @@ use tch::nn::VarStore;
 use crate::arch::resnet::{Block, ResNetConfig};
 use crate::backbone::{Architecture, Backbone};
 use crate::checkpoint::{Checkpoint, RawTensor};
-use crate::load::{KeyMismatch, load_strict};
+use crate::load::load_strict;
 use crate::registry::{self, KeyRule, ModelEntry};
 
 /// A checkpoint validated against a registry entry.
@@ -24,48 +24,10 @@ pub struct Imported {
     pub renamed: Vec<(String, String)>,
 }
 
-/// Why a checkpoint does not fit a registry entry.
-#[derive(Debug, thiserror::Error)]
-pub enum ImportError {
-    /// Keys missing, unexpected or wrongly shaped.
-    #[error(
-        "{mismatch} (model '{model}'; {ignored} tensor(s) ignored on purpose; is this the right model or file?)"
-    )]
-    Keys {
-        /// The entry's name.
-        model: &'static str,
-        /// The mismatch.
-        mismatch: KeyMismatch,
-        /// How many tensors the entry ignored on purpose.
-        ignored: usize,
-    },
-    /// The checkpoint holds the other variant of the entry's method (a
-    /// ResNet-18 release offered as the ResNet-50 entry, or the reverse), for
-    /// which the registry has its own entry.
-    #[error(
-        "checkpoint holds a {found}, but model '{model}' is the {expected} variant of {method}: use --model {use_instead}"
-    )]
-    WrongVariant {
-        /// The entry asked for.
-        model: &'static str,
-        /// Its pretraining method.
-        method: &'static str,
-        /// The architecture the checkpoint's tensors describe (`ResNet-18`).
-        found: String,
-        /// The entry's architecture (`ResNet-50`).
-        expected: String,
-        /// The entry that fits the checkpoint.
-        use_instead: &'static str,
-    },
-    /// Two checkpoint tensors map onto the same name.
-    #[error("checkpoint tensors '{}' and '{}' both map onto '{name}'", sources.0, sources.1)]
-    Duplicate {
-        /// The name both map onto.
-        name: String,
-        /// The two source names.
-        sources: (String, String),
-    },
-}
+// Defined with the crate's other errors so that `crate::error` (which
+// `registry`, imported here, depends on) depends on no module that depends
+// back on it; re-exported so the path stays.
+pub use crate::error::ImportError;
 
 /// Applies `entry`'s key rules to every tensor of `checkpoint`, without
 /// loading them into the architecture; a checkpoint of another registered

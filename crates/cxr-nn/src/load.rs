@@ -10,55 +10,9 @@ use tch::nn::VarStore;
 
 use crate::checkpoint::RawTensor;
 
-/// Names that did not line up between a checkpoint and an architecture.
-#[derive(Debug, Clone, Default, PartialEq, Eq, thiserror::Error)]
-#[error("checkpoint does not match the architecture: {}", self.describe())]
-pub struct KeyMismatch {
-    /// Variables of the architecture the checkpoint lacks.
-    pub missing: Vec<String>,
-    /// Checkpoint tensors the architecture has no variable for.
-    pub unexpected: Vec<String>,
-    /// `(name, checkpoint shape, architecture shape)`.
-    pub wrong_shape: Vec<(String, Vec<i64>, Vec<i64>)>,
-}
-
-impl KeyMismatch {
-    fn is_empty(&self) -> bool {
-        self.missing.is_empty() && self.unexpected.is_empty() && self.wrong_shape.is_empty()
-    }
-}
-
-fn list(names: &[String]) -> String {
-    let head: Vec<&str> = names.iter().take(8).map(String::as_str).collect();
-    let more = if names.len() > 8 {
-        format!(", ... ({} in all)", names.len())
-    } else {
-        String::new()
-    };
-    format!("{}{more}", head.join(", "))
-}
-
-impl KeyMismatch {
-    /// The missing, unexpected and wrongly shaped names, eight of each at most.
-    fn describe(&self) -> String {
-        let mut parts = Vec::new();
-        if !self.missing.is_empty() {
-            parts.push(format!("missing keys: {}", list(&self.missing)));
-        }
-        if !self.unexpected.is_empty() {
-            parts.push(format!("unexpected keys: {}", list(&self.unexpected)));
-        }
-        if !self.wrong_shape.is_empty() {
-            let shapes: Vec<String> = self
-                .wrong_shape
-                .iter()
-                .map(|(n, c, a)| format!("{n} (checkpoint {c:?}, model {a:?})"))
-                .collect();
-            parts.push(format!("wrong shapes: {}", list(&shapes)));
-        }
-        parts.join("; ")
-    }
-}
+// Defined with the crate's other errors so that `crate::error` depends on no
+// module that depends back on it; re-exported so the path stays.
+pub use crate::error::KeyMismatch;
 
 /// Copies `tensors` into the variables of `vs` by name. Tensors for which
 /// `ignore(name)` holds are skipped; anything else that does not match exactly

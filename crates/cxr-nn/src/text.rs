@@ -167,11 +167,7 @@ impl TextTokenizer {
         vocab_list.extend(merges.iter().map(|(a, b)| format!("{a}{b}")));
         vocab_list.push(CLIP_SOT.into());
         vocab_list.push(CLIP_EOT.into());
-        let vocab: Vocab = vocab_list
-            .into_iter()
-            .enumerate()
-            .map(|(i, s)| (s, i as u32))
-            .collect();
+        let vocab = numbered(vocab_list);
         let bpe = BPE::builder()
             .vocab_and_merges(vocab, merges)
             .end_of_word_suffix("</w>".into())
@@ -312,11 +308,7 @@ impl TextTokenizer {
             }
             merges.push((a, b));
         }
-        let ids: Vocab = vocab
-            .into_iter()
-            .enumerate()
-            .map(|(i, s)| (s, i as u32))
-            .collect();
+        let ids = numbered(vocab);
         let bpe = BPE::builder()
             .vocab_and_merges(ids, merges)
             .unk_token(UNK.into())
@@ -380,11 +372,7 @@ impl TextTokenizer {
         words.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
         let room = vocab_size - vocab.len();
         vocab.extend(words.into_iter().take(room).map(|(w, _)| w));
-        let ids: Vocab = vocab
-            .into_iter()
-            .enumerate()
-            .map(|(i, s)| (s, i as u32))
-            .collect();
+        let ids = numbered(vocab);
         let wp = WordPiece::builder()
             .vocab(ids)
             .unk_token("[UNK]".into())
@@ -580,6 +568,17 @@ pub fn impression(report: &str) -> String {
         }
     }
     rest.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+/// A vocabulary whose ids are the tokens' positions in `tokens`: every
+/// vocabulary built here (CLIP's, a trained BPE's, a trained WordPiece's)
+/// numbers its tokens in the order it lists them.
+fn numbered(tokens: Vec<String>) -> Vocab {
+    tokens
+        .into_iter()
+        .enumerate()
+        .map(|(i, s)| (s, i as u32))
+        .collect()
 }
 
 #[cfg(test)]

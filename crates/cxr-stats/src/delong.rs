@@ -39,6 +39,18 @@ pub struct StructuralComponents {
     pub v01: Vec<f64>,
 }
 
+/// The scores of the positive and of the negative images, in input order
+/// (the midrank computation and the tests' O(m n) definition split alike).
+fn by_class(targets: &[bool], scores: &[f64]) -> (Vec<f64>, Vec<f64>) {
+    let of = |class: bool| {
+        (0..scores.len())
+            .filter(|&i| targets[i] == class)
+            .map(|i| scores[i])
+            .collect()
+    };
+    (of(true), of(false))
+}
+
 /// Structural components by midranks, O(n log n).
 ///
 /// # Errors
@@ -48,14 +60,7 @@ pub fn structural_components(
     scores: &[f64],
 ) -> Result<StructuralComponents, StatsError> {
     check(targets, scores)?;
-    let pos: Vec<f64> = (0..scores.len())
-        .filter(|&i| targets[i])
-        .map(|i| scores[i])
-        .collect();
-    let neg: Vec<f64> = (0..scores.len())
-        .filter(|&i| !targets[i])
-        .map(|i| scores[i])
-        .collect();
+    let (pos, neg) = by_class(targets, scores);
     let (m, n) = (pos.len(), neg.len());
     if m == 0 || n == 0 {
         return Err(StatsError::Config(
@@ -195,14 +200,7 @@ mod tests {
 
     /// The definition: O(m n) pair sums.
     fn direct(targets: &[bool], scores: &[f64]) -> StructuralComponents {
-        let pos: Vec<f64> = (0..scores.len())
-            .filter(|&i| targets[i])
-            .map(|i| scores[i])
-            .collect();
-        let neg: Vec<f64> = (0..scores.len())
-            .filter(|&i| !targets[i])
-            .map(|i| scores[i])
-            .collect();
+        let (pos, neg) = by_class(targets, scores);
         let v10: Vec<f64> = pos
             .iter()
             .map(|&x| neg.iter().map(|&y| psi(x, y)).sum::<f64>() / neg.len() as f64)

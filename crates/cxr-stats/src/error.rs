@@ -30,14 +30,33 @@ pub enum StatsError {
         value: f64,
     },
     /// The predictions file could not be parsed.
-    #[error("{0}")]
-    Parse(String),
+    #[error(
+        "{file}: {}{reason}",
+        line.map(|l| format!("line {l}: ")).unwrap_or_default()
+    )]
+    Parse {
+        /// The file (as given, or the name a reader was opened under).
+        file: String,
+        /// The 1-based line, for an error in one row.
+        line: Option<u64>,
+        /// What is wrong (`score 'x' is not a number`).
+        reason: String,
+    },
     /// Model and baseline predictions do not describe the same images and labels.
     #[error("{0}")]
     Mismatch(String),
     /// A bootstrap setting is out of range.
     #[error("{0}")]
     Config(String),
+    /// A subgroup column the predictions do not have.
+    #[error(
+        "subgroup column '{column}' is not in the predictions (give it as a column \
+         of the predictions file, or --data STORE whose manifest has it)"
+    )]
+    NoSubgroupColumn {
+        /// The column asked for.
+        column: String,
+    },
     /// A resampling unit that is none of patient, image or auto.
     #[error("unknown resampling unit '{value}' (expected patient, image or auto)")]
     UnknownResample {

@@ -97,7 +97,16 @@ impl Predictions {
         name: &str,
         extra: &[&str],
     ) -> Result<Self, StatsError> {
-        let err = |msg: String| StatsError::Parse(format!("{name}: {msg}"));
+        let err = |reason: String| StatsError::Parse {
+            file: name.to_owned(),
+            line: None,
+            reason,
+        };
+        let at_line = |line: u64, reason: String| StatsError::Parse {
+            file: name.to_owned(),
+            line: Some(line),
+            reason,
+        };
         let mut rdr = csv::ReaderBuilder::new()
             .has_headers(true)
             .flexible(false)
@@ -157,22 +166,23 @@ impl Predictions {
             let id = record[col[0]].trim();
             let label = record[col[1]].trim();
             if id.is_empty() || label.is_empty() {
-                return Err(err(format!("line {line}: empty id or label")));
+                return Err(at_line(line, "empty id or label".into()));
             }
             let target = parse_target(&record[col[2]]).ok_or_else(|| {
-                err(format!(
-                    "line {line}: target '{}' is not 1, 0, empty or nan",
-                    &record[col[2]]
-                ))
+                at_line(
+                    line,
+                    format!("target '{}' is not 1, 0, empty or nan", &record[col[2]]),
+                )
             })?;
             let raw_score = record[col[3]].trim();
             let score: f64 = raw_score
                 .parse()
-                .map_err(|_| err(format!("line {line}: score '{raw_score}' is not a number")))?;
+                .map_err(|_| at_line(line, format!("score '{raw_score}' is not a number")))?;
             if !score.is_finite() {
-                return Err(err(format!(
-                    "line {line}: score '{raw_score}' is not finite (scores must be real numbers)"
-                )));
+                return Err(at_line(
+                    line,
+                    format!("score '{raw_score}' is not finite (scores must be real numbers)"),
+                ));
             }
             let i = intern(&mut id_index, &mut p.ids, id);
             let j = intern(&mut label_index, &mut p.labels, label);
@@ -180,26 +190,31 @@ impl Predictions {
                 let cell = record[*at].trim();
                 let value = (!cell.is_empty()).then(|| cell.to_owned());
                 if value.is_none() && column == PATIENT_COLUMN {
-                    return Err(err(format!(
-                        "line {line}: empty {PATIENT_COLUMN} for id '{id}'"
-                    )));
+                    return Err(at_line(
+                        line,
+                        format!("empty {PATIENT_COLUMN} for id '{id}'"),
+                    ));
                 }
                 let column_values = &mut values[c];
                 if i == column_values.len() {
                     column_values.push((value, line));
                 } else if column_values[i].0 != value {
-                    return Err(err(format!(
-                        "line {line}: id '{id}' has {column} '{}' but line {} gave '{}'",
-                        value.as_deref().unwrap_or(""),
-                        column_values[i].1,
-                        column_values[i].0.as_deref().unwrap_or("")
-                    )));
+                    return Err(at_line(
+                        line,
+                        format!(
+                            "id '{id}' has {column} '{}' but line {} gave '{}'",
+                            value.as_deref().unwrap_or(""),
+                            column_values[i].1,
+                            column_values[i].0.as_deref().unwrap_or("")
+                        ),
+                    ));
                 }
             }
             if !seen.insert((i, j)) {
-                return Err(err(format!(
-                    "line {line}: duplicate row for id '{id}', label '{label}'"
-                )));
+                return Err(at_line(
+                    line,
+                    format!("duplicate row for id '{id}', label '{label}'"),
+                ));
             }
             rows.push((i, j, target, score));
         }
@@ -230,8 +245,11 @@ impl Predictions {
     /// As [`Predictions::from_reader`], or when the file cannot be opened.
     pub fn from_path(path: &Path) -> Result<Self, StatsError> {
         let name = path.display().to_string();
-        let file = std::fs::File::open(path)
-            .map_err(|e| StatsError::Parse(format!("{name}: cannot open: {e}")))?;
+        let file = std::fs::File::open(path).map_err(|e| StatsError::Parse {
+            file: name.clone(),
+            line: None,
+            reason: format!("cannot open: {e}"),
+        })?;
         Self::from_reader(std::io::BufReader::new(file), &name)
     }
 

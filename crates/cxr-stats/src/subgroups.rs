@@ -210,7 +210,7 @@ impl SubgroupPlan {
     /// Groups the images of `model` by each column of `options`.
     ///
     /// # Errors
-    /// [`StatsError::Config`] naming a column the predictions do not have, or
+    /// [`StatsError::NoSubgroupColumn`] naming a column the predictions do not have, or
     /// [`StatsError::Mismatch`] when the threshold file's labels differ.
     pub(crate) fn new(model: &Predictions, options: &SubgroupOptions) -> Result<Self, StatsError> {
         let thresholds: Vec<Option<f64>>;
@@ -241,12 +241,13 @@ impl SubgroupPlan {
         let mut columns = Vec::new();
         let mut cells = Vec::new();
         for (c, column) in options.columns.iter().enumerate() {
-            let values = model.attributes.get(column).ok_or_else(|| {
-                StatsError::Config(format!(
-                    "subgroup column '{column}' is not in the predictions (give it as a column \
-                     of the predictions file, or --data STORE whose manifest has it)"
-                ))
-            })?;
+            let values =
+                model
+                    .attributes
+                    .get(column)
+                    .ok_or_else(|| StatsError::NoSubgroupColumn {
+                        column: column.clone(),
+                    })?;
             let (group, names) = group_values(values, column, &options.age_bins);
             for value in &names {
                 let members: Vec<usize> = (0..model.ids.len())

@@ -10,7 +10,7 @@
 //! use cxr_data::phantom::{Phantom, PhantomConfig};
 //! let phantom = Phantom::new(PhantomConfig { patients: 20, ..PhantomConfig::default() })?;
 //! phantom.write(std::path::Path::new("phantom-out"), false, &|_, _| {})?;
-//! # Ok::<(), cxr_data::phantom::PhantomError>(())
+//! # Ok::<(), cxr_data::error::DataError>(())
 //! ```
 
 pub mod anatomy;
@@ -23,12 +23,12 @@ pub mod sites;
 mod skeleton;
 mod write;
 
-use std::path::PathBuf;
-
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use rayon::prelude::*;
 use serde::Serialize;
+
+use crate::error::DataError;
 
 pub use anatomy::Anatomy;
 pub use findings::{Chronic, Finding, Findings, NUM_FINDINGS, Prevalence, StudyContext};
@@ -36,39 +36,6 @@ pub use sites::Site;
 
 /// Version of the phantom generator; bumped whenever output bytes change.
 pub const VERSION: &str = "1.1.0";
-
-/// Errors of the phantom generator.
-#[derive(Debug, thiserror::Error)]
-pub enum PhantomError {
-    /// A configuration value is out of range.
-    #[error("invalid phantom configuration: {0}")]
-    InvalidConfig(String),
-    /// The output directory exists and is not empty.
-    #[error("output directory {0} exists and is not empty (use --force to replace it)")]
-    OutputExists(PathBuf),
-    /// A file system operation failed.
-    #[error("{path}: {source}")]
-    Io {
-        /// The path involved.
-        path: PathBuf,
-        /// The underlying error.
-        source: std::io::Error,
-    },
-    /// PNG encoding failed.
-    #[error("cannot encode {path}: {source}")]
-    Png {
-        /// The image path.
-        path: PathBuf,
-        /// The underlying error.
-        source: image::ImageError,
-    },
-    /// CSV writing failed.
-    #[error("cannot write CSV: {0}")]
-    Csv(#[from] csv::Error),
-    /// JSON writing failed.
-    #[error("cannot write JSON: {0}")]
-    Json(#[from] serde_json::Error),
-}
 
 /// The view (projection) of one image.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -134,9 +101,9 @@ impl PhantomConfig {
     /// Checks ranges.
     ///
     /// # Errors
-    /// [`PhantomError::InvalidConfig`] naming the offending value.
-    pub fn validate(&self) -> Result<(), PhantomError> {
-        let bad = |m: String| Err(PhantomError::InvalidConfig(m));
+    /// [`DataError::PhantomConfig`] naming the offending value.
+    pub fn validate(&self) -> Result<(), DataError> {
+        let bad = |m: String| Err(DataError::PhantomConfig(m));
         if self.patients == 0 || self.patients > 1_000_000 {
             return bad(format!(
                 "--patients must be 1..=1000000, got {}",
@@ -312,8 +279,8 @@ impl Phantom {
     /// Validates `config` and draws every patient, study and report.
     ///
     /// # Errors
-    /// [`PhantomError::InvalidConfig`].
-    pub fn new(config: PhantomConfig) -> Result<Self, PhantomError> {
+    /// [`DataError::PhantomConfig`].
+    pub fn new(config: PhantomConfig) -> Result<Self, DataError> {
         config.validate()?;
         let first = config.first_site;
         let sites: Vec<Site> = (first..first + config.sites)
@@ -429,7 +396,7 @@ impl Phantom {
         out: &std::path::Path,
         force: bool,
         progress: &(dyn Fn(usize, usize) + Sync),
-    ) -> Result<(), PhantomError> {
+    ) -> Result<(), DataError> {
         write::write(self, out, force, progress)
     }
 }

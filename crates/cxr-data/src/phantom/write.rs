@@ -24,13 +24,11 @@ use rayon::prelude::*;
 use serde_json::json;
 
 use super::findings::{Finding, Lesion};
-use super::{Phantom, PhantomError, VERSION};
+use super::{Phantom, VERSION};
+use crate::error::DataError;
 
-fn io(path: &Path) -> impl FnOnce(std::io::Error) -> PhantomError + '_ {
-    move |source| PhantomError::Io {
-        path: path.to_owned(),
-        source,
-    }
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> DataError + '_ {
+    move |error| DataError::io(path, error)
 }
 
 fn sibling(out: &Path, tag: &str) -> PathBuf {
@@ -50,14 +48,14 @@ pub(super) fn write(
     out: &Path,
     force: bool,
     progress: &(dyn Fn(usize, usize) + Sync),
-) -> Result<(), PhantomError> {
+) -> Result<(), DataError> {
     if out.exists() {
         if !out.is_dir() {
-            return Err(PhantomError::OutputExists(out.to_owned()));
+            return Err(DataError::PhantomOutputExists(out.to_owned()));
         }
         let non_empty = fs::read_dir(out).map_err(io(out))?.next().is_some();
         if non_empty && !force {
-            return Err(PhantomError::OutputExists(out.to_owned()));
+            return Err(DataError::PhantomOutputExists(out.to_owned()));
         }
     }
     let tmp = sibling(out, "phantom-tmp");
@@ -71,7 +69,7 @@ pub(super) fn write(
     result
 }
 
-fn swap(tmp: &Path, out: &Path) -> Result<(), PhantomError> {
+fn swap(tmp: &Path, out: &Path) -> Result<(), DataError> {
     if out.exists() {
         let old = sibling(out, "phantom-old");
         fs::rename(out, &old).map_err(io(out))?;
@@ -90,7 +88,7 @@ fn fill(
     ph: &Phantom,
     dir: &Path,
     progress: &(dyn Fn(usize, usize) + Sync),
-) -> Result<(), PhantomError> {
+) -> Result<(), DataError> {
     for sub in ["images", "masks"] {
         let d = dir.join(sub);
         fs::create_dir_all(&d).map_err(io(&d))?;
@@ -102,9 +100,9 @@ fn fill(
         let mut bytes = Vec::with_capacity(pixels.len() / 2);
         PngEncoder::new_with_quality(&mut bytes, CompressionType::Fast, FilterType::Adaptive)
             .write_image(pixels, n, n, image::ExtendedColorType::L8)
-            .map_err(|source| PhantomError::Png {
+            .map_err(|source| DataError::EncodePng {
                 path: path.clone(),
-                source,
+                source: Box::new(source),
             })?;
         fs::write(&path, &bytes).map_err(io(&path))
     };
@@ -115,7 +113,7 @@ fn fill(
         }
         let k = done.fetch_add(1, Ordering::Relaxed) + 1;
         progress(k, total);
-        Ok::<(), PhantomError>(())
+        Ok::<(), DataError>(())
     })?;
 
     let mut labels = csv::Writer::from_writer(Vec::new());
@@ -158,7 +156,7 @@ fn fill(
     };
     let finish = |w: csv::Writer<Vec<u8>>| {
         w.into_inner()
-            .map_err(|e| PhantomError::Csv(e.into_error().into()))
+            .map_err(|e| DataError::WriteCsv(e.into_error().into()))
     };
     put("labels.csv", finish(labels)?)?;
     put("ground_truth.csv", finish(gt)?)?;

@@ -123,6 +123,20 @@ impl Store {
         Ok(())
     }
 
+    /// Checks the store holds pixels (it was not converted `--labels-only`),
+    /// which every command that reads images needs.
+    ///
+    /// # Errors
+    /// [`DataError::NoPixels`] naming the store.
+    pub fn require_pixels(&self) -> Result<()> {
+        if self.meta.labels_only {
+            return Err(DataError::NoPixels {
+                store: self.root.clone(),
+            });
+        }
+        Ok(())
+    }
+
     /// Opens the store at `root`.
     pub fn open(root: &Path) -> Result<Self> {
         let meta_path = root.join("dataset.json");

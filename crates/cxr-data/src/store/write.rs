@@ -40,9 +40,9 @@ impl StoreWriter {
         if occupied(out) && !force {
             return Err(DataError::OutputExists(out.to_path_buf()));
         }
-        let name = out.file_name().ok_or_else(|| {
-            DataError::Config(format!("{}: not a valid output directory", out.display()))
-        })?;
+        let name = out
+            .file_name()
+            .ok_or_else(|| DataError::layout(out, "not a valid output directory"))?;
         let parent = match out.parent() {
             Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
             _ => PathBuf::from("."),
@@ -140,7 +140,7 @@ impl StoreWriter {
     /// Flushes the last shard, writes `dataset.json` and moves the store into place.
     pub fn finish(mut self, meta: &DatasetMeta) -> Result<PathBuf> {
         self.flush()?;
-        let json = serde_json::to_vec_pretty(meta).map_err(|e| DataError::Config(e.to_string()))?;
+        let json = serde_json::to_vec_pretty(meta)?;
         self.write_file("dataset.json", &json)?;
         if self.out.exists() {
             if occupied(&self.out) && !self.force {

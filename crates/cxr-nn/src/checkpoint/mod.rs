@@ -10,35 +10,13 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use thiserror::Error;
-
 pub mod pickle;
 pub mod torch;
 pub mod zip;
 
-/// Why a checkpoint could not be read or written.
-#[derive(Debug, Error)]
-pub enum CheckpointError {
-    /// The file could not be read or written.
-    #[error("{path}: {source}")]
-    Io {
-        /// The file.
-        path: String,
-        /// The I/O error.
-        source: std::io::Error,
-    },
-    /// The bytes are not a checkpoint this reader understands.
-    #[error("{0}")]
-    Format(String),
-    /// A tensor's dtype has no counterpart here.
-    #[error("tensor '{name}' has unsupported dtype {dtype}")]
-    UnsupportedDType {
-        /// Tensor name.
-        name: String,
-        /// The dtype as the file spells it.
-        dtype: String,
-    },
-}
+// Defined with the crate's other errors so that `crate::error` depends on no
+// module that depends back on it; re-exported so the path stays.
+pub use crate::error::CheckpointError;
 
 /// Element types found in checkpoints.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -273,7 +251,7 @@ pub fn parse(bytes: &[u8]) -> Result<Checkpoint, CheckpointError> {
             tensors: read_safetensors(bytes)?,
         });
     }
-    Err(CheckpointError::Format(
+    Err(CheckpointError::format(
         "not a PyTorch checkpoint (zip or legacy pickle) nor a safetensors file".into(),
     ))
 }
@@ -288,14 +266,17 @@ pub fn load(path: &Path) -> Result<Checkpoint, CheckpointError> {
         source,
     })?;
     parse(&bytes).map_err(|e| match e {
-        CheckpointError::Format(m) => CheckpointError::Format(format!("{}: {m}", path.display())),
+        CheckpointError::Format { reason, .. } => CheckpointError::Format {
+            file: Some(path.display().to_string()),
+            reason,
+        },
         other => other,
     })
 }
 
 fn read_safetensors(bytes: &[u8]) -> Result<BTreeMap<String, RawTensor>, CheckpointError> {
     let st = safetensors::SafeTensors::deserialize(bytes)
-        .map_err(|e| CheckpointError::Format(format!("invalid safetensors: {e}")))?;
+        .map_err(|e| CheckpointError::format(format!("invalid safetensors: {e}")))?;
     let mut out = BTreeMap::new();
     for (name, view) in st.tensors() {
         let dtype = DType::from_safetensors(view.dtype()).ok_or_else(|| {
@@ -329,11 +310,11 @@ pub fn to_safetensors(
         .map(|(k, t)| {
             safetensors::tensor::TensorView::new(t.dtype.safetensors(), t.shape.clone(), &t.data)
                 .map(|v| (k.clone(), v))
-                .map_err(|e| CheckpointError::Format(format!("tensor '{k}': {e}")))
+                .map_err(|e| CheckpointError::format(format!("tensor '{k}': {e}")))
         })
         .collect::<Result<_, _>>()?;
     let bytes = safetensors::tensor::serialize(views, None)
-        .map_err(|e| CheckpointError::Format(format!("cannot serialise safetensors: {e}")))?;
+        .map_err(|e| CheckpointError::format(format!("cannot serialise safetensors: {e}")))?;
     Ok(match metadata {
         Some(m) if !m.is_empty() => with_sorted_metadata(&bytes, &m),
         _ => bytes,

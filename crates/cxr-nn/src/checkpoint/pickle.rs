@@ -102,7 +102,7 @@ impl Reader<'_> {
             .checked_add(n)
             .filter(|&e| e <= self.b.len())
             .ok_or_else(|| {
-                CheckpointError::Format(format!("pickle truncated at byte {}", self.at))
+                CheckpointError::format(format!("pickle truncated at byte {}", self.at))
             })?;
         let s = &self.b[self.at..end];
         self.at = end;
@@ -131,7 +131,7 @@ impl Reader<'_> {
         let n = rest
             .iter()
             .position(|&c| c == b'\n')
-            .ok_or_else(|| CheckpointError::Format("pickle: unterminated text argument".into()))?;
+            .ok_or_else(|| CheckpointError::format("pickle: unterminated text argument".into()))?;
         let s = String::from_utf8_lossy(&rest[..n]).into_owned();
         self.at += n + 1;
         Ok(s)
@@ -170,7 +170,7 @@ pub fn unpickle(bytes: &[u8]) -> Result<(Graph, Value, usize), CheckpointError> 
     let mut marks: Vec<usize> = Vec::new();
     let mut memo: HashMap<u32, Value> = HashMap::new();
     let bad =
-        |what: &str, at: usize| CheckpointError::Format(format!("pickle: {what} at byte {at}"));
+        |what: &str, at: usize| CheckpointError::format(format!("pickle: {what} at byte {at}"));
     loop {
         let at = r.at;
         let op = r.u8()?;
@@ -434,7 +434,7 @@ pub fn unpickle(bytes: &[u8]) -> Result<(Graph, Value, usize), CheckpointError> 
                 stack.push(top);
             }
             other => {
-                return Err(CheckpointError::Format(format!(
+                return Err(CheckpointError::format(format!(
                     "pickle: unsupported opcode 0x{other:02x} at byte {at}"
                 )));
             }

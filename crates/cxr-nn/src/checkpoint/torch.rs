@@ -163,7 +163,7 @@ fn materialise(name: &str, t: &TensorRef, storage: &[u8]) -> Result<RawTensor, C
     let size = t.dtype.size();
     let numel: usize = t.shape.iter().product();
     if t.shape.len() != t.stride.len() {
-        return Err(CheckpointError::Format(format!(
+        return Err(CheckpointError::format(format!(
             "tensor '{name}': size and stride ranks differ"
         )));
     }
@@ -175,7 +175,7 @@ fn materialise(name: &str, t: &TensorRef, storage: &[u8]) -> Result<RawTensor, C
             .map(|(&n, &s)| n.saturating_sub(1) * s)
             .sum::<usize>();
     if numel > 0 && (last + 1) * size > storage.len() {
-        return Err(CheckpointError::Format(format!(
+        return Err(CheckpointError::format(format!(
             "tensor '{name}' reaches past the end of its storage '{}' (truncated file?)",
             t.storage_key
         )));
@@ -230,7 +230,7 @@ pub fn read_zip(bytes: &[u8]) -> Result<BTreeMap<String, RawTensor>, CheckpointE
     let pkl_name = zip
         .find_suffix("/data.pkl")
         .ok_or_else(|| {
-            CheckpointError::Format("zip archive has no data.pkl: not a torch.save file".into())
+            CheckpointError::format("zip archive has no data.pkl: not a torch.save file".into())
         })?
         .to_owned();
     let prefix = &pkl_name[..pkl_name.len() - "data.pkl".len()];
@@ -239,7 +239,7 @@ pub fn read_zip(bytes: &[u8]) -> Result<BTreeMap<String, RawTensor>, CheckpointE
     for (name, t) in collect(&graph, &root) {
         let entry = format!("{prefix}data/{}", t.storage_key);
         let storage = zip.get(bytes, &entry).ok_or_else(|| {
-            CheckpointError::Format(format!(
+            CheckpointError::format(format!(
                 "tensor '{name}': storage '{entry}' missing from the archive"
             ))
         })?;
@@ -278,7 +278,7 @@ pub fn read_legacy(bytes: &[u8]) -> Result<BTreeMap<String, RawTensor>, Checkpoi
     let keys: Vec<String> = keys_graph
         .seq(&keys)
         .ok_or_else(|| {
-            CheckpointError::Format("legacy checkpoint: storage key list missing".into())
+            CheckpointError::format("legacy checkpoint: storage key list missing".into())
         })?
         .iter()
         .filter_map(key_name)
@@ -294,7 +294,7 @@ pub fn read_legacy(bytes: &[u8]) -> Result<BTreeMap<String, RawTensor>, Checkpoi
             .get(at..at + 8)
             .map(|b| u64::from_le_bytes(b.try_into().expect("8 bytes")))
             .ok_or_else(|| {
-                CheckpointError::Format(format!(
+                CheckpointError::format(format!(
                     "legacy checkpoint truncated before storage '{key}'"
                 ))
             })?;
@@ -304,12 +304,12 @@ pub fn read_legacy(bytes: &[u8]) -> Result<BTreeMap<String, RawTensor>, Checkpoi
             .ok()
             .and_then(|c| c.checked_mul(size))
             .ok_or_else(|| {
-                CheckpointError::Format(format!(
+                CheckpointError::format(format!(
                     "legacy checkpoint: storage '{key}' has an impossible size"
                 ))
             })?;
         let data = bytes.get(at..at + len).ok_or_else(|| {
-            CheckpointError::Format(format!(
+            CheckpointError::format(format!(
                 "legacy checkpoint truncated inside storage '{key}'"
             ))
         })?;
@@ -319,7 +319,7 @@ pub fn read_legacy(bytes: &[u8]) -> Result<BTreeMap<String, RawTensor>, Checkpoi
     let mut tensors = BTreeMap::new();
     for (name, t) in refs {
         let storage = storages.get(&t.storage_key).ok_or_else(|| {
-            CheckpointError::Format(format!(
+            CheckpointError::format(format!(
                 "tensor '{name}': storage '{}' missing",
                 t.storage_key
             ))

@@ -73,9 +73,9 @@ impl ZipEntries {
         size: usize,
         name: &str,
     ) -> Result<Range<usize>, CheckpointError> {
-        let truncated = || CheckpointError::Format(format!("zip entry '{name}' is truncated"));
+        let truncated = || CheckpointError::format(format!("zip entry '{name}' is truncated"));
         if u32_at(bytes, local_offset) != Some(LOCAL_HEADER) {
-            return Err(CheckpointError::Format(format!(
+            return Err(CheckpointError::format(format!(
                 "zip entry '{name}' has no local header at offset {local_offset}"
             )));
         }
@@ -145,7 +145,7 @@ impl ZipEntries {
                 e += 4 + len;
             }
             if method != 0 {
-                return Some(Err(CheckpointError::Format(format!(
+                return Some(Err(CheckpointError::format(format!(
                     "zip entry '{name}' is compressed (method {method}); torch.save archives are stored"
                 ))));
             }
@@ -168,7 +168,7 @@ impl ZipEntries {
         let mut entries = BTreeMap::new();
         let mut at = 0;
         while u32_at(bytes, at) == Some(LOCAL_HEADER) {
-            let bad = || CheckpointError::Format("truncated zip local header".into());
+            let bad = || CheckpointError::format("truncated zip local header".into());
             let flags = u16_at(bytes, at + 6).ok_or_else(bad)?;
             let method = u16_at(bytes, at + 8).ok_or_else(bad)?;
             let size = u32_at(bytes, at + 18).ok_or_else(bad)?;
@@ -177,12 +177,12 @@ impl ZipEntries {
                 String::from_utf8_lossy(bytes.get(at + 30..at + 30 + name_len).ok_or_else(bad)?)
                     .into_owned();
             if method != 0 {
-                return Err(CheckpointError::Format(format!(
+                return Err(CheckpointError::format(format!(
                     "zip entry '{name}' is compressed (method {method}); torch.save archives are stored"
                 )));
             }
             if flags & 0x08 != 0 || size == 0xFFFF_FFFF {
-                return Err(CheckpointError::Format(format!(
+                return Err(CheckpointError::format(format!(
                     "zip entry '{name}' has no size in its local header and the central directory is unreadable"
                 )));
             }
@@ -191,7 +191,7 @@ impl ZipEntries {
             entries.insert(name, range);
         }
         if entries.is_empty() {
-            return Err(CheckpointError::Format(
+            return Err(CheckpointError::format(
                 "not a readable zip archive (no entries found)".into(),
             ));
         }

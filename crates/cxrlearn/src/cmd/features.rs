@@ -50,12 +50,7 @@ pub fn run(args: &Args, quiet: bool) -> Result<()> {
     let store = Arc::new(
         Store::open(data).with_context(|| format!("cannot open store {}", data.display()))?,
     );
-    if store.meta.labels_only {
-        bail!(
-            "{} is a labels-only store: it holds no pixels",
-            data.display()
-        );
-    }
+    store.require_pixels()?;
     let [h, w] = store.meta.image_size.map(|d| d as usize);
     let resolved = model::resolve(
         &args.model.model,

@@ -147,12 +147,7 @@ pub fn run(args: &Args, quiet: bool) -> Result<()> {
         Store::open(&args.store.data)
             .with_context(|| format!("cannot open store {}", args.store.data.display()))?,
     );
-    if store.meta.labels_only {
-        bail!(
-            "{} is a labels-only store: it holds no pixels",
-            args.store.data.display()
-        );
-    }
+    store.require_pixels()?;
     let store_size = i64::from(store.meta.image_size[0]);
     let resolved = model::resolve(
         &args.model.model,

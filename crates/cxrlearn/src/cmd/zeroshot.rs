@@ -165,12 +165,7 @@ pub fn run(args: &Args, quiet: bool) -> Result<()> {
     }
     let store = Store::open(&args.store.data)
         .with_context(|| format!("cannot open store {}", args.store.data.display()))?;
-    if store.meta.labels_only {
-        bail!(
-            "{} is a labels-only store: it holds no pixels",
-            args.store.data.display()
-        );
-    }
+    store.require_pixels()?;
     let multiclass = store.meta.task == Task::Multiclass;
     // Prompts are checked before the model is loaded: a typo fails fast.
     let prompts_text = match &args.prompts {

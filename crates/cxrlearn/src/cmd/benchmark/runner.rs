@@ -273,7 +273,7 @@ impl<'a> Runner<'a> {
                 seed.clone(),
             ];
         }
-        if cell.strategy == "linear" {
+        let (mut a, settings) = if cell.strategy == "linear" {
             let features = self.out.join("features").join(&d.name).join(&m.name);
             let mut a = vec!["features".to_owned()];
             a.extend(model);
@@ -291,35 +291,29 @@ impl<'a> Runner<'a> {
                 commands.push(a.clone());
                 self.child(&a, &log)?;
             }
-            let mut a = vec!["probe".to_owned(), "--features".into(), path_arg(&features)];
-            a.extend([
-                "--data".into(),
-                store,
-                "--out".into(),
-                path_arg(dir),
-                "--seed".into(),
-                seed,
-            ]);
-            a.extend(subset);
-            a.extend(flags(&self.grid.probe)?);
-            commands.push(a.clone());
-            self.child(&a, &log)
+            (
+                vec!["probe".to_owned(), "--features".into(), path_arg(&features)],
+                &self.grid.probe,
+            )
         } else {
             let mut a = vec!["finetune".to_owned()];
             a.extend(model);
-            a.extend([
-                "--data".into(),
-                store,
-                "--out".into(),
-                path_arg(dir),
-                "--seed".into(),
-                seed,
-            ]);
-            a.extend(subset);
-            a.extend(flags(&self.grid.finetune)?);
-            commands.push(a.clone());
-            self.child(&a, &log)
-        }
+            (a, &self.grid.finetune)
+        };
+        // The training run of either strategy: its store, output, seed,
+        // subset and the grid's settings for the command, in that order.
+        a.extend([
+            "--data".into(),
+            store,
+            "--out".into(),
+            path_arg(dir),
+            "--seed".into(),
+            seed,
+        ]);
+        a.extend(subset);
+        a.extend(flags(settings)?);
+        commands.push(a.clone());
+        self.child(&a, &log)
     }
 
     /// `--model ...` (and `--checkpoint ...`) for a model, pretraining it

@@ -5,7 +5,7 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 use cxr_data::store::read::Store;
 use cxr_learn::ssl::Pretrainer;
 use cxr_learn::ssl::method::{self, Flags};
@@ -63,12 +63,7 @@ pub fn run(args: &Args, quiet: bool) -> Result<()> {
         Store::open(&args.data)
             .with_context(|| format!("cannot open store {}", args.data.display()))?,
     );
-    if store.meta.labels_only {
-        bail!(
-            "{} is a labels-only store: it holds no pixels",
-            args.data.display()
-        );
-    }
+    store.require_pixels()?;
     let r = method::resolve(
         &args.flags,
         args.given.iter().map(String::as_str),

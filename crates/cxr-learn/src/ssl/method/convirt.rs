@@ -5,9 +5,10 @@
 use cxr_data::augment::Augment;
 use cxr_nn::spec::ModelSpec;
 
+use crate::error::Error;
 use super::resolve::scratch_model;
 use super::{
-    AugmentRule, Defaults, Flags, Method, MethodError, PositiveRule, TEXT_TOWER, bert_settings,
+    AugmentRule, Defaults, Flags, Method, PositiveRule, TEXT_TOWER, bert_settings,
     text_pooling,
 };
 use crate::schedule::Shape;
@@ -57,7 +58,7 @@ pub fn augment(size: usize) -> Augment {
 
 /// ConVIRT's settings: the defaults for the input size with the flags'
 /// overrides.
-fn configure(flags: &Flags, spec: &ModelSpec, c: &mut PretrainConfig) -> Result<(), MethodError> {
+fn configure(flags: &Flags, spec: &ModelSpec, c: &mut PretrainConfig) -> Result<(), Error> {
     let f = &flags.convirt;
     let d = ConvirtSettings::for_size(spec.preprocessing.size);
     c.convirt = Some(ConvirtSettings {

@@ -659,9 +659,7 @@ pub enum Error {
         rows: usize,
     },
     /// The plateau schedule without validation.
-    #[error(
-        "the plateau schedule follows a validation loss: hold rows out with --val-fraction"
-    )]
+    #[error("the plateau schedule follows a validation loss: hold rows out with --val-fraction")]
     PlateauWithoutValidation,
     /// Fewer held-out rows than one batch.
     #[error(

@@ -315,11 +315,10 @@ impl FeaturesDir {
             path: path.clone(),
             cause,
         })?;
-        let meta: Value =
-            serde_json::from_slice(&bytes).map_err(|cause| Error::FeaturesMeta {
-                path: path.clone(),
-                cause,
-            })?;
+        let meta: Value = serde_json::from_slice(&bytes).map_err(|cause| Error::FeaturesMeta {
+            path: path.clone(),
+            cause,
+        })?;
         let labels = serde_json::from_value(meta["labels"].clone())
             .map_err(|cause| Error::NoLabels { path, cause })?;
         Ok(Self {
@@ -362,12 +361,10 @@ impl FeaturesDir {
         let file = split_path(&self.dir, split);
         let ck = checkpoint::load(&file).map_err(Error::Checkpoint)?;
         let tensor = |name: &str| {
-            ck.tensors
-                .get(name)
-                .ok_or_else(|| Error::MissingTensor {
-                    file: file.clone(),
-                    name: name.to_owned(),
-                })
+            ck.tensors.get(name).ok_or_else(|| Error::MissingTensor {
+                file: file.clone(),
+                name: name.to_owned(),
+            })
         };
         let (f, labels, index) = (tensor("features")?, tensor("labels")?, tensor("index")?);
         let k = self.labels.len();

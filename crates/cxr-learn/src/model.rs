@@ -158,11 +158,10 @@ fn resolve_file(
             sidecar: sidecar.clone(),
             cause,
         })?;
-    let mut spec =
-        ModelSpec::from_sidecar(&meta, &sidecar).map_err(|reason| Error::Sidecar {
-            sidecar,
-            reason: Box::new(reason),
-        })?;
+    let mut spec = ModelSpec::from_sidecar(&meta, &sidecar).map_err(|reason| Error::Sidecar {
+        sidecar,
+        reason: Box::new(reason),
+    })?;
     if let Some(s) = input_size {
         spec.preprocessing.size = s;
     }

@@ -200,9 +200,7 @@ impl ClipObjective {
         let s = preprocessing.size as usize;
         let mut pixels = Vec::with_capacity(sample.len() * s * s);
         for &i in sample {
-            let img = store
-                .image(i)
-                .ok_or(Error::StoreImage { row: i })?;
+            let img = store.image(i).ok_or(Error::StoreImage { row: i })?;
             pixels.extend_from_slice(img);
         }
         let [h, w] = store.meta.image_size.map(|d| d as usize);
@@ -373,12 +371,10 @@ impl Objective for ClipObjective {
     /// `zero-shot`) and the `tokenizer.json` they name.
     fn export_extra(&self, dir: &Path) -> Result<(), Error> {
         let tok = dir.join("tokenizer.json");
-        self.tokenizer
-            .save(&tok)
-            .map_err(|cause| Error::Export {
-                path: tok.clone(),
-                cause: Box::new(cause),
-            })?;
+        self.tokenizer.save(&tok).map_err(|cause| Error::Export {
+            path: tok.clone(),
+            cause: Box::new(cause),
+        })?;
         let path = dir.join("clip.safetensors");
         self.model
             .save(&path, Some(&tok))

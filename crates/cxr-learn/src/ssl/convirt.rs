@@ -143,11 +143,7 @@ pub(crate) fn sample_inputs(
     let sample = rows[..rows.len().min(CENTER_SAMPLE)].to_vec();
     let mut pixels = Vec::new();
     for &i in &sample {
-        pixels.extend_from_slice(
-            store
-                .image(i)
-                .ok_or(Error::StoreImage { row: i })?,
-        );
+        pixels.extend_from_slice(store.image(i).ok_or(Error::StoreImage { row: i })?);
     }
     let [h, w] = store.meta.image_size.map(|d| d as usize);
     let x = spec
@@ -326,9 +322,7 @@ impl Objective for Convirt {
             gather_with_grad(&self.dp, &u)?,
         );
         let loss = if self.settings.mask_duplicate_texts {
-            let keys = self
-                .dp
-                .all_gather(&sentence_keys(&batch.ids, v.device()))?;
+            let keys = self.dp.all_gather(&sentence_keys(&batch.ids, v.device()))?;
             info_nce_excluding(
                 &v_all,
                 &u_all,

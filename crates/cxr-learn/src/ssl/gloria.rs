@@ -224,10 +224,7 @@ impl Gloria {
         let pad = ctx - t.words.size()[1];
         let words = t.words.constant_pad_nd([0, 0, 0, pad]);
         let valid = t.valid.to_kind(Kind::Int64).constant_pad_nd([0, pad]);
-        let valid = self
-            .dp
-            .all_gather(&valid)?
-            .to_kind(Kind::Bool);
+        let valid = self.dp.all_gather(&valid)?.to_kind(Kind::Bool);
         Ok((
             gather_with_grad(&self.dp, &regions)?,
             gather_with_grad(&self.dp, &global)?,
@@ -409,9 +406,7 @@ impl Objective for Gloria {
             }
             let mut pixels = Vec::new();
             for &row in chunk {
-                let img = store
-                    .image(row)
-                    .ok_or(Error::StoreImage { row })?;
+                let img = store.image(row).ok_or(Error::StoreImage { row })?;
                 pixels.extend_from_slice(img);
             }
             let sentences: Vec<String> = items.iter().map(|(_, s, _)| s.clone()).collect();

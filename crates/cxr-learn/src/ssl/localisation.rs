@@ -60,8 +60,7 @@ impl LesionMasks {
     /// A missing `path` or `lesion_mask` column, an unreadable CSV or
     /// mask (the file named), or a CSV that matches no image of the split.
     pub fn read(csv: &Path, store: &Store, split: Split) -> Result<Self, Error> {
-        let mut reader =
-            csv::Reader::from_path(csv).map_err(|cause| lesion_csv(csv, cause))?;
+        let mut reader = csv::Reader::from_path(csv).map_err(|cause| lesion_csv(csv, cause))?;
         let headers = reader
             .headers()
             .map_err(|cause| lesion_csv(csv, cause))?

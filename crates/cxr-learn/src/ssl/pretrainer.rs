@@ -74,12 +74,7 @@ impl Pretrainer<'_> {
         self.spec.preprocessing.input(images, n, s, s, self.device)
     }
 
-    fn save_last(
-        &self,
-        model: &dyn Objective,
-        opt: &Optimizer,
-        p: &Progress,
-    ) -> Result<(), Error> {
+    fn save_last(&self, model: &dyn Objective, opt: &Optimizer, p: &Progress) -> Result<(), Error> {
         if !self.parallel.is_main() {
             return Ok(());
         }
@@ -95,11 +90,7 @@ impl Pretrainer<'_> {
         .save(&path)
     }
 
-    fn load_last(
-        &self,
-        model: &mut dyn Objective,
-        opt: &mut Optimizer,
-    ) -> Result<Progress, Error> {
+    fn load_last(&self, model: &mut dyn Objective, opt: &mut Optimizer) -> Result<Progress, Error> {
         let path = self.dir.join("last.safetensors");
         let state = TrainState::load(&path, self.device)?;
         model

@@ -338,9 +338,7 @@ impl RefersObjective {
         let sample = &self.rows[..self.rows.len().min(CENTER_SAMPLE)];
         let mut pixels = Vec::new();
         for &i in sample {
-            let img = store
-                .image(i)
-                .ok_or(Error::StoreImage { row: i })?;
+            let img = store.image(i).ok_or(Error::StoreImage { row: i })?;
             pixels.extend_from_slice(img);
         }
         let [h, w] = store.meta.image_size.map(|d| d as usize);
@@ -493,9 +491,7 @@ impl Objective for RefersObjective {
         con.loss = share_of_global(con.loss, self.dp.world_size());
         let cap_value = match self.dp.world_size() {
             1 => l_cap.double_value(&[]),
-            _ => self
-                .dp
-                .sum(&[l_cap.double_value(&[])])?[0],
+            _ => self.dp.sum(&[l_cap.double_value(&[])])?[0],
         };
 
         let g = gate_monitors(&fused.gates);

@@ -555,12 +555,10 @@ impl TextTower {
 /// so the text side can be rebuilt.
 pub(crate) fn export_tokenizer(tokenizer: &TextTokenizer, dir: &Path) -> Result<(), Error> {
     let tok = dir.join("tokenizer.json");
-    tokenizer
-        .save(&tok)
-        .map_err(|cause| Error::Export {
-            path: tok,
-            cause: Box::new(cause),
-        })
+    tokenizer.save(&tok).map_err(|cause| Error::Export {
+        path: tok,
+        cause: Box::new(cause),
+    })
 }
 
 #[cfg(test)]

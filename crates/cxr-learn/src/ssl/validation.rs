@@ -16,8 +16,8 @@ use rand::SeedableRng;
 use rand::seq::SliceRandom;
 use rand_chacha::ChaCha8Rng;
 
-use crate::schedule::{Plateau, PlateauState};
 use crate::error::Error;
+use crate::schedule::{Plateau, PlateauState};
 
 /// What a pretraining run validates and how the result is used.
 #[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]

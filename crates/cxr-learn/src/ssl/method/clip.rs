@@ -5,8 +5,8 @@
 use cxr_nn::registry::Normalization;
 use cxr_nn::spec::ModelSpec;
 
-use crate::error::Error;
 use super::{AugmentRule, Defaults, Flags, Method, PositiveRule};
+use crate::error::Error;
 use crate::ssl::clip::{ClipObjective, ClipSettings};
 use crate::ssl::{Positive, PretrainConfig};
 

@@ -5,12 +5,11 @@
 use cxr_data::augment::Augment;
 use cxr_nn::spec::ModelSpec;
 
-use crate::error::Error;
 use super::resolve::scratch_model;
 use super::{
-    AugmentRule, Defaults, Flags, Method, PositiveRule, TEXT_TOWER, bert_settings,
-    text_pooling,
+    AugmentRule, Defaults, Flags, Method, PositiveRule, TEXT_TOWER, bert_settings, text_pooling,
 };
+use crate::error::Error;
 use crate::schedule::Shape;
 use crate::ssl::convirt::{Convirt, ConvirtSettings};
 use crate::ssl::{Positive, PretrainConfig};

@@ -6,11 +6,9 @@ use cxr_data::augment::Augment;
 use cxr_nn::registry::Normalization;
 use cxr_nn::spec::ModelSpec;
 
-use crate::error::Error;
 use super::resolve::scratch_with;
-use super::{
-    AugmentRule, Defaults, Flags, Method, PositiveRule, TEXT_TOWER, bert_settings,
-};
+use super::{AugmentRule, Defaults, Flags, Method, PositiveRule, TEXT_TOWER, bert_settings};
+use crate::error::Error;
 use crate::schedule::Shape;
 use crate::ssl::gloria::{Gloria, GloriaSettings};
 use crate::ssl::gloria_attention::Gammas;

@@ -79,8 +79,7 @@ pub struct Method {
 pub type ModelFn = fn(&Flags, i64) -> Result<(ModelSpec, String)>;
 
 /// What builds a method's objective from the resolved run.
-pub type Builder =
-    fn(&PretrainConfig, &ModelSpec, &Store, Device) -> Result<Box<dyn Objective>>;
+pub type Builder = fn(&PretrainConfig, &ModelSpec, &Store, Device) -> Result<Box<dyn Objective>>;
 
 /// The defaults in which methods differ.
 #[derive(Debug, Clone, Copy)]
@@ -250,10 +249,7 @@ impl Method {
     ///
     /// # Errors
     /// [`Error::FlagNotRead`] naming the flag and the methods that read it.
-    pub fn check_flags<'a>(
-        &self,
-        given: impl IntoIterator<Item = &'a str>,
-    ) -> Result<()> {
+    pub fn check_flags<'a>(&self, given: impl IntoIterator<Item = &'a str>) -> Result<()> {
         let top = top_level_flags();
         let own = self.own_flag_names();
         for flag in given {

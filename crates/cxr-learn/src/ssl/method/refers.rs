@@ -4,9 +4,9 @@
 
 use cxr_nn::spec::ModelSpec;
 
-use crate::error::Error;
 use super::resolve::scratch_model;
 use super::{AugmentRule, Defaults, Flags, Method, PositiveRule, VIEWS, text_pooling};
+use crate::error::Error;
 use crate::ssl::refers::{RefersObjective, RefersSettings};
 use crate::ssl::{Positive, PretrainConfig};
 

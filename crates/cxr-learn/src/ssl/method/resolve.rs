@@ -6,8 +6,8 @@ use cxr_data::augment::Augment;
 use cxr_nn::registry::Normalization;
 use cxr_nn::spec::ModelSpec;
 
-use crate::error::Error;
 use super::{AugmentRule, Flags, Method, lookup};
+use crate::error::Error;
 use crate::optim::{GradClip, Lookahead, Rule};
 use crate::schedule::{Plateau, Shape};
 use crate::ssl::moco::MocoConfig;

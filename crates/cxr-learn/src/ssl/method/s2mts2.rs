@@ -2,10 +2,10 @@
 //! learning over M key views of each image and an annealed weight
 //! ([`crate::ssl::s2mts2`]).
 
-use crate::error::Error;
 use super::moco_cxr::{MOCO_READS, MOCO_RECIPE};
 use super::resolve::scratch_model;
 use super::{Defaults, Flags, Method, PositiveRule};
+use crate::error::Error;
 use crate::ssl::s2mts2::{S2mts2, S2mts2Settings};
 use crate::ssl::{Positive, PretrainConfig};
 

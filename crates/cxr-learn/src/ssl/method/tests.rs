@@ -19,9 +19,7 @@ fn resolve_args(extra: &[&str]) -> Result<Resolved, Error> {
     resolve(&flags, given.iter().map(String::as_str), 64)
 }
 
-fn schedule(
-    extra: &[&str],
-) -> Result<(Shape, Option<crate::ssl::validation::Validation>), Error> {
+fn schedule(extra: &[&str]) -> Result<(Shape, Option<crate::ssl::validation::Validation>), Error> {
     resolve_args(extra).map(|r| (r.config.schedule, r.config.validation))
 }
 

@@ -80,7 +80,7 @@ pub enum Error {
     SingleTrainingClass,
     /// The precision cannot run on the device (`cxr-nn`'s message).
     #[error("{0}")]
-    Precision(String),
+    Precision(cxr_nn::NnError),
     /// The log callback failed.
     #[error("{0}")]
     Log(LogError),
@@ -291,20 +291,427 @@ pub enum Error {
     #[error("collective: {0}")]
     Collective(String),
 
-    // --- Transitional ---
-    /// Transitional: a message from the `ssl` module, whose functions still
-    /// return `String` errors that its training loop passes on through `?`.
-    /// To be removed once `ssl` returns this type.
-    #[error("{0}")]
-    Ssl(String),
-}
+    // --- Model names and weights (`model`) ---
+    /// `scratch:ARCH` given with a weights file.
+    #[error("scratch:{arch} is trained from random weights; drop --checkpoint")]
+    ScratchWithCheckpoint {
+        /// The architecture named.
+        arch: String,
+    },
+    /// `scratch:ARCH` with an unknown architecture or an unusable size.
+    #[error("{reason}")]
+    Scratch {
+        /// The architecture named.
+        arch: String,
+        /// What is wrong (names the architecture).
+        reason: Box<cxr_nn::NnError>,
+    },
+    /// A registry name without its weights.
+    #[error(
+        "model '{model}' needs --checkpoint (its weights, {file}; cxrlearn downloads nothing), \
+         or use scratch:ARCH to train from random weights"
+    )]
+    NeedsCheckpoint {
+        /// The registry name.
+        model: String,
+        /// The file the release ships its weights in.
+        file: String,
+    },
+    /// Neither a registry name, `scratch:ARCH` nor an existing file.
+    #[error(
+        "{reason} (or scratch:ARCH with ARCH one of {}, or a safetensors file written by cxrlearn)",
+        cxr_nn::spec::ARCHITECTURES.join(", ")
+    )]
+    UnknownModel {
+        /// The model string.
+        model: String,
+        /// The registry's answer (names the model and the known ones).
+        reason: Box<cxr_nn::NnError>,
+    },
+    /// A weights file given twice (as the model and as `--checkpoint`).
+    #[error(
+        "--checkpoint goes with a registry model name; {} already holds the weights",
+        file.display()
+    )]
+    CheckpointWithFile {
+        /// The model file.
+        file: PathBuf,
+    },
+    /// A model file without a readable sidecar.
+    #[error("{} has no sidecar {} describing its model: {cause}", file.display(), sidecar.display())]
+    NoSidecar {
+        /// The model file.
+        file: PathBuf,
+        /// The sidecar looked for.
+        sidecar: PathBuf,
+        /// Why it could not be read.
+        cause: std::io::Error,
+    },
+    /// A sidecar that is not JSON.
+    #[error("{}: {cause}", sidecar.display())]
+    SidecarJson {
+        /// The sidecar.
+        sidecar: PathBuf,
+        /// The parse error.
+        cause: serde_json::Error,
+    },
+    /// A sidecar that does not describe a model.
+    #[error("{reason}")]
+    Sidecar {
+        /// The sidecar.
+        sidecar: PathBuf,
+        /// What is wrong (names the sidecar).
+        reason: Box<cxr_nn::NnError>,
+    },
+    /// A released checkpoint whose keys do not map onto the architecture.
+    #[error("{} as '{model}': {cause}", file.display())]
+    Mapping {
+        /// The weights file.
+        file: PathBuf,
+        /// The registry name.
+        model: String,
+        /// The unmapped keys (boxed: a large error kept off the happy path).
+        cause: Box<cxr_nn::import::ImportError>,
+    },
+    /// Weights that do not fit the model built from the spec.
+    #[error("{source_name} as '{model}': {cause}")]
+    ModelWeights {
+        /// Where the weights came from ([`crate::model::Resolved::source`]).
+        source_name: String,
+        /// The architecture's name.
+        model: String,
+        /// The missing or unexpected keys (boxed, as above).
+        cause: Box<KeyMismatch>,
+    },
 
-/// Transitional, with [`Error::Ssl`]: lets `ssl`'s training loop `?` its
-/// `String` errors. Nothing outside `ssl` relies on it.
-impl From<String> for Error {
-    fn from(message: String) -> Self {
-        Self::Ssl(message)
-    }
+    // --- Features files (`features`) ---
+    /// A file could not be read.
+    #[error("cannot read {}: {cause}", path.display())]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        cause: std::io::Error,
+    },
+    /// A features directory's `meta.json` is not JSON.
+    #[error("{}: {cause}", path.display())]
+    FeaturesMeta {
+        /// The file.
+        path: PathBuf,
+        /// The parse error.
+        cause: serde_json::Error,
+    },
+    /// A features directory's `meta.json` lacks the label list.
+    #[error("{} has no label list: {cause}", path.display())]
+    NoLabels {
+        /// The file.
+        path: PathBuf,
+        /// Why the `labels` entry is unusable.
+        cause: serde_json::Error,
+    },
+    /// A split file lacks one of its tensors.
+    #[error("{} has no tensor '{name}' (not a features file?)", file.display())]
+    MissingTensor {
+        /// The split file.
+        file: PathBuf,
+        /// The tensor looked for.
+        name: String,
+    },
+    /// A split file's tensors disagree with each other or with `meta.json`.
+    #[error(
+        "{}: features {features:?}, labels {labels:?}, index {index:?} do not fit {k} labels",
+        file.display()
+    )]
+    FeaturesShape {
+        /// The split file.
+        file: PathBuf,
+        /// Shape of `features`.
+        features: Vec<usize>,
+        /// Shape of `labels`.
+        labels: Vec<usize>,
+        /// Shape of `index`.
+        index: Vec<usize>,
+        /// Labels `meta.json` lists.
+        k: usize,
+    },
+    /// The features came from another store than the one given.
+    #[error(
+        "the features in {} were extracted from a different store than {} \
+         (its dataset.json or manifest.csv differ)",
+        dir.display(),
+        store.display()
+    )]
+    DifferentStore {
+        /// The features directory.
+        dir: PathBuf,
+        /// The store given.
+        store: PathBuf,
+    },
+    /// The model's output holds NaN or infinity.
+    #[error("the model produced non-finite features (check the weights)")]
+    NonFiniteModelOutput,
+
+    // --- Pretraining methods: flags (`ssl::method`) ---
+    /// No such pretraining method.
+    #[error("unknown pretraining method '{name}' (one of {})", crate::ssl::method::names().join(", "))]
+    UnknownMethod {
+        /// The name given.
+        name: String,
+    },
+    /// A flag that belongs to other methods.
+    #[error("--{flag} does not apply to {method}: {owners}")]
+    FlagNotRead {
+        /// The flag, without dashes.
+        flag: String,
+        /// The method run.
+        method: &'static str,
+        /// Who reads it, and what to do.
+        owners: String,
+    },
+    /// A flag's value refused (the message names the flag and the value).
+    #[error("{0}")]
+    InvalidFlag(String),
+    /// A flag naming a file that cannot be used.
+    #[error("--{flag} {}: {cause}", path.display())]
+    FlagFile {
+        /// The flag, without dashes.
+        flag: &'static str,
+        /// The file given.
+        path: PathBuf,
+        /// Why.
+        cause: std::io::Error,
+    },
+    /// The network the flags describe cannot be built.
+    #[error("{0}")]
+    Network(Box<cxr_nn::NnError>),
+    /// `cxr-data` refused: an invalid augmentation, an unreadable image.
+    #[error("{0}")]
+    Data(Box<cxr_data::error::DataError>),
+
+    // --- Pretraining objectives (`ssl`) ---
+    /// An image-text method given a store without reports.
+    #[error("{method} is an image-text method, but {cause}")]
+    NoReports {
+        /// The method.
+        method: String,
+        /// `cxr-data`'s refusal, naming the store and the `report` column.
+        cause: Box<cxr_data::error::DataError>,
+    },
+    /// No training image of an image-text method has report text.
+    #[error(
+        "{method}: none of the {images} training images has a report (the '{column}' column is empty there)"
+    )]
+    NoTrainingReports {
+        /// The method.
+        method: &'static str,
+        /// The training images.
+        images: usize,
+        /// The store column read.
+        column: &'static str,
+    },
+    /// No training image has a report sentence the method can use.
+    #[error(
+        "none of the {images} training images has a report sentence {method} can use \
+         ({without_report} without a 'report', {without_sentence} with no sentence)"
+    )]
+    NoReportSentences {
+        /// The method.
+        method: String,
+        /// The training images.
+        images: usize,
+        /// Images without report text.
+        without_report: usize,
+        /// Images whose report has no usable sentence.
+        without_sentence: usize,
+    },
+    /// Positive pairs by study in a store without study ids.
+    #[error(
+        "positive pairs by study need the store's study_id column, which row {row} ({id}) lacks"
+    )]
+    NoStudyId {
+        /// The row.
+        row: usize,
+        /// Its image id.
+        id: String,
+    },
+    /// A store image that cannot be read.
+    #[error("cannot read image {row} of the store")]
+    StoreImage {
+        /// The row.
+        row: usize,
+    },
+    /// A training state lacking one of the objective's tensors.
+    #[error("checkpoint lacks '{key}'")]
+    MissingState {
+        /// The tensor's key.
+        key: String,
+    },
+    /// A training state tensor of the wrong shape.
+    #[error("'{key}' has shape {shape:?}, expected {expected:?}")]
+    StateShape {
+        /// The tensor's key.
+        key: String,
+        /// Its shape in the state.
+        shape: Vec<i64>,
+        /// The shape the objective has.
+        expected: Vec<i64>,
+    },
+    /// A file an objective exports could not be written.
+    #[error("{}: {cause}", path.display())]
+    Export {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        cause: Box<cxr_nn::NnError>,
+    },
+    /// A JSON file could not be encoded.
+    #[error("{}: {cause}", path.display())]
+    Json {
+        /// The file.
+        path: PathBuf,
+        /// The JSON error.
+        cause: serde_json::Error,
+    },
+    /// A method setting out of range.
+    #[error("{method} needs {requirement}, got {value}")]
+    MethodSetting {
+        /// The method.
+        method: &'static str,
+        /// What the setting must satisfy.
+        requirement: &'static str,
+        /// The value(s) given.
+        value: String,
+    },
+    /// A backbone the method cannot train.
+    #[error("{method} {requirement}, but the backbone is {backbone}")]
+    MethodBackbone {
+        /// The method.
+        method: &'static str,
+        /// What it needs (`"taps a ResNet's layer3"`).
+        requirement: &'static str,
+        /// The backbone given.
+        backbone: String,
+    },
+    /// A tokenizer whose end token is not its largest id.
+    #[error(
+        "the tokenizer's end token is not its largest id, which CLIP's text tower needs \
+         to find the sequence end"
+    )]
+    ClipTokenizerEnd,
+    /// A text context too short for a sentence.
+    #[error("the text context must hold [CLS], a token and [SEP] (it holds {ctx} tokens)")]
+    TextContext {
+        /// The context length.
+        ctx: usize,
+    },
+    /// An attention map that is not a square grid of regions.
+    #[error("GLoRIA's {regions} regions are not a square grid")]
+    RegionGrid {
+        /// The number of regions.
+        regions: i64,
+    },
+    /// A lesion-mask CSV that cannot be read.
+    #[error("{}: {cause}", path.display())]
+    LesionCsv {
+        /// The CSV file.
+        path: PathBuf,
+        /// The CSV error.
+        cause: csv::Error,
+    },
+    /// A lesion-mask CSV without a needed column.
+    #[error("{}: no '{column}' column (lesion masks need 'path' and 'lesion_mask')", path.display())]
+    LesionColumn {
+        /// The CSV file.
+        path: PathBuf,
+        /// The column missing.
+        column: String,
+    },
+    /// A lesion mask image that cannot be decoded.
+    #[error("lesion mask: {0}")]
+    LesionMask(Box<cxr_data::error::DataError>),
+    /// A lesion-mask CSV naming no image of the split.
+    #[error("{}: none of its paths is an image of the store's '{split}' split", path.display())]
+    LesionPaths {
+        /// The CSV file.
+        path: PathBuf,
+        /// The split.
+        split: &'static str,
+    },
+
+    // --- Pretraining validation and loop settings ---
+    /// A validation fraction outside (0, 0.5].
+    #[error("the validation fraction must lie in (0, 0.5], got {fraction}")]
+    ValFraction {
+        /// The fraction.
+        fraction: f64,
+    },
+    /// Early stopping with a patience of 0.
+    #[error("early stopping needs a patience of at least 1 evaluation")]
+    EarlyStopPatience,
+    /// A hold-out that leaves one side empty.
+    #[error(
+        "cannot hold out {fraction} of {rows} training rows for validation and keep both sides"
+    )]
+    HoldOut {
+        /// The fraction.
+        fraction: f64,
+        /// The rows to split.
+        rows: usize,
+    },
+    /// The plateau schedule without validation.
+    #[error("the plateau schedule follows a validation loss: hold rows out with --val-fraction")]
+    PlateauWithoutValidation,
+    /// Fewer held-out rows than one batch.
+    #[error(
+        "validation holds {rows} rows, fewer than one batch of {batch_size}: raise \
+         --val-fraction, lower --batch-size, or train without validation \
+         (--schedule cosine; convirt and gloria default to the plateau schedule)"
+    )]
+    ValidationTooSmall {
+        /// Held-out rows.
+        rows: usize,
+        /// The batch size.
+        batch_size: usize,
+    },
+    /// Not one batch of at least 2 training images.
+    #[error("need at least one batch of {batch_size} (>= 2) training images, have {rows}")]
+    NoPretrainBatch {
+        /// The batch size.
+        batch_size: usize,
+        /// Training rows.
+        rows: usize,
+    },
+    /// A momentum-contrast queue that does not hold whole batches.
+    #[error("the queue ({queue}) must be a multiple of the batch size ({batch_size})")]
+    QueueNotMultiple {
+        /// The queue length.
+        queue: usize,
+        /// The batch size.
+        batch_size: usize,
+    },
+    /// A method that cannot train data-parallel.
+    #[error(
+        "method '{method}' does not train data-parallel: its loss needs features of the whole \
+         batch that are not gathered across ranks; run it as one process"
+    )]
+    NotDataParallel {
+        /// The method.
+        method: String,
+    },
+    /// A text encoder rate out of range.
+    #[error("--text-lr must be finite and >= 0 (and --lr > 0), got {text_lr} (--lr {lr})")]
+    TextLr {
+        /// `--text-lr`.
+        text_lr: f64,
+        /// `--lr`.
+        lr: f64,
+    },
+    /// `--text-lr` for a method without a text encoder.
+    #[error("--text-lr: method '{method}' has no trainable text encoder of its own rate")]
+    NoTextEncoder {
+        /// The method.
+        method: String,
+    },
 }
 
 impl Error {

@@ -27,119 +27,21 @@ use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use tch::{Device, Tensor};
 
-use crate::model::{ModelError, Resolved};
+use crate::error::{Error, Result};
+use crate::model::Resolved;
 
 /// The splits a features directory holds, in the order they are written.
 pub const SPLITS: [Split; 3] = [Split::Train, Split::Val, Split::Test];
-
-/// Why features cannot be extracted, written or read. Each variant names
-/// the file (or directory) at fault.
-#[derive(Debug, thiserror::Error)]
-pub enum FeaturesError {
-    /// A file could not be read.
-    #[error("cannot read {}", path.display())]
-    Read {
-        /// The file.
-        path: PathBuf,
-        /// The I/O error.
-        #[source]
-        source: std::io::Error,
-    },
-    /// A file could not be written.
-    #[error("cannot write {}", path.display())]
-    Write {
-        /// The file.
-        path: PathBuf,
-        /// The I/O error.
-        #[source]
-        source: std::io::Error,
-    },
-    /// `meta.json` is not JSON.
-    #[error("{}", path.display())]
-    MetaJson {
-        /// The file.
-        path: PathBuf,
-        /// The parse error.
-        #[source]
-        source: serde_json::Error,
-    },
-    /// `meta.json` lacks the label list.
-    #[error("{} has no label list", path.display())]
-    NoLabels {
-        /// The file.
-        path: PathBuf,
-        /// Why the `labels` entry is unusable.
-        #[source]
-        source: serde_json::Error,
-    },
-    /// A split file lacks one of its tensors.
-    #[error("{} has no tensor '{name}' (not a features file?)", file.display())]
-    MissingTensor {
-        /// The split file.
-        file: PathBuf,
-        /// The tensor looked for.
-        name: String,
-    },
-    /// A split file's tensors disagree with each other or with `meta.json`.
-    #[error(
-        "{}: features {features:?}, labels {labels:?}, index {index:?} do not fit {k} labels",
-        file.display()
-    )]
-    Shape {
-        /// The split file.
-        file: PathBuf,
-        /// Shape of `features`.
-        features: Vec<usize>,
-        /// Shape of `labels`.
-        labels: Vec<usize>,
-        /// Shape of `index`.
-        index: Vec<usize>,
-        /// Labels `meta.json` lists.
-        k: usize,
-    },
-    /// The features came from another store than the one given.
-    #[error(
-        "the features in {} were extracted from a different store than {} \
-         (its dataset.json or manifest.csv differ)",
-        dir.display(),
-        store.display()
-    )]
-    DifferentStore {
-        /// The features directory.
-        dir: PathBuf,
-        /// The store given.
-        store: PathBuf,
-    },
-    /// The model's output holds NaN or infinity.
-    #[error("the model produced non-finite features (check the weights)")]
-    NonFinite,
-    /// A safetensors file could not be read or encoded.
-    #[error(transparent)]
-    Checkpoint(#[from] CheckpointError),
-    /// The model could not be resolved or loaded (boxed: kept off the
-    /// happy path's size).
-    #[error(transparent)]
-    Model(#[from] Box<ModelError>),
-    /// libtorch failed.
-    #[error(transparent)]
-    Torch(#[from] tch::TchError),
-}
-
-impl From<ModelError> for FeaturesError {
-    fn from(e: ModelError) -> Self {
-        Self::Model(Box::new(e))
-    }
-}
 
 /// SHA-256 of a file's bytes, lowercase hex (read in pieces: weights files
 /// run to gigabytes).
 ///
 /// # Errors
 /// The file cannot be read.
-pub fn sha256_file(path: &Path) -> Result<String, FeaturesError> {
-    let read = |source| FeaturesError::Read {
+pub fn sha256_file(path: &Path) -> Result<String, Error> {
+    let read = |cause| Error::Read {
         path: path.to_owned(),
-        source,
+        cause,
     };
     let mut f = std::fs::File::open(path).map_err(read)?;
     let mut h = Sha256::new();
@@ -159,7 +61,7 @@ pub fn sha256_file(path: &Path) -> Result<String, FeaturesError> {
 ///
 /// # Errors
 /// Either file cannot be read.
-pub fn store_hash(store: &Path) -> Result<[String; 2], FeaturesError> {
+pub fn store_hash(store: &Path) -> Result<[String; 2], Error> {
     Ok([
         sha256_file(&store.join("dataset.json"))?,
         sha256_file(&store.join("manifest.csv"))?,
@@ -200,7 +102,7 @@ impl Request<'_> {
     ///
     /// # Errors
     /// The weights file or the store's files cannot be read.
-    pub fn cache_key(&self) -> Result<Value, FeaturesError> {
+    pub fn cache_key(&self) -> Result<Value, Error> {
         let weights_key = match &self.resolved.file {
             Some(file) => sha256_file(file)?,
             None => format!("{} seed 0", self.resolved.source),
@@ -220,7 +122,7 @@ impl Request<'_> {
     ///
     /// # Errors
     /// The weights cannot be read or do not fit the model.
-    pub fn encoder(&self, device: Device) -> Result<Encoder, FeaturesError> {
+    pub fn encoder(&self, device: Device) -> Result<Encoder, Error> {
         let mut encoder = self.resolved.encoder(device, 0)?;
         if self.clip_normalization {
             encoder.normalization = CLIP;
@@ -244,7 +146,7 @@ impl Request<'_> {
         device: Device,
         dir: &Path,
         mut on_split: impl FnMut(Split, usize, usize),
-    ) -> Result<usize, FeaturesError> {
+    ) -> Result<usize, Error> {
         let spec = &self.resolved.spec;
         let dim = spec.feature_dim() as usize;
         let mut counts = BTreeMap::new();
@@ -262,7 +164,8 @@ impl Request<'_> {
                 &indices,
                 dim,
                 self.store.meta.labels.len(),
-            )?;
+            )
+            .map_err(Error::Checkpoint)?;
             write(&file, &bytes)?;
             counts.insert(split.as_str(), n);
             on_split(split, n, dim);
@@ -297,7 +200,7 @@ impl Request<'_> {
         encoder: &Encoder,
         indices: &[usize],
         dim: usize,
-    ) -> Result<Vec<f32>, FeaturesError> {
+    ) -> Result<Vec<f32>, Error> {
         let [h, w] = self.store.meta.image_size.map(|d| d as usize);
         let chunks = indices
             .chunks(self.batch_size.max(1))
@@ -308,9 +211,9 @@ impl Request<'_> {
         // Dropping the receiver on an error stops the prefetcher.
         let result = rx.iter().try_for_each(|batch| {
             let f = encoder.features(&batch.images, batch.indices.len(), h, w);
-            let v = Vec::<f32>::try_from(f.flatten(0, -1))?;
+            let v = Vec::<f32>::try_from(f.flatten(0, -1)).map_err(Error::Torch)?;
             if v.iter().any(|x| !x.is_finite()) {
-                return Err(FeaturesError::NonFinite);
+                return Err(Error::NonFiniteModelOutput);
             }
             features.extend(v);
             Ok(())
@@ -334,10 +237,10 @@ fn split_path(dir: &Path, split: Split) -> PathBuf {
     dir.join(format!("{}.safetensors", split.as_str()))
 }
 
-fn write(path: &Path, bytes: &[u8]) -> Result<(), FeaturesError> {
-    crate::io::write_atomic(path, bytes).map_err(|source| FeaturesError::Write {
+fn write(path: &Path, bytes: &[u8]) -> Result<(), Error> {
+    crate::io::write_atomic(path, bytes).map_err(|cause| Error::Write {
         path: path.to_owned(),
-        source,
+        cause,
     })
 }
 
@@ -406,19 +309,18 @@ impl FeaturesDir {
     ///
     /// # Errors
     /// `meta.json` is missing, not JSON, or has no label list.
-    pub fn open(dir: &Path) -> Result<Self, FeaturesError> {
+    pub fn open(dir: &Path) -> Result<Self, Error> {
         let path = dir.join("meta.json");
-        let bytes = std::fs::read(&path).map_err(|source| FeaturesError::Read {
+        let bytes = std::fs::read(&path).map_err(|cause| Error::Read {
             path: path.clone(),
-            source,
+            cause,
         })?;
-        let meta: Value =
-            serde_json::from_slice(&bytes).map_err(|source| FeaturesError::MetaJson {
-                path: path.clone(),
-                source,
-            })?;
+        let meta: Value = serde_json::from_slice(&bytes).map_err(|cause| Error::FeaturesMeta {
+            path: path.clone(),
+            cause,
+        })?;
         let labels = serde_json::from_value(meta["labels"].clone())
-            .map_err(|source| FeaturesError::NoLabels { path, source })?;
+            .map_err(|cause| Error::NoLabels { path, cause })?;
         Ok(Self {
             dir: dir.to_owned(),
             meta,
@@ -441,9 +343,9 @@ impl FeaturesDir {
     ///
     /// # Errors
     /// Another store, or the store's files cannot be read.
-    pub fn check_store(&self, store: &Path) -> Result<(), FeaturesError> {
+    pub fn check_store(&self, store: &Path) -> Result<(), Error> {
         if self.meta["cache_key"]["store_sha256"] != json!(store_hash(store)?) {
-            return Err(FeaturesError::DifferentStore {
+            return Err(Error::DifferentStore {
                 dir: self.dir.clone(),
                 store: store.to_owned(),
             });
@@ -455,22 +357,20 @@ impl FeaturesDir {
     ///
     /// # Errors
     /// An unreadable file, a missing tensor, or shapes that do not fit.
-    pub fn read_split(&self, split: Split) -> Result<SplitFeatures, FeaturesError> {
+    pub fn read_split(&self, split: Split) -> Result<SplitFeatures, Error> {
         let file = split_path(&self.dir, split);
-        let ck = checkpoint::load(&file)?;
+        let ck = checkpoint::load(&file).map_err(Error::Checkpoint)?;
         let tensor = |name: &str| {
-            ck.tensors
-                .get(name)
-                .ok_or_else(|| FeaturesError::MissingTensor {
-                    file: file.clone(),
-                    name: name.to_owned(),
-                })
+            ck.tensors.get(name).ok_or_else(|| Error::MissingTensor {
+                file: file.clone(),
+                name: name.to_owned(),
+            })
         };
         let (f, labels, index) = (tensor("features")?, tensor("labels")?, tensor("index")?);
         let k = self.labels.len();
         let n = f.shape.first().copied().unwrap_or(0);
         if f.shape.len() != 2 || labels.shape != [n, k] || index.shape != [n] {
-            return Err(FeaturesError::Shape {
+            return Err(Error::FeaturesShape {
                 file,
                 features: f.shape.clone(),
                 labels: labels.shape.clone(),

@@ -10,118 +10,13 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use cxr_nn::checkpoint::{self, CheckpointError, RawTensor};
+use cxr_nn::checkpoint::{self, RawTensor};
 use cxr_nn::encoder::Encoder;
-use cxr_nn::import::ImportError;
-use cxr_nn::load::KeyMismatch;
 use cxr_nn::registry;
 use cxr_nn::spec::ModelSpec;
 use tch::Device;
 
-/// Why a model name cannot be resolved or its weights loaded. Each variant
-/// names the model string, file or key at fault; the messages speak in the
-/// command line's flags, the callers' only way to name a model.
-#[derive(Debug, thiserror::Error)]
-pub enum ModelError {
-    /// `scratch:ARCH` given with a weights file.
-    #[error("scratch:{arch} is trained from random weights; drop --checkpoint")]
-    ScratchWithCheckpoint {
-        /// The architecture named.
-        arch: String,
-    },
-    /// `scratch:ARCH` with an unknown architecture or an unusable size.
-    #[error("{reason}")]
-    Scratch {
-        /// The architecture named.
-        arch: String,
-        /// What is wrong (names the architecture).
-        reason: Box<cxr_nn::NnError>,
-    },
-    /// A registry name without its weights.
-    #[error(
-        "model '{model}' needs --checkpoint (its weights, {file}; cxrlearn downloads nothing), \
-         or use scratch:ARCH to train from random weights"
-    )]
-    NeedsCheckpoint {
-        /// The registry name.
-        model: String,
-        /// The file the release ships its weights in.
-        file: String,
-    },
-    /// Neither a registry name, `scratch:ARCH` nor an existing file.
-    #[error(
-        "{reason} (or scratch:ARCH with ARCH one of {}, or a safetensors file written by cxrlearn)",
-        cxr_nn::spec::ARCHITECTURES.join(", ")
-    )]
-    Unknown {
-        /// The model string.
-        model: String,
-        /// The registry's answer (names the model and the known ones).
-        reason: Box<cxr_nn::NnError>,
-    },
-    /// A weights file given twice (as the model and as `--checkpoint`).
-    #[error(
-        "--checkpoint goes with a registry model name; {} already holds the weights",
-        file.display()
-    )]
-    CheckpointWithFile {
-        /// The model file.
-        file: PathBuf,
-    },
-    /// A model file without a readable sidecar.
-    #[error("{} has no sidecar {} describing its model", file.display(), sidecar.display())]
-    NoSidecar {
-        /// The model file.
-        file: PathBuf,
-        /// The sidecar looked for.
-        sidecar: PathBuf,
-        /// Why it could not be read.
-        #[source]
-        source: std::io::Error,
-    },
-    /// A sidecar that is not JSON.
-    #[error("{}", sidecar.display())]
-    SidecarJson {
-        /// The sidecar.
-        sidecar: PathBuf,
-        /// The parse error.
-        #[source]
-        source: serde_json::Error,
-    },
-    /// A sidecar that does not describe a model.
-    #[error("{reason}")]
-    Sidecar {
-        /// The sidecar.
-        sidecar: PathBuf,
-        /// What is wrong (names the sidecar).
-        reason: Box<cxr_nn::NnError>,
-    },
-    /// The weights file cannot be read.
-    #[error(transparent)]
-    Checkpoint(#[from] CheckpointError),
-    /// A released checkpoint whose keys do not map onto the architecture.
-    #[error("{} as '{model}'", file.display())]
-    Mapping {
-        /// The weights file.
-        file: PathBuf,
-        /// The registry name.
-        model: String,
-        /// The unmapped keys (boxed: a large error kept off the happy path).
-        #[source]
-        source: Box<ImportError>,
-    },
-    /// Weights that do not fit the model built from the spec.
-    #[error("{source_name} as '{model}'")]
-    Weights {
-        /// Where the weights came from ([`Resolved::source`]).
-        source_name: String,
-        /// The architecture's name.
-        model: String,
-        /// The missing or unexpected keys (boxed, as above).
-        #[source]
-        source: Box<KeyMismatch>,
-    },
-}
+use crate::error::{Error, Result};
 
 /// A resolved model: what to build, and where its weights are (read by
 /// [`Resolved::load`], so cheap checks can come first).
@@ -140,19 +35,19 @@ impl Resolved {
     ///
     /// # Errors
     /// An unreadable weights file, or a release whose keys do not map.
-    pub fn load(&self) -> Result<Option<BTreeMap<String, RawTensor>>, ModelError> {
+    pub fn load(&self) -> Result<Option<BTreeMap<String, RawTensor>>, Error> {
         let Some(file) = &self.file else {
             return Ok(None);
         };
-        let ck = checkpoint::load(file)?;
+        let ck = checkpoint::load(file).map_err(Error::Checkpoint)?;
         match &self.spec.entry {
             // A released checkpoint: the registry's key mapping applies.
             Some(entry) if !is_ours(file) => {
                 let mapped =
-                    cxr_nn::import::map_keys(entry, &ck).map_err(|source| ModelError::Mapping {
+                    cxr_nn::import::map_keys(entry, &ck).map_err(|cause| Error::Mapping {
                         file: file.clone(),
                         model: entry.name.to_owned(),
-                        source: Box::new(source),
+                        cause: Box::new(cause),
                     })?;
                 Ok(Some(mapped.tensors))
             }
@@ -165,13 +60,13 @@ impl Resolved {
     ///
     /// # Errors
     /// As [`Resolved::load`], or weights that do not fit the architecture.
-    pub fn encoder(&self, device: Device, seed: u64) -> Result<Encoder, ModelError> {
+    pub fn encoder(&self, device: Device, seed: u64) -> Result<Encoder, Error> {
         match self.load()? {
-            Some(tensors) => Encoder::new(self.spec.clone(), &tensors, device).map_err(|source| {
-                ModelError::Weights {
+            Some(tensors) => Encoder::new(self.spec.clone(), &tensors, device).map_err(|cause| {
+                Error::ModelWeights {
                     source_name: self.source.clone(),
                     model: self.spec.name.clone(),
-                    source: Box::new(source),
+                    cause: Box::new(cause),
                 }
             }),
             None => Ok(Encoder::random(self.spec.clone(), device, seed)),
@@ -189,20 +84,20 @@ fn is_ours(file: &Path) -> bool {
 ///
 /// # Errors
 /// An unknown name, a missing or superfluous `checkpoint`, or a model file
-/// without a usable sidecar (see [`ModelError`]).
+/// without a usable sidecar (see [`Error`]).
 pub fn resolve(
     model: &str,
     checkpoint_file: Option<&Path>,
     store_size: i64,
     input_size: Option<i64>,
-) -> Result<Resolved, ModelError> {
+) -> Result<Resolved, Error> {
     if let Some(arch) = model.strip_prefix("scratch:") {
         if checkpoint_file.is_some() {
-            return Err(ModelError::ScratchWithCheckpoint { arch: arch.into() });
+            return Err(Error::ScratchWithCheckpoint { arch: arch.into() });
         }
         let spec =
             ModelSpec::scratch(arch, input_size.unwrap_or(store_size), None).map_err(|reason| {
-                ModelError::Scratch {
+                Error::Scratch {
                     arch: arch.into(),
                     reason: Box::new(reason),
                 }
@@ -219,7 +114,7 @@ pub fn resolve(
             return resolve_file(model, Box::new(reason), checkpoint_file, input_size);
         }
     };
-    let file = checkpoint_file.ok_or_else(|| ModelError::NeedsCheckpoint {
+    let file = checkpoint_file.ok_or_else(|| Error::NeedsCheckpoint {
         model: entry.name.to_owned(),
         file: entry.checkpoint_file.to_owned(),
     })?;
@@ -241,33 +136,32 @@ fn resolve_file(
     reason: Box<cxr_nn::NnError>,
     checkpoint_file: Option<&Path>,
     input_size: Option<i64>,
-) -> Result<Resolved, ModelError> {
+) -> Result<Resolved, Error> {
     let file = Path::new(model);
     if !file.exists() {
-        return Err(ModelError::Unknown {
+        return Err(Error::UnknownModel {
             model: model.into(),
             reason,
         });
     }
     if checkpoint_file.is_some() {
-        return Err(ModelError::CheckpointWithFile { file: file.into() });
+        return Err(Error::CheckpointWithFile { file: file.into() });
     }
     let sidecar = file.with_extension("json");
-    let text = std::fs::read_to_string(&sidecar).map_err(|source| ModelError::NoSidecar {
+    let text = std::fs::read_to_string(&sidecar).map_err(|cause| Error::NoSidecar {
         file: file.into(),
         sidecar: sidecar.clone(),
-        source,
+        cause,
     })?;
     let meta: serde_json::Value =
-        serde_json::from_str(&text).map_err(|source| ModelError::SidecarJson {
+        serde_json::from_str(&text).map_err(|cause| Error::SidecarJson {
             sidecar: sidecar.clone(),
-            source,
+            cause,
         })?;
-    let mut spec =
-        ModelSpec::from_sidecar(&meta, &sidecar).map_err(|reason| ModelError::Sidecar {
-            sidecar,
-            reason: Box::new(reason),
-        })?;
+    let mut spec = ModelSpec::from_sidecar(&meta, &sidecar).map_err(|reason| Error::Sidecar {
+        sidecar,
+        reason: Box::new(reason),
+    })?;
     if let Some(s) = input_size {
         spec.preprocessing.size = s;
     }
@@ -285,7 +179,7 @@ mod tests {
     #[test]
     fn errors_name_the_model_and_the_flag() {
         let e = resolve("gloria-resnet18", None, 32, None).unwrap_err();
-        assert!(matches!(e, ModelError::NeedsCheckpoint { .. }), "{e}");
+        assert!(matches!(e, Error::NeedsCheckpoint { .. }), "{e}");
         assert!(
             e.to_string()
                 .contains("'gloria-resnet18' needs --checkpoint")

@@ -8,6 +8,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
+use cxr_learn::error::LogError;
 use cxr_stats::{BootstrapConfig, Evaluation, Predictions, evaluate};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
@@ -131,9 +132,10 @@ impl RunDir {
 }
 
 /// The training loops' log sink: `run`'s `log.jsonl`, or nothing on the
-/// ranks that write no run directory.
-pub fn log_sink(run: Option<&RunDir>) -> impl FnMut(&Value) -> Result<(), String> + '_ {
-    move |v| run.map_or(Ok(()), |r| r.log(v).map_err(|e| format!("{e:#}")))
+/// ranks that write no run directory. Its error is the whole chain (the
+/// file and the I/O error), since the loops print it as one message.
+pub fn log_sink(run: Option<&RunDir>) -> impl FnMut(&Value) -> Result<(), LogError> + '_ {
+    move |v| run.map_or(Ok(()), |r| r.log(v).map_err(|e| format!("{e:#}").into()))
 }
 
 /// Checks that `out` can take a run of `command` with settings `config`:

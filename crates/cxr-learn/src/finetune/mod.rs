@@ -258,10 +258,7 @@ impl Trainer<'_> {
             total_steps,
         };
         let device = self.model.vs.device();
-        // cxr-nn's message, whichever error type carries it.
-        c.precision
-            .check(device)
-            .map_err(|e| Error::Precision(e.to_string()))?;
+        c.precision.check(device).map_err(Error::Precision)?;
         let dp = self.parallel.clone();
         let local_batch = shard::local_batch(c.batch_size, dp.world_size())?;
         if local_batch < 2 && !self.config.freeze_backbone {

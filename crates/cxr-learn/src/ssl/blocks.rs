@@ -6,6 +6,7 @@
 use std::collections::{BTreeMap, HashMap};
 
 use crate::dist::DataParallel;
+use crate::error::Error;
 use tch::nn::{self, Module, VarStore};
 use tch::{Kind, Tensor};
 
@@ -183,20 +184,20 @@ pub(crate) fn state_of(stores: &[(&str, &VarStore)]) -> BTreeMap<String, Tensor>
 pub(crate) fn load_state_of(
     state: &BTreeMap<String, Tensor>,
     stores: &[(&str, &VarStore)],
-) -> Result<(), String> {
+) -> Result<(), Error> {
     tch::no_grad(|| {
         for (prefix, vs) in stores {
             for (name, mut t) in vs.variables() {
                 let key = format!("{prefix}{name}");
                 let src = state
                     .get(&key)
-                    .ok_or_else(|| format!("checkpoint lacks '{key}'"))?;
+                    .ok_or_else(|| Error::MissingState { key: key.clone() })?;
                 if src.size() != t.size() {
-                    return Err(format!(
-                        "'{key}' has shape {:?}, expected {:?}",
-                        src.size(),
-                        t.size()
-                    ));
+                    return Err(Error::StateShape {
+                        key,
+                        shape: src.size(),
+                        expected: t.size(),
+                    });
                 }
                 t.copy_(src);
             }
@@ -212,11 +213,11 @@ pub(crate) fn load_state_of(
 ///
 /// # Errors
 /// When the gather fails.
-pub fn gather_with_grad(dp: &DataParallel, local: &Tensor) -> Result<Tensor, String> {
+pub fn gather_with_grad(dp: &DataParallel, local: &Tensor) -> Result<Tensor, Error> {
     if dp.world_size() == 1 {
         return Ok(local.shallow_clone());
     }
-    let all = dp.all_gather(&local.detach()).map_err(|e| e.to_string())?;
+    let all = dp.all_gather(&local.detach())?;
     let n = local.size()[0];
     let start = dp.rank() as i64 * n;
     let total = all.size()[0];

@@ -24,6 +24,7 @@ use super::blocks::{
 use super::{Objective, Views};
 use crate::contrastive::{MAX_LOGIT_SCALE, clip_loss};
 use crate::dist::DataParallel;
+use crate::error::Error;
 
 /// CLIP shape and text settings of a run. The image resolution is the
 /// run's input size; the vocabulary size is the tokenizer's.
@@ -151,14 +152,11 @@ impl ClipObjective {
         settings: &ClipSettings,
         device: Device,
         seed: u64,
-    ) -> Result<Self, String> {
-        if store.rows.iter().all(|r| r.report.is_none()) {
-            return Err(
-                "clip is an image-text method, but this store has no 'report' column \
-                 (convert the dataset with its report text in a column named 'report')"
-                    .into(),
-            );
-        }
+    ) -> Result<Self, Error> {
+        store.require_reports().map_err(|cause| Error::NoReports {
+            method: "clip".into(),
+            cause: Box::new(cause),
+        })?;
         let rows: Vec<usize> = train
             .iter()
             .copied()
@@ -166,30 +164,27 @@ impl ClipObjective {
             .collect();
         let skipped = train.len() - rows.len();
         if rows.is_empty() {
-            return Err(format!(
-                "none of the {} training images has a report (the 'report' column is empty there)",
-                train.len()
-            ));
+            return Err(Error::NoTrainingReports {
+                method: "clip",
+                images: train.len(),
+                column: "report",
+            });
         }
         let texts: Vec<String> = rows
             .iter()
             .map(|&i| impression(store.rows[i].report.as_deref().unwrap_or_default()))
             .collect();
         let tokenizer = match &settings.tokenizer {
-            Some(path) => TextTokenizer::open(path).map_err(|e| e.to_string())?,
-            None => TextTokenizer::train(&texts, settings.vocab_size).map_err(|e| e.to_string())?,
+            Some(path) => TextTokenizer::open(path).map_err(Error::Tokenizer)?,
+            None => TextTokenizer::train(&texts, settings.vocab_size).map_err(Error::Tokenizer)?,
         };
         if !tokenizer.end_is_largest() {
-            return Err(
-                "the tokenizer's end token is not its largest id, which CLIP's text tower needs \
-                 to find the sequence end"
-                    .into(),
-            );
+            return Err(Error::ClipTokenizerEnd);
         }
         let ctx = settings.context_length;
         let (flat, truncated) = tokenizer
             .encode_batch(&texts, ctx as usize)
-            .map_err(|e| e.to_string())?;
+            .map_err(Error::Tokenizer)?;
         let ids = Tensor::from_slice(&flat)
             .view([rows.len() as i64, ctx])
             .to_device(device);
@@ -205,9 +200,7 @@ impl ClipObjective {
         let s = preprocessing.size as usize;
         let mut pixels = Vec::with_capacity(sample.len() * s * s);
         for &i in sample {
-            let img = store
-                .image(i)
-                .ok_or_else(|| format!("cannot read image {} of the store", i))?;
+            let img = store.image(i).ok_or(Error::StoreImage { row: i })?;
             pixels.extend_from_slice(img);
         }
         let [h, w] = store.meta.image_size.map(|d| d as usize);
@@ -317,7 +310,7 @@ impl Objective for ClipObjective {
         _step_seed: u64,
         // Nothing differs: the towers have neither dropout nor batch norm.
         _train: bool,
-    ) -> Result<(Tensor, Map<String, Value>), String> {
+    ) -> Result<(Tensor, Map<String, Value>), Error> {
         let at: Vec<i64> = views.queries().iter().map(|i| self.position[i]).collect();
         let at = Tensor::from_slice(&at).to_device(self.ids.device());
         let img = self.model.image_embeddings(views.xq());
@@ -348,7 +341,7 @@ impl Objective for ClipObjective {
     }
 
     /// Clamps the scale after the update, as the clamp in docs/ssl-methods.md (CLIP) means it.
-    fn after_step(&mut self) -> Result<(), String> {
+    fn after_step(&mut self) -> Result<(), Error> {
         tch::no_grad(|| {
             let _ = self.scale().shallow_clone().clamp_max_(MAX_LOGIT_SCALE);
         });
@@ -360,7 +353,7 @@ impl Objective for ClipObjective {
         self.model.var_store().variables().into_iter().collect()
     }
 
-    fn load_state(&mut self, state: &BTreeMap<String, Tensor>) -> Result<(), String> {
+    fn load_state(&mut self, state: &BTreeMap<String, Tensor>) -> Result<(), Error> {
         load_state_of(state, &[("", self.model.var_store())])
     }
 
@@ -376,14 +369,18 @@ impl Objective for ClipObjective {
 
     /// `clip.safetensors` + `clip.json` (both towers, loadable by
     /// `zero-shot`) and the `tokenizer.json` they name.
-    fn export_extra(&self, dir: &Path) -> Result<(), String> {
+    fn export_extra(&self, dir: &Path) -> Result<(), Error> {
         let tok = dir.join("tokenizer.json");
-        self.tokenizer
-            .save(&tok)
-            .map_err(|e| format!("{}: {e}", tok.display()))?;
+        self.tokenizer.save(&tok).map_err(|cause| Error::Export {
+            path: tok.clone(),
+            cause: Box::new(cause),
+        })?;
         let path = dir.join("clip.safetensors");
         self.model
             .save(&path, Some(&tok))
-            .map_err(|e| format!("{}: {e}", path.display()))
+            .map_err(|cause| Error::Export {
+                path,
+                cause: Box::new(cause),
+            })
     }
 }

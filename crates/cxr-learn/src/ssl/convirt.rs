@@ -23,6 +23,7 @@ use super::text_side::{
 };
 use super::{Objective, Views};
 use crate::dist::DataParallel;
+use crate::error::Error;
 
 /// ConVIRT's settings.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -138,15 +139,11 @@ pub(crate) fn sample_inputs(
     rows: &[usize],
     spec: &ModelSpec,
     device: Device,
-) -> Result<(Vec<usize>, Tensor), String> {
+) -> Result<(Vec<usize>, Tensor), Error> {
     let sample = rows[..rows.len().min(CENTER_SAMPLE)].to_vec();
     let mut pixels = Vec::new();
     for &i in &sample {
-        pixels.extend_from_slice(
-            store
-                .image(i)
-                .ok_or_else(|| format!("cannot read image {i} of the store"))?,
-        );
+        pixels.extend_from_slice(store.image(i).ok_or(Error::StoreImage { row: i })?);
     }
     let [h, w] = store.meta.image_size.map(|d| d as usize);
     let x = spec
@@ -217,12 +214,13 @@ impl Convirt {
         settings: &ConvirtSettings,
         device: Device,
         seed: u64,
-    ) -> Result<Self, String> {
+    ) -> Result<Self, Error> {
         if !(0.0..=1.0).contains(&settings.lambda) || settings.temperature <= 0.0 {
-            return Err(format!(
-                "convirt needs 0 <= λ <= 1 and τ > 0, got λ {} τ {}",
-                settings.lambda, settings.temperature
-            ));
+            return Err(Error::MethodSetting {
+                method: "convirt",
+                requirement: "0 <= λ <= 1 and τ > 0",
+                value: format!("λ {} τ {}", settings.lambda, settings.temperature),
+            });
         }
         let (bank, tokenizer) = SentenceBank::new(
             "convirt",
@@ -308,7 +306,7 @@ impl Objective for Convirt {
         views: &Views,
         step_seed: u64,
         train: bool,
-    ) -> Result<(Tensor, Map<String, Value>), String> {
+    ) -> Result<(Tensor, Map<String, Value>), Error> {
         let v = l2_normalize(
             &self
                 .image_proj
@@ -324,10 +322,7 @@ impl Objective for Convirt {
             gather_with_grad(&self.dp, &u)?,
         );
         let loss = if self.settings.mask_duplicate_texts {
-            let keys = self
-                .dp
-                .all_gather(&sentence_keys(&batch.ids, v.device()))
-                .map_err(|e| e.to_string())?;
+            let keys = self.dp.all_gather(&sentence_keys(&batch.ids, v.device()))?;
             info_nce_excluding(
                 &v_all,
                 &u_all,
@@ -357,7 +352,7 @@ impl Objective for Convirt {
         state_of(&[("image.", &self.image), ("text.", &self.heads)])
     }
 
-    fn load_state(&mut self, state: &BTreeMap<String, Tensor>) -> Result<(), String> {
+    fn load_state(&mut self, state: &BTreeMap<String, Tensor>) -> Result<(), Error> {
         load_state_of(state, &[("image.", &self.image), ("text.", &self.heads)])
     }
 
@@ -367,7 +362,7 @@ impl Objective for Convirt {
     }
 
     /// The text tokenizer, so the text side can be rebuilt.
-    fn export_extra(&self, dir: &Path) -> Result<(), String> {
+    fn export_extra(&self, dir: &Path) -> Result<(), Error> {
         export_tokenizer(&self.tokenizer, dir)
     }
 }

@@ -29,6 +29,7 @@ use super::text_side::{
 };
 use super::{Objective, Views};
 use crate::dist::DataParallel;
+use crate::error::Error;
 
 /// GLoRIA's settings.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -126,15 +127,20 @@ impl Gloria {
         settings: &GloriaSettings,
         device: Device,
         seed: u64,
-    ) -> Result<Self, String> {
+    ) -> Result<Self, Error> {
         let Architecture::ResNet(config) = &spec.architecture else {
-            return Err(format!(
-                "gloria taps a ResNet's layer3, but the backbone is {}",
-                spec.architecture.describe()
-            ));
+            return Err(Error::MethodBackbone {
+                method: "gloria",
+                requirement: "taps a ResNet's layer3",
+                backbone: spec.architecture.describe(),
+            });
         };
         if settings.last_layers == 0 {
-            return Err("gloria needs at least one BERT layer summed into words".into());
+            return Err(Error::MethodSetting {
+                method: "gloria",
+                requirement: "at least one BERT layer summed into words",
+                value: settings.last_layers.to_string(),
+            });
         }
         let (bank, tokenizer) = SentenceBank::new(
             "gloria",
@@ -210,7 +216,7 @@ impl Gloria {
         regions: Tensor,
         global: Tensor,
         t: TextEmbedding,
-    ) -> Result<(Tensor, Tensor, TextEmbedding), String> {
+    ) -> Result<(Tensor, Tensor, TextEmbedding), Error> {
         if self.dp.world_size() == 1 {
             return Ok((regions, global, t));
         }
@@ -218,11 +224,7 @@ impl Gloria {
         let pad = ctx - t.words.size()[1];
         let words = t.words.constant_pad_nd([0, 0, 0, pad]);
         let valid = t.valid.to_kind(Kind::Int64).constant_pad_nd([0, pad]);
-        let valid = self
-            .dp
-            .all_gather(&valid)
-            .map_err(|e| e.to_string())?
-            .to_kind(Kind::Bool);
+        let valid = self.dp.all_gather(&valid)?.to_kind(Kind::Bool);
         Ok((
             gather_with_grad(&self.dp, &regions)?,
             gather_with_grad(&self.dp, &global)?,
@@ -307,7 +309,7 @@ impl Objective for Gloria {
         views: &Views,
         step_seed: u64,
         train: bool,
-    ) -> Result<(Tensor, Map<String, Value>), String> {
+    ) -> Result<(Tensor, Map<String, Value>), Error> {
         let (regions, global) = self.image_embeddings(views.xq(), train);
         let batch = self.bank.choose(views.queries(), step_seed);
         let t = self.text_embeddings(&batch, train);
@@ -355,7 +357,7 @@ impl Objective for Gloria {
         state_of(&[("image.", &self.image), ("text.", &self.heads)])
     }
 
-    fn load_state(&mut self, state: &BTreeMap<String, Tensor>) -> Result<(), String> {
+    fn load_state(&mut self, state: &BTreeMap<String, Tensor>) -> Result<(), Error> {
         load_state_of(state, &[("image.", &self.image), ("text.", &self.heads)])
     }
 
@@ -366,7 +368,7 @@ impl Objective for Gloria {
     }
 
     /// The text tokenizer, so the text side can be rebuilt.
-    fn export_extra(&self, dir: &Path) -> Result<(), String> {
+    fn export_extra(&self, dir: &Path) -> Result<(), Error> {
         export_tokenizer(&self.tokenizer, dir)
     }
 
@@ -378,7 +380,7 @@ impl Objective for Gloria {
         store: &Store,
         input: &dyn Fn(&[u8], usize) -> Tensor,
         masks: &LesionMasks,
-    ) -> Result<Option<(Tally, usize)>, String> {
+    ) -> Result<Option<(Tally, usize)>, Error> {
         let ctx = self.settings.text.context_length as usize;
         let mut tally = Tally::default();
         let mut grid = 0;
@@ -404,9 +406,7 @@ impl Objective for Gloria {
             }
             let mut pixels = Vec::new();
             for &row in chunk {
-                let img = store
-                    .image(row)
-                    .ok_or_else(|| format!("cannot read image {row} of the store"))?;
+                let img = store.image(row).ok_or(Error::StoreImage { row })?;
                 pixels.extend_from_slice(img);
             }
             let sentences: Vec<String> = items.iter().map(|(_, s, _)| s.clone()).collect();
@@ -419,7 +419,7 @@ impl Objective for Gloria {
             let m = regions.size()[1];
             grid = (m as f64).sqrt().round() as usize;
             if grid * grid != m as usize {
-                return Err(format!("GLoRIA's {m} regions are not a square grid"));
+                return Err(Error::RegionGrid { regions: m });
             }
             let mut used = vec![false; chunk.len()];
             for (i, (k, _, words)) in items.iter().enumerate() {
@@ -443,7 +443,7 @@ impl Objective for Gloria {
                     }
                     let attention =
                         Vec::<f64>::try_from(alpha.get(0).get(0).get(*slot).to_kind(Kind::Double))
-                            .map_err(|e| e.to_string())?;
+                            .map_err(Error::Torch)?;
                     let before = tally.words;
                     tally.add(word, &attention, &touched);
                     used[*k] |= tally.words > before;

@@ -19,6 +19,16 @@ use cxr_data::preprocess::to_store_image;
 use cxr_data::store::read::Store;
 use serde::Serialize;
 
+use crate::error::Error;
+
+/// A lesion-mask CSV's read error, naming the file.
+fn lesion_csv(path: &Path, cause: csv::Error) -> Error {
+    Error::LesionCsv {
+        path: path.to_owned(),
+        cause,
+    }
+}
+
 /// Words that name a focal lung lesion in a report (GLoRIA's local
 /// sentences are lower-cased ASCII words).
 pub const LESION_WORDS: [&str; 9] = [
@@ -49,20 +59,20 @@ impl LesionMasks {
     /// # Errors
     /// A missing `path` or `lesion_mask` column, an unreadable CSV or
     /// mask (the file named), or a CSV that matches no image of the split.
-    pub fn read(csv: &Path, store: &Store, split: Split) -> Result<Self, String> {
-        let mut reader =
-            csv::Reader::from_path(csv).map_err(|e| format!("{}: {e}", csv.display()))?;
+    pub fn read(csv: &Path, store: &Store, split: Split) -> Result<Self, Error> {
+        let mut reader = csv::Reader::from_path(csv).map_err(|cause| lesion_csv(csv, cause))?;
         let headers = reader
             .headers()
-            .map_err(|e| format!("{}: {e}", csv.display()))?
+            .map_err(|cause| lesion_csv(csv, cause))?
             .clone();
         let column = |name: &str| {
-            headers.iter().position(|h| h == name).ok_or_else(|| {
-                format!(
-                    "{}: no '{name}' column (lesion masks need 'path' and 'lesion_mask')",
-                    csv.display()
-                )
-            })
+            headers
+                .iter()
+                .position(|h| h == name)
+                .ok_or_else(|| Error::LesionColumn {
+                    path: csv.to_owned(),
+                    column: name.to_owned(),
+                })
         };
         let (path_col, mask_col) = (column("path")?, column("lesion_mask")?);
         let by_path: HashMap<&str, usize> = store
@@ -76,7 +86,7 @@ impl LesionMasks {
         let mut masks = BTreeMap::new();
         let mut matched = 0;
         for record in reader.records() {
-            let record = record.map_err(|e| format!("{}: {e}", csv.display()))?;
+            let record = record.map_err(|cause| lesion_csv(csv, cause))?;
             let Some(&row) = record.get(path_col).and_then(|p| by_path.get(p)) else {
                 continue;
             };
@@ -86,16 +96,15 @@ impl LesionMasks {
                 continue;
             }
             let file = root.join(mask);
-            let decoded = decode_file(&file).map_err(|e| format!("lesion mask: {e}"))?;
+            let decoded = decode_file(&file).map_err(|e| Error::LesionMask(Box::new(e)))?;
             let pixels = to_store_image(decoded, size, policy);
             masks.insert(row, pixels.iter().map(|&v| v >= 128).collect());
         }
         if matched == 0 {
-            return Err(format!(
-                "{}: none of its paths is an image of the store's '{}' split",
-                csv.display(),
-                split.as_str()
-            ));
+            return Err(Error::LesionPaths {
+                path: csv.to_owned(),
+                split: split.as_str(),
+            });
         }
         Ok(Self {
             size: size as usize,

@@ -24,6 +24,7 @@ use super::blocks::{
 };
 use super::{Objective, Views};
 use crate::dist::DataParallel;
+use crate::error::Error;
 
 /// MoCo hyperparameters.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -194,9 +195,9 @@ impl Moco {
 
     /// Enqueues the keys deferred by the last loss, gathered from every rank
     /// in rank order.
-    pub(crate) fn flush(&mut self) -> Result<(), String> {
+    pub(crate) fn flush(&mut self) -> Result<(), Error> {
         if let Some(k) = self.pending.take() {
-            let all = self.dp.all_gather(&k).map_err(|e| e.to_string())?;
+            let all = self.dp.all_gather(&k)?;
             self.enqueue(&all);
         }
         Ok(())
@@ -236,7 +237,7 @@ impl Objective for Moco {
         views: &Views,
         step_seed: u64,
         train: bool,
-    ) -> Result<(Tensor, Map<String, Value>), String> {
+    ) -> Result<(Tensor, Map<String, Value>), Error> {
         let xk = &views.x[1];
         if train {
             self.momentum_update();
@@ -258,7 +259,7 @@ impl Objective for Moco {
         ))
     }
 
-    fn after_step(&mut self) -> Result<(), String> {
+    fn after_step(&mut self) -> Result<(), Error> {
         self.flush()
     }
 
@@ -269,21 +270,22 @@ impl Objective for Moco {
         out
     }
 
-    fn load_state(&mut self, state: &BTreeMap<String, Tensor>) -> Result<(), String> {
+    fn load_state(&mut self, state: &BTreeMap<String, Tensor>) -> Result<(), Error> {
         load_state_of(state, &[("q.", &self.query.vs), ("k.", &self.key.vs)])?;
-        tch::no_grad(|| -> Result<(), String> {
-            let queue = state.get("queue").ok_or("checkpoint lacks 'queue'")?;
+        let lacks = |key: &str| Error::MissingState { key: key.into() };
+        tch::no_grad(|| -> Result<(), Error> {
+            let queue = state.get("queue").ok_or_else(|| lacks("queue"))?;
             if queue.size() != self.queue.size() {
-                return Err(format!(
-                    "queue has shape {:?}, expected {:?}",
-                    queue.size(),
-                    self.queue.size()
-                ));
+                return Err(Error::StateShape {
+                    key: "queue".into(),
+                    shape: queue.size(),
+                    expected: self.queue.size(),
+                });
             }
             self.queue.copy_(queue);
             self.pointer = state
                 .get("queue_ptr")
-                .ok_or("checkpoint lacks 'queue_ptr'")?
+                .ok_or_else(|| lacks("queue_ptr"))?
                 .int64_value(&[]);
             Ok(())
         })

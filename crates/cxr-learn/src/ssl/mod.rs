@@ -42,6 +42,7 @@ use serde_json::Value;
 use tch::Tensor;
 
 use crate::dist::DataParallel;
+use crate::error::Error;
 use crate::optim::{GradClip, Lookahead, Rule};
 use crate::scaler::GradScaler;
 use crate::schedule::Shape;
@@ -212,12 +213,12 @@ pub trait Objective {
         views: &Views,
         step_seed: u64,
         train: bool,
-    ) -> Result<(Tensor, serde_json::Map<String, Value>), String>;
+    ) -> Result<(Tensor, serde_json::Map<String, Value>), Error>;
     /// Called once the optimiser has stepped (MoCo enqueues its keys here).
     ///
     /// # Errors
     /// When a collective fails.
-    fn after_step(&mut self) -> Result<(), String> {
+    fn after_step(&mut self) -> Result<(), Error> {
         Ok(())
     }
     /// Called before each epoch, `epoch` counted from 0 of `epochs`, also
@@ -228,15 +229,15 @@ pub trait Objective {
     /// Restores [`Objective::state`] output.
     ///
     /// # Errors
-    /// A message naming a missing or mis-shaped tensor.
-    fn load_state(&mut self, state: &BTreeMap<String, Tensor>) -> Result<(), String>;
+    /// [`Error::MissingState`] or [`Error::StateShape`], naming the tensor.
+    fn load_state(&mut self, state: &BTreeMap<String, Tensor>) -> Result<(), Error>;
     /// The image encoder downstream tasks use, in the backbone's own names.
     fn encoder(&self) -> BTreeMap<String, Tensor>;
     /// Files written next to the encoder (e.g. a whole image-text model).
     ///
     /// # Errors
-    /// A message naming the file that could not be written.
-    fn export_extra(&self, _dir: &std::path::Path) -> Result<(), String> {
+    /// [`Error::Export`], naming the file that could not be written.
+    fn export_extra(&self, _dir: &std::path::Path) -> Result<(), Error> {
         Ok(())
     }
     /// Where the lesion words of the reports of `masks`' rows attend in
@@ -246,13 +247,13 @@ pub trait Objective {
     /// attention.
     ///
     /// # Errors
-    /// An unreadable image or a tokenizer failure.
+    /// [`Error::StoreImage`] for an unreadable image, [`Error::Tokenizer`].
     fn localise(
         &self,
         _store: &cxr_data::store::read::Store,
         _input: &dyn Fn(&[u8], usize) -> tch::Tensor,
         _masks: &localisation::LesionMasks,
-    ) -> Result<Option<(localisation::Tally, usize)>, String> {
+    ) -> Result<Option<(localisation::Tally, usize)>, Error> {
         Ok(None)
     }
 }

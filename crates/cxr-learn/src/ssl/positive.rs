@@ -9,6 +9,8 @@ use cxr_data::augment::rng_for;
 use cxr_data::store::read::Store;
 use rand::Rng;
 
+use crate::error::Error;
+
 /// How a query's positive image is chosen.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -34,18 +36,16 @@ impl PositiveSampler {
     ///
     /// # Errors
     /// A study-level rule on a store without study ids, named.
-    pub fn new(store: &Store, train: &[usize], rule: Positive, seed: u64) -> Result<Self, String> {
-        let key = |i: usize| -> Result<String, String> {
+    pub fn new(store: &Store, train: &[usize], rule: Positive, seed: u64) -> Result<Self, Error> {
+        let key = |i: usize| -> Result<String, Error> {
             let r = &store.rows[i];
             Ok(match rule {
                 Positive::SameImage => format!("{i}"),
                 Positive::SamePatient => r.patient_id.clone(),
                 Positive::SameStudy => {
-                    let study = r.study_id.as_deref().ok_or_else(|| {
-                        format!(
-                            "positive pairs by study need the store's study_id column, which row {} ({}) lacks",
-                            i, r.id
-                        )
+                    let study = r.study_id.as_deref().ok_or_else(|| Error::NoStudyId {
+                        row: i,
+                        id: r.id.clone(),
                     })?;
                     format!("{}\u{1f}{study}", r.patient_id)
                 }

@@ -21,7 +21,7 @@ use super::validation::{Tracker, Validation, hold_out, patient_of};
 use super::{Objective, PositiveSampler, PretrainConfig, Progress, Views};
 use crate::data;
 use crate::dist::{DataParallel, shard};
-use crate::error::Error as TrainError;
+use crate::error::{Error, LogError};
 use crate::io::{TrainState, write_safetensors};
 use crate::optim::{Optimizer, is_norm_or_bias};
 use crate::scaler::{self, GradScaler};
@@ -51,7 +51,7 @@ pub struct Pretrainer<'a> {
     /// Device.
     pub device: Device,
     /// Receives every log record.
-    pub log: &'a mut dyn FnMut(&Value) -> Result<(), String>,
+    pub log: &'a mut dyn FnMut(&Value) -> Result<(), LogError>,
     /// Progress lines on stderr.
     pub verbose: bool,
     /// The process group: each rank takes its slice of every global batch of
@@ -59,52 +59,50 @@ pub struct Pretrainer<'a> {
     pub parallel: DataParallel,
 }
 
-fn raw(name: &str, t: &Tensor) -> Result<RawTensor, String> {
-    RawTensor::from_tch(name, &t.to_device(Device::Cpu)).map_err(|e| e.to_string())
+fn raw(name: &str, t: &Tensor) -> Result<RawTensor, Error> {
+    RawTensor::from_tch(name, &t.to_device(Device::Cpu)).map_err(Error::Checkpoint)
 }
 
 impl Pretrainer<'_> {
+    /// Passes `record` to the log callback.
+    fn log(&mut self, record: &Value) -> Result<(), Error> {
+        (self.log)(record).map_err(Error::Log)
+    }
+
     fn input(&self, images: &[u8], n: usize) -> Tensor {
         let s = self.spec.preprocessing.size as usize;
         self.spec.preprocessing.input(images, n, s, s, self.device)
     }
 
-    fn save_last(
-        &self,
-        model: &dyn Objective,
-        opt: &Optimizer,
-        p: &Progress,
-    ) -> Result<(), String> {
+    fn save_last(&self, model: &dyn Objective, opt: &Optimizer, p: &Progress) -> Result<(), Error> {
         if !self.parallel.is_main() {
             return Ok(());
         }
+        let path = self.dir.join("last.safetensors");
         TrainState {
             model: model.state(),
             optim: opt.state(),
-            progress: serde_json::to_vec(p).map_err(|e| e.to_string())?,
+            progress: serde_json::to_vec(p).map_err(|cause| Error::Progress {
+                path: path.clone(),
+                cause,
+            })?,
         }
-        .save(&self.dir.join("last.safetensors"))
-        .map_err(|e| e.to_string())
+        .save(&path)
     }
 
-    fn load_last(
-        &self,
-        model: &mut dyn Objective,
-        opt: &mut Optimizer,
-    ) -> Result<Progress, String> {
+    fn load_last(&self, model: &mut dyn Objective, opt: &mut Optimizer) -> Result<Progress, Error> {
         let path = self.dir.join("last.safetensors");
-        let state = TrainState::load(&path, self.device).map_err(|e| e.to_string())?;
+        let state = TrainState::load(&path, self.device)?;
         model
             .load_state(&state.model)
-            .map_err(|e| format!("{}: {e}", path.display()))?;
-        opt.load_state(state.optim)
-            .map_err(|e| format!("{}: {e}", path.display()))?;
-        serde_json::from_slice(&state.progress).map_err(|e| format!("{}: {e}", path.display()))
+            .map_err(|e| e.in_file(&path))?;
+        opt.load_state(state.optim).map_err(|e| e.in_file(&path))?;
+        serde_json::from_slice(&state.progress).map_err(|cause| Error::Progress { path, cause })
     }
 
     /// Writes the encoder; `validation` (loss and step) goes into
     /// `encoder.json` when validation chose it.
-    fn export(&self, model: &dyn Objective, validation: Option<(f64, u64)>) -> Result<(), String> {
+    fn export(&self, model: &dyn Objective, validation: Option<(f64, u64)>) -> Result<(), Error> {
         if !self.parallel.is_main() {
             return Ok(());
         }
@@ -113,17 +111,15 @@ impl Pretrainer<'_> {
             .encoder()
             .iter()
             .map(|(k, v)| Ok((k.clone(), raw(k, v)?)))
-            .collect::<Result<_, String>>()?;
-        write_safetensors(&self.dir.join("encoder.safetensors"), &tensors, None)
-            .map_err(|e| e.to_string())?;
+            .collect::<Result<_, Error>>()?;
+        write_safetensors(&self.dir.join("encoder.safetensors"), &tensors, None)?;
         let mut sidecar = self.spec.sidecar();
         sidecar["method"] = json!(self.config.method);
         if let Some((loss, step)) = validation {
             sidecar["validation"] = json!({"loss": loss, "step": step});
         }
-        let text = serde_json::to_string_pretty(&sidecar).map_err(|e| e.to_string())? + "\n";
-        crate::io::write_atomic(&self.dir.join("encoder.json"), text.as_bytes())
-            .map_err(|e| e.to_string())
+        let path = self.dir.join("encoder.json");
+        write_json(&path, &sidecar)
     }
 
     /// The mean loss (and pretext accuracy, when the objective logs one)
@@ -137,13 +133,12 @@ impl Pretrainer<'_> {
         model: &mut dyn Objective,
         val: &[usize],
         sampler: &PositiveSampler,
-    ) -> Result<(f64, Option<f64>), String> {
+    ) -> Result<(f64, Option<f64>), Error> {
         let c = &self.config;
         let dp = &self.parallel;
         let n_views = model.views().max(1);
         let chunks: Vec<Vec<Vec<usize>>> =
-            shard::shard_batches(val, c.batch_size, dp.rank(), dp.world_size(), 0)
-                .map_err(|e| e.to_string())?
+            shard::shard_batches(val, c.batch_size, dp.rank(), dp.world_size(), 0)?
                 .into_iter()
                 .map(|q| {
                     let mut rows = vec![q.to_vec()];
@@ -191,9 +186,7 @@ impl Pretrainer<'_> {
         }
         let _ = handle.join();
         // Each rank's loss is its share of the global batch's: they add up.
-        let totals = dp
-            .sum(&[loss_sum, accuracy_sum, with_accuracy as f64])
-            .map_err(|e| e.to_string())?;
+        let totals = dp.sum(&[loss_sum, accuracy_sum, with_accuracy as f64])?;
         let accuracy = (totals[2] > 0.0).then(|| totals[1] / totals[2]);
         Ok((totals[0] / batches.max(1) as f64, accuracy))
     }
@@ -202,18 +195,19 @@ impl Pretrainer<'_> {
     /// exists; writes the encoder at every epoch end.
     ///
     /// # Errors
-    /// [`TrainError::NonFinite`] on divergence (the last checkpoint kept);
-    /// messages for data and I/O problems.
-    pub fn run(&mut self, resume: bool) -> Result<(), TrainError> {
+    /// [`Error::NonFinite`] on divergence (the last checkpoint kept); the
+    /// method's, the data's, the settings' and I/O problems, each naming
+    /// what failed.
+    pub fn run(&mut self, resume: bool) -> Result<(), Error> {
         let c = self.config.clone();
         let mut objective = {
             let _init = crate::init_lock();
-            let m = method::lookup(&self.config.method).map_err(|e| e.to_string())?;
+            let m = method::lookup(&self.config.method)?;
             (m.build)(&self.config, &self.spec, &self.store, self.device)?
         };
         let model = objective.as_mut();
         if let Some(summary) = model.summary() {
-            (self.log)(&summary)?;
+            self.log(&summary)?;
         }
         let masks = match c.gloria.as_ref().and_then(|g| g.lesion_masks.as_deref()) {
             Some(csv) => Some(LesionMasks::read(csv, &self.store, Split::Val)?),
@@ -224,10 +218,7 @@ impl Pretrainer<'_> {
         let patient = patient_of(&store);
         let (train, val) = match &c.validation {
             None if c.schedule == Shape::Plateau => {
-                return Err("the plateau schedule follows a validation loss: \
-                            hold rows out with --val-fraction"
-                    .to_string()
-                    .into());
+                return Err(Error::PlateauWithoutValidation);
             }
             None => (usable, Vec::new()),
             Some(v) => {
@@ -237,50 +228,40 @@ impl Pretrainer<'_> {
         };
         if c.validation.is_some() {
             if val.len() < c.batch_size {
-                return Err(format!(
-                    "validation holds {} rows, fewer than one batch of {}: raise \
-                     --val-fraction, lower --batch-size, or train without validation \
-                     (--schedule cosine; convirt and gloria default to the plateau schedule)",
-                    val.len(),
-                    c.batch_size
-                )
-                .into());
+                return Err(Error::ValidationTooSmall {
+                    rows: val.len(),
+                    batch_size: c.batch_size,
+                });
             }
             let patients: std::collections::HashSet<&str> =
                 val.iter().map(|&i| patient(i)).collect();
-            (self.log)(&json!({
+            self.log(&json!({
                 "event": "validation_split", "train_rows": train.len(),
                 "validation_rows": val.len(), "validation_patients": patients.len(),
             }))?;
         }
         let batches = train.len() / c.batch_size.max(1);
         if c.batch_size < 2 || batches == 0 {
-            return Err(format!(
-                "need at least one batch of {} (>= 2) training images, have {}",
-                c.batch_size,
-                train.len()
-            )
-            .into());
+            return Err(Error::NoPretrainBatch {
+                batch_size: c.batch_size,
+                rows: train.len(),
+            });
         }
         if method::lookup(&c.method).is_ok_and(|m| m.queue)
             && !c.moco.queue.is_multiple_of(c.batch_size)
         {
-            return Err(format!(
-                "the queue ({}) must be a multiple of the batch size ({})",
-                c.moco.queue, c.batch_size
-            )
-            .into());
+            return Err(Error::QueueNotMultiple {
+                queue: c.moco.queue,
+                batch_size: c.batch_size,
+            });
         }
-        c.precision.check(self.device).map_err(|e| e.to_string())?;
+        c.precision.check(self.device).map_err(Error::Precision)?;
         let dp = self.parallel.clone();
         shard::local_batch(c.batch_size, dp.world_size())?;
         if !model.join(&dp) {
-            return Err(format!(
-                "method '{}' does not train data-parallel: its loss needs features of the whole \
-                 batch that are not gathered across ranks; run it as one process",
-                c.method
-            )
-            .into());
+            return Err(Error::NotDataParallel {
+                method: c.method.clone(),
+            });
         }
         let sampler = PositiveSampler::new(&self.store, &train, c.positive, c.seed)?;
         let held = match c.validation {
@@ -308,20 +289,15 @@ impl Pretrainer<'_> {
         }
         if let Some(text_lr) = c.text_lr {
             if !(text_lr.is_finite() && text_lr >= 0.0 && c.lr > 0.0) {
-                return Err(format!(
-                    "--text-lr must be finite and >= 0 (and --lr > 0), got {text_lr}"
-                )
-                .into());
+                return Err(Error::TextLr { text_lr, lr: c.lr });
             }
             let n = opt.set_lr_scale(|n| model.is_text_encoder(n), text_lr / c.lr);
             if n == 0 {
-                return Err(format!(
-                    "--text-lr: method '{}' has no trainable text encoder of its own rate",
-                    c.method
-                )
-                .into());
+                return Err(Error::NoTextEncoder {
+                    method: c.method.clone(),
+                });
             }
-            (self.log)(&json!({"event": "groups", "text_encoder_tensors": n, "text_lr": text_lr}))?;
+            self.log(&json!({"event": "groups", "text_encoder_tensors": n, "text_lr": text_lr}))?;
         }
         let schedule = Schedule {
             shape: c.schedule,
@@ -333,7 +309,7 @@ impl Pretrainer<'_> {
         let last = self.dir.join("last.safetensors");
         let mut p = if resume && last.exists() {
             let p = self.load_last(model, &mut opt)?;
-            (self.log)(
+            self.log(
                 &json!({"event": "resume", "epoch": p.epoch, "batch": p.batch, "step": p.step}),
             )?;
             p
@@ -352,7 +328,7 @@ impl Pretrainer<'_> {
             None => false,
         };
         if stopped {
-            (self.log)(&json!({"event": "early_stop", "step": p.step, "already": true}))?;
+            self.log(&json!({"event": "early_stop", "step": p.step, "already": true}))?;
         }
         // Every rank starts from rank 0's state, whatever its initialisation.
         let state: Vec<Tensor> = model.state().into_values().collect();
@@ -417,7 +393,7 @@ impl Pretrainer<'_> {
                 let (value, distinct) = (totals[0], totals[1] as usize);
                 if !value.is_finite() {
                     drop(handle);
-                    return Err(TrainError::non_finite(epoch, p.step + 1, value, &last));
+                    return Err(Error::non_finite(epoch, p.step + 1, value, &last));
                 }
                 opt.zero_grad();
                 let overflowed = scaler::backward(&loss, p.scaler.as_mut(), &dp, &params)?;
@@ -443,7 +419,7 @@ impl Pretrainer<'_> {
                 if let Value::Object(m) = &mut record {
                     m.extend(fields);
                 }
-                (self.log)(&record)?;
+                self.log(&record)?;
                 if let Some(h) = &held {
                     let (every, run_ends) =
                         (h.settings.every, epoch == c.epochs && p.batch == batches);
@@ -456,7 +432,7 @@ impl Pretrainer<'_> {
                 }
                 if c.checkpoint_every > 0 && p.step % c.checkpoint_every == 0 && p.batch < batches {
                     self.save_last(model, &opt, &p)?;
-                    (self.log)(&json!({"event": "checkpoint", "epoch": epoch, "step": p.step}))?;
+                    self.log(&json!({"event": "checkpoint", "epoch": epoch, "step": p.step}))?;
                 }
                 step_started = Instant::now();
             }
@@ -481,7 +457,7 @@ impl Pretrainer<'_> {
             }
             let mean = losses.iter().sum::<f64>() / losses.len().max(1) as f64;
             let secs = started.elapsed().as_secs_f64();
-            (self.log)(
+            self.log(
                 &json!({"event": "epoch", "epoch": epoch, "loss": mean, "seconds": secs, "images_per_second": (losses.len() * c.batch_size) as f64 / secs}),
             )?;
             if self.verbose {
@@ -498,7 +474,7 @@ impl Pretrainer<'_> {
         // No finite validation loss ever chose an encoder: export the last.
         if p.validation.as_ref().is_some_and(|t| t.best.is_none()) {
             self.export(model, None)?;
-            (self.log)(
+            self.log(
                 &json!({"event": "export", "step": p.step, "reason": "no finite validation loss"}),
             )?;
         }
@@ -516,7 +492,7 @@ impl Pretrainer<'_> {
         model: &dyn Objective,
         masks: &LesionMasks,
         step: u64,
-    ) -> Result<(), String> {
+    ) -> Result<(), Error> {
         let found = {
             let input = |pixels: &[u8], n: usize| self.input(pixels, n);
             model.localise(&self.store, &input, masks)?
@@ -525,14 +501,12 @@ impl Pretrainer<'_> {
             return Ok(());
         };
         let record = tally.to_json(grid, step);
-        (self.log)(&record)?;
+        self.log(&record)?;
         if self.verbose {
             eprintln!("{}", tally.describe());
         }
         if self.parallel.is_main() {
-            let text = serde_json::to_string_pretty(&record).map_err(|e| e.to_string())? + "\n";
-            crate::io::write_atomic(&self.dir.join("localisation.json"), text.as_bytes())
-                .map_err(|e| e.to_string())?;
+            write_json(&self.dir.join("localisation.json"), &record)?;
         }
         Ok(())
     }
@@ -546,7 +520,7 @@ impl Pretrainer<'_> {
         held: &HeldOut,
         p: &mut Progress,
         epoch: usize,
-    ) -> Result<bool, TrainError> {
+    ) -> Result<bool, Error> {
         let (v, lr) = (&held.settings, self.config.lr);
         let started = Instant::now();
         let (loss, accuracy) = self.validate(model, &held.rows, &held.sampler)?;
@@ -556,7 +530,7 @@ impl Pretrainer<'_> {
         if verdict.improved {
             self.export(model, best)?;
         }
-        (self.log)(&json!({
+        self.log(&json!({
             "event": "validation", "epoch": epoch, "step": p.step, "loss": loss,
             "accuracy": accuracy, "best_loss": best.map(|b| b.0), "best_step": best.map(|b| b.1),
             "improved": verdict.improved, "lr_cut": verdict.cut, "next_lr": next_lr,
@@ -577,4 +551,16 @@ impl Pretrainer<'_> {
         }
         Ok(verdict.stop)
     }
+}
+
+/// Writes `value` as pretty JSON to `path` atomically.
+fn write_json(path: &std::path::Path, value: &Value) -> Result<(), Error> {
+    let text = serde_json::to_string_pretty(value).map_err(|cause| Error::Json {
+        path: path.to_owned(),
+        cause,
+    })? + "\n";
+    crate::io::write_atomic(path, text.as_bytes()).map_err(|cause| Error::Write {
+        path: path.to_owned(),
+        cause,
+    })
 }

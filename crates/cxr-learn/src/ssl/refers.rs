@@ -53,6 +53,7 @@ use super::fusion::{ViewFusion, gate_monitors};
 use super::text_side::{Pooling, TextTower};
 use super::{Objective, Views};
 use crate::dist::DataParallel;
+use crate::error::Error;
 
 /// Views per study (REFERS draws three).
 pub const VIEWS: usize = 3;
@@ -181,8 +182,8 @@ fn encode(
     texts: &[String],
     len: usize,
     device: Device,
-) -> Result<(Tensor, usize), String> {
-    let (flat, truncated) = tok.encode_batch(texts, len).map_err(|e| e.to_string())?;
+) -> Result<(Tensor, usize), Error> {
+    let (flat, truncated) = tok.encode_batch(texts, len).map_err(Error::Tokenizer)?;
     let ids = Tensor::from_slice(&flat)
         .view([texts.len() as i64, len as i64])
         .to_device(device);
@@ -203,30 +204,29 @@ impl RefersObjective {
         settings: &RefersSettings,
         device: Device,
         seed: u64,
-    ) -> Result<Self, String> {
+    ) -> Result<Self, Error> {
         let Architecture::Vit(vit_config) = &spec.architecture else {
-            return Err(format!(
-                "refers trains a ViT, not {} (use --backbone vit-tiny or vit-b16)",
-                spec.name
-            ));
+            return Err(Error::MethodBackbone {
+                method: "refers",
+                requirement: "trains a ViT (use --backbone vit-tiny or vit-b16)",
+                backbone: spec.name.clone(),
+            });
         };
-        if store.rows.iter().all(|r| r.report.is_none()) {
-            return Err(
-                "refers is an image-text method, but this store has no 'report' column \
-                 (convert the dataset with its report text in a column named 'report')"
-                    .into(),
-            );
-        }
+        store.require_reports().map_err(|cause| Error::NoReports {
+            method: "refers".into(),
+            cause: Box::new(cause),
+        })?;
         let rows: Vec<usize> = train
             .iter()
             .copied()
             .filter(|&i| store.rows[i].report.is_some())
             .collect();
         if rows.is_empty() {
-            return Err(format!(
-                "none of the {} training images has a report (the 'report' column is empty there)",
-                train.len()
-            ));
+            return Err(Error::NoTrainingReports {
+                method: "refers",
+                images: train.len(),
+                column: "report",
+            });
         }
         let plain: Vec<String> = rows
             .iter()
@@ -234,9 +234,9 @@ impl RefersObjective {
             .collect();
         let swapped: Vec<String> = plain.iter().map(|c| caption::swap_left_right(c)).collect();
         let dec_tok =
-            TextTokenizer::train(&plain, settings.caption_vocab).map_err(|e| e.to_string())?;
+            TextTokenizer::train(&plain, settings.caption_vocab).map_err(Error::Tokenizer)?;
         let bert_tok = TextTokenizer::train_wordpiece(&plain, settings.bert_vocab)
-            .map_err(|e| e.to_string())?;
+            .map_err(Error::Tokenizer)?;
         let len = settings.max_len;
         let (dec_plain, truncated) = encode(&dec_tok, &plain, len, device)?;
         let (bert_plain, bert_truncated) = encode(&bert_tok, &plain, len, device)?;
@@ -334,13 +334,11 @@ impl RefersObjective {
     /// from random weights every film embeds in nearly one direction and
     /// every report in another, and the cosine InfoNCE sits at ln B until
     /// that shared component is unlearned.
-    fn center(&self, store: &Store, spec: &ModelSpec) -> Result<(), String> {
+    fn center(&self, store: &Store, spec: &ModelSpec) -> Result<(), Error> {
         let sample = &self.rows[..self.rows.len().min(CENTER_SAMPLE)];
         let mut pixels = Vec::new();
         for &i in sample {
-            let img = store
-                .image(i)
-                .ok_or_else(|| format!("cannot read image {i} of the store"))?;
+            let img = store.image(i).ok_or(Error::StoreImage { row: i })?;
             pixels.extend_from_slice(img);
         }
         let [h, w] = store.meta.image_size.map(|d| d as usize);
@@ -426,7 +424,7 @@ impl Objective for RefersObjective {
         views: &Views,
         step_seed: u64,
         train: bool,
-    ) -> Result<(Tensor, Map<String, Value>), String> {
+    ) -> Result<(Tensor, Map<String, Value>), Error> {
         let n = views.queries().len();
         let device = views.xq().device();
         let flips = if train {
@@ -472,7 +470,7 @@ impl Objective for RefersObjective {
             loss::token_cross_entropy(&logits, &targets, pad)
         } else {
             let local = targets.ne(pad).sum(Kind::Double).double_value(&[]);
-            let all = self.dp.sum(&[local]).map_err(|e| e.to_string())?[0];
+            let all = self.dp.sum(&[local])?[0];
             loss::token_cross_entropy_sum(&logits, &targets, pad) / all.max(1.0)
         };
         let (token_acc, majority) = loss::token_accuracy(&logits, &targets, pad);
@@ -493,10 +491,7 @@ impl Objective for RefersObjective {
         con.loss = share_of_global(con.loss, self.dp.world_size());
         let cap_value = match self.dp.world_size() {
             1 => l_cap.double_value(&[]),
-            _ => self
-                .dp
-                .sum(&[l_cap.double_value(&[])])
-                .map_err(|e| e.to_string())?[0],
+            _ => self.dp.sum(&[l_cap.double_value(&[])])?[0],
         };
 
         let g = gate_monitors(&fused.gates);
@@ -531,7 +526,7 @@ impl Objective for RefersObjective {
         self.vs.variables().into_iter().collect()
     }
 
-    fn load_state(&mut self, state: &BTreeMap<String, Tensor>) -> Result<(), String> {
+    fn load_state(&mut self, state: &BTreeMap<String, Tensor>) -> Result<(), Error> {
         load_state_of(state, &[("", &self.vs)])
     }
 

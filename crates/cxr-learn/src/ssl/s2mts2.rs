@@ -21,6 +21,7 @@ use super::blocks::{monitors, queue_info_nce_with_positive};
 use super::moco::{HeadBuilder, Moco, MocoConfig, mocov2_head};
 use super::{Objective, Views};
 use crate::dist::DataParallel;
+use crate::error::Error;
 
 /// S2MTS2's settings beyond the MoCo engine's.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -149,15 +150,20 @@ impl S2mts2 {
         settings: S2mts2Settings,
         device: Device,
         seed: u64,
-    ) -> Result<Self, String> {
+    ) -> Result<Self, Error> {
         if settings.keys == 0 {
-            return Err("S2MTS2 needs at least one key view (--keys >= 1)".into());
+            return Err(Error::MethodSetting {
+                method: "S2MTS2",
+                requirement: "at least one key view (--keys >= 1)",
+                value: settings.keys.to_string(),
+            });
         }
         if !settings.lambda.is_finite() || settings.lambda < 0.0 {
-            return Err(format!(
-                "the JCL weight must be finite and >= 0, not {}",
-                settings.lambda
-            ));
+            return Err(Error::MethodSetting {
+                method: "S2MTS2",
+                requirement: "the JCL weight finite and >= 0",
+                value: settings.lambda.to_string(),
+            });
         }
         let head: HeadBuilder = if settings.reference_head {
             reference_head
@@ -205,7 +211,7 @@ impl Objective for S2mts2 {
         views: &Views,
         step_seed: u64,
         train: bool,
-    ) -> Result<(Tensor, Map<String, Value>), String> {
+    ) -> Result<(Tensor, Map<String, Value>), Error> {
         if train {
             self.engine.momentum_update();
         }
@@ -233,7 +239,7 @@ impl Objective for S2mts2 {
         ))
     }
 
-    fn after_step(&mut self) -> Result<(), String> {
+    fn after_step(&mut self) -> Result<(), Error> {
         self.engine.flush()
     }
 
@@ -246,7 +252,7 @@ impl Objective for S2mts2 {
         self.engine.state()
     }
 
-    fn load_state(&mut self, state: &BTreeMap<String, Tensor>) -> Result<(), String> {
+    fn load_state(&mut self, state: &BTreeMap<String, Tensor>) -> Result<(), Error> {
         self.engine.load_state(state)
     }
 
@@ -517,7 +523,7 @@ mod tests {
             };
             let err =
                 S2mts2::new(spec.clone(), config.clone(), settings, Device::Cpu, 0).unwrap_err();
-            assert!(err.contains(needle), "{err}");
+            assert!(err.to_string().contains(needle), "{err}");
         }
     }
 }

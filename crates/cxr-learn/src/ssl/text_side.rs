@@ -15,6 +15,8 @@ use rand::Rng;
 use tch::nn;
 use tch::{Device, Kind, Tensor};
 
+use crate::error::Error;
+
 /// How a sentence embedding is read off BERT's token states (ConVIRT `--pool`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -284,13 +286,11 @@ impl SentenceBank {
         split: fn(&str) -> Vec<String>,
         settings: &BertSettings,
         device: Device,
-    ) -> Result<(Self, TextTokenizer), String> {
-        if store.rows.iter().all(|r| r.report.is_none()) {
-            return Err(format!(
-                "{method} is an image-text method, but this store has no 'report' column \
-                 (convert the dataset with its report text in a column named 'report')"
-            ));
-        }
+    ) -> Result<(Self, TextTokenizer), Error> {
+        store.require_reports().map_err(|cause| Error::NoReports {
+            method: method.into(),
+            cause: Box::new(cause),
+        })?;
         let mut per_row = Vec::new();
         let (mut without_report, mut without_sentence) = (0, 0);
         for &i in train {
@@ -307,20 +307,21 @@ impl SentenceBank {
             }
         }
         if per_row.is_empty() {
-            return Err(format!(
-                "none of the {} training images has a report sentence {method} can use \
-                 ({without_report} without a 'report', {without_sentence} with no sentence)",
-                train.len()
-            ));
+            return Err(Error::NoReportSentences {
+                method: method.into(),
+                images: train.len(),
+                without_report,
+                without_sentence,
+            });
         }
         let all: Vec<&str> = per_row
             .iter()
             .flat_map(|(_, s)| s.iter().map(String::as_str))
             .collect();
         let tokenizer = match &settings.tokenizer {
-            Some(path) => TextTokenizer::open(path).map_err(|e| e.to_string())?,
+            Some(path) => TextTokenizer::open(path).map_err(Error::Tokenizer)?,
             None => TextTokenizer::train_wordpiece(&all, settings.vocab_size)
-                .map_err(|e| e.to_string())?,
+                .map_err(Error::Tokenizer)?,
         };
         let encoded = Encoded::new(&tokenizer, &all, settings.context_length as usize, device)?;
         let mut position = HashMap::new();
@@ -388,9 +389,9 @@ impl Encoded {
         sentences: &[S],
         ctx: usize,
         device: Device,
-    ) -> Result<Self, String> {
+    ) -> Result<Self, Error> {
         if ctx < 3 {
-            return Err("the text context must hold [CLS], a token and [SEP]".into());
+            return Err(Error::TextContext { ctx });
         }
         let (mut ids, mut wot) = (Vec::new(), Vec::new());
         let (mut lengths, mut words) = (Vec::new(), Vec::new());
@@ -448,7 +449,7 @@ impl SentenceBatch {
         sentences: &[String],
         ctx: usize,
         device: Device,
-    ) -> Result<Self, String> {
+    ) -> Result<Self, Error> {
         let encoded = Encoded::new(tok, sentences, ctx, device)?;
         Ok(encoded.batch((0..sentences.len()).collect()))
     }
@@ -464,11 +465,11 @@ fn encode_words(
     tok: &TextTokenizer,
     sentence: &str,
     ctx: usize,
-) -> Result<(Vec<(i64, i32)>, Vec<i32>, bool), String> {
+) -> Result<(Vec<(i64, i32)>, Vec<i32>, bool), Error> {
     let mut row: Vec<(i64, i32)> = vec![(i64::from(tok.start_id), 0)];
     let mut word = 0;
     for w in sentence.split_whitespace() {
-        let pieces = tok.encode(w).map_err(|e| e.to_string())?;
+        let pieces = tok.encode(w).map_err(Error::Tokenizer)?;
         if pieces.is_empty() {
             continue;
         }
@@ -552,11 +553,12 @@ impl TextTower {
 
 /// Writes `tokenizer` as `dir/tokenizer.json`, beside an exported encoder,
 /// so the text side can be rebuilt.
-pub(crate) fn export_tokenizer(tokenizer: &TextTokenizer, dir: &Path) -> Result<(), String> {
+pub(crate) fn export_tokenizer(tokenizer: &TextTokenizer, dir: &Path) -> Result<(), Error> {
     let tok = dir.join("tokenizer.json");
-    tokenizer
-        .save(&tok)
-        .map_err(|e| format!("{}: {e}", tok.display()))
+    tokenizer.save(&tok).map_err(|cause| Error::Export {
+        path: tok,
+        cause: Box::new(cause),
+    })
 }
 
 #[cfg(test)]

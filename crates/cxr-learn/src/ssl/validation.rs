@@ -16,6 +16,7 @@ use rand::SeedableRng;
 use rand::seq::SliceRandom;
 use rand_chacha::ChaCha8Rng;
 
+use crate::error::Error;
 use crate::schedule::{Plateau, PlateauState};
 
 /// What a pretraining run validates and how the result is used.
@@ -38,18 +39,17 @@ impl Validation {
     ///
     /// # Errors
     /// A fraction outside (0, 0.5], a bad plateau, or a patience of 0.
-    pub fn validate(&self) -> Result<(), String> {
+    pub fn validate(&self) -> Result<(), Error> {
         if !(self.fraction > 0.0 && self.fraction <= 0.5) {
-            return Err(format!(
-                "the validation fraction must lie in (0, 0.5], got {}",
-                self.fraction
-            ));
+            return Err(Error::ValFraction {
+                fraction: self.fraction,
+            });
         }
         if let Some(p) = &self.plateau {
-            p.validate().map_err(|e| e.to_string())?;
+            p.validate()?;
         }
         if self.early_stop == Some(0) {
-            return Err("early stopping needs a patience of at least 1 evaluation".into());
+            return Err(Error::EarlyStopPatience);
         }
         Ok(())
     }
@@ -143,7 +143,7 @@ pub fn hold_out<'a>(
     patient: impl Fn(usize) -> &'a str,
     fraction: f64,
     seed: u64,
-) -> Result<(Vec<usize>, Vec<usize>), String> {
+) -> Result<(Vec<usize>, Vec<usize>), Error> {
     let mut patients: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
     let mut alone = Vec::new();
     for &i in rows {
@@ -165,10 +165,10 @@ pub fn hold_out<'a>(
     }
     let (val, train): (Vec<usize>, Vec<usize>) = rows.iter().partition(|i| held.contains(i));
     if val.is_empty() || train.is_empty() {
-        return Err(format!(
-            "cannot hold out {fraction} of {} training rows for validation and keep both sides",
-            rows.len()
-        ));
+        return Err(Error::HoldOut {
+            fraction,
+            rows: rows.len(),
+        });
     }
     Ok((train, val))
 }

@@ -210,9 +210,7 @@ pub fn run(args: &Args, quiet: bool) -> Result<()> {
     }
 
     let run_ref = run.as_ref();
-    // The trainer takes any error from its log callback, boxed.
-    let mut sink = log_sink(run_ref);
-    let mut log = move |v: &serde_json::Value| sink(v).map_err(Into::into);
+    let mut log = log_sink(run_ref);
     let mut trainer = Trainer {
         store: store.clone(),
         model,

@@ -5,7 +5,8 @@
 use cxr_nn::registry::Normalization;
 use cxr_nn::spec::ModelSpec;
 
-use super::{AugmentRule, Defaults, Flags, Method, MethodError, PositiveRule};
+use super::{AugmentRule, Defaults, Flags, Method, PositiveRule};
+use crate::error::Error;
 use crate::ssl::clip::{ClipObjective, ClipSettings};
 use crate::ssl::{Positive, PretrainConfig};
 
@@ -49,10 +50,10 @@ fn settings(flags: &Flags, size: i64) -> ClipSettings {
 }
 
 /// CLIP's own ViT at the input side.
-fn model(flags: &Flags, size: i64) -> Result<(ModelSpec, String), MethodError> {
+fn model(flags: &Flags, size: i64) -> Result<(ModelSpec, String), Error> {
     let c = settings(flags, size);
     if size % c.vision_patch_size != 0 {
-        return Err(MethodError::Invalid(format!(
+        return Err(Error::InvalidFlag(format!(
             "the input size {size} is not a multiple of the patch size {}",
             c.vision_patch_size
         )));
@@ -63,7 +64,7 @@ fn model(flags: &Flags, size: i64) -> Result<(ModelSpec, String), MethodError> {
     Ok((spec, "clip-visual".into()))
 }
 
-fn configure(flags: &Flags, spec: &ModelSpec, c: &mut PretrainConfig) -> Result<(), MethodError> {
+fn configure(flags: &Flags, spec: &ModelSpec, c: &mut PretrainConfig) -> Result<(), Error> {
     c.clip = Some(settings(flags, spec.preprocessing.size));
     Ok(())
 }

@@ -7,9 +7,9 @@ use cxr_nn::spec::ModelSpec;
 
 use super::resolve::scratch_model;
 use super::{
-    AugmentRule, Defaults, Flags, Method, MethodError, PositiveRule, TEXT_TOWER, bert_settings,
-    text_pooling,
+    AugmentRule, Defaults, Flags, Method, PositiveRule, TEXT_TOWER, bert_settings, text_pooling,
 };
+use crate::error::Error;
 use crate::schedule::Shape;
 use crate::ssl::convirt::{Convirt, ConvirtSettings};
 use crate::ssl::{Positive, PretrainConfig};
@@ -57,7 +57,7 @@ pub fn augment(size: usize) -> Augment {
 
 /// ConVIRT's settings: the defaults for the input size with the flags'
 /// overrides.
-fn configure(flags: &Flags, spec: &ModelSpec, c: &mut PretrainConfig) -> Result<(), MethodError> {
+fn configure(flags: &Flags, spec: &ModelSpec, c: &mut PretrainConfig) -> Result<(), Error> {
     let f = &flags.convirt;
     let d = ConvirtSettings::for_size(spec.preprocessing.size);
     c.convirt = Some(ConvirtSettings {

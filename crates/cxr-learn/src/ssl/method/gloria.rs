@@ -7,9 +7,8 @@ use cxr_nn::registry::Normalization;
 use cxr_nn::spec::ModelSpec;
 
 use super::resolve::scratch_with;
-use super::{
-    AugmentRule, Defaults, Flags, Method, MethodError, PositiveRule, TEXT_TOWER, bert_settings,
-};
+use super::{AugmentRule, Defaults, Flags, Method, PositiveRule, TEXT_TOWER, bert_settings};
+use crate::error::Error;
 use crate::schedule::Shape;
 use crate::ssl::gloria::{Gloria, GloriaSettings};
 use crate::ssl::gloria_attention::Gammas;
@@ -62,7 +61,7 @@ pub fn augment(size: usize) -> Augment {
 
 /// GLoRIA's settings: the defaults for the input size with the flags'
 /// overrides.
-fn configure(flags: &Flags, spec: &ModelSpec, c: &mut PretrainConfig) -> Result<(), MethodError> {
+fn configure(flags: &Flags, spec: &ModelSpec, c: &mut PretrainConfig) -> Result<(), Error> {
     let f = &flags.gloria;
     let d = GloriaSettings::for_size(spec.preprocessing.size);
     let gammas = match f.gloria_gammas.as_deref() {
@@ -73,7 +72,7 @@ fn configure(flags: &Flags, spec: &ModelSpec, c: &mut PretrainConfig) -> Result<
             logits,
         },
         Some(_) => {
-            return Err(MethodError::Invalid(
+            return Err(Error::InvalidFlag(
                 "--gloria-gammas takes three values, γ1,γ2,γ3".into(),
             ));
         }
@@ -84,8 +83,10 @@ fn configure(flags: &Flags, spec: &ModelSpec, c: &mut PretrainConfig) -> Result<
         single_softmax: f.single_softmax,
         upsample: f.gloria_upsample.or(d.upsample),
         lesion_masks: match &f.lesion_masks {
-            Some(p) => Some(p.canonicalize().map_err(|e| {
-                MethodError::Invalid(format!("--lesion-masks {}: {e}", p.display()))
+            Some(p) => Some(p.canonicalize().map_err(|cause| Error::FlagFile {
+                flag: "lesion-masks",
+                path: p.clone(),
+                cause,
             })?),
             None => None,
         },

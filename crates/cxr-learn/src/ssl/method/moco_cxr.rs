@@ -38,7 +38,7 @@ pub(super) fn build_moco(
     spec: &cxr_nn::spec::ModelSpec,
     _store: &cxr_data::store::read::Store,
     device: tch::Device,
-) -> Result<Box<dyn crate::ssl::Objective>, String> {
+) -> crate::Result<Box<dyn crate::ssl::Objective>> {
     Ok(Box::new(Moco::new(
         spec.clone(),
         c.moco.clone(),

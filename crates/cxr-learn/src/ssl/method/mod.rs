@@ -33,6 +33,7 @@ pub use resolve::{Resolved, resolve};
 pub use s2mts2::S2mts2Flags;
 
 use super::{Objective, Positive, PretrainConfig};
+use crate::error::{Error, Result};
 use crate::schedule::Shape;
 use crate::ssl::text_side::{BertSettings, Pooling};
 
@@ -68,18 +69,17 @@ pub struct Method {
     /// input side.
     pub model: ModelFn,
     /// Fills its own settings in `config` from the flags.
-    pub configure: fn(&Flags, &ModelSpec, &mut PretrainConfig) -> Result<(), MethodError>,
+    pub configure: fn(&Flags, &ModelSpec, &mut PretrainConfig) -> Result<()>,
     /// Builds its objective.
     pub build: Builder,
 }
 
 /// A method's network and its backbone's name, from the flags and the
 /// input side.
-pub type ModelFn = fn(&Flags, i64) -> Result<(ModelSpec, String), MethodError>;
+pub type ModelFn = fn(&Flags, i64) -> Result<(ModelSpec, String)>;
 
 /// What builds a method's objective from the resolved run.
-pub type Builder =
-    fn(&PretrainConfig, &ModelSpec, &Store, Device) -> Result<Box<dyn Objective>, String>;
+pub type Builder = fn(&PretrainConfig, &ModelSpec, &Store, Device) -> Result<Box<dyn Objective>>;
 
 /// The defaults in which methods differ.
 #[derive(Debug, Clone, Copy)]
@@ -135,36 +135,6 @@ pub struct PositiveRule {
     pub refusal: &'static str,
 }
 
-/// A method's flags or settings refused.
-#[derive(Debug, thiserror::Error)]
-pub enum MethodError {
-    /// No such method.
-    #[error("unknown pretraining method '{name}' (one of {})", names().join(", "))]
-    Unknown {
-        /// The name given.
-        name: String,
-    },
-    /// A flag that belongs to other methods.
-    #[error("--{flag} does not apply to {method}: {owners}")]
-    NotRead {
-        /// The flag, without dashes.
-        flag: String,
-        /// The method run.
-        method: &'static str,
-        /// Who reads it, and what to do.
-        owners: String,
-    },
-    /// A flag's value refused.
-    #[error("{0}")]
-    Invalid(String),
-    /// The network the flags describe cannot be built.
-    #[error(transparent)]
-    Model(#[from] Box<cxr_nn::NnError>),
-    /// The augmentation the flags describe is invalid.
-    #[error(transparent)]
-    Augment(#[from] cxr_data::error::DataError),
-}
-
 /// Every method, in the order of the paper's tables.
 pub static METHODS: [&Method; 7] = [
     &moco_cxr::METHOD,
@@ -184,18 +154,18 @@ pub fn names() -> Vec<&'static str> {
 /// The method named `name`.
 ///
 /// # Errors
-/// [`MethodError::Unknown`], listing the names.
-pub fn lookup(name: &str) -> Result<&'static Method, MethodError> {
+/// [`Error::UnknownMethod`], listing the names.
+pub fn lookup(name: &str) -> Result<&'static Method> {
     METHODS
         .iter()
         .copied()
         .find(|m| m.name == name)
-        .ok_or_else(|| MethodError::Unknown { name: name.into() })
+        .ok_or_else(|| Error::UnknownMethod { name: name.into() })
 }
 
 /// `--method`'s long help: every method with its line.
 fn method_help() -> String {
-    let mut s = String::from("The pretraining method:\n");
+    let mut s = "The pretraining method:\n".to_owned();
     for m in METHODS {
         s.push_str(&format!("  {} ({}): {}\n", m.name, m.title, m.about));
     }
@@ -278,11 +248,8 @@ impl Method {
     /// given on the command line) that the method does not read.
     ///
     /// # Errors
-    /// [`MethodError::NotRead`] naming the flag and the methods that read it.
-    pub fn check_flags<'a>(
-        &self,
-        given: impl IntoIterator<Item = &'a str>,
-    ) -> Result<(), MethodError> {
+    /// [`Error::FlagNotRead`] naming the flag and the methods that read it.
+    pub fn check_flags<'a>(&self, given: impl IntoIterator<Item = &'a str>) -> Result<()> {
         let top = top_level_flags();
         let own = self.own_flag_names();
         for flag in given {
@@ -317,7 +284,7 @@ impl Method {
                     format!("it is read by {}", readers.join(", "))
                 }
             };
-            return Err(MethodError::NotRead {
+            return Err(Error::FlagNotRead {
                 flag: flag.into(),
                 method: self.name,
                 owners,

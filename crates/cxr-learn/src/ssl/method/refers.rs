@@ -5,7 +5,8 @@
 use cxr_nn::spec::ModelSpec;
 
 use super::resolve::scratch_model;
-use super::{AugmentRule, Defaults, Flags, Method, MethodError, PositiveRule, VIEWS, text_pooling};
+use super::{AugmentRule, Defaults, Flags, Method, PositiveRule, VIEWS, text_pooling};
+use crate::error::Error;
 use crate::ssl::refers::{RefersObjective, RefersSettings};
 use crate::ssl::{Positive, PretrainConfig};
 
@@ -32,7 +33,7 @@ pub struct RefersFlags {
 /// REFERS' settings: the defaults for the ViT's width with the flags'
 /// overrides (`--hflip` is the paired image + caption flip, done by the
 /// objective).
-fn configure(flags: &Flags, spec: &ModelSpec, c: &mut PretrainConfig) -> Result<(), MethodError> {
+fn configure(flags: &Flags, spec: &ModelSpec, c: &mut PretrainConfig) -> Result<(), Error> {
     let (f, t) = (&flags.refers, &flags.text);
     let d = RefersSettings::for_width(spec.feature_dim());
     c.refers = Some(RefersSettings {
@@ -45,7 +46,7 @@ fn configure(flags: &Flags, spec: &ModelSpec, c: &mut PretrainConfig) -> Result<
         pooling: text_pooling(flags, d.pooling),
         dropout: match f.vit_dropout {
             Some(p) if !(0.0..1.0).contains(&p) => {
-                return Err(MethodError::Invalid(format!(
+                return Err(Error::InvalidFlag(format!(
                     "--vit-dropout must be in [0, 1), got {p}"
                 )));
             }

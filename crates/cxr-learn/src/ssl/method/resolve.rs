@@ -6,7 +6,8 @@ use cxr_data::augment::Augment;
 use cxr_nn::registry::Normalization;
 use cxr_nn::spec::ModelSpec;
 
-use super::{AugmentRule, Flags, Method, MethodError, lookup};
+use super::{AugmentRule, Flags, Method, lookup};
+use crate::error::Error;
 use crate::optim::{GradClip, Lookahead, Rule};
 use crate::schedule::{Plateau, Shape};
 use crate::ssl::moco::MocoConfig;
@@ -34,8 +35,8 @@ impl std::fmt::Debug for Method {
     }
 }
 
-fn invalid(message: impl Into<String>) -> MethodError {
-    MethodError::Invalid(message.into())
+fn invalid(message: impl Into<String>) -> Error {
+    Error::InvalidFlag(message.into())
 }
 
 /// Resolves `flags` for a store of `store_size`-pixel images; `given` are
@@ -49,7 +50,7 @@ pub fn resolve<'a>(
     flags: &Flags,
     given: impl IntoIterator<Item = &'a str>,
     store_size: i64,
-) -> Result<Resolved, MethodError> {
+) -> Result<Resolved, Error> {
     let method = lookup(&flags.method)?;
     method.check_flags(given)?;
     let size = flags.input_size.unwrap_or(store_size);
@@ -79,7 +80,7 @@ pub fn resolve<'a>(
             }
         }
     };
-    augment.validate()?;
+    augment.validate().map_err(|e| Error::Data(Box::new(e)))?;
     let (schedule, validation) = schedule_and_validation(flags, method)?;
     let mut config = PretrainConfig {
         method: method.name.to_owned(),
@@ -138,7 +139,7 @@ pub fn resolve<'a>(
 }
 
 /// A from-scratch `--backbone` with its registry normalisation.
-pub(super) fn scratch_model(flags: &Flags, size: i64) -> Result<(ModelSpec, String), MethodError> {
+pub(super) fn scratch_model(flags: &Flags, size: i64) -> Result<(ModelSpec, String), Error> {
     scratch_with(flags, size, None)
 }
 
@@ -147,13 +148,14 @@ pub(super) fn scratch_with(
     flags: &Flags,
     size: i64,
     normalization: Option<Normalization>,
-) -> Result<(ModelSpec, String), MethodError> {
-    let spec = ModelSpec::scratch(&flags.backbone, size, normalization).map_err(Box::new)?;
+) -> Result<(ModelSpec, String), Error> {
+    let spec = ModelSpec::scratch(&flags.backbone, size, normalization)
+        .map_err(|e| Error::Network(Box::new(e)))?;
     Ok((spec, flags.backbone.clone()))
 }
 
 /// The optimiser: AdamW with the method's β1, or SGD.
-fn rule(flags: &Flags, beta1: f64) -> Result<Rule, MethodError> {
+fn rule(flags: &Flags, beta1: f64) -> Result<Rule, Error> {
     if flags.optimizer == "sgd" {
         if flags.adam_beta1.is_some() {
             return Err(invalid("--adam-beta1 goes with --optimizer adamw"));
@@ -172,7 +174,7 @@ fn rule(flags: &Flags, beta1: f64) -> Result<Rule, MethodError> {
 }
 
 /// `--positive` against the method's rule.
-fn positive(flags: &Flags, method: &Method) -> Result<Positive, MethodError> {
+fn positive(flags: &Flags, method: &Method) -> Result<Positive, Error> {
     let rule = method.positive;
     let Some(name) = flags.views.positive.as_deref() else {
         return Ok(rule.default);
@@ -195,7 +197,7 @@ fn positive(flags: &Flags, method: &Method) -> Result<Positive, MethodError> {
 pub(super) fn schedule_and_validation(
     flags: &Flags,
     method: &Method,
-) -> Result<(Shape, Option<Validation>), MethodError> {
+) -> Result<(Shape, Option<Validation>), Error> {
     let d = method.defaults;
     let shape = match flags.schedule.as_deref() {
         None => d.schedule,
@@ -238,6 +240,6 @@ pub(super) fn schedule_and_validation(
         plateau,
         early_stop,
     };
-    validation.validate().map_err(invalid)?;
+    validation.validate()?;
     Ok((shape, Some(validation)))
 }

@@ -4,7 +4,8 @@
 
 use super::moco_cxr::{MOCO_READS, MOCO_RECIPE};
 use super::resolve::scratch_model;
-use super::{Defaults, Flags, Method, MethodError, PositiveRule};
+use super::{Defaults, Flags, Method, PositiveRule};
+use crate::error::Error;
 use crate::ssl::s2mts2::{S2mts2, S2mts2Settings};
 use crate::ssl::{Positive, PretrainConfig};
 
@@ -28,7 +29,7 @@ fn configure(
     flags: &Flags,
     _: &cxr_nn::spec::ModelSpec,
     c: &mut PretrainConfig,
-) -> Result<(), MethodError> {
+) -> Result<(), Error> {
     let f = &flags.s2mts2;
     let d = S2mts2Settings::default();
     c.s2mts2 = Some(S2mts2Settings {

@@ -11,7 +11,7 @@ struct Cli {
 }
 
 /// `extra` resolved the way the CLI does it, for 64 px images.
-fn resolve_args(extra: &[&str]) -> Result<Resolved, MethodError> {
+fn resolve_args(extra: &[&str]) -> Result<Resolved, Error> {
     let cmd = <Cli as clap::CommandFactory>::command().no_binary_name(true);
     let m = cmd.try_get_matches_from(extra).expect("clap accepts it");
     let flags = Cli::from_arg_matches(&m).unwrap().flags;
@@ -19,9 +19,7 @@ fn resolve_args(extra: &[&str]) -> Result<Resolved, MethodError> {
     resolve(&flags, given.iter().map(String::as_str), 64)
 }
 
-fn schedule(
-    extra: &[&str],
-) -> Result<(Shape, Option<crate::ssl::validation::Validation>), MethodError> {
+fn schedule(extra: &[&str]) -> Result<(Shape, Option<crate::ssl::validation::Validation>), Error> {
     resolve_args(extra).map(|r| (r.config.schedule, r.config.validation))
 }
 

@@ -7,7 +7,8 @@ use cxr_nn::spec::ModelSpec;
 
 use super::resolve::scratch_model;
 use super::{
-    AugmentRule, Defaults, Flags, Method, PositiveRule, TEXT_TOWER, bert_settings, text_pooling,
+    AugmentRule, BACKBONE, Defaults, Flags, Method, PositiveRule, TEXT_TOWER, bert_settings,
+    text_pooling,
 };
 use crate::error::Error;
 use crate::schedule::Shape;
@@ -79,7 +80,7 @@ pub(super) static METHOD: Method = Method {
     about: "image + one findings/impression sentence, BERT, asymmetric bidirectional InfoNCE",
     image_text: true,
     queue: false,
-    reads: &[TEXT_TOWER, &["embed-dim", "text-pooling"]],
+    reads: &[BACKBONE, TEXT_TOWER, &["embed-dim", "text-pooling"]],
     own_flags: <ConvirtFlags as clap::Args>::augment_args,
     // The paper's plateau schedule, validated every 5,000 steps as its
     // code, down to a floor of 1e-8.

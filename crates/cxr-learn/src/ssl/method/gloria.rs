@@ -7,7 +7,9 @@ use cxr_nn::registry::Normalization;
 use cxr_nn::spec::ModelSpec;
 
 use super::resolve::scratch_with;
-use super::{AugmentRule, Defaults, Flags, Method, PositiveRule, TEXT_TOWER, bert_settings};
+use super::{
+    AugmentRule, BACKBONE, Defaults, Flags, Method, PositiveRule, TEXT_TOWER, bert_settings,
+};
 use crate::error::Error;
 use crate::schedule::Shape;
 use crate::ssl::gloria::{Gloria, GloriaSettings};
@@ -103,7 +105,7 @@ pub(super) static METHOD: Method = Method {
             (a ResNet backbone)",
     image_text: true,
     queue: false,
-    reads: &[TEXT_TOWER],
+    reads: &[BACKBONE, TEXT_TOWER],
     own_flags: <GloriaFlags as clap::Args>::augment_args,
     // Its config's Adam β1 0.5; the paper's plateau schedule, validated at
     // each epoch's end, stopping after 10 evaluations without a better loss

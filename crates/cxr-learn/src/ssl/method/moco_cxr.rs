@@ -2,12 +2,12 @@
 //! each image ([`crate::ssl::moco`]).
 
 use super::resolve::scratch_model;
-use super::{Defaults, ENGINE, Method, PositiveRule, VIEWS};
+use super::{BACKBONE, Defaults, ENGINE, Method, PositiveRule, VIEWS};
 use crate::ssl::Positive;
 use crate::ssl::moco::Moco;
 
 /// The flags of the momentum-contrast methods (the engine and the views).
-pub(super) const MOCO_READS: &[&[&str]] = &[ENGINE, VIEWS];
+pub(super) const MOCO_READS: &[&[&str]] = &[BACKBONE, ENGINE, VIEWS];
 
 /// The phantom-scale recipe of the momentum-contrast methods: the
 /// GroupNorm tiny ResNet (batch-norm statistics would let the objective find

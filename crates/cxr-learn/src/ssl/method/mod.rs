@@ -172,6 +172,10 @@ fn method_help() -> String {
     s
 }
 
+/// `--backbone`: every method's but CLIP's, whose ViT is its own
+/// (`--vision-layers` and neighbours).
+pub const BACKBONE: &[&str] = &["backbone"];
+
 /// The momentum-contrast engine's flags ([`MocoFlags`]).
 pub const ENGINE: &[&str] = &[
     "queue",
@@ -314,7 +318,7 @@ fn long_names(cmd: clap::Command) -> Vec<String> {
 }
 
 /// The flags every method reads: [`Flags`]' own fields, without the
-/// groups flattened into it.
+/// groups flattened into it and without [`BACKBONE`].
 fn top_level_flags() -> Vec<String> {
     use clap::Args;
     let grouped: Vec<String> = [
@@ -328,7 +332,7 @@ fn top_level_flags() -> Vec<String> {
     .collect();
     long_names(Flags::augment_args(clap::Command::new("pretrain")))
         .into_iter()
-        .filter(|f| !grouped.contains(f))
+        .filter(|f| !grouped.contains(f) && !BACKBONE.contains(&f.as_str()))
         .collect()
 }
 

@@ -5,7 +5,7 @@
 use cxr_nn::spec::ModelSpec;
 
 use super::resolve::scratch_model;
-use super::{AugmentRule, Defaults, Flags, Method, PositiveRule, VIEWS, text_pooling};
+use super::{AugmentRule, BACKBONE, Defaults, Flags, Method, PositiveRule, VIEWS, text_pooling};
 use crate::error::Error;
 use crate::ssl::refers::{RefersObjective, RefersSettings};
 use crate::ssl::{Positive, PretrainConfig};
@@ -67,6 +67,7 @@ pub(super) static METHOD: Method = Method {
     image_text: true,
     queue: false,
     reads: &[
+        BACKBONE,
         VIEWS,
         &["text-lr", "context-length", "vocab-size", "text-pooling"],
     ],

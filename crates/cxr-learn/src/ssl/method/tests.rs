@@ -111,6 +111,11 @@ fn flags_of_other_methods_are_refused_naming_their_owner() {
         .unwrap_err()
         .to_string();
     assert!(e.contains("--lesion-masks"), "{e}");
+    // CLIP's ViT is its own: --backbone is refused, not ignored.
+    let e = resolve_args(&["--method", "clip", "--backbone", "resnet50"])
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("--backbone does not apply to clip"), "{e}");
     // A flag at its default value but given is still refused.
     assert!(resolve_args(&["--method", "clip", "--hflip", "0.5"]).is_err());
 }

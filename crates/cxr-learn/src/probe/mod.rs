@@ -6,6 +6,7 @@
 //! solved together ([`lbfgs`]).
 
 pub mod lbfgs;
+mod rows;
 
 use std::collections::BTreeMap;
 

@@ -11,6 +11,8 @@ use clap::Args as _;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
+pub(crate) use super::settings::{flags, pretrain_args};
+use super::settings::{validate, validate_table};
 use super::slurm::SlurmSettings;
 use crate::cmd::{features, finetune, pretrain, probe};
 
@@ -40,7 +42,7 @@ const RESERVED_FINETUNE: [&str; 8] = [
     "train-fraction",
     "subset-seed",
 ];
-const RESERVED_PRETRAIN: [&str; 2] = ["out", "resume"];
+pub(super) const RESERVED_PRETRAIN: [&str; 2] = ["out", "resume"];
 
 /// Settings passed through to a subcommand: `key = value` becomes
 /// `--key value` (underscores written as dashes, arrays comma-joined, `true`
@@ -486,59 +488,6 @@ impl Grid {
     }
 }
 
-/// The `cxrlearn pretrain` arguments of a recipe writing into `out`.
-pub(crate) fn pretrain_args(recipe: &Recipe, out: &Path) -> Result<Vec<String>> {
-    for key in RESERVED_PRETRAIN {
-        if recipe.settings.contains_key(key) {
-            bail!("'{key}' is set by the benchmark (the run goes to DIR/pretrain/<model>)");
-        }
-    }
-    let mut args = vec![
-        "--method".to_owned(),
-        recipe.method.clone(),
-        "--data".to_owned(),
-        recipe.data.clone(),
-        "--out".to_owned(),
-        out.display().to_string(),
-    ];
-    args.extend(flags(&recipe.settings)?);
-    Ok(args)
-}
-
-/// `--key value` flags for a settings table.
-pub(crate) fn flags(settings: &Settings) -> Result<Vec<String>> {
-    let mut out = Vec::new();
-    for (key, value) in settings {
-        let flag = format!("--{key}");
-        match value {
-            toml::Value::Boolean(true) => out.push(flag),
-            toml::Value::Boolean(false) => {}
-            toml::Value::Array(items) => {
-                let parts = items
-                    .iter()
-                    .map(|v| scalar(key, v))
-                    .collect::<Result<Vec<_>>>()?;
-                out.extend([flag, parts.join(",")]);
-            }
-            v => out.extend([flag, scalar(key, v)?]),
-        }
-    }
-    Ok(out)
-}
-
-fn scalar(key: &str, v: &toml::Value) -> Result<String> {
-    Ok(match v {
-        toml::Value::String(s) => s.clone(),
-        toml::Value::Integer(i) => i.to_string(),
-        toml::Value::Float(f) => f.to_string(),
-        toml::Value::Boolean(b) => b.to_string(),
-        other => bail!(
-            "setting '{key}': a {} is not a command-line value (use a string, number, boolean or array of them)",
-            other.type_str()
-        ),
-    })
-}
-
 /// Settings names written with dashes, as the flags are.
 fn dashed(settings: Settings) -> Settings {
     settings
@@ -562,49 +511,6 @@ fn unique_names<'a>(what: &str, names: impl Iterator<Item = &'a str>) -> Result<
         if !seen.insert(name) {
             bail!("two [[{what}]] entries are named '{name}'");
         }
-    }
-    Ok(())
-}
-
-/// Checks a settings table against the subcommand's own parser, so a typo
-/// fails now, naming the key, rather than in every cell later.
-fn validate_table(
-    augment: fn(clap::Command) -> clap::Command,
-    command: &'static str,
-    fixed: &[&str],
-    reserved: &[&str],
-    settings: &Settings,
-) -> Result<()> {
-    for key in reserved {
-        if settings.contains_key(*key) {
-            bail!("[{command}] {key}: set by the benchmark for each cell, not a setting");
-        }
-    }
-    let args = flags(settings).with_context(|| format!("[{command}]"))?;
-    validate(augment, command, fixed, &args).with_context(|| format!("[{command}]"))
-}
-
-fn validate(
-    augment: fn(clap::Command) -> clap::Command,
-    command: &'static str,
-    fixed: &[&str],
-    args: &[String],
-) -> Result<()> {
-    let cmd = augment(clap::Command::new(command)).no_binary_name(true);
-    let argv = fixed
-        .iter()
-        .map(|s| s.to_string())
-        .chain(args.iter().cloned());
-    if let Err(e) = cmd.try_get_matches_from(argv) {
-        // clap's first line says what is wrong and names the flag (the
-        // setting, in dashes); the usage lines after it would name the
-        // benchmark's own flags and only confuse.
-        let text = e.to_string();
-        let first = text.lines().next().unwrap_or_default();
-        bail!(
-            "{} (settings are `cxrlearn {command}` flags: key = value)",
-            first.trim_start_matches("error: ")
-        );
     }
     Ok(())
 }

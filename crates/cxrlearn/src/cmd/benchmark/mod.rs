@@ -15,6 +15,7 @@ mod grid;
 mod lock;
 mod report;
 mod runner;
+mod settings;
 mod slurm;
 
 use std::path::{Path, PathBuf};

@@ -47,13 +47,13 @@ fn args(m: &Method, store: &Path, out: &Path, set: &[(&str, &str)]) -> Vec<Strin
         settings.push((k, v));
     }
     let recipe = m
-        .recipe
-        .iter()
+        .recipe_settings()
         .filter(|(k, _)| !settings.iter().any(|(s, _)| s == k));
-    for (k, v) in recipe.chain(settings.iter()) {
+    let owned = |&(k, v): &(&str, &str)| (k.to_owned(), v.to_owned());
+    for (k, v) in recipe.map(owned).chain(settings.iter().map(owned)) {
         a.push(format!("--{k}"));
         if !v.is_empty() {
-            a.push(v.to_string());
+            a.push(v);
         }
     }
     a

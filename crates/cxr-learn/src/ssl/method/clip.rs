@@ -96,7 +96,7 @@ pub(super) static METHOD: Method = Method {
         refusal: "",
     },
     // The tiny CLIP of ClipSettings::for_size at 64 px, from scratch.
-    recipe: &[("batch-size", "32"), ("lr", "5e-4")],
+    recipe: &[&[("batch-size", "32"), ("lr", "5e-4")]],
     model,
     configure,
     build: |c, spec, store, device| {

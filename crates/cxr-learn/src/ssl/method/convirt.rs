@@ -101,13 +101,13 @@ pub(super) static METHOD: Method = Method {
     // ±20°, jitter, blur) leaves 64 px phantom views whose report sentence
     // is no longer predictable: with it, image->text accuracy stays at
     // chance.
-    recipe: &[
+    recipe: &[&[
         ("backbone", "resnet18-w16-gn"),
         ("batch-size", "32"),
         ("lr", "1e-3"),
         ("schedule", "cosine"),
         ("no-augment", ""),
-    ],
+    ]],
     model: scratch_model,
     configure,
     build: |c, spec, store, device| {

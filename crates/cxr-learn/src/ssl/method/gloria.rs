@@ -123,12 +123,12 @@ pub(super) static METHOD: Method = Method {
         refusal: "",
     },
     // Cosine: a few hundred steps are too short for the plateau schedule.
-    recipe: &[
+    recipe: &[&[
         ("backbone", "resnet18-w16-gn"),
         ("batch-size", "32"),
         ("lr", "1e-3"),
         ("schedule", "cosine"),
-    ],
+    ]],
     model: |flags, size| scratch_with(flags, size, Some(HALF)),
     configure,
     build: |c, spec, store, device| {

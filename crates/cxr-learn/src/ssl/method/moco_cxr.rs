@@ -62,7 +62,7 @@ pub(super) static METHOD: Method = Method {
         accepts: &[Positive::SameImage],
         refusal: "--positive {} is MedAug's; use --method medaug",
     },
-    recipe: MOCO_RECIPE,
+    recipe: &[MOCO_RECIPE],
     model: scratch_model,
     configure: |_, _, _| Ok(()),
     build: build_moco,

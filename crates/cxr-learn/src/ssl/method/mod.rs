@@ -64,7 +64,7 @@ pub struct Method {
     /// what the demo, `scripts/ssl-check.sh` and the tests train with on
     /// 64 px phantom images (docs/ssl-methods.md, Phantom-scale
     /// configurations). The run's length (`--epochs`) is the caller's.
-    pub recipe: &'static [(&'static str, &'static str)],
+    pub recipe: &'static [&'static [(&'static str, &'static str)]],
     /// Its network and the resolved backbone name, from the flags and the
     /// input side.
     pub model: ModelFn,
@@ -297,10 +297,15 @@ impl Method {
         Ok(())
     }
 
+    /// The recipe's settings, in order (its lists joined).
+    pub fn recipe_settings(&self) -> impl Iterator<Item = &'static (&'static str, &'static str)> {
+        self.recipe.iter().flat_map(|list| list.iter())
+    }
+
     /// The recipe as command-line words (`--flag value ...`).
     pub fn recipe_args(&self) -> Vec<String> {
         let mut out = Vec::new();
-        for (flag, value) in self.recipe {
+        for (flag, value) in self.recipe_settings() {
             out.push(format!("--{flag}"));
             if !value.is_empty() {
                 out.push((*value).to_owned());

@@ -84,12 +84,12 @@ pub(super) static METHOD: Method = Method {
     // With the ViT's dropout the contrastive term stays at chance for a
     // dozen phantom epochs (the class token's image-dependent part is
     // small from random weights, and dropout noise drowns it).
-    recipe: &[
+    recipe: &[&[
         ("backbone", "vit-tiny"),
         ("batch-size", "16"),
         ("lr", "5e-4"),
         ("vit-dropout", "0"),
-    ],
+    ]],
     model: scratch_model,
     configure,
     build: |c, spec, store, device| {

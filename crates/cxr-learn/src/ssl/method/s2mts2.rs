@@ -58,7 +58,7 @@ pub(super) static METHOD: Method = Method {
     },
     // The phantom scale shares MoCo-CXR's CNN and views: S2MTS2 differs in
     // its objective, which is what the check compares.
-    recipe: MOCO_RECIPE,
+    recipe: &[MOCO_RECIPE],
     model: scratch_model,
     configure,
     build: |c, spec, _, device| {

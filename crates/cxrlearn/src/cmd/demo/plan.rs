@@ -267,8 +267,7 @@ fn recipe(method: &str) -> Result<Table> {
             v.into()
         }
     };
-    Ok(m.recipe
-        .iter()
+    Ok(m.recipe_settings()
         .map(|(k, v)| (k.replace('-', "_"), value(v)))
         .collect())
 }

@@ -113,6 +113,17 @@ pub enum NnError {
         /// What is wrong (`has no 'mean' list`).
         problem: String,
     },
+    /// A model configuration file (a Hugging Face `config.json`, an
+    /// open_clip `open_clip_config.json`, a `preprocessor_config.json`) that
+    /// describes something cxrlearn does not build, or is malformed.
+    #[error("{}: {problem}", file.display())]
+    ModelConfig {
+        /// The configuration file.
+        file: PathBuf,
+        /// What is wrong, naming the field and value (`"hidden_act" is
+        /// "relu"; DINOv2 is built with "gelu"`).
+        problem: String,
+    },
     /// A sidecar that could not be read.
     #[error("cannot read sidecar {}: {source}", file.display())]
     ReadSidecar {

@@ -50,12 +50,17 @@ pub struct Preprocessing {
     pub resize: &'static str,
     /// Side the model itself resizes its input to (GLoRIA upsamples to 299).
     pub internal_resize: Option<i64>,
+    /// Side images are resized to before a centre crop of `size` (DINOv2's
+    /// image processor: shortest edge 256, crop 224); `None` resizes straight
+    /// to `size`.
+    pub crop_from: Option<i64>,
 }
 
 impl Preprocessing {
     /// The network input `[n, channels, size, size]` on `device` from `n`
     /// grayscale u8 images of `h x w` (row-major, concatenated): scaled to
-    /// 0-1, resized bilinearly to `size` when they differ, replicated to the
+    /// 0-1, resized bilinearly to `size` when they differ (to `crop_from`,
+    /// then centre-cropped to `size`, when that is set), replicated to the
     /// channels, normalised, then resized to `internal_resize` when the model
     /// does that itself (GLoRIA upsamples to 299).
     pub fn input(
@@ -83,8 +88,15 @@ impl Preprocessing {
             host
         };
         let mut x = on_device.to_kind(Kind::Float) / 255.0;
-        if (h as i64, w as i64) != (self.size, self.size) {
-            x = x.upsample_bilinear2d([self.size, self.size], false, None, None);
+        let side = self.crop_from.unwrap_or(self.size);
+        if (h as i64, w as i64) != (side, side) {
+            x = x.upsample_bilinear2d([side, side], false, None, None);
+        }
+        if side > self.size {
+            // Hugging Face's centre crop: the top-left corner at
+            // (side - size) / 2, rounded down.
+            let at = (side - self.size) / 2;
+            x = x.narrow(2, at, self.size).narrow(3, at, self.size);
         }
         let x = x.expand([n as i64, self.channels, self.size, self.size], false);
         let stats = |v: [f64; 3]| {
@@ -109,6 +121,7 @@ impl Preprocessing {
             normalization: IMAGENET,
             resize,
             internal_resize: None,
+            crop_from: None,
         }
     }
 }

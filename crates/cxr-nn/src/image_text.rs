@@ -312,6 +312,7 @@ impl ClipModel {
             },
             resize: "bilinear resize to the model's input size",
             internal_resize: None,
+            crop_from: None,
         };
         let ck = checkpoint::load(path)?;
         let model =
@@ -387,6 +388,7 @@ mod tests {
             normalization: CLIP,
             resize: "test",
             internal_resize: None,
+            crop_from: None,
         }
     }
 

@@ -14,6 +14,7 @@ pub mod error;
 pub mod image_text;
 pub mod import;
 pub mod load;
+pub mod model_dir;
 pub mod models;
 pub mod precision;
 pub mod registry;

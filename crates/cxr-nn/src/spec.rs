@@ -164,6 +164,7 @@ impl ModelSpec {
                 normalization: normalization.unwrap_or(IMAGENET),
                 resize: "the store's images, resampled bilinearly when sizes differ",
                 internal_resize: None,
+                crop_from: None,
             },
             entry: None,
         })
@@ -180,6 +181,7 @@ impl ModelSpec {
                 normalization,
                 resize: "the store's images, resampled bilinearly when sizes differ",
                 internal_resize: None,
+                crop_from: None,
             },
             architecture: Architecture::ClipVisual(config),
             entry: None,

@@ -35,6 +35,7 @@ pub fn entry() -> ModelEntry {
             },
             resize: "bicubic resize to 224 (images stored at 320)",
             internal_resize: None,
+            crop_from: None,
         },
         citation: "Tiu et al., Expert-level detection of pathologies from unannotated chest X-ray images via self-supervised learning, Nat. Biomed. Eng. 2022",
     }

@@ -41,6 +41,7 @@ fn entry(name: &'static str, config: ResNetConfig, file: &'static str) -> ModelE
             },
             resize: "longest side 256 keeping aspect, zero-pad, centre-crop 224",
             internal_resize: Some(299),
+            crop_from: None,
         },
         citation: "Huang et al., GLoRIA: A Multimodal Global-Local Representation Learning Framework, ICCV 2021",
     }

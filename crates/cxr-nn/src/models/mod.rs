@@ -72,6 +72,7 @@ pub(crate) fn moco_resnet_entry(
             },
             resize: "resize 320 keeping aspect, centre-crop 320",
             internal_resize: None,
+            crop_from: None,
         },
         citation,
     }

@@ -78,6 +78,7 @@ pub fn train_tiny_clip(store_dir: &Path, dir: &Path, cfg: TrainConfig) -> PathBu
         },
         resize: "none (store size)",
         internal_resize: None,
+        crop_from: None,
     };
     tch::manual_seed(cfg.seed as i64);
     let model = ClipModel::new(config.clone(), pre, Device::Cpu);

@@ -37,6 +37,14 @@ pub enum Error {
         /// Which checkpoint survives.
         kept: String,
     },
+    /// `--layer-decay` that cannot apply.
+    #[error("--layer-decay cannot apply to {architecture}: {problem}")]
+    LayerDecay {
+        /// The backbone.
+        architecture: String,
+        /// Why.
+        problem: String,
+    },
     /// A batch too small for batch norm.
     #[error("--batch-size must be at least 2 (batch norm)")]
     BatchTooSmall {

@@ -51,6 +51,7 @@ fn config(rule: Rule) -> FinetuneConfig {
         class_balanced: true,
         patience: None,
         freeze_backbone: false,
+        layer_decay: None,
         seed: 11,
         checkpoint_every: 0,
         precision: Default::default(),

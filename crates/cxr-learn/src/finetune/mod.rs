@@ -9,6 +9,7 @@
 //! of the seed and the position in the run, the result is bit for bit the
 //! uninterrupted run's.
 
+pub mod layer_decay;
 mod loss;
 
 use std::collections::{BTreeMap, HashMap};
@@ -64,6 +65,11 @@ pub struct FinetuneConfig {
     pub patience: Option<usize>,
     /// Train only the head; the backbone stays frozen in eval mode.
     pub freeze_backbone: bool,
+    /// Layer-wise learning-rate decay ([`layer_decay`]): block `i` of `L`
+    /// trains at `decay^(L - i)` of the rate, the embeddings at
+    /// `decay^(L + 1)`, the head at the full rate. Transformer backbones only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub layer_decay: Option<f64>,
     /// Seed of initialisation, order, augmentation and dropout.
     pub seed: u64,
     /// Also checkpoint every this many steps (0: at epoch ends only).
@@ -269,6 +275,20 @@ impl Trainer<'_> {
             });
         }
         let mut opt = Optimizer::new(c.rule, self.model.trainable());
+        if let Some(decay) = c.layer_decay {
+            let names: Vec<String> = opt.params().iter().map(|(n, _)| n.clone()).collect();
+            let scales = layer_decay::scales(
+                names.iter().map(String::as_str),
+                decay,
+                &self.model.spec.name,
+            )?;
+            let mut distinct: Vec<f64> = scales.values().copied().collect();
+            distinct.sort_by(f64::total_cmp);
+            distinct.dedup();
+            for s in distinct {
+                opt.set_lr_scale(|n| scales.get(n) == Some(&s), s);
+            }
+        }
         let params: Vec<tch::Tensor> = opt
             .params()
             .iter()

@@ -75,6 +75,11 @@ pub struct Args {
     /// Train only the linear head on the frozen backbone.
     #[arg(long)]
     pub freeze_backbone: bool,
+    /// Layer-wise learning-rate decay for transformer backbones (the usual
+    /// ViT finetuning recipe, e.g. 0.65-0.75): block i of L trains at
+    /// decay^(L-i) of --lr, the embeddings at decay^(L+1), the head at --lr.
+    #[arg(long)]
+    pub layer_decay: Option<f64>,
     /// Network input side (default: the model's, or the store's for scratch:).
     #[arg(long)]
     pub input_size: Option<i64>,
@@ -135,6 +140,7 @@ fn training_config(args: &Args, size: usize) -> Result<FinetuneConfig> {
         class_balanced: args.class_balanced,
         patience: args.patience,
         freeze_backbone: args.freeze_backbone,
+        layer_decay: args.layer_decay,
         seed: args.seed,
         checkpoint_every: args.checkpoint_every,
         precision: args.precision.precision,

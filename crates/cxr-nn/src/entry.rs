@@ -151,6 +151,27 @@ pub struct ModelEntry {
     pub preprocessing: Preprocessing,
     /// Reference for the method and weights.
     pub citation: &'static str,
+    /// The weights' licence as their publisher states it (`NOT_RECORDED`
+    /// where this project has not recorded it: read the release).
+    pub licence: &'static str,
+    /// The licence restricts use (research only, terms of use to accept):
+    /// `cxrlearn models` says so beside the entry.
+    pub restricted: bool,
+    /// What `--checkpoint` takes: one file, or a publisher's directory.
+    pub weights: Weights,
+}
+
+/// The licence of an entry this project has not recorded.
+pub const NOT_RECORDED: &str = "not recorded by cxrlearn: read the release";
+
+/// What a registry entry's `--checkpoint` is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Weights {
+    /// A single checkpoint file (any supported container).
+    File,
+    /// A directory as the publisher lays it out; its configuration decides
+    /// the architecture's size (within the entry's family).
+    Dir(crate::model_dir::DirFormat),
 }
 
 impl ModelEntry {

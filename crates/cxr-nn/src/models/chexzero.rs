@@ -3,7 +3,7 @@
 
 use crate::arch::clip::ClipConfig;
 use crate::backbone::Architecture;
-use crate::entry::{KeyRule, ModelEntry, Normalization, Preprocessing};
+use crate::entry::{KeyRule, ModelEntry, NOT_RECORDED, Normalization, Preprocessing, Weights};
 
 fn map_key(name: &str) -> KeyRule {
     let name = name.strip_prefix("state_dict.").unwrap_or(name);
@@ -38,5 +38,8 @@ pub fn entry() -> ModelEntry {
             crop_from: None,
         },
         citation: "Tiu et al., Expert-level detection of pathologies from unannotated chest X-ray images via self-supervised learning, Nat. Biomed. Eng. 2022",
+        licence: NOT_RECORDED,
+        restricted: false,
+        weights: Weights::File,
     }
 }

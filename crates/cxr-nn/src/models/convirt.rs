@@ -2,7 +2,9 @@
 
 use crate::arch::resnet::ResNetConfig;
 use crate::backbone::Architecture;
-use crate::entry::{KeyRule, ModelEntry, Preprocessing, strip_any, torchvision_trunk};
+use crate::entry::{
+    KeyRule, ModelEntry, NOT_RECORDED, Preprocessing, Weights, strip_any, torchvision_trunk,
+};
 
 fn map_key(name: &str) -> KeyRule {
     let name = name.strip_prefix("state_dict.").unwrap_or(name);
@@ -28,5 +30,8 @@ pub fn entry() -> ModelEntry {
         feature: "global-average-pooled layer4",
         preprocessing: Preprocessing::imagenet_224("zero-pad to square, resize 224"),
         citation: "Zhang et al., Contrastive Learning of Medical Visual Representations from Paired Images and Text, MLHC 2022",
+        licence: NOT_RECORDED,
+        restricted: false,
+        weights: Weights::File,
     }
 }

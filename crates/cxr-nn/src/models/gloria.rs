@@ -3,7 +3,9 @@
 
 use crate::arch::resnet::ResNetConfig;
 use crate::backbone::Architecture;
-use crate::entry::{KeyRule, ModelEntry, Normalization, Preprocessing, torchvision_trunk};
+use crate::entry::{
+    KeyRule, ModelEntry, NOT_RECORDED, Normalization, Preprocessing, Weights, torchvision_trunk,
+};
 
 fn map_key(name: &str) -> KeyRule {
     let Some(rest) = name.strip_prefix("state_dict.") else {
@@ -44,6 +46,9 @@ fn entry(name: &'static str, config: ResNetConfig, file: &'static str) -> ModelE
             crop_from: None,
         },
         citation: "Huang et al., GLoRIA: A Multimodal Global-Local Representation Learning Framework, ICCV 2021",
+        licence: NOT_RECORDED,
+        restricted: false,
+        weights: Weights::File,
     }
 }
 

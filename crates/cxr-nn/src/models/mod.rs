@@ -13,7 +13,8 @@ pub mod s2mts2;
 use crate::arch::resnet::ResNetConfig;
 use crate::backbone::Architecture;
 use crate::entry::{
-    KeyRule, ModelEntry, Normalization, Preprocessing, strip_any, torchvision_trunk,
+    KeyRule, ModelEntry, NOT_RECORDED, Normalization, Preprocessing, Weights, strip_any,
+    torchvision_trunk,
 };
 
 /// Where MoCo-style trainers put the query encoder, with and without the
@@ -75,5 +76,8 @@ pub(crate) fn moco_resnet_entry(
             crop_from: None,
         },
         citation,
+        licence: NOT_RECORDED,
+        restricted: false,
+        weights: Weights::File,
     }
 }

@@ -2,7 +2,7 @@
 
 use crate::arch::vit::VitConfig;
 use crate::backbone::Architecture;
-use crate::entry::{KeyRule, ModelEntry, Preprocessing};
+use crate::entry::{KeyRule, ModelEntry, NOT_RECORDED, Preprocessing, Weights};
 
 fn map_key(name: &str) -> KeyRule {
     let name = name.strip_prefix("state_dict.").unwrap_or(name);
@@ -30,5 +30,8 @@ pub fn entry() -> ModelEntry {
         feature: "class token after encoder_norm",
         preprocessing: Preprocessing::imagenet_224("resize 224, centre-crop 224"),
         citation: "Zhou et al., Generalized radiograph representation learning via cross-supervision between images and free-text radiology reports, Nat. Mach. Intell. 2022",
+        licence: NOT_RECORDED,
+        restricted: false,
+        weights: Weights::File,
     }
 }

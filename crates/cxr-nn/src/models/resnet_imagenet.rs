@@ -2,7 +2,7 @@
 
 use crate::arch::resnet::ResNetConfig;
 use crate::backbone::Architecture;
-use crate::entry::{KeyRule, ModelEntry, Preprocessing, torchvision_trunk};
+use crate::entry::{KeyRule, ModelEntry, Preprocessing, Weights, torchvision_trunk};
 
 fn map_key(name: &str) -> KeyRule {
     torchvision_trunk(name.strip_prefix("state_dict.").unwrap_or(name), "fc.")
@@ -21,5 +21,8 @@ pub fn entry() -> ModelEntry {
         feature: "global-average-pooled layer4",
         preprocessing: Preprocessing::imagenet_224("resize 224"),
         citation: "He et al., Deep Residual Learning for Image Recognition, CVPR 2016",
+        licence: "BSD-3-Clause (torchvision weights)",
+        restricted: false,
+        weights: Weights::File,
     }
 }

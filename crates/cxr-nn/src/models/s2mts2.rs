@@ -3,7 +3,9 @@
 
 use crate::arch::densenet::{Activation, DenseNetConfig, modernise_key};
 use crate::backbone::Architecture;
-use crate::entry::{KeyRule, ModelEntry, Preprocessing, strip_any, torchvision_trunk};
+use crate::entry::{
+    KeyRule, ModelEntry, NOT_RECORDED, Preprocessing, Weights, strip_any, torchvision_trunk,
+};
 
 fn map_key(name: &str) -> KeyRule {
     let Some(k) = strip_any(name, super::MOCO_QUERY) else {
@@ -34,5 +36,8 @@ pub fn entry() -> ModelEntry {
         feature: "LeakyReLU(0.1) of features.norm5, global-average-pooled (the square classifier and MLP head are left out)",
         preprocessing: Preprocessing::imagenet_224("resize 224"),
         citation: "Liu et al., Self-supervised Mean Teacher for Semi-supervised Chest X-ray Classification, MLMI 2021",
+        licence: NOT_RECORDED,
+        restricted: false,
+        weights: Weights::File,
     }
 }

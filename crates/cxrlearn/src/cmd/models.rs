@@ -1,6 +1,7 @@
 //! `cxrlearn models`: the model registry as a table (or JSON).
 
 use anyhow::Result;
+use cxr_nn::entry::Weights;
 use cxr_nn::registry::{self, ModelEntry};
 use serde_json::json;
 
@@ -31,6 +32,12 @@ fn to_json(e: &ModelEntry) -> serde_json::Value {
             "internal_resize": p.internal_resize,
         },
         "citation": e.citation,
+        "licence": e.licence,
+        "restricted": e.restricted,
+        "weights": match e.weights {
+            Weights::File => "file".to_owned(),
+            Weights::Dir(f) => format!("{} directory", f.prefix()),
+        },
     })
 }
 
@@ -61,6 +68,11 @@ pub fn run(args: &Args) -> Result<()> {
             stats,
             e.checkpoint_file
         );
+    }
+    // Licences that restrict use are said next to the table, not buried in
+    // the JSON: a user must read them before running the model.
+    for e in entries.iter().filter(|e| e.restricted) {
+        println!("note: {}: {} (restricted use; read it before running the model)", e.name, e.licence);
     }
     Ok(())
 }

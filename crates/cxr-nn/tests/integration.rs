@@ -6,6 +6,7 @@
 mod checkpoint;
 mod common;
 mod densenet;
+mod dinov2;
 mod moco_resnet18;
 mod registry;
 mod resnet;

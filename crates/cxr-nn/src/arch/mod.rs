@@ -1,6 +1,6 @@
 //! Backbone architectures on tch. Parameter names follow the source
 //! implementation (torchvision for ResNet and DenseNet, jeonsworld's ViT-pytorch for
-//! REFERS' ViT, OpenAI for CLIP, Hugging Face for BERT), so weights move between cxrlearn
+//! REFERS' ViT, OpenAI for CLIP, Hugging Face for BERT and DINOv2), so weights move between cxrlearn
 //! and PyTorch by name alone.
 
 pub mod attention;
@@ -8,6 +8,7 @@ pub mod bert;
 pub mod clip;
 pub mod decoder;
 pub mod densenet;
+pub mod dinov2;
 pub mod pooling;
 pub mod resnet;
 pub mod vit;

@@ -336,6 +336,26 @@ pub enum Error {
         /// The registry's answer (names the model and the known ones).
         reason: Box<cxr_nn::NnError>,
     },
+    /// `--pooling` for a model whose feature is not pooled from tokens.
+    #[error(
+        "--pooling applies to ViT-style encoders that pool tokens (DINOv2, RAD-DINO); '{model}' is a {architecture}"
+    )]
+    Pooling {
+        /// The model string.
+        model: String,
+        /// Its architecture.
+        architecture: String,
+    },
+    /// A directory given for an entry released as one file.
+    #[error("--checkpoint {} is a directory; '{model}' takes one file ({file})", dir.display())]
+    CheckpointIsDir {
+        /// The registry name.
+        model: String,
+        /// The directory given.
+        dir: PathBuf,
+        /// The file the release ships.
+        file: String,
+    },
     /// A weights file given twice (as the model and as `--checkpoint`).
     #[error(
         "--checkpoint goes with a registry model name; {} already holds the weights",

@@ -103,18 +103,32 @@ impl Request<'_> {
     /// # Errors
     /// The weights file or the store's files cannot be read.
     pub fn cache_key(&self) -> Result<Value, Error> {
-        let weights_key = match &self.resolved.file {
-            Some(file) => sha256_file(file)?,
-            None => format!("{} seed 0", self.resolved.source),
+        let weights_key = match (&self.resolved.dir, &self.resolved.file) {
+            // A directory: every file the numbers depend on, in a fixed order.
+            (Some(dir), _) => {
+                let mut h = Sha256::new();
+                for f in dir.files() {
+                    h.update(sha256_file(&f)?.as_bytes());
+                }
+                format!("{:x}", h.finalize())
+            }
+            (None, Some(file)) => sha256_file(file)?,
+            (None, None) => format!("{} seed 0", self.resolved.source),
         };
-        Ok(json!({
+        let mut key = json!({
             "model": self.model,
             "weights_sha256": weights_key,
             "store_sha256": store_hash(self.store_root)?,
             "normalization": self.normalization_name(),
             // Reduced precision gives other numbers: its own cache entry.
             "precision": (self.precision != Precision::Fp32).then(|| self.precision.to_string()),
-        }))
+        });
+        // Another pooling is another feature (absent for models without a
+        // choice, so their earlier cache entries stay valid).
+        if let Some(p) = self.resolved.spec.architecture.pooling() {
+            key["pooling"] = json!(p.to_string());
+        }
+        Ok(key)
     }
 
     /// The encoder on `device` (random weights from seed 0 for `scratch:`),

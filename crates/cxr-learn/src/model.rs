@@ -10,8 +10,11 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+use cxr_nn::arch::pooling::Pooling;
 use cxr_nn::checkpoint::{self, RawTensor};
 use cxr_nn::encoder::Encoder;
+use cxr_nn::entry::Weights;
+use cxr_nn::model_dir::{DirFormat, ModelDir};
 use cxr_nn::registry;
 use cxr_nn::spec::ModelSpec;
 use tch::Device;
@@ -24,8 +27,11 @@ use crate::error::{Error, Result};
 pub struct Resolved {
     /// The architecture and its preprocessing.
     pub spec: ModelSpec,
-    /// The weights file, `None` for random weights.
+    /// The weights file or directory, `None` for random weights.
     pub file: Option<PathBuf>,
+    /// The publisher's directory, when the weights are one (`hf:DIR`,
+    /// `open_clip:DIR`, or a directory given as `--checkpoint`).
+    pub dir: Option<ModelDir>,
     /// Where the weights come from, for configs and messages.
     pub source: String,
 }
@@ -39,6 +45,23 @@ impl Resolved {
         let Some(file) = &self.file else {
             return Ok(None);
         };
+        if let Some(dir) = &self.dir {
+            let tensors = dir.tensors().map_err(|e| Error::Network(Box::new(e)))?;
+            let map_key = match &self.spec.entry {
+                Some(entry) => Some(entry.map_key),
+                None => cxr_nn::hf_config::key_map(&self.spec.architecture),
+            };
+            let Some(map_key) = map_key else {
+                return Ok(Some(tensors));
+            };
+            let mapped =
+                cxr_nn::import::map_with(map_key, &tensors).map_err(|cause| Error::Mapping {
+                    file: file.clone(),
+                    model: self.spec.name.clone(),
+                    cause: Box::new(cause),
+                })?;
+            return Ok(Some(mapped.tensors));
+        }
         let ck = checkpoint::load(file).map_err(Error::Checkpoint)?;
         match &self.spec.entry {
             // A released checkpoint: the registry's key mapping applies.
@@ -80,12 +103,41 @@ fn is_ours(file: &Path) -> bool {
 }
 
 /// Resolves `model` for a store of `store_size`-pixel images. Bare
-/// architectures take the store's size unless `input_size` is given.
+/// architectures take the store's size unless `input_size` is given;
+/// `pooling` chooses how a ViT-style encoder's tokens become its feature.
+///
+/// The forms: a registry name with `checkpoint` (a file, or the publisher's
+/// directory for entries released as one); `scratch:ARCH`; `hf:DIR` and
+/// `open_clip:DIR` (a publisher's directory, its configuration deciding the
+/// architecture); a safetensors file this project wrote, with its sidecar.
 ///
 /// # Errors
-/// An unknown name, a missing or superfluous `checkpoint`, or a model file
-/// without a usable sidecar (see [`Error`]).
+/// An unknown name, a missing or superfluous `checkpoint`, a directory whose
+/// configuration cxrlearn does not build, a pooling the model has no choice
+/// of, or a model file without a usable sidecar (see [`Error`]).
 pub fn resolve(
+    model: &str,
+    checkpoint_file: Option<&Path>,
+    store_size: i64,
+    input_size: Option<i64>,
+    pooling: Option<Pooling>,
+) -> Result<Resolved, Error> {
+    let mut resolved = resolve_weights(model, checkpoint_file, store_size, input_size)?;
+    if let Some(p) = pooling {
+        resolved.spec.architecture =
+            resolved
+                .spec
+                .architecture
+                .with_pooling(p)
+                .ok_or_else(|| Error::Pooling {
+                    model: model.to_owned(),
+                    architecture: resolved.spec.architecture.describe(),
+                })?;
+    }
+    Ok(resolved)
+}
+
+fn resolve_weights(
     model: &str,
     checkpoint_file: Option<&Path>,
     store_size: i64,
@@ -105,8 +157,20 @@ pub fn resolve(
         return Ok(Resolved {
             spec,
             file: None,
+            dir: None,
             source: "random initialisation".into(),
         });
+    }
+    for format in [DirFormat::HuggingFace, DirFormat::OpenClip] {
+        if let Some(d) = model
+            .strip_prefix(format.prefix())
+            .and_then(|r| r.strip_prefix(':'))
+        {
+            if checkpoint_file.is_some() {
+                return Err(Error::CheckpointWithFile { file: d.into() });
+            }
+            return from_dir(Path::new(d), format, None, input_size);
+        }
     }
     let entry = match registry::find(model) {
         Ok(entry) => entry,
@@ -118,6 +182,16 @@ pub fn resolve(
         model: entry.name.to_owned(),
         file: entry.checkpoint_file.to_owned(),
     })?;
+    if file.is_dir() {
+        return match entry.weights {
+            Weights::Dir(format) => from_dir(file, format, Some(&entry), input_size),
+            Weights::File => Err(Error::CheckpointIsDir {
+                model: entry.name.to_owned(),
+                dir: file.to_owned(),
+                file: entry.checkpoint_file.to_owned(),
+            }),
+        };
+    }
     let mut spec = ModelSpec::from_entry(&entry);
     if let Some(s) = input_size {
         spec.preprocessing.size = s;
@@ -125,7 +199,30 @@ pub fn resolve(
     Ok(Resolved {
         spec,
         file: Some(file.to_owned()),
+        dir: None,
         source: file.display().to_string(),
+    })
+}
+
+/// A publisher's directory, under `entry` or on its own.
+fn from_dir(
+    path: &Path,
+    format: DirFormat,
+    entry: Option<&cxr_nn::entry::ModelEntry>,
+    input_size: Option<i64>,
+) -> Result<Resolved, Error> {
+    let network = |e| Error::Network(Box::new(e));
+    let dir = ModelDir::open(path, format).map_err(network)?;
+    let mut spec = cxr_nn::hf_config::image_spec(&dir, entry).map_err(network)?;
+    if let Some(s) = input_size {
+        spec.preprocessing.size = s;
+        spec.preprocessing.crop_from = None;
+    }
+    Ok(Resolved {
+        spec,
+        file: Some(path.to_owned()),
+        dir: Some(dir),
+        source: path.display().to_string(),
     })
 }
 
@@ -168,6 +265,7 @@ fn resolve_file(
     Ok(Resolved {
         spec,
         file: Some(file.to_owned()),
+        dir: None,
         source: file.display().to_string(),
     })
 }
@@ -178,24 +276,24 @@ mod tests {
 
     #[test]
     fn errors_name_the_model_and_the_flag() {
-        let e = resolve("gloria-resnet18", None, 32, None).unwrap_err();
+        let e = resolve("gloria-resnet18", None, 32, None, None).unwrap_err();
         assert!(matches!(e, Error::NeedsCheckpoint { .. }), "{e}");
         assert!(
             e.to_string()
                 .contains("'gloria-resnet18' needs --checkpoint")
         );
-        let e = resolve("scratch:resnet18", Some(Path::new("w")), 32, None).unwrap_err();
+        let e = resolve("scratch:resnet18", Some(Path::new("w")), 32, None, None).unwrap_err();
         assert!(e.to_string().contains("drop --checkpoint"), "{e}");
-        let e = resolve("no-such-model", None, 32, None).unwrap_err();
+        let e = resolve("no-such-model", None, 32, None, None).unwrap_err();
         assert!(e.to_string().contains("'no-such-model'"), "{e}");
         assert!(e.to_string().contains("scratch:ARCH"), "{e}");
     }
 
     #[test]
     fn scratch_takes_the_store_size_unless_told() {
-        let r = resolve("scratch:resnet18", None, 32, None).unwrap();
+        let r = resolve("scratch:resnet18", None, 32, None, None).unwrap();
         assert_eq!((r.spec.preprocessing.size, r.file), (32, None));
-        let r = resolve("scratch:resnet18", None, 32, Some(64)).unwrap();
+        let r = resolve("scratch:resnet18", None, 32, Some(64), None).unwrap();
         assert_eq!(r.spec.preprocessing.size, 64);
     }
 }

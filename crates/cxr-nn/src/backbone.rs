@@ -6,6 +6,8 @@ use tch::{Kind, Tensor};
 
 use crate::arch::clip::{ClipConfig, ClipVisual};
 use crate::arch::densenet::{DenseNet, DenseNetConfig};
+use crate::arch::dinov2::{Dinov2, Dinov2Config};
+use crate::arch::pooling::Pooling;
 use crate::arch::resnet::{ResNet, ResNetConfig};
 use crate::arch::vit::{Vit, VitConfig};
 
@@ -20,6 +22,14 @@ pub enum Architecture {
     Vit(VitConfig),
     /// The image tower of OpenAI CLIP, built under `visual.`.
     ClipVisual(ClipConfig),
+    /// A DINOv2 ViT (Hugging Face `Dinov2Model` names at the root), with
+    /// the token pooling that makes its feature.
+    Dinov2 {
+        /// The shape, as its `config.json` gives it.
+        config: Dinov2Config,
+        /// How tokens become the feature.
+        pooling: Pooling,
+    },
 }
 
 impl Architecture {
@@ -44,6 +54,52 @@ impl Architecture {
             },
             Self::Vit(c) => format!("ViT-B/{} (REFERS)", c.patch_size),
             Self::ClipVisual(c) => format!("CLIP ViT-B/{} image tower", c.vision_patch_size),
+            Self::Dinov2 { config: c, pooling } => {
+                let size = match (c.hidden_size, c.num_hidden_layers) {
+                    (384, 12) => "S".to_owned(),
+                    (768, 12) => "B".to_owned(),
+                    (1024, 24) => "L".to_owned(),
+                    (1536, 40) => "g".to_owned(),
+                    (w, l) => format!("{w}x{l}"),
+                };
+                let registers = match c.registers() {
+                    0 => String::new(),
+                    r => format!(", {r} registers"),
+                };
+                format!("DINOv2 ViT-{size}/{}{registers} ({pooling})", c.patch_size)
+            }
+        }
+    }
+
+    /// The token pooling, for architectures whose feature is pooled from
+    /// tokens in a choice of ways (`--pooling`).
+    pub fn pooling(&self) -> Option<Pooling> {
+        match self {
+            Self::Dinov2 { pooling, .. } => Some(*pooling),
+            _ => None,
+        }
+    }
+
+    /// The same architecture pooling its tokens with `pooling`; `None`
+    /// when its feature is not pooled from tokens in a choice of ways.
+    pub fn with_pooling(&self, pooling: Pooling) -> Option<Self> {
+        match self {
+            Self::Dinov2 { config, .. } => Some(Self::Dinov2 {
+                config: config.clone(),
+                pooling,
+            }),
+            _ => None,
+        }
+    }
+
+    /// The fixed input side of architectures that take one size only;
+    /// `None` for those that take any size (convolutional trunks, and
+    /// ViTs that interpolate their position embeddings).
+    pub fn fixed_input_size(&self) -> Option<i64> {
+        match self {
+            Self::Vit(c) => Some(c.image_size),
+            Self::ClipVisual(c) => Some(c.image_resolution),
+            _ => None,
         }
     }
 
@@ -54,6 +110,7 @@ impl Architecture {
             Self::DenseNet(c) => c.feature_dim(),
             Self::Vit(c) => c.hidden,
             Self::ClipVisual(c) => c.embed_dim,
+            Self::Dinov2 { config, pooling } => pooling.dim(config.hidden_size),
         }
     }
 }
@@ -69,6 +126,8 @@ pub enum Backbone {
     Vit(Vit),
     /// See [`Architecture::ClipVisual`].
     ClipVisual(ClipVisual),
+    /// See [`Architecture::Dinov2`].
+    Dinov2(Dinov2, Pooling),
 }
 
 impl Backbone {
@@ -97,6 +156,9 @@ impl Backbone {
                 },
             )),
             Architecture::ClipVisual(c) => Self::ClipVisual(ClipVisual::new(&(p / "visual"), c)),
+            Architecture::Dinov2 { config, pooling } => {
+                Self::Dinov2(Dinov2::new(p, config), *pooling)
+            }
         }
     }
 
@@ -107,6 +169,7 @@ impl Backbone {
             Self::DenseNet(m) => m.features_t(x, train),
             Self::Vit(m) => m.forward_t(x, train),
             Self::ClipVisual(m) => m.forward(&x.to_kind(Kind::Float)),
+            Self::Dinov2(m, pooling) => m.features_t(x, *pooling, train),
         }
     }
 }

@@ -39,12 +39,28 @@ pub use crate::error::ImportError;
 /// [`ImportError::WrongVariant`] when the tensors are another ResNet depth
 /// that the registry has an entry of the same method for.
 pub fn map_keys(entry: &ModelEntry, checkpoint: &Checkpoint) -> Result<Imported, ImportError> {
-    let mut tensors = BTreeMap::new();
+    let imported = map_with(entry.map_key, &checkpoint.tensors)?;
+    if let Some(err) = other_variant(entry, &imported.tensors) {
+        return Err(err);
+    }
+    Ok(imported)
+}
+
+/// Applies `map_key` to every tensor of `tensors` (the rules of a registry
+/// entry, or of a family for a directory loaded without one).
+///
+/// # Errors
+/// [`ImportError::Duplicate`] when two tensors map onto one name.
+pub fn map_with(
+    map_key: fn(&str) -> KeyRule,
+    tensors: &BTreeMap<String, RawTensor>,
+) -> Result<Imported, ImportError> {
+    let mut out = BTreeMap::new();
     let mut origin: BTreeMap<String, String> = BTreeMap::new();
     let mut ignored = Vec::new();
     let mut renamed = Vec::new();
-    for (name, t) in &checkpoint.tensors {
-        match (entry.map_key)(name) {
+    for (name, t) in tensors {
+        match map_key(name) {
             KeyRule::Ignore(reason) => ignored.push((name.clone(), reason)),
             KeyRule::Keep(ours) => {
                 if let Some(first) = origin.get(&ours) {
@@ -57,15 +73,12 @@ pub fn map_keys(entry: &ModelEntry, checkpoint: &Checkpoint) -> Result<Imported,
                     renamed.push((name.clone(), ours.clone()));
                 }
                 origin.insert(ours.clone(), name.clone());
-                tensors.insert(ours, t.clone());
+                out.insert(ours, t.clone());
             }
         }
     }
-    if let Some(err) = other_variant(entry, &tensors) {
-        return Err(err);
-    }
     Ok(Imported {
-        tensors,
+        tensors: out,
         ignored,
         renamed,
     })

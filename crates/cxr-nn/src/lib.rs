@@ -11,6 +11,7 @@ pub mod device;
 pub mod encoder;
 pub mod entry;
 pub mod error;
+pub mod hf_config;
 pub mod image_text;
 pub mod import;
 pub mod load;

@@ -37,6 +37,14 @@ impl DirFormat {
         }
     }
 
+    /// The publisher's name of the layout.
+    pub fn title(self) -> &'static str {
+        match self {
+            Self::HuggingFace => "Hugging Face",
+            Self::OpenClip => "open_clip",
+        }
+    }
+
     fn config_name(self) -> &'static str {
         match self {
             Self::HuggingFace => "config.json",

@@ -27,6 +27,11 @@ pub fn all() -> Vec<ModelEntry> {
         models::mococxr::entry_resnet18(),
         models::refers::entry(),
         models::s2mts2::entry(),
+        models::rad_dino::entry(),
+        models::dinov2::entry_small(),
+        models::dinov2::entry_base(),
+        models::dinov2::entry_large(),
+        models::dinov2::entry_giant(),
     ]
 }
 

@@ -8,6 +8,8 @@ use std::path::Path;
 use crate::arch::Norm;
 use crate::arch::clip::ClipConfig;
 use crate::arch::densenet::{Activation, DenseNetConfig};
+use crate::arch::dinov2::Dinov2Config;
+use crate::arch::pooling::Pooling;
 use crate::arch::resnet::ResNetConfig;
 use crate::arch::vit::VitConfig;
 use crate::backbone::Architecture;
@@ -192,7 +194,20 @@ impl ModelSpec {
     /// rebuild the spec with [`ModelSpec::from_sidecar`].
     pub fn sidecar(&self) -> serde_json::Value {
         let n = self.preprocessing.normalization;
+        let p = &self.preprocessing;
         match (&self.entry, &self.architecture) {
+            // Sized by their configuration file, not by the registry: the
+            // shape, pooling and preprocessing are written out whole (the
+            // entry, if any, is provenance).
+            (_, Architecture::Dinov2 { config, pooling }) => serde_json::json!({
+                "architecture": DINOV2,
+                "model": self.entry.as_ref().map(|e| e.name),
+                "dinov2": config.to_hf(),
+                "pooling": pooling,
+                "input_size": p.size,
+                "crop_from": p.crop_from,
+                "normalization": {"mean": n.mean, "std": n.std},
+            }),
             (Some(e), _) => {
                 serde_json::json!({"model": e.name, "input_size": self.preprocessing.size})
             }
@@ -216,6 +231,9 @@ impl ModelSpec {
     /// # Errors
     /// Errors naming the file and the field that is missing or unknown.
     pub fn from_sidecar(meta: &serde_json::Value, file: &Path) -> Result<Self, NnError> {
+        if meta["architecture"].as_str() == Some(DINOV2) {
+            return Self::dinov2_from_sidecar(meta, file);
+        }
         if let Some(name) = meta["model"].as_str() {
             let mut spec = Self::from_entry(&registry::find(name)?);
             if let Some(size) = meta["input_size"].as_i64() {
@@ -264,7 +282,56 @@ impl ModelSpec {
     pub fn feature_dim(&self) -> i64 {
         self.architecture.feature_dim()
     }
+
+    /// A DINOv2 sidecar: the shape in `config.json` fields, the pooling,
+    /// the input and its statistics.
+    fn dinov2_from_sidecar(meta: &serde_json::Value, file: &Path) -> Result<Self, NnError> {
+        let config = Dinov2Config::from_hf(&meta["dinov2"], file)?;
+        let pooling = match &meta["pooling"] {
+            serde_json::Value::Null => Pooling::default(),
+            v => serde_json::from_value(v.clone()).map_err(|_| NnError::ModelConfig {
+                file: file.to_owned(),
+                problem: format!("\"pooling\" is {v}; expected cls, mean or cls+mean"),
+            })?,
+        };
+        let field = |field: &'static str| NnError::SidecarField {
+            file: file.to_owned(),
+            field,
+        };
+        let size = meta["input_size"]
+            .as_i64()
+            .ok_or_else(|| field("input_size"))?;
+        let stats = |key: &str| -> Option<[f64; 3]> {
+            let v: Vec<f64> = meta["normalization"][key]
+                .as_array()?
+                .iter()
+                .filter_map(serde_json::Value::as_f64)
+                .collect();
+            v.try_into().ok()
+        };
+        let (Some(mean), Some(std)) = (stats("mean"), stats("std")) else {
+            return Err(field("normalization"));
+        };
+        let entry = meta["model"].as_str().and_then(|n| registry::find(n).ok());
+        Ok(Self {
+            name: entry.as_ref().map_or(DINOV2, |e| e.name).to_owned(),
+            architecture: Architecture::Dinov2 { config, pooling },
+            preprocessing: Preprocessing {
+                size,
+                channels: 3,
+                normalization: Normalization { mean, std },
+                resize: "as recorded in the sidecar: the store's images resampled bilinearly",
+                internal_resize: None,
+                crop_from: meta["crop_from"].as_i64(),
+            },
+            entry,
+        })
+    }
 }
+
+/// Sidecar architecture name of a DINOv2 encoder; its shape is the
+/// sidecar's `"dinov2"` object, in `config.json`'s fields.
+pub const DINOV2: &str = "dinov2";
 
 /// Sidecar architecture name of a CLIP image tower; its shape is the
 /// sidecar's `"clip"` object.

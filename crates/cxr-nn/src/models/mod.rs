@@ -3,9 +3,11 @@
 
 pub mod chexzero;
 pub mod convirt;
+pub mod dinov2;
 pub mod gloria;
 pub mod medaug;
 pub mod mococxr;
+pub mod rad_dino;
 pub mod refers;
 pub mod resnet_imagenet;
 pub mod s2mts2;

@@ -4,6 +4,7 @@
 
 use std::path::PathBuf;
 
+use cxr_nn::arch::pooling::Pooling;
 use cxr_nn::device::DeviceRequest;
 use cxr_nn::precision::Precision;
 
@@ -12,15 +13,22 @@ use cxr_nn::precision::Precision;
 #[derive(Debug, Clone, clap::Args)]
 pub struct ModelArgs {
     /// Registry name (see `cxrlearn models`, with --checkpoint), scratch:ARCH
-    /// (random weights; seed 0 for features: the random-init baseline), or a
-    /// safetensors file written by cxrlearn (import, pretrain, finetune) with
-    /// its sidecar.
+    /// (random weights; seed 0 for features: the random-init baseline),
+    /// hf:DIR (a Hugging Face model directory: config.json and weights),
+    /// open_clip:DIR, or a safetensors file written by cxrlearn (import,
+    /// pretrain, finetune) with its sidecar.
     #[arg(long)]
     pub model: String,
     /// Weights for a registry name: a released checkpoint in any supported
-    /// container, or an imported safetensors file.
+    /// container, an imported safetensors file, or the publisher's
+    /// directory for models released as one (rad-dino, dinov2-*).
     #[arg(long)]
     pub checkpoint: Option<PathBuf>,
+    /// How a ViT-style encoder's tokens become its feature: cls (the class
+    /// token, the default), mean (the mean patch token) or cls+mean (both,
+    /// DINOv2's linear evaluation). DINOv2-style models only.
+    #[arg(long)]
+    pub pooling: Option<Pooling>,
 }
 
 /// `--data`: the store a command reads (features, finetune, zero-shot).

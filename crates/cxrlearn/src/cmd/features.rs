@@ -57,6 +57,7 @@ pub fn run(args: &Args, quiet: bool) -> Result<()> {
         args.model.checkpoint.as_deref(),
         h as i64,
         None,
+        args.model.pooling,
     )?;
     let spec = &resolved.spec;
     let size = spec.preprocessing.size as usize;

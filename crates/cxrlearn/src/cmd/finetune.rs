@@ -160,6 +160,7 @@ pub fn run(args: &Args, quiet: bool) -> Result<()> {
         args.model.checkpoint.as_deref(),
         store_size,
         args.input_size,
+        args.model.pooling,
     )?;
     let size = resolved.spec.preprocessing.size as usize;
     let config = training_config(args, size)?;

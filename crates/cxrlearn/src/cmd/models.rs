@@ -72,7 +72,10 @@ pub fn run(args: &Args) -> Result<()> {
     // Licences that restrict use are said next to the table, not buried in
     // the JSON: a user must read them before running the model.
     for e in entries.iter().filter(|e| e.restricted) {
-        println!("note: {}: {} (restricted use; read it before running the model)", e.name, e.licence);
+        println!(
+            "note: {}: {} (restricted use; read it before running the model)",
+            e.name, e.licence
+        );
     }
     Ok(())
 }

@@ -25,13 +25,17 @@ pub struct Args {
     /// Features directory written by `cxrlearn features`.
     #[arg(long, conflicts_with = "model", required_unless_present = "model")]
     pub features: Option<PathBuf>,
-    /// Extract features with this model first (registry name or imported
-    /// safetensors file); needs --data.
+    /// Extract features with this model first (any form `features --model`
+    /// takes: registry name, hf:DIR, open_clip:DIR, scratch:ARCH, a
+    /// safetensors file with its sidecar); needs --data.
     #[arg(long, requires = "data")]
     pub model: Option<String>,
     /// Weights for a registry --model.
     #[arg(long, requires = "model")]
     pub checkpoint: Option<PathBuf>,
+    /// Token pooling of a ViT-style --model (cls, mean, cls+mean).
+    #[arg(long, requires = "model")]
+    pub pooling: Option<cxr_nn::arch::pooling::Pooling>,
     /// Dataset store: the one to extract from (with --model), or the one the
     /// --features came from (checked, and its image ids used).
     #[arg(long)]
@@ -147,6 +151,7 @@ fn extract(args: &Args, quiet: bool) -> Result<PathBuf> {
         model: ModelArgs {
             model: model.clone(),
             checkpoint: args.checkpoint.clone(),
+            pooling: args.pooling,
         },
         store: StoreArgs { data: data.clone() },
         out: dir.clone(),

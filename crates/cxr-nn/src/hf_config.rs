@@ -1,0 +1,103 @@
+//! The image encoder a publisher's model directory describes: its
+//! architecture from the configuration file, its preprocessing from the
+//! directory's processor settings (else the registry's), and the key rules
+//! that pick the image tower out of the checkpoint.
+//!
+//! Supported configurations (`model_type` of a Hugging Face `config.json`):
+//! `dinov2` and `dinov2_with_registers`. Anything else is refused, naming
+//! what the file says and what cxrlearn builds.
+
+use std::mem::discriminant;
+
+use crate::arch::dinov2::Dinov2Config;
+use crate::arch::pooling::Pooling;
+use crate::backbone::Architecture;
+use crate::entry::{KeyRule, ModelEntry, Preprocessing};
+use crate::error::NnError;
+use crate::model_dir::{DirFormat, ModelDir};
+use crate::models;
+use crate::spec::ModelSpec;
+
+/// The `model_type`s of a Hugging Face `config.json` that cxrlearn builds.
+pub const HF_MODEL_TYPES: &[&str] = &["dinov2", "dinov2_with_registers"];
+
+/// The image encoder of `dir`, with its default pooling and the
+/// preprocessing its family uses when the directory does not say.
+fn architecture(dir: &ModelDir) -> Result<(Architecture, Preprocessing), NnError> {
+    let unsupported = |problem: String| NnError::ModelConfig {
+        file: dir.config_file.clone(),
+        problem,
+    };
+    match dir.format {
+        DirFormat::HuggingFace => {
+            let model_type = dir.config["model_type"].as_str().unwrap_or("");
+            match model_type {
+                "dinov2" | "dinov2_with_registers" => Ok((
+                    Architecture::Dinov2 {
+                        config: Dinov2Config::from_hf(&dir.config, &dir.config_file)?,
+                        pooling: Pooling::Cls,
+                    },
+                    models::dinov2::default_preprocessing(),
+                )),
+                "" => Err(unsupported(
+                    "has no \"model_type\" (not a Hugging Face model configuration)".into(),
+                )),
+                other => Err(unsupported(format!(
+                    "\"model_type\" is \"{other}\"; cxrlearn builds {}",
+                    HF_MODEL_TYPES.join(", ")
+                ))),
+            }
+        }
+        DirFormat::OpenClip => Err(unsupported(
+            "open_clip models are not built by this version of cxrlearn".into(),
+        )),
+    }
+}
+
+/// The key rules of the family an architecture belongs to, for a directory
+/// loaded without a registry entry (`hf:DIR`).
+pub fn key_map(architecture: &Architecture) -> Option<fn(&str) -> KeyRule> {
+    match architecture {
+        Architecture::Dinov2 { .. } => Some(models::dinov2::map_key),
+        _ => None,
+    }
+}
+
+/// The spec of the image encoder in `dir`: under `entry` (whose family the
+/// configuration must belong to, in any size) or on its own (`hf:DIR`,
+/// `open_clip:DIR`).
+///
+/// # Errors
+/// [`NnError::ModelConfig`] for a configuration cxrlearn does not build, or
+/// one of another family than `entry`'s, naming the file.
+pub fn image_spec(dir: &ModelDir, entry: Option<&ModelEntry>) -> Result<ModelSpec, NnError> {
+    let (mut architecture, family_preprocessing) = architecture(dir)?;
+    if let Some(e) = entry {
+        if discriminant(&architecture) != discriminant(&e.architecture) {
+            return Err(NnError::ModelConfig {
+                file: dir.config_file.clone(),
+                problem: format!(
+                    "describes a {}, not a {} ('{}' is a {})",
+                    architecture.describe(),
+                    e.method,
+                    e.name,
+                    e.architecture.describe()
+                ),
+            });
+        }
+        if let Some(p) = e.architecture.pooling() {
+            architecture = architecture.with_pooling(p).unwrap_or(architecture);
+        }
+    }
+    let base = entry.map_or(family_preprocessing, |e| e.preprocessing);
+    let preprocessing = dir.preprocessing(base)?;
+    Ok(ModelSpec {
+        name: entry.map_or_else(
+            || format!("{}:{}", dir.format.prefix(), dir.dir.display()),
+            |e| e.name.to_owned(),
+        ),
+        architecture,
+        preprocessing,
+        entry: entry.cloned(),
+    })
+}

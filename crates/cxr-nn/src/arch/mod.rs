@@ -8,6 +8,7 @@ pub mod bert;
 pub mod clip;
 pub mod decoder;
 pub mod densenet;
+pub mod open_clip;
 pub mod pooling;
 pub mod resnet;
 pub mod vit;

@@ -3,6 +3,7 @@
 //! hundreds of MB a binary) rather than once per file. One file's tests:
 //! `cargo test -p cxr-nn --test integration <file>::`.
 
+mod biomedclip;
 mod checkpoint;
 mod common;
 mod densenet;

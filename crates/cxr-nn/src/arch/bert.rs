@@ -9,7 +9,7 @@ use tch::{Kind, Tensor};
 use super::attention::{gelu, multi_head};
 
 /// Shape of a BERT encoder.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct BertConfig {
     /// Vocabulary size (28996 for Bio_ClinicalBERT's cased vocabulary).
     pub vocab_size: i64,
@@ -76,7 +76,9 @@ pub struct BertOutput {
     /// Every layer's token states, embeddings first (`layers + 1` entries);
     /// GLoRIA averages the last four.
     pub hidden_states: Vec<Tensor>,
-    /// `tanh(pooler.dense(first token))`, `[n, hidden]`.
+    /// `tanh(pooler.dense(first token))`, `[n, hidden]`; for an encoder
+    /// built [`Bert::without_pooler`], the first token's last state (what
+    /// open_clip's `ClsPooler` falls back to when there is no pooler output).
     pub pooled: Tensor,
 }
 
@@ -88,13 +90,24 @@ pub struct Bert {
     token_type: nn::Embedding,
     emb_norm: nn::LayerNorm,
     layers: Vec<Layer>,
-    pooler: nn::Linear,
+    pooler: Option<nn::Linear>,
     config: BertConfig,
 }
 
 impl Bert {
     /// Builds the encoder's variables under `p`.
     pub fn new(p: &nn::Path, c: &BertConfig) -> Self {
+        Self::build(p, c, true)
+    }
+
+    /// Builds the encoder without `pooler.dense`, as Hugging Face's
+    /// `BertModel(config, add_pooling_layer=False)`: open_clip's text towers
+    /// that do not pool with it (BiomedCLIP's) have no such weights.
+    pub fn without_pooler(p: &nn::Path, c: &BertConfig) -> Self {
+        Self::build(p, c, false)
+    }
+
+    fn build(p: &nn::Path, c: &BertConfig, pooler: bool) -> Self {
         let e = p / "embeddings";
         let emb = |p: nn::Path, n, w| nn::embedding(p, n, w, Default::default());
         let h = c.hidden;
@@ -120,7 +133,7 @@ impl Bert {
             token_type: emb(&e / "token_type_embeddings", c.type_vocab_size, h),
             emb_norm: ln(&e / "LayerNorm", h),
             layers,
-            pooler: lin(p / "pooler" / "dense", h, h),
+            pooler: pooler.then(|| lin(p / "pooler" / "dense", h, h)),
             config: c.clone(),
         }
     }
@@ -159,7 +172,10 @@ impl Bert {
             x = l.output_norm.forward(&(f + &y));
             hidden_states.push(x.shallow_clone());
         }
-        let pooled = x.select(1, 0).apply(&self.pooler).tanh();
+        let pooled = match &self.pooler {
+            Some(pooler) => x.select(1, 0).apply(pooler).tanh(),
+            None => x.select(1, 0),
+        };
         BertOutput {
             last_hidden: x,
             hidden_states,

@@ -9,6 +9,7 @@ pub mod clip;
 pub mod decoder;
 pub mod densenet;
 pub mod dinov2;
+pub mod open_clip;
 pub mod pooling;
 pub mod resnet;
 pub mod vit;

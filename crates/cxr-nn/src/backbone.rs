@@ -7,6 +7,7 @@ use tch::{Kind, Tensor};
 use crate::arch::clip::{ClipConfig, ClipVisual};
 use crate::arch::densenet::{DenseNet, DenseNetConfig};
 use crate::arch::dinov2::{Dinov2, Dinov2Config};
+use crate::arch::open_clip::{OpenClipVisionConfig, OpenClipVisual};
 use crate::arch::pooling::Pooling;
 use crate::arch::resnet::{ResNet, ResNetConfig};
 use crate::arch::vit::{Vit, VitConfig};
@@ -29,6 +30,15 @@ pub enum Architecture {
         config: Dinov2Config,
         /// How tokens become the feature.
         pooling: Pooling,
+    },
+    /// The image tower of an open_clip model with a timm ViT trunk
+    /// (BiomedCLIP), built under `visual.`: its projected embedding is the
+    /// feature, what `encode_image` returns.
+    OpenClipVisual {
+        /// `vision_cfg` of `open_clip_config.json`.
+        vision: OpenClipVisionConfig,
+        /// Width of the shared embedding (`embed_dim`).
+        embed_dim: i64,
     },
 }
 
@@ -67,6 +77,9 @@ impl Architecture {
                     r => format!(", {r} registers"),
                 };
                 format!("DINOv2 ViT-{size}/{}{registers} ({pooling})", c.patch_size)
+            }
+            Self::OpenClipVisual { vision, .. } => {
+                format!("open_clip timm {} image tower", vision.timm_model_name)
             }
         }
     }
@@ -111,6 +124,7 @@ impl Architecture {
             Self::Vit(c) => c.hidden,
             Self::ClipVisual(c) => c.embed_dim,
             Self::Dinov2 { config, pooling } => pooling.dim(config.hidden_size),
+            Self::OpenClipVisual { embed_dim, .. } => *embed_dim,
         }
     }
 }
@@ -128,6 +142,8 @@ pub enum Backbone {
     ClipVisual(ClipVisual),
     /// See [`Architecture::Dinov2`].
     Dinov2(Dinov2, Pooling),
+    /// See [`Architecture::OpenClipVisual`].
+    OpenClipVisual(OpenClipVisual),
 }
 
 impl Backbone {
@@ -159,6 +175,9 @@ impl Backbone {
             Architecture::Dinov2 { config, pooling } => {
                 Self::Dinov2(Dinov2::new(p, config), *pooling)
             }
+            Architecture::OpenClipVisual { vision, embed_dim } => {
+                Self::OpenClipVisual(OpenClipVisual::new(&(p / "visual"), vision, *embed_dim))
+            }
         }
     }
 
@@ -170,6 +189,7 @@ impl Backbone {
             Self::Vit(m) => m.forward_t(x, train),
             Self::ClipVisual(m) => m.forward(&x.to_kind(Kind::Float)),
             Self::Dinov2(m, pooling) => m.features_t(x, *pooling, train),
+            Self::OpenClipVisual(m) => m.forward_t(x, train),
         }
     }
 }

@@ -3,13 +3,16 @@
 //! directory's processor settings (else the registry's), and the key rules
 //! that pick the image tower out of the checkpoint.
 //!
-//! Supported configurations (`model_type` of a Hugging Face `config.json`):
-//! `dinov2` and `dinov2_with_registers`. Anything else is refused, naming
-//! what the file says and what cxrlearn builds.
+//! Supported configurations: `model_type` `dinov2` and
+//! `dinov2_with_registers` of a Hugging Face `config.json`; open_clip's
+//! `open_clip_config.json` with a timm ViT image tower (BiomedCLIP's
+//! layout). Anything else is refused, naming what the file says and what
+//! cxrlearn builds.
 
 use std::mem::discriminant;
 
 use crate::arch::dinov2::Dinov2Config;
+use crate::arch::open_clip::OpenClipConfig;
 use crate::arch::pooling::Pooling;
 use crate::backbone::Architecture;
 use crate::entry::{KeyRule, ModelEntry, Preprocessing};
@@ -48,9 +51,26 @@ fn architecture(dir: &ModelDir) -> Result<(Architecture, Preprocessing), NnError
                 ))),
             }
         }
-        DirFormat::OpenClip => Err(unsupported(
-            "open_clip models are not built by this version of cxrlearn".into(),
-        )),
+        DirFormat::OpenClip => {
+            let c = OpenClipConfig::from_json(&dir.config, &dir.config_file)?;
+            let [h, w] = c.vision.image_size;
+            if h != w {
+                return Err(unsupported(format!(
+                    "\"image_size\" is {h}x{w}; cxrlearn feeds square images only"
+                )));
+            }
+            let preprocessing = Preprocessing {
+                size: h,
+                ..models::biomedclip::entry().preprocessing
+            };
+            Ok((
+                Architecture::OpenClipVisual {
+                    vision: c.vision,
+                    embed_dim: c.embed_dim,
+                },
+                preprocessing,
+            ))
+        }
     }
 }
 
@@ -59,6 +79,7 @@ fn architecture(dir: &ModelDir) -> Result<(Architecture, Preprocessing), NnError
 pub fn key_map(architecture: &Architecture) -> Option<fn(&str) -> KeyRule> {
     match architecture {
         Architecture::Dinov2 { .. } => Some(models::dinov2::map_key),
+        Architecture::OpenClipVisual { .. } => Some(models::biomedclip::map_key),
         _ => None,
     }
 }

@@ -32,6 +32,7 @@ pub fn all() -> Vec<ModelEntry> {
         models::dinov2::entry_base(),
         models::dinov2::entry_large(),
         models::dinov2::entry_giant(),
+        models::biomedclip::entry(),
     ]
 }
 

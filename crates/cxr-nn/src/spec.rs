@@ -208,6 +208,15 @@ impl ModelSpec {
                 "crop_from": p.crop_from,
                 "normalization": {"mean": n.mean, "std": n.std},
             }),
+            (_, Architecture::OpenClipVisual { vision, embed_dim }) => serde_json::json!({
+                "architecture": OPEN_CLIP_VISUAL,
+                "model": self.entry.as_ref().map(|e| e.name),
+                "open_clip_vision": vision,
+                "embed_dim": embed_dim,
+                "input_size": p.size,
+                "crop_from": p.crop_from,
+                "normalization": {"mean": n.mean, "std": n.std},
+            }),
             (Some(e), _) => {
                 serde_json::json!({"model": e.name, "input_size": self.preprocessing.size})
             }
@@ -231,8 +240,11 @@ impl ModelSpec {
     /// # Errors
     /// Errors naming the file and the field that is missing or unknown.
     pub fn from_sidecar(meta: &serde_json::Value, file: &Path) -> Result<Self, NnError> {
-        if meta["architecture"].as_str() == Some(DINOV2) {
-            return Self::dinov2_from_sidecar(meta, file);
+        if matches!(
+            meta["architecture"].as_str(),
+            Some(DINOV2 | OPEN_CLIP_VISUAL)
+        ) {
+            return Self::configured_from_sidecar(meta, file);
         }
         if let Some(name) = meta["model"].as_str() {
             let mut spec = Self::from_entry(&registry::find(name)?);
@@ -283,16 +295,31 @@ impl ModelSpec {
         self.architecture.feature_dim()
     }
 
-    /// A DINOv2 sidecar: the shape in `config.json` fields, the pooling,
-    /// the input and its statistics.
-    fn dinov2_from_sidecar(meta: &serde_json::Value, file: &Path) -> Result<Self, NnError> {
-        let config = Dinov2Config::from_hf(&meta["dinov2"], file)?;
-        let pooling = match &meta["pooling"] {
-            serde_json::Value::Null => Pooling::default(),
-            v => serde_json::from_value(v.clone()).map_err(|_| NnError::ModelConfig {
+    /// The sidecar of an architecture sized by its publisher's
+    /// configuration (DINOv2, an open_clip image tower): the shape, the
+    /// pooling, the input and its statistics.
+    fn configured_from_sidecar(meta: &serde_json::Value, file: &Path) -> Result<Self, NnError> {
+        let bad = |field: &str, v: &serde_json::Value, e: String| NnError::ModelConfig {
+            file: file.to_owned(),
+            problem: format!("\"{field}\" is {v}: {e}"),
+        };
+        let architecture = if meta["architecture"].as_str() == Some(DINOV2) {
+            let config = Dinov2Config::from_hf(&meta["dinov2"], file)?;
+            let pooling = match &meta["pooling"] {
+                serde_json::Value::Null => Pooling::default(),
+                v => serde_json::from_value(v.clone())
+                    .map_err(|_| bad("pooling", v, "expected cls, mean or cls+mean".into()))?,
+            };
+            Architecture::Dinov2 { config, pooling }
+        } else {
+            let v = &meta["open_clip_vision"];
+            let vision = serde_json::from_value(v.clone())
+                .map_err(|e| bad("open_clip_vision", v, e.to_string()))?;
+            let embed_dim = meta["embed_dim"].as_i64().ok_or(NnError::SidecarField {
                 file: file.to_owned(),
-                problem: format!("\"pooling\" is {v}; expected cls, mean or cls+mean"),
-            })?,
+                field: "embed_dim",
+            })?;
+            Architecture::OpenClipVisual { vision, embed_dim }
         };
         let field = |field: &'static str| NnError::SidecarField {
             file: file.to_owned(),
@@ -313,9 +340,10 @@ impl ModelSpec {
             return Err(field("normalization"));
         };
         let entry = meta["model"].as_str().and_then(|n| registry::find(n).ok());
+        let kind = meta["architecture"].as_str().unwrap_or(DINOV2);
         Ok(Self {
-            name: entry.as_ref().map_or(DINOV2, |e| e.name).to_owned(),
-            architecture: Architecture::Dinov2 { config, pooling },
+            name: entry.as_ref().map_or(kind, |e| e.name).to_owned(),
+            architecture,
             preprocessing: Preprocessing {
                 size,
                 channels: 3,
@@ -332,6 +360,10 @@ impl ModelSpec {
 /// Sidecar architecture name of a DINOv2 encoder; its shape is the
 /// sidecar's `"dinov2"` object, in `config.json`'s fields.
 pub const DINOV2: &str = "dinov2";
+
+/// Sidecar architecture name of an open_clip image tower with a timm
+/// trunk; its shape is the sidecar's `"open_clip_vision"` object.
+pub const OPEN_CLIP_VISUAL: &str = "open-clip-visual";
 
 /// Sidecar architecture name of a CLIP image tower; its shape is the
 /// sidecar's `"clip"` object.
@@ -450,6 +482,34 @@ mod tests {
             err.to_string()
                 .starts_with("m.json: \"clip_config\" has no integer \""),
             "{err}"
+        );
+    }
+
+    #[test]
+    fn configured_sidecars_round_trip() {
+        for name in ["rad-dino", "dinov2-small", "biomedclip"] {
+            let mut spec = ModelSpec::from_entry(&registry::find(name).unwrap());
+            if let Some(a) = spec.architecture.with_pooling(Pooling::ClsMean) {
+                spec.architecture = a;
+            }
+            let back = ModelSpec::from_sidecar(&spec.sidecar(), Path::new("x.json")).unwrap();
+            assert_eq!(back.name, name);
+            assert_eq!(back.architecture, spec.architecture, "{name}");
+            let (a, b) = (back.preprocessing, spec.preprocessing);
+            assert_eq!(
+                (a.size, a.crop_from, a.normalization),
+                (b.size, b.crop_from, b.normalization),
+                "{name}"
+            );
+        }
+        assert_eq!(
+            registry::find("dinov2-base")
+                .unwrap()
+                .architecture
+                .with_pooling(Pooling::ClsMean)
+                .unwrap()
+                .feature_dim(),
+            1536
         );
     }
 

@@ -1,6 +1,7 @@
 //! One file per registered model: its architecture, key mapping and
 //! preprocessing, next to each other.
 
+pub mod biomedclip;
 pub mod chexzero;
 pub mod convirt;
 pub mod dinov2;

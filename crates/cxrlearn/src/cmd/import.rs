@@ -3,10 +3,13 @@
 //! the source and every mapping applied.
 
 use std::collections::{BTreeMap, HashMap};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
+use cxr_learn::model;
 use cxr_nn::checkpoint::{self, Container};
+use cxr_nn::encoder::Encoder;
+use cxr_nn::tch::Device;
 use cxr_nn::{import, registry};
 use serde_json::json;
 use sha2::{Digest, Sha256};
@@ -16,12 +19,14 @@ use crate::output::write_atomic;
 /// Arguments of `cxrlearn import`.
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// Registry name of the model (see `cxrlearn models`).
+    /// Registry name of the model (see `cxrlearn models`), or hf:DIR /
+    /// open_clip:DIR (a publisher's model directory, no --checkpoint).
     #[arg(long)]
     pub model: String,
-    /// The released checkpoint (.pt, .pth, .pth.tar, .ckpt or .safetensors).
+    /// The released checkpoint (.pt, .pth, .pth.tar, .ckpt or .safetensors),
+    /// or the publisher's directory for models released as one.
     #[arg(long)]
-    pub checkpoint: PathBuf,
+    pub checkpoint: Option<PathBuf>,
     /// Output safetensors file; a JSON sidecar is written beside it.
     #[arg(long)]
     pub out: PathBuf,
@@ -32,18 +37,27 @@ pub struct Args {
 
 /// Runs the subcommand.
 pub fn run(args: &Args, quiet: bool) -> Result<()> {
-    let entry = registry::find(&args.model).map_err(anyhow::Error::msg)?;
     let sidecar = args.out.with_extension("json");
     for path in [&args.out, &sidecar] {
         if path.exists() && !args.force {
             bail!("{} exists (use --force to overwrite)", path.display());
         }
     }
-    let bytes = std::fs::read(&args.checkpoint)
-        .with_context(|| format!("cannot read {}", args.checkpoint.display()))?;
-    let ck = checkpoint::parse(&bytes).with_context(|| format!("{}", args.checkpoint.display()))?;
+    let is_dir = args.checkpoint.as_ref().is_some_and(|c| c.is_dir());
+    if is_dir || args.model.starts_with("hf:") || args.model.starts_with("open_clip:") {
+        return import_dir(args, &sidecar, quiet);
+    }
+    let entry = registry::find(&args.model).map_err(anyhow::Error::msg)?;
+    let file = args.checkpoint.as_ref().with_context(|| {
+        format!(
+            "'{}' needs --checkpoint (its weights, {})",
+            entry.name, entry.checkpoint_file
+        )
+    })?;
+    let bytes = std::fs::read(file).with_context(|| format!("cannot read {}", file.display()))?;
+    let ck = checkpoint::parse(&bytes).with_context(|| format!("{}", file.display()))?;
     let imported = import::import(&entry, &ck)
-        .with_context(|| format!("{} as '{}'", args.checkpoint.display(), entry.name))?;
+        .with_context(|| format!("{} as '{}'", file.display(), entry.name))?;
     let sha256 = format!("{:x}", Sha256::digest(&bytes));
 
     let container = match ck.container {
@@ -73,7 +87,7 @@ pub fn run(args: &Args, quiet: bool) -> Result<()> {
         "feature": entry.feature,
         "feature_dim": entry.feature_dim(),
         "source": {
-            "path": args.checkpoint.display().to_string(),
+            "path": file.display().to_string(),
             "sha256": sha256,
             "container": container,
             "tensors": ck.tensors.len(),
@@ -96,6 +110,58 @@ pub fn run(args: &Args, quiet: bool) -> Result<()> {
             entry.name,
             imported.renamed.len(),
             imported.ignored.len(),
+            args.out.display()
+        );
+    }
+    Ok(())
+}
+
+/// Imports a publisher's directory: the configuration decides the
+/// architecture, the image encoder's tensors are loaded strictly, and the
+/// sidecar records the shape (so the file is a model on its own) and the
+/// source files' hashes.
+fn import_dir(args: &Args, sidecar: &Path, quiet: bool) -> Result<()> {
+    let resolved = model::resolve(&args.model, args.checkpoint.as_deref(), 0, None, None)?;
+    let dir = resolved
+        .dir
+        .as_ref()
+        .context("only publisher directories are imported this way")?;
+    let tensors = resolved.load()?.unwrap_or_default();
+    // Proves every weight is accounted for before anything is written.
+    Encoder::new(resolved.spec.clone(), &tensors, Device::Cpu)
+        .map_err(|m| anyhow::anyhow!("{}: {m}", resolved.source))?;
+    let mut files = serde_json::Map::new();
+    for f in dir.files() {
+        files.insert(
+            f.display().to_string(),
+            json!(cxr_learn::features::sha256_file(&f)?),
+        );
+    }
+    let mut report = resolved.spec.sidecar();
+    report["architecture_description"] = json!(resolved.spec.architecture.describe());
+    report["feature_dim"] = json!(resolved.spec.feature_dim());
+    report["source"] = json!({"directory": dir.dir.display().to_string(), "format": dir.format.title(), "sha256": files});
+    report["tensors"] = json!(tensors.len());
+    report["cxrlearn_version"] = json!(env!("CARGO_PKG_VERSION"));
+    let metadata = HashMap::from([
+        ("model".to_owned(), resolved.spec.name.clone()),
+        (
+            "cxrlearn_version".to_owned(),
+            env!("CARGO_PKG_VERSION").to_owned(),
+        ),
+    ]);
+    let st = checkpoint::to_safetensors(&tensors, Some(metadata))?;
+    write_atomic(&args.out, &st)?;
+    write_atomic(
+        sidecar,
+        (serde_json::to_string_pretty(&report)? + "\n").as_bytes(),
+    )?;
+    if !quiet {
+        eprintln!(
+            "imported {} tensors of {} ({}) into {}",
+            tensors.len(),
+            resolved.source,
+            resolved.spec.architecture.describe(),
             args.out.display()
         );
     }

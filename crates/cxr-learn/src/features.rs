@@ -103,17 +103,9 @@ impl Request<'_> {
     /// # Errors
     /// The weights file or the store's files cannot be read.
     pub fn cache_key(&self) -> Result<Value, Error> {
-        let weights_key = match (&self.resolved.dir, &self.resolved.file) {
-            // A directory: every file the numbers depend on, in a fixed order.
-            (Some(dir), _) => {
-                let mut h = Sha256::new();
-                for f in dir.files() {
-                    h.update(sha256_file(&f)?.as_bytes());
-                }
-                format!("{:x}", h.finalize())
-            }
-            (None, Some(file)) => sha256_file(file)?,
-            (None, None) => format!("{} seed 0", self.resolved.source),
+        let weights_key = match self.resolved.weights_sha256()? {
+            Some(sha) => sha,
+            None => format!("{} seed 0", self.resolved.source),
         };
         let mut key = json!({
             "model": self.model,

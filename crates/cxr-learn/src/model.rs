@@ -78,6 +78,28 @@ impl Resolved {
         }
     }
 
+    /// The SHA-256 of the weights (`None`: random weights): of the file, or
+    /// for a publisher's directory of every file the numbers depend on
+    /// ([`ModelDir::files`]) in a fixed order. The one definition the
+    /// features cache key and the benchmark's cell identity share.
+    ///
+    /// # Errors
+    /// A file that cannot be read.
+    pub fn weights_sha256(&self) -> Result<Option<String>, Error> {
+        use sha2::{Digest, Sha256};
+        match (&self.dir, &self.file) {
+            (Some(dir), _) => {
+                let mut h = Sha256::new();
+                for f in dir.files() {
+                    h.update(crate::features::sha256_file(&f)?.as_bytes());
+                }
+                Ok(Some(format!("{:x}", h.finalize())))
+            }
+            (None, Some(file)) => crate::features::sha256_file(file).map(Some),
+            (None, None) => Ok(None),
+        }
+    }
+
     /// The encoder on `device`: the loaded weights, or random weights drawn
     /// from `seed` when the model has none.
     ///

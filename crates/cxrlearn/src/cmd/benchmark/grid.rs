@@ -118,13 +118,18 @@ pub(crate) struct Dataset {
 pub(crate) struct Model {
     /// Name in the report and in run directories.
     pub(crate) name: String,
-    /// What `--model` accepts: registry name, `scratch:ARCH`, or a
-    /// safetensors file written by cxrlearn (relative to the grid file).
+    /// What `--model` accepts: registry name, `scratch:ARCH`, `hf:DIR`,
+    /// `open_clip:DIR`, or a safetensors file written by cxrlearn (paths
+    /// relative to the grid file).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(crate) model: Option<String>,
     /// Weights of a registry model.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(crate) checkpoint: Option<PathBuf>,
+    /// Token pooling of a ViT-style model (`--pooling`: cls, mean,
+    /// cls+mean), for its features and finetuning.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) pooling: Option<cxr_nn::arch::pooling::Pooling>,
     /// A pretraining recipe run once before the model's cells.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(crate) pretrain: Option<Recipe>,
@@ -265,7 +270,13 @@ impl Grid {
                 && !model.starts_with("scratch:")
                 && cxr_nn::registry::find(model).is_err()
             {
-                m.model = Some(abs(Path::new(model)).display().to_string());
+                // hf:DIR and open_clip:DIR keep their prefix; the directory
+                // is relative to the grid file like any other path.
+                let (prefix, path) = match model.split_once(':') {
+                    Some((p @ ("hf" | "open_clip"), d)) => (format!("{p}:"), d),
+                    _ => (String::new(), model.as_str()),
+                };
+                m.model = Some(format!("{prefix}{}", abs(Path::new(path)).display()));
             }
             if let Some(c) = &m.checkpoint {
                 m.checkpoint = Some(abs(c));

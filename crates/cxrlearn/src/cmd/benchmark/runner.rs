@@ -159,20 +159,21 @@ impl<'a> Runner<'a> {
         if let Some(r) = &m.pretrain {
             return Ok(json!({ "name": m.name, "pretrain": r }));
         }
-        let file = m
-            .checkpoint
-            .clone()
-            .or_else(|| m.model.as_ref().map(PathBuf::from))
-            .filter(|f| f.is_file());
         let sha = {
             let mut cache = self.weights.lock().unwrap_or_else(|e| e.into_inner());
             match cache.get(&index) {
                 Some(s) => s.clone(),
                 None => {
-                    let s = match &file {
-                        // The features cache key's own hash: one definition.
-                        Some(f) => cxr_learn::features::sha256_file(f)?,
-                        None => "missing".to_owned(),
+                    // The features cache key's own hash: one definition. A
+                    // model that does not resolve yet (its files missing)
+                    // hashes as `missing`: the cell fails, and reruns once
+                    // the files exist.
+                    let resolved = m.model.as_deref().map(|model| {
+                        cxr_learn::model::resolve(model, m.checkpoint.as_deref(), 224, None, None)
+                    });
+                    let s = match resolved {
+                        Some(Ok(r)) => r.weights_sha256()?.unwrap_or_else(|| "random".into()),
+                        _ => "missing".to_owned(),
                     };
                     cache.insert(index, s.clone());
                     s
@@ -183,7 +184,8 @@ impl<'a> Runner<'a> {
             "name": m.name,
             "model": m.model,
             "checkpoint": m.checkpoint,
-            "weights_sha256": if m.model.as_deref().is_some_and(|s| s.starts_with("scratch:")) { "random".to_owned() } else { sha },
+            "pooling": m.pooling,
+            "weights_sha256": sha,
         }))
     }
 
@@ -327,6 +329,9 @@ impl<'a> Runner<'a> {
         let mut a = vec!["--model".to_owned(), m.model.clone().unwrap_or_default()];
         if let Some(c) = &m.checkpoint {
             a.extend(["--checkpoint".into(), path_arg(c)]);
+        }
+        if let Some(p) = m.pooling {
+            a.extend(["--pooling".into(), p.to_string()]);
         }
         Ok(a)
     }

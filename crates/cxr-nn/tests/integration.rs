@@ -9,6 +9,7 @@ mod densenet;
 mod moco_resnet18;
 mod registry;
 mod resnet;
+mod siglip;
 mod text;
 mod transformers;
 

@@ -10,6 +10,7 @@ pub mod decoder;
 pub mod densenet;
 pub mod pooling;
 pub mod resnet;
+pub mod siglip;
 pub mod vit;
 
 use tch::nn;

@@ -11,6 +11,7 @@ mod dinov2;
 mod moco_resnet18;
 mod registry;
 mod resnet;
+mod siglip;
 mod text;
 mod transformers;
 

@@ -1,15 +1,18 @@
 //! Text tokenizers for image-text models, built on the `tokenizers` crate:
 //! OpenAI CLIP's byte-level BPE (read from `bpe_simple_vocab_16e6.txt.gz`),
-//! BERT WordPiece (`vocab.txt`), and small BPE vocabularies trained on report
-//! texts for the models pretrained here (saved as `tokenizer.json`).
+//! BERT WordPiece (`vocab.txt`), small BPE vocabularies trained on report
+//! texts for the models pretrained here (saved as `tokenizer.json`), and
+//! Hugging Face `tokenizer.json` files read as transformers reads them
+//! ([`TextTokenizer::hf_json`], in `hf`).
 //!
-//! Every kind encodes to `[start] + tokens + [end]`, truncated to the context
-//! length with the end token forced into the last slot and zero-padded.
+//! Every kind but the last encodes to `[start] + tokens + [end]`, truncated
+//! to the context length with the end token forced into the last slot and
+//! zero-padded; a Hugging Face tokenizer follows its own template and pad
+//! token, as `padding="max_length", truncation=True` does.
 //! CLIP's text tower pools at the position of the largest id, so CLIP and
 //! trained vocabularies number their end token last (see
 //! [`TextTokenizer::end_is_largest`]).
 
-use std::collections::{BTreeMap, BTreeSet};
 use std::io::Read;
 use std::path::Path;
 
@@ -24,10 +27,12 @@ use tokenizers::pre_tokenizers::bert::BertPreTokenizer;
 use tokenizers::pre_tokenizers::byte_level::ByteLevel;
 use tokenizers::pre_tokenizers::sequence::Sequence as PreSequence;
 use tokenizers::pre_tokenizers::split::Split;
-use tokenizers::{
-    AddedToken, Normalizer, OffsetReferential, OffsetType, PreTokenizedString, PreTokenizer,
-    SplitDelimiterBehavior, Tokenizer,
-};
+use tokenizers::{AddedToken, SplitDelimiterBehavior, Tokenizer};
+
+mod hf;
+mod train;
+
+pub use hf::SIGLIP_TOKENIZER_JSON_COMMAND;
 
 /// OpenAI CLIP's start-of-text token.
 pub const CLIP_SOT: &str = "<|startoftext|>";
@@ -53,6 +58,9 @@ pub enum TokenizerKind {
     /// A BPE vocabulary trained by [`TextTokenizer::train`] or loaded from a
     /// `tokenizer.json`.
     Trained,
+    /// A Hugging Face `tokenizer.json` with its own special-token template
+    /// and pad token ([`TextTokenizer::hf_json`]; SigLIP's).
+    HfJson,
 }
 
 /// A tokenizer with its start, end and padding ids.
@@ -67,6 +75,8 @@ pub struct TextTokenizer {
     pub end_id: u32,
     /// Id the sequences are padded with.
     pub pad_id: u32,
+    /// Padding and truncation sides of a [`TokenizerKind::HfJson`] tokenizer.
+    hf: Option<hf::HfLayout>,
 }
 
 /// OpenAI's `bytes_to_unicode`: printable bytes map to themselves, the others
@@ -224,181 +234,14 @@ impl TextTokenizer {
         )
     }
 
-    /// Trains a BPE vocabulary of at most `vocab_size` ids on `texts`, with
-    /// CLIP's cleaning, pre-tokeniser and `</w>` word ends. Ids: `<|pad|>` 0,
-    /// `<|unk|>` 1, `<|startoftext|>` 2, the characters seen (sorted), the
-    /// merges in order, and `<|endoftext|>` last, so CLIP's text tower finds
-    /// it as the largest id.
-    ///
-    /// The `tokenizers` crate's trainer breaks ties through hash-map order,
-    /// which varies between runs; this one counts in ordered maps and breaks
-    /// ties by the pair's text, so the same texts always give the same
-    /// vocabulary. It recounts pairs for every merge, which suits the small
-    /// vocabularies of models pretrained here.
-    ///
-    /// # Errors
-    /// A `vocab_size` too small for the special tokens and the alphabet.
-    pub fn train<S: AsRef<str>>(texts: &[S], vocab_size: usize) -> Result<Self, NnError> {
-        let normalizer = clip_normalizer()?;
-        let split = clip_split()?;
-        let mut counts: BTreeMap<String, u64> = BTreeMap::new();
-        for t in texts {
-            let mut pre = PreTokenizedString::from(t.as_ref());
-            pre.normalize(|s| normalizer.normalize(s))?;
-            split.pre_tokenize(&mut pre)?;
-            for (w, _, _) in pre.get_splits(OffsetReferential::Original, OffsetType::Char) {
-                *counts.entry(w.to_owned()).or_default() += 1;
-            }
-        }
-        let mut words: Vec<(Vec<String>, u64)> = counts
-            .into_iter()
-            .map(|(w, c)| {
-                let mut sym: Vec<String> = w.chars().map(String::from).collect();
-                if let Some(last) = sym.last_mut() {
-                    last.push_str("</w>");
-                }
-                (sym, c)
-            })
-            .collect();
-        let alphabet: BTreeSet<String> = words.iter().flat_map(|(s, _)| s.clone()).collect();
-        let mut vocab: Vec<String> = vec![PAD.into(), UNK.into(), CLIP_SOT.into()];
-        vocab.extend(alphabet);
-        // One id stays free for the end token.
-        if vocab.len() + 1 > vocab_size {
-            return Err(NnError::VocabularyTooSmall {
-                size: vocab_size,
-                needed: vocab.len() + 1,
-            });
-        }
-        let mut merges: Vec<(String, String)> = Vec::new();
-        while vocab.len() + 1 < vocab_size {
-            let mut pairs: BTreeMap<(&str, &str), u64> = BTreeMap::new();
-            for (sym, c) in &words {
-                for p in sym.windows(2) {
-                    *pairs.entry((&p[0], &p[1])).or_default() += c;
-                }
-            }
-            // Largest count; among equal counts the first pair in text order.
-            let Some(((a, b), n)) = pairs.into_iter().fold(
-                None,
-                |best: Option<((&str, &str), u64)>, (p, n)| match best {
-                    Some((_, m)) if m >= n => best,
-                    _ => Some((p, n)),
-                },
-            ) else {
-                break;
-            };
-            if n < 2 {
-                break;
-            }
-            let (a, b) = (a.to_owned(), b.to_owned());
-            let joined = format!("{a}{b}");
-            for (sym, _) in &mut words {
-                let mut i = 0;
-                while i + 1 < sym.len() {
-                    if sym[i] == a && sym[i + 1] == b {
-                        sym[i] = joined.clone();
-                        sym.remove(i + 1);
-                    }
-                    i += 1;
-                }
-            }
-            if !vocab.contains(&joined) {
-                vocab.push(joined);
-            }
-            merges.push((a, b));
-        }
-        let ids = numbered(vocab);
-        let bpe = BPE::builder()
-            .vocab_and_merges(ids, merges)
-            .unk_token(UNK.into())
-            .end_of_word_suffix("</w>".into())
-            .build()?;
-        let mut tokenizer = Tokenizer::new(bpe);
-        tokenizer.with_normalizer(Some(normalizer));
-        tokenizer.with_pre_tokenizer(Some(split));
-        tokenizer.add_special_tokens(&[
-            AddedToken::from(PAD, true),
-            AddedToken::from(UNK, true),
-            AddedToken::from(CLIP_SOT, true),
-            AddedToken::from(CLIP_EOT, true),
-        ]);
-        Self::with_specials(
-            tokenizer,
-            TokenizerKind::Trained,
-            CLIP_SOT,
-            CLIP_EOT,
-            Some(PAD),
-        )
-    }
-
-    /// Builds a BERT WordPiece vocabulary of at most `vocab_size` ids from
-    /// `texts` (for BERT-style text encoders pretrained from scratch here):
-    /// `[PAD]` 0, `[UNK]` 1, `[CLS]` 2, `[SEP]` 3, `[MASK]` 4, every
-    /// character seen both word-initial and as a `##` continuation (sorted),
-    /// then whole words by falling count (ties by text). Greedy longest-match
-    /// then reads a frequent word as one id and spells a rare one, so nothing
-    /// maps to `[UNK]`. Cleaning is BERT's, lower-cased. Deterministic.
-    ///
-    /// # Errors
-    /// A `vocab_size` below the special tokens and the characters.
-    pub fn train_wordpiece<S: AsRef<str>>(texts: &[S], vocab_size: usize) -> Result<Self, NnError> {
-        let normalizer = BertNormalizer::new(true, true, None, true);
-        let mut counts: BTreeMap<String, u64> = BTreeMap::new();
-        for t in texts {
-            let mut pre = PreTokenizedString::from(t.as_ref());
-            pre.normalize(|s| normalizer.normalize(s))?;
-            BertPreTokenizer.pre_tokenize(&mut pre)?;
-            for (w, _, _) in pre.get_splits(OffsetReferential::Original, OffsetType::Char) {
-                *counts.entry(w.to_owned()).or_default() += 1;
-            }
-        }
-        let chars: BTreeSet<char> = counts.keys().flat_map(|w| w.chars()).collect();
-        let mut vocab: Vec<String> = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
-            .map(String::from)
-            .to_vec();
-        vocab.extend(chars.iter().map(|c| c.to_string()));
-        vocab.extend(chars.iter().map(|c| format!("##{c}")));
-        if vocab.len() > vocab_size {
-            return Err(NnError::VocabularyTooSmall {
-                size: vocab_size,
-                needed: vocab.len(),
-            });
-        }
-        let mut words: Vec<(String, u64)> = counts
-            .into_iter()
-            .filter(|(w, _)| w.chars().count() > 1)
-            .collect();
-        words.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
-        let room = vocab_size - vocab.len();
-        vocab.extend(words.into_iter().take(room).map(|(w, _)| w));
-        let ids = numbered(vocab);
-        let wp = WordPiece::builder()
-            .vocab(ids)
-            .unk_token("[UNK]".into())
-            .build()?;
-        let mut tokenizer = Tokenizer::new(wp);
-        tokenizer.with_normalizer(Some(normalizer));
-        tokenizer.with_pre_tokenizer(Some(BertPreTokenizer));
-        tokenizer.add_special_tokens(
-            &["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"].map(|t| AddedToken::from(t, true)),
-        );
-        Self::with_specials(
-            tokenizer,
-            TokenizerKind::WordPiece,
-            "[CLS]",
-            "[SEP]",
-            Some("[PAD]"),
-        )
-    }
-
     /// Loads a `tokenizer.json` (as [`save`](Self::save) writes it). Its
     /// start and end tokens are CLIP's (`<|startoftext|>`, `<|endoftext|>`)
     /// or BERT's (`[CLS]`, `[SEP]`); padding is `<|pad|>` or `[PAD]` when
-    /// present, else id 0.
+    /// present, else id 0. A file with neither pair is read as a Hugging
+    /// Face tokenizer ([`TextTokenizer::hf_json`]).
     ///
     /// # Errors
-    /// An unreadable file, or one with neither pair of special tokens.
+    /// An unreadable file, or one `hf_json` rejects.
     pub fn load(path: &Path) -> Result<Self, NnError> {
         let tokenizer = Tokenizer::from_file(path).map_err(|source| NnError::LoadTokenizer {
             path: path.to_owned(),
@@ -421,10 +264,7 @@ impl TextTokenizer {
                 Some("[PAD]"),
             )
         } else {
-            Err(NnError::TokenizerFile {
-                path: path.to_owned(),
-                problem: format!("has neither {CLIP_SOT}/{CLIP_EOT} nor [CLS]/[SEP] tokens"),
-            })
+            Self::hf_json(path)
         }
     }
 
@@ -462,7 +302,15 @@ impl TextTokenizer {
     /// # Errors
     /// An unwritable path.
     pub fn save(&self, path: &Path) -> Result<(), NnError> {
-        self.tokenizer
+        let padded;
+        let tokenizer = match &self.hf {
+            Some(layout) => {
+                padded = hf::for_saving(self, layout);
+                &padded
+            }
+            None => &self.tokenizer,
+        };
+        tokenizer
             .save(path, false)
             .map_err(|source| NnError::SaveTokenizer {
                 path: path.to_owned(),
@@ -489,6 +337,7 @@ impl TextTokenizer {
             end_id: id(end)?,
             pad_id: pad.and_then(|p| tokenizer.token_to_id(p)).unwrap_or(0),
             kind,
+            hf: None,
             tokenizer,
         })
     }
@@ -515,15 +364,22 @@ impl TextTokenizer {
     /// Token ids `[n * context_length]` (row-major) of `texts`: start, tokens,
     /// end, then padding. Longer sequences are cut to `context_length` with
     /// the end token in the last slot (as `clip.tokenize(truncate=True)`);
-    /// the second value counts them.
+    /// the second value counts them. A [`TokenizerKind::HfJson`] tokenizer
+    /// instead gives what transformers' `tokenizer(texts,
+    /// padding="max_length", max_length=context_length, truncation=True)`
+    /// gives (see [`TextTokenizer::hf_json`]).
     ///
     /// # Errors
-    /// A `context_length` below 2, or the tokenizer's failure on a text.
+    /// A `context_length` below 2 (or, for a Hugging Face tokenizer, not
+    /// above its special tokens), or the tokenizer's failure on a text.
     pub fn encode_batch<S: AsRef<str>>(
         &self,
         texts: &[S],
         context_length: usize,
     ) -> Result<(Vec<i64>, usize), NnError> {
+        if let Some(layout) = &self.hf {
+            return hf::encode_batch(self, layout, texts, context_length);
+        }
         if context_length < 2 {
             return Err(NnError::ContextTooShort);
         }

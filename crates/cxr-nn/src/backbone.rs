@@ -10,6 +10,7 @@ use crate::arch::dinov2::{Dinov2, Dinov2Config};
 use crate::arch::open_clip::{OpenClipVisionConfig, OpenClipVisual};
 use crate::arch::pooling::Pooling;
 use crate::arch::resnet::{ResNet, ResNetConfig};
+use crate::arch::siglip::{SiglipVision, SiglipVisionConfig};
 use crate::arch::vit::{Vit, VitConfig};
 
 /// An architecture and its shape, without weights.
@@ -40,6 +41,10 @@ pub enum Architecture {
         /// Width of the shared embedding (`embed_dim`).
         embed_dim: i64,
     },
+    /// The image tower of SigLIP (MedSigLIP, CheXagent's XraySigLIP),
+    /// built under `vision_model.`: the attention-pooling head's output is
+    /// the feature, what `get_image_features` returns.
+    SiglipVisual(SiglipVisionConfig),
 }
 
 impl Architecture {
@@ -81,6 +86,10 @@ impl Architecture {
             Self::OpenClipVisual { vision, .. } => {
                 format!("open_clip timm {} image tower", vision.timm_model_name)
             }
+            Self::SiglipVisual(c) => format!(
+                "SigLIP ViT/{} {}x{} image tower",
+                c.patch_size, c.hidden_size, c.num_hidden_layers
+            ),
         }
     }
 
@@ -125,6 +134,7 @@ impl Architecture {
             Self::ClipVisual(c) => c.embed_dim,
             Self::Dinov2 { config, pooling } => pooling.dim(config.hidden_size),
             Self::OpenClipVisual { embed_dim, .. } => *embed_dim,
+            Self::SiglipVisual(c) => c.hidden_size,
         }
     }
 }
@@ -144,6 +154,8 @@ pub enum Backbone {
     Dinov2(Dinov2, Pooling),
     /// See [`Architecture::OpenClipVisual`].
     OpenClipVisual(OpenClipVisual),
+    /// See [`Architecture::SiglipVisual`].
+    SiglipVisual(SiglipVision),
 }
 
 impl Backbone {
@@ -178,6 +190,9 @@ impl Backbone {
             Architecture::OpenClipVisual { vision, embed_dim } => {
                 Self::OpenClipVisual(OpenClipVisual::new(&(p / "visual"), vision, *embed_dim))
             }
+            Architecture::SiglipVisual(c) => {
+                Self::SiglipVisual(SiglipVision::new(&(p / "vision_model"), c))
+            }
         }
     }
 
@@ -190,6 +205,7 @@ impl Backbone {
             Self::ClipVisual(m) => m.forward(&x.to_kind(Kind::Float)),
             Self::Dinov2(m, pooling) => m.features_t(x, *pooling, train),
             Self::OpenClipVisual(m) => m.forward_t(x, train),
+            Self::SiglipVisual(m) => m.forward_t(x, train),
         }
     }
 }

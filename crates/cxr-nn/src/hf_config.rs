@@ -3,8 +3,9 @@
 //! directory's processor settings (else the registry's), and the key rules
 //! that pick the image tower out of the checkpoint.
 //!
-//! Supported configurations: `model_type` `dinov2` and
-//! `dinov2_with_registers` of a Hugging Face `config.json`; open_clip's
+//! Supported configurations: `model_type` `dinov2`,
+//! `dinov2_with_registers`, `siglip` and `siglip_vision_model` of a Hugging
+//! Face `config.json`; open_clip's
 //! `open_clip_config.json` with a timm ViT image tower (BiomedCLIP's
 //! layout). Anything else is refused, naming what the file says and what
 //! cxrlearn builds.
@@ -14,6 +15,7 @@ use std::mem::discriminant;
 use crate::arch::dinov2::Dinov2Config;
 use crate::arch::open_clip::OpenClipConfig;
 use crate::arch::pooling::Pooling;
+use crate::arch::siglip::SiglipConfig;
 use crate::backbone::Architecture;
 use crate::entry::{KeyRule, ModelEntry, Preprocessing};
 use crate::error::NnError;
@@ -22,7 +24,12 @@ use crate::models;
 use crate::spec::ModelSpec;
 
 /// The `model_type`s of a Hugging Face `config.json` that cxrlearn builds.
-pub const HF_MODEL_TYPES: &[&str] = &["dinov2", "dinov2_with_registers"];
+pub const HF_MODEL_TYPES: &[&str] = &[
+    "dinov2",
+    "dinov2_with_registers",
+    "siglip",
+    "siglip_vision_model",
+];
 
 /// The image encoder of `dir`, with its default pooling and the
 /// preprocessing its family uses when the directory does not say.
@@ -42,6 +49,14 @@ fn architecture(dir: &ModelDir) -> Result<(Architecture, Preprocessing), NnError
                     },
                     models::dinov2::default_preprocessing(),
                 )),
+                "siglip" | "siglip_vision_model" => {
+                    let c = SiglipConfig::from_hf(&dir.config, &dir.config_file)?;
+                    let size = c.vision.image_size;
+                    Ok((
+                        Architecture::SiglipVisual(c.vision),
+                        models::siglip::preprocessing(size),
+                    ))
+                }
                 "" => Err(unsupported(
                     "has no \"model_type\" (not a Hugging Face model configuration)".into(),
                 )),
@@ -80,6 +95,7 @@ pub fn key_map(architecture: &Architecture) -> Option<fn(&str) -> KeyRule> {
     match architecture {
         Architecture::Dinov2 { .. } => Some(models::dinov2::map_key),
         Architecture::OpenClipVisual { .. } => Some(models::biomedclip::map_key),
+        Architecture::SiglipVisual(_) => Some(models::siglip::map_key),
         _ => None,
     }
 }
@@ -110,7 +126,18 @@ pub fn image_spec(dir: &ModelDir, entry: Option<&ModelEntry>) -> Result<ModelSpe
             architecture = architecture.with_pooling(p).unwrap_or(architecture);
         }
     }
-    let base = entry.map_or(family_preprocessing, |e| e.preprocessing);
+    // The entry's statistics and resize; the input side from the
+    // configuration where the tower is trained at its configured size
+    // (SigLIP, open_clip). DINOv2's configured size is its position grid
+    // (518), not its processor's crop (224), so its entry's size stands.
+    let base = match entry {
+        None => family_preprocessing,
+        Some(e) if matches!(architecture, Architecture::Dinov2 { .. }) => e.preprocessing,
+        Some(e) => Preprocessing {
+            size: family_preprocessing.size,
+            ..e.preprocessing
+        },
+    };
     let preprocessing = dir.preprocessing(base)?;
     Ok(ModelSpec {
         name: entry.map_or_else(

@@ -33,6 +33,8 @@ pub fn all() -> Vec<ModelEntry> {
         models::dinov2::entry_large(),
         models::dinov2::entry_giant(),
         models::biomedclip::entry(),
+        models::medsiglip::entry(),
+        models::xraysiglip::entry(),
     ]
 }
 

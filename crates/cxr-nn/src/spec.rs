@@ -208,6 +208,14 @@ impl ModelSpec {
                 "crop_from": p.crop_from,
                 "normalization": {"mean": n.mean, "std": n.std},
             }),
+            (_, Architecture::SiglipVisual(vision)) => serde_json::json!({
+                "architecture": SIGLIP_VISUAL,
+                "model": self.entry.as_ref().map(|e| e.name),
+                "siglip_vision": vision,
+                "input_size": p.size,
+                "crop_from": p.crop_from,
+                "normalization": {"mean": n.mean, "std": n.std},
+            }),
             (_, Architecture::OpenClipVisual { vision, embed_dim }) => serde_json::json!({
                 "architecture": OPEN_CLIP_VISUAL,
                 "model": self.entry.as_ref().map(|e| e.name),
@@ -311,6 +319,11 @@ impl ModelSpec {
                     .map_err(|_| bad("pooling", v, "expected cls, mean or cls+mean".into()))?,
             };
             Architecture::Dinov2 { config, pooling }
+        } else if meta["architecture"].as_str() == Some(SIGLIP_VISUAL) {
+            let v = &meta["siglip_vision"];
+            let vision = serde_json::from_value(v.clone())
+                .map_err(|e| bad("siglip_vision", v, e.to_string()))?;
+            Architecture::SiglipVisual(vision)
         } else {
             let v = &meta["open_clip_vision"];
             let vision = serde_json::from_value(v.clone())
@@ -360,6 +373,10 @@ impl ModelSpec {
 /// Sidecar architecture name of a DINOv2 encoder; its shape is the
 /// sidecar's `"dinov2"` object, in `config.json`'s fields.
 pub const DINOV2: &str = "dinov2";
+
+/// Sidecar architecture name of a SigLIP image tower; its shape is the
+/// sidecar's `"siglip_vision"` object, in `config.json`'s fields.
+pub const SIGLIP_VISUAL: &str = "siglip-visual";
 
 /// Sidecar architecture name of an open_clip image tower with a timm
 /// trunk; its shape is the sidecar's `"open_clip_vision"` object.
@@ -487,7 +504,13 @@ mod tests {
 
     #[test]
     fn configured_sidecars_round_trip() {
-        for name in ["rad-dino", "dinov2-small", "biomedclip"] {
+        for name in [
+            "rad-dino",
+            "dinov2-small",
+            "biomedclip",
+            "medsiglip-448",
+            "xraysiglip",
+        ] {
             let mut spec = ModelSpec::from_entry(&registry::find(name).unwrap());
             if let Some(a) = spec.architecture.with_pooling(Pooling::ClsMean) {
                 spec.architecture = a;

@@ -7,11 +7,14 @@ pub mod convirt;
 pub mod dinov2;
 pub mod gloria;
 pub mod medaug;
+pub mod medsiglip;
 pub mod mococxr;
 pub mod rad_dino;
 pub mod refers;
 pub mod resnet_imagenet;
 pub mod s2mts2;
+pub mod siglip;
+pub mod xraysiglip;
 
 use crate::arch::resnet::ResNetConfig;
 use crate::backbone::Architecture;

@@ -336,6 +336,54 @@ pub enum Error {
         /// The registry's answer (names the model and the known ones).
         reason: Box<cxr_nn::NnError>,
     },
+    /// A zero-shot model that has no text tower.
+    #[error(
+        "model '{model}' is not an image-text model; zero-shot needs one of {} (with --checkpoint), hf:DIR (a siglip directory), open_clip:DIR, or a CLIP safetensors file with its JSON sidecar",
+        known.join(", ")
+    )]
+    NotImageText {
+        /// The model string.
+        model: String,
+        /// The registry's image-text entries.
+        known: Vec<&'static str>,
+    },
+    /// A whole image-text state dict that does not load.
+    #[error(
+        "{} as '{model}' (zero-shot needs the whole state dict, text tower included; an imported file holds only the image tower): {cause}",
+        file.display()
+    )]
+    ImageTextWeights {
+        /// The weights file.
+        file: PathBuf,
+        /// The registry name.
+        model: String,
+        /// Every mismatched key.
+        cause: Box<cxr_nn::load::KeyMismatch>,
+    },
+    /// No tokenizer given, shipped or named.
+    #[error(
+        "model '{model}' needs --tokenizer (CheXzero: OpenAI's bpe_simple_vocab_16e6.txt.gz; SigLIP: its tokenizer.json; BiomedCLIP: its vocab.txt)"
+    )]
+    NeedsTokenizer {
+        /// What the model is.
+        model: String,
+    },
+    /// A tokenizer file that cannot be read.
+    #[error("tokenizer {}: {cause}", path.display())]
+    TokenizerFile {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        cause: Box<cxr_nn::NnError>,
+    },
+    /// A tokenizer that cannot feed the model's text tower.
+    #[error("tokenizer {}: {problem}", path.display())]
+    TokenizerMismatch {
+        /// The file.
+        path: PathBuf,
+        /// What differs.
+        problem: String,
+    },
     /// `--pooling` for a model whose feature is not pooled from tokens.
     #[error(
         "--pooling applies to ViT-style encoders that pool tokens (DINOv2, RAD-DINO); '{model}' is a {architecture}"

@@ -2,13 +2,17 @@
 //! backbones in `cxr-nn`.
 //!
 //! - [`model`]: what a `--model` string names (registry release,
-//!   `scratch:ARCH`, a file this project wrote), resolved and loaded.
+//!   `scratch:ARCH`, `hf:DIR`, `open_clip:DIR`, a file this project wrote),
+//!   resolved and loaded.
+//! - [`image_text`]: the same for zero-shot's image-text models (both
+//!   towers, the tokenizer).
 //! - [`features`]: frozen features of a store's splits, their cache key and
 //!   the features directory format (written and read).
 //! - [`probe`]: L2-regularised logistic regression on frozen features, all
 //!   labels solved together by a batched L-BFGS ([`lbfgs`]).
 //! - [`metrics`]: the selection metric, macro AUC as `evaluate` reports it.
-//! - [`zeroshot`]: CheXzero-style zero-shot scoring from text prompts.
+//! - [`zeroshot`]: zero-shot scoring from text prompts (CheXzero's softmax,
+//!   SigLIP's sigmoid).
 //! - [`contrastive`]: CLIP's symmetric InfoNCE.
 //! - [`finetune`]: the training loop (backbone + head, [`optim`],
 //!   [`schedule`], resumable checkpoints written through [`io`]) over a
@@ -20,6 +24,7 @@
 
 pub mod contrastive;
 pub mod features;
+pub mod image_text;
 pub mod metrics;
 pub mod model;
 pub mod probe;

@@ -12,10 +12,16 @@
 //! Multi-class tasks use the classes' positive prompts only: a softmax over
 //! `scale * cos(img, class)`, CLIP's zero-shot classifier, where the caller
 //! passes the model's learned scale (`exp(logit_scale)`).
+//!
+//! SigLIP models ([`Scoring::Sigmoid`]) were trained with a sigmoid per
+//! image-text pair, not a softmax: a label's probability is
+//! `sigmoid(scale * cos(img, pos) + bias)` of its positive prompts alone
+//! (negative prompts are not used), and classes compete through a softmax
+//! over the same logits.
 
 use std::collections::BTreeMap;
 
-use cxr_nn::image_text::ImageTextModel;
+use cxr_nn::image_text::{ImageTextModel, Scoring};
 use cxr_nn::text::TextTokenizer;
 use serde::Deserialize;
 use tch::{Kind, Tensor};
@@ -190,19 +196,48 @@ pub fn multiclass_probabilities(images: &Tensor, classes: &Tensor, scale: f64) -
     (normalize_rows(images).matmul(&classes.tr()) * scale).softmax(-1, Kind::Float)
 }
 
+/// SigLIP's probabilities `[n, k]`: `sigmoid(scale * cos(img, pos) + bias)`.
+pub fn sigmoid_probabilities(images: &Tensor, positive: &Tensor, scale: f64, bias: f64) -> Tensor {
+    (normalize_rows(images).matmul(&positive.tr()) * scale + bias).sigmoid()
+}
+
+/// How a classifier turns similarities into probabilities, decided once
+/// from the model's [`Scoring`] and the task.
+#[derive(Debug)]
+enum Rule {
+    /// CheXzero: softmax over (positive, negative) cosines.
+    Pair {
+        /// Ensembled negative prompt embeddings `[k, e]`.
+        negative: Tensor,
+    },
+    /// Classes compete: softmax over `scale * cos` (a bias shared by every
+    /// class cancels in it).
+    Classes {
+        /// `exp(logit_scale)`.
+        scale: f64,
+    },
+    /// SigLIP: `sigmoid(scale * cos(img, pos) + bias)` per label.
+    Sigmoid {
+        /// `exp(logit_scale)`.
+        scale: f64,
+        /// `logit_bias`.
+        bias: f64,
+    },
+}
+
 /// Prompt embeddings for a task, ready to score image embeddings.
 #[derive(Debug)]
 pub struct ZeroShotClassifier {
     positive: Tensor,
-    negative: Option<Tensor>,
-    scale: f64,
+    rule: Rule,
     /// Prompts longer than the model's context (cut, end token kept).
     pub truncated: usize,
 }
 
 impl ZeroShotClassifier {
     /// Embeds `prompts` with `model` and `tokenizer`. Binary and multi-label
-    /// tasks score positive against negative prompts; `multiclass` tasks take
+    /// tasks score positive against negative prompts (contrastive models) or
+    /// each positive prompt by its sigmoid (SigLIP); `multiclass` tasks take
     /// a softmax over the classes' positive prompts scaled by the model's
     /// logit scale.
     ///
@@ -229,24 +264,43 @@ impl ZeroShotClassifier {
             Ok(Tensor::stack(&rows, 0))
         };
         let positive = side(|p| &p.positive)?;
-        let negative = if multiclass {
-            None
-        } else {
-            Some(side(|p| &p.negative)?)
+        let rule = match model.scoring() {
+            Scoring::Softmax { scale } | Scoring::Sigmoid { scale, .. } if multiclass => {
+                Rule::Classes { scale }
+            }
+            Scoring::Softmax { .. } => Rule::Pair {
+                negative: side(|p| &p.negative)?,
+            },
+            Scoring::Sigmoid { scale, bias } => Rule::Sigmoid { scale, bias },
         };
         Ok(Self {
             positive,
-            negative,
-            scale: model.logit_scale(),
+            rule,
             truncated,
         })
     }
 
     /// Probabilities `[n, k]` of image embeddings `[n, e]`.
     pub fn score(&self, images: &Tensor) -> Tensor {
-        match &self.negative {
-            Some(neg) => pair_probabilities(images, &self.positive, neg),
-            None => multiclass_probabilities(images, &self.positive, self.scale),
+        match &self.rule {
+            Rule::Pair { negative } => pair_probabilities(images, &self.positive, negative),
+            Rule::Classes { scale } => multiclass_probabilities(images, &self.positive, *scale),
+            Rule::Sigmoid { scale, bias } => {
+                sigmoid_probabilities(images, &self.positive, *scale, *bias)
+            }
+        }
+    }
+
+    /// How the probabilities are computed, for a run's configuration.
+    pub fn describe(&self) -> &'static str {
+        match self.rule {
+            Rule::Pair { .. } => {
+                "softmax over (cos(image, positive), cos(image, negative)), no temperature (CheXzero)"
+            }
+            Rule::Classes { .. } => "softmax over exp(logit_scale) * cos(image, class prompts)",
+            Rule::Sigmoid { .. } => {
+                "sigmoid(exp(logit_scale) * cos(image, positive) + logit_bias) (SigLIP; negative prompts unused)"
+            }
         }
     }
 }

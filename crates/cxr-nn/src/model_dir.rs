@@ -62,7 +62,7 @@ impl DirFormat {
                 "pytorch_model.bin",
                 "pytorch_model.bin.index.json",
             ],
-            Self::OpenClip => &["open_clip_model.safetensors", "open_clip_pytorch_model.bin"],
+            Self::OpenClip => &crate::arch::open_clip::WEIGHT_FILES,
         }
     }
 }

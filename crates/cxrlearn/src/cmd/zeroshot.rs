@@ -2,19 +2,15 @@
 //! model (CheXzero-style scoring, see `cxr_learn::zeroshot`), written as a
 //! run directory (docs/formats.md).
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
-use anyhow::{Context, Result, anyhow, bail};
+use anyhow::{Context, Result, bail};
 use cxr_data::labels::{Split, Task};
 use cxr_data::store::read::Store;
+use cxr_learn::image_text;
 use cxr_learn::zeroshot::{PromptSet, ZeroShotClassifier};
-use cxr_nn::backbone::Architecture;
-use cxr_nn::checkpoint;
-use cxr_nn::image_text::{ClipModel, ImageTextModel};
-use cxr_nn::registry::{self, ModelEntry};
-use cxr_nn::tch::Device;
-use cxr_nn::text::TextTokenizer;
-use serde_json::{Value, json};
+use cxr_nn::image_text::{ImageTextModel, Scoring};
+use serde_json::json;
 
 use crate::cmd::common_args::{DeviceArgs, StoreArgs};
 use crate::run::{RunDir, predictions, with_store_metadata};
@@ -22,18 +18,20 @@ use crate::run::{RunDir, predictions, with_store_metadata};
 /// Arguments of `cxrlearn zero-shot`.
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// An image-text registry model (`chexzero`, with --checkpoint and
-    /// --tokenizer), or a CLIP safetensors file with its JSON sidecar (as
-    /// the library's `ClipModel::save` writes it).
+    /// An image-text model: a registry entry with --checkpoint (chexzero's
+    /// state dict; biomedclip's, medsiglip-448's or xraysiglip's
+    /// directory), hf:DIR (a SigLIP directory), open_clip:DIR, or a CLIP
+    /// safetensors file with its JSON sidecar (as the library's
+    /// `ClipModel::save` writes it).
     #[arg(long)]
     pub model: String,
-    /// Weights for a registry name (the whole CLIP state dict, text tower
-    /// included).
+    /// Weights for a registry name (the whole state dict, text tower
+    /// included, or the publisher's directory).
     #[arg(long)]
     pub checkpoint: Option<PathBuf>,
     /// Tokenizer: OpenAI's `bpe_simple_vocab_16e6.txt.gz`, a BERT
     /// `vocab.txt` or a `tokenizer.json` (default: the one the model's
-    /// sidecar names).
+    /// directory ships or its sidecar names).
     #[arg(long)]
     pub tokenizer: Option<PathBuf>,
     #[command(flatten)]
@@ -58,86 +56,11 @@ pub struct Args {
     pub split: String,
 }
 
-/// Registry entries with a CLIP image tower are released as whole CLIP
-/// models (CheXzero), text tower included.
-fn is_clip(entry: &ModelEntry) -> bool {
-    matches!(entry.architecture, Architecture::ClipVisual(_))
-}
-
-fn not_image_text(name: &str) -> anyhow::Error {
-    let clip: Vec<&str> = registry::all()
-        .into_iter()
-        .filter(is_clip)
-        .map(|e| e.name)
-        .collect();
-    anyhow!(
-        "model '{name}' is not an image-text model; zero-shot needs a CLIP-layout model ({}, or a CLIP safetensors file with its JSON sidecar)",
-        clip.join(", ")
-    )
-}
-
-/// Loads a registry CLIP from `weights` (a released or imported checkpoint).
-fn from_registry(entry: &ModelEntry, weights: &Path, device: Device) -> Result<ClipModel> {
-    let ck = checkpoint::load(weights)?;
-    ClipModel::from_registry(entry, &ck.tensors, device)
-        .ok_or_else(|| not_image_text(entry.name))?
-        .with_context(|| {
-            format!(
-                "{} as '{}' (zero-shot needs the whole CLIP state dict, text tower included; an imported file holds only the image tower)",
-                weights.display(),
-                entry.name
-            )
-        })
-}
-
-/// The model and the tokenizer file the arguments name.
-fn resolve(args: &Args, device: Device) -> Result<(ClipModel, Option<PathBuf>, String)> {
-    if let Ok(entry) = registry::find(&args.model) {
-        if !is_clip(&entry) {
-            return Err(not_image_text(entry.name));
-        }
-        let weights = args.checkpoint.clone().with_context(|| {
-            format!(
-                "model '{}' needs --checkpoint (its weights, {}; cxrlearn downloads nothing)",
-                entry.name, entry.checkpoint_file
-            )
-        })?;
-        let model = from_registry(&entry, &weights, device)?;
-        return Ok((model, None, entry.name.to_owned()));
-    }
-    let file = PathBuf::from(&args.model);
-    if !file.exists() {
-        bail!("{}", registry::find(&args.model).unwrap_err());
-    }
-    if ClipModel::is_saved_clip(&file) {
-        let (model, tokenizer) = ClipModel::load(&file, device).map_err(|e| anyhow!("{e}"))?;
-        return Ok((model, tokenizer, "clip".to_owned()));
-    }
-    let sidecar = file.with_extension("json");
-    let name = std::fs::read_to_string(&sidecar)
-        .ok()
-        .and_then(|t| serde_json::from_str::<Value>(&t).ok())
-        .and_then(|v| v["model"].as_str().map(str::to_owned))
-        .with_context(|| {
-            format!(
-                "{} has no sidecar {} naming its model",
-                file.display(),
-                sidecar.display()
-            )
-        })?;
-    let entry = registry::find(&name).map_err(|_| not_image_text(&name))?;
-    if !is_clip(&entry) {
-        return Err(not_image_text(entry.name));
-    }
-    let model = from_registry(&entry, &file, device)?;
-    Ok((model, None, entry.name.to_owned()))
-}
-
 /// Scores of `indices` `[n, k]`, row-major.
 fn score_split(
     store: &Store,
     indices: &[usize],
-    model: &ClipModel,
+    model: &dyn ImageTextModel,
     classifier: &ZeroShotClassifier,
     batch_size: usize,
 ) -> Result<Vec<f32>> {
@@ -182,30 +105,10 @@ pub fn run(args: &Args, quiet: bool) -> Result<()> {
         })?;
 
     let device = args.device.device.resolve()?;
-    let (model, sidecar_tokenizer, model_name) = resolve(args, device)?;
-    let tokenizer_path = args.tokenizer.clone().or(sidecar_tokenizer).with_context(|| {
-        format!(
-            "model '{model_name}' needs --tokenizer (for CheXzero: OpenAI's bpe_simple_vocab_16e6.txt.gz)"
-        )
-    })?;
-    let tokenizer = TextTokenizer::open(&tokenizer_path)
-        .map_err(|e| anyhow!("{e}"))
-        .with_context(|| format!("tokenizer {}", tokenizer_path.display()))?;
-    if tokenizer.vocab_size() as i64 != model.config.vocab_size {
-        bail!(
-            "tokenizer {} has {} ids but the model's text tower has {}",
-            tokenizer_path.display(),
-            tokenizer.vocab_size(),
-            model.config.vocab_size
-        );
-    }
-    if !tokenizer.end_is_largest() {
-        bail!(
-            "tokenizer {}: its end token is not the largest id, which CLIP's text tower needs to find it",
-            tokenizer_path.display()
-        );
-    }
-    let classifier = ZeroShotClassifier::new(&model, &tokenizer, &prompts, multiclass)?;
+    let loaded = image_text::load(&args.model, args.checkpoint.as_deref(), device)?;
+    let (tokenizer, tokenizer_path) = image_text::tokenizer(&loaded, args.tokenizer.as_deref())?;
+    let model = loaded.model.as_ref();
+    let classifier = ZeroShotClassifier::new(model, &tokenizer, &prompts, multiclass)?;
     if classifier.truncated > 0 {
         eprintln!(
             "warning: {} prompt(s) exceed the model's {} tokens and were cut",
@@ -224,7 +127,7 @@ pub fn run(args: &Args, quiet: bool) -> Result<()> {
         "zero-shot",
         &json!({
             "model": args.model,
-            "model_kind": model_name,
+            "model_kind": loaded.kind,
             "checkpoint": args.checkpoint.as_ref().map(|p| p.display().to_string()),
             "tokenizer": tokenizer_path.display().to_string(),
             "data": args.store.data.display().to_string(),
@@ -233,12 +136,12 @@ pub fn run(args: &Args, quiet: bool) -> Result<()> {
             "batch_size": args.batch_size,
             "split": args.split,
             "task": store.meta.task,
-            "scoring": if multiclass {
-                "softmax over exp(logit_scale) * cos(image, class prompts)"
-            } else {
-                "softmax over (cos(image, positive), cos(image, negative)), no temperature (CheXzero)"
-            },
+            "scoring": classifier.describe(),
             "logit_scale": model.logit_scale(),
+            "logit_bias": match model.scoring() {
+                Scoring::Sigmoid { bias, .. } => Some(bias),
+                Scoring::Softmax { .. } => None,
+            },
             "truncated_prompts": classifier.truncated,
             "seed": 0,
         }),
@@ -253,7 +156,7 @@ pub fn run(args: &Args, quiet: bool) -> Result<()> {
     for &split in splits {
         let started = std::time::Instant::now();
         let indices = store.split_indices(split);
-        let scores = score_split(&store, &indices, &model, &classifier, args.batch_size)?;
+        let scores = score_split(&store, &indices, model, &classifier, args.batch_size)?;
         let p = with_store_metadata(
             predictions(
                 indices.iter().map(|&i| store.rows[i].id.clone()).collect(),

@@ -5,12 +5,11 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use serde_json::Value;
-
 use super::config::OpenClipConfig;
 use super::hf_bert::HfBertConfig;
 use crate::checkpoint::RawTensor;
 use crate::error::NnError;
+use crate::model_dir::{DirFormat, ModelDir, read_json};
 
 /// The weights files open_clip looks for beside `open_clip_config.json`, in
 /// its order of preference (its `_find_checkpoint_in_dir`).
@@ -44,17 +43,6 @@ pub struct OpenClipDir {
     pub weights: PathBuf,
 }
 
-fn read_json(path: &Path) -> Result<Value, NnError> {
-    let text = std::fs::read_to_string(path).map_err(|source| NnError::Io {
-        path: path.to_owned(),
-        source,
-    })?;
-    serde_json::from_str(&text).map_err(|e| NnError::ModelConfig {
-        file: path.to_owned(),
-        problem: format!("is not JSON: {e}"),
-    })
-}
-
 /// Reads the open_clip model in `dir`: [`OpenClipConfig::from_json`] of its
 /// `open_clip_config.json`, the first of [`WEIGHT_FILES`] there, and the BERT
 /// from `bert_config.json` or `config.json` beside them when present, else
@@ -64,23 +52,20 @@ fn read_json(path: &Path) -> Result<Value, NnError> {
 /// An unreadable or refused config, no weights file, unreadable weights, or
 /// weights without a BERT text tower.
 pub fn read_dir(dir: &Path) -> Result<OpenClipDir, NnError> {
-    let config_file = dir.join("open_clip_config.json");
-    let config = OpenClipConfig::from_json(&read_json(&config_file)?, &config_file)?;
-    let weights = WEIGHT_FILES
-        .iter()
-        .map(|name| dir.join(name))
-        .find(|path| path.is_file())
-        .ok_or_else(|| NnError::ModelConfig {
-            file: config_file.clone(),
-            problem: format!(
-                "has no weights beside it (none of {})",
-                WEIGHT_FILES.join(", ")
-            ),
-        })?;
-    let tensors = state_dict(crate::checkpoint::load(&weights)?.tensors);
+    read(&ModelDir::open(dir, DirFormat::OpenClip)?)
+}
+
+/// As [`read_dir`], for a directory already opened.
+///
+/// # Errors
+/// As [`read_dir`].
+pub fn read(dir: &ModelDir) -> Result<OpenClipDir, NnError> {
+    let config = OpenClipConfig::from_json(&dir.config, &dir.config_file)?;
+    let tensors = state_dict(dir.tensors()?);
+    let weights = dir.weights.first().cloned().unwrap_or_default();
     let hf_file = BERT_CONFIG_FILES
         .iter()
-        .map(|name| dir.join(name))
+        .map(|name| dir.dir.join(name))
         .find(|path| path.is_file());
     let hf_json = hf_file.as_deref().map(read_json).transpose()?;
     let hf = hf_json.as_ref().zip(hf_file.as_deref());

@@ -33,7 +33,7 @@ pub use config::{
     OPENAI_MEAN, OPENAI_STD, OpenClipConfig, OpenClipPreprocess, OpenClipTextConfig,
     OpenClipVisionConfig, biomedclip,
 };
-pub use files::{OpenClipDir, WEIGHT_FILES, read_dir, state_dict};
+pub use files::{OpenClipDir, WEIGHT_FILES, read, read_dir, state_dict};
 pub use hf_bert::HfBertConfig;
 pub use timm_vit::{TimmVit, TimmVitConfig, resample_abs_pos_embed};
 

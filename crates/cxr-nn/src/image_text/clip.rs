@@ -1,6 +1,3 @@
-//! Image-text models for zero-shot classification: images and tokenised
-//! texts into one embedding space, with the model's own image preprocessing.
-//!
 //! [`ClipModel`] is OpenAI's CLIP layout at any [`ClipConfig`] size: the
 //! released CheXzero state dict (loaded whole and strictly) or a small model
 //! trained here, saved as safetensors with a JSON sidecar
@@ -19,26 +16,12 @@ use crate::checkpoint::{self, RawTensor};
 use crate::error::NnError;
 use crate::load::{KeyMismatch, load_strict};
 use crate::registry::{ModelEntry, Normalization, Preprocessing};
+use crate::text::TextTokenizer;
+
+use super::{ImageTextModel, Scoring};
 
 /// The `format` value of a CLIP sidecar written by [`ClipModel::save`].
 pub const SIDECAR_FORMAT: &str = "cxrlearn-clip";
-
-/// A model embedding images and texts into one space.
-pub trait ImageTextModel {
-    /// How images are prepared (size, channels, statistics).
-    fn preprocessing(&self) -> &Preprocessing;
-    /// Token positions the text tower reads.
-    fn context_length(&self) -> usize;
-    /// The learned temperature as a multiplier (`exp(logit_scale)`).
-    fn logit_scale(&self) -> f64;
-    /// Unnormalised embeddings `[n, e]` (f32, CPU, no gradients) of `n`
-    /// grayscale u8 images of `h x w`, concatenated row-major.
-    fn encode_images(&self, images: &[u8], n: usize, h: usize, w: usize) -> Tensor;
-    /// Unnormalised embeddings `[n, e]` (f32, CPU, no gradients) of token ids
-    /// `[n * context_length]`, as [`crate::text::TextTokenizer::encode_batch`]
-    /// returns them.
-    fn encode_texts(&self, ids: &[i64], n: usize) -> Tensor;
-}
 
 /// Checkpoint entries OpenAI's `build_model` deletes before loading: shape
 /// metadata, not parameters.
@@ -331,6 +314,30 @@ impl ClipModel {
 impl ImageTextModel for ClipModel {
     fn preprocessing(&self) -> &Preprocessing {
         &self.preprocessing
+    }
+
+    fn scoring(&self) -> Scoring {
+        Scoring::Softmax {
+            scale: self.logit_scale(),
+        }
+    }
+
+    fn check_tokenizer(&self, tokenizer: &TextTokenizer) -> Result<(), String> {
+        if tokenizer.vocab_size() as i64 != self.config.vocab_size {
+            return Err(format!(
+                "it has {} ids but the model's text tower has {}",
+                tokenizer.vocab_size(),
+                self.config.vocab_size
+            ));
+        }
+        // CLIP's text tower pools at the position of the largest id.
+        if !tokenizer.end_is_largest() {
+            return Err(
+                "its end token is not the largest id, which CLIP's text tower needs to find it"
+                    .into(),
+            );
+        }
+        Ok(())
     }
 
     fn context_length(&self) -> usize {

@@ -11,6 +11,7 @@ mod demo;
 mod evaluate;
 mod features;
 mod finetune;
+mod foundation;
 mod gpu;
 mod import;
 mod phantom_convert;

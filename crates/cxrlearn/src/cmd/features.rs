@@ -61,18 +61,20 @@ pub fn run(args: &Args, quiet: bool) -> Result<()> {
     )?;
     let spec = &resolved.spec;
     let size = spec.preprocessing.size as usize;
-    if (h, w) != (size, size) {
-        if args.strict {
-            bail!(
-                "store images are {h}x{w} but '{}' takes {size}x{size} (--strict)",
-                spec.name
-            );
-        }
-        eprintln!(
-            "warning: store images are {h}x{w}; resizing to {size}x{size} for '{}'",
+    if (h, w) != (size, size) && args.strict {
+        bail!(
+            "store images are {h}x{w} but '{}' takes {size}x{size} (--strict)",
             spec.name
         );
     }
+    // Said once the model has loaded, so a model that fails to load gives
+    // its one error line alone.
+    let resize_warning = ((h, w) != (size, size)).then(|| {
+        format!(
+            "warning: store images are {h}x{w}; resizing to {size}x{size} for '{}'",
+            spec.name
+        )
+    });
 
     let precision = args.precision.precision;
     let request = Request {
@@ -101,6 +103,9 @@ pub fn run(args: &Args, quiet: bool) -> Result<()> {
         tch::Cuda::cudnn_set_benchmark(true);
     }
     let encoder = request.encoder(device)?;
+    if let Some(w) = resize_warning {
+        eprintln!("{w}");
+    }
     let out = OutputDir::create(&args.out)?;
     let started = std::time::Instant::now();
     let extracted = request.extract(&encoder, &key, device, &args.out, |split, n, dim| {

@@ -155,6 +155,49 @@ fn dinov2_and_siglip_directories_through_the_whole_system() {
     // Sigmoids of distinct images differ (no constant score).
     assert!(scores.iter().any(|&p| (p - scores[0]).abs() > 1e-6));
 
+    // finetune with layer-wise learning-rate decay; the finetuned model
+    // is a model of its own (its sidecar carries the DINOv2 shape).
+    let ft = tmp.path().join("finetune");
+    cxrlearn(&[
+        "--quiet",
+        "finetune",
+        "--model",
+        &hf_dinov2,
+        "--pooling",
+        "cls+mean",
+        "--layer-decay",
+        "0.75",
+        "--input-size",
+        "56",
+        "--epochs",
+        "1",
+        "--batch-size",
+        "8",
+        "--data",
+        s(&store),
+        "--out",
+        s(&ft),
+        "--device",
+        "cpu",
+    ]);
+    let config = std::fs::read_to_string(ft.join("config.toml")).unwrap();
+    assert!(config.contains("layer_decay = 0.75"), "{config}");
+    assert!(config.contains("pooling = \"cls+mean\""), "{config}");
+    let tuned = tmp.path().join("f-tuned");
+    cxrlearn(&[
+        "--quiet",
+        "features",
+        "--model",
+        s(&ft.join("model.safetensors")),
+        "--data",
+        s(&store),
+        "--out",
+        s(&tuned),
+        "--device",
+        "cpu",
+    ]);
+    assert_eq!(json(&tuned.join("meta.json"))["dim"], 64);
+
     // A benchmark grid: the paper's MoCo-CXR (a tiny recipe) and a random
     // baseline beside both directories, in one report.
     let grid = tmp.path().join("grid.toml");

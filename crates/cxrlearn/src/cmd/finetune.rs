@@ -180,6 +180,11 @@ pub fn run(args: &Args, quiet: bool) -> Result<()> {
         "store_image_size": store.meta.image_size,
         "training": serde_json::to_value(&config)?,
     });
+    // Only models with a choice of pooling record it, so runs of the
+    // others still resume against their recorded configuration.
+    if let Some(p) = resolved.spec.architecture.pooling() {
+        resolved_config["pooling"] = json!(p.to_string());
+    }
     let subset = args.subset.config(args.seed);
     if !subset.is_null() {
         resolved_config["train_subset"] = subset;

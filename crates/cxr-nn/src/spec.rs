@@ -250,7 +250,7 @@ impl ModelSpec {
     pub fn from_sidecar(meta: &serde_json::Value, file: &Path) -> Result<Self, NnError> {
         if matches!(
             meta["architecture"].as_str(),
-            Some(DINOV2 | OPEN_CLIP_VISUAL)
+            Some(DINOV2 | OPEN_CLIP_VISUAL | SIGLIP_VISUAL)
         ) {
             return Self::configured_from_sidecar(meta, file);
         }
@@ -272,18 +272,7 @@ impl ModelSpec {
                 file: file.to_owned(),
                 field: "input_size",
             })?;
-        let stats = |key: &str| -> Option<[f64; 3]> {
-            let v: Vec<f64> = meta["normalization"][key]
-                .as_array()?
-                .iter()
-                .filter_map(serde_json::Value::as_f64)
-                .collect();
-            v.try_into().ok()
-        };
-        let normalization = match (stats("mean"), stats("std")) {
-            (Some(mean), Some(std)) => Some(Normalization { mean, std }),
-            _ => None,
-        };
+        let normalization = sidecar_normalization(meta);
         if name == CLIP_VISUAL {
             let config = clip_config_from_json(&meta["clip"], file, "clip")?;
             if config.image_resolution != size {
@@ -341,15 +330,7 @@ impl ModelSpec {
         let size = meta["input_size"]
             .as_i64()
             .ok_or_else(|| field("input_size"))?;
-        let stats = |key: &str| -> Option<[f64; 3]> {
-            let v: Vec<f64> = meta["normalization"][key]
-                .as_array()?
-                .iter()
-                .filter_map(serde_json::Value::as_f64)
-                .collect();
-            v.try_into().ok()
-        };
-        let (Some(mean), Some(std)) = (stats("mean"), stats("std")) else {
+        let Some(Normalization { mean, std }) = sidecar_normalization(meta) else {
             return Err(field("normalization"));
         };
         let entry = meta["model"].as_str().and_then(|n| registry::find(n).ok());
@@ -368,6 +349,22 @@ impl ModelSpec {
             entry,
         })
     }
+}
+
+/// A sidecar's `"normalization": {"mean": [3], "std": [3]}`, when whole.
+fn sidecar_normalization(meta: &serde_json::Value) -> Option<Normalization> {
+    let stats = |key: &str| -> Option<[f64; 3]> {
+        let v: Vec<f64> = meta["normalization"][key]
+            .as_array()?
+            .iter()
+            .filter_map(serde_json::Value::as_f64)
+            .collect();
+        v.try_into().ok()
+    };
+    Some(Normalization {
+        mean: stats("mean")?,
+        std: stats("std")?,
+    })
 }
 
 /// Sidecar architecture name of a DINOv2 encoder; its shape is the
@@ -534,6 +531,31 @@ mod tests {
                 .feature_dim(),
             1536
         );
+        // Shapes other than an entry's default, with and without an entry:
+        // the sidecar's shape wins.
+        let small_siglip = crate::arch::siglip::SiglipConfig::base_patch16(64).vision;
+        for entry in [None, registry::find("xraysiglip").ok()] {
+            let spec = ModelSpec {
+                name: "x".into(),
+                architecture: Architecture::SiglipVisual(small_siglip.clone()),
+                preprocessing: Preprocessing::imagenet_224("test"),
+                entry,
+            };
+            let back = ModelSpec::from_sidecar(&spec.sidecar(), Path::new("x.json")).unwrap();
+            assert_eq!(back.architecture, spec.architecture);
+        }
+        let spec = ModelSpec {
+            name: "x".into(),
+            architecture: Architecture::Dinov2 {
+                config: Dinov2Config::small(),
+                pooling: Pooling::Mean,
+            },
+            preprocessing: Preprocessing::imagenet_224("test"),
+            entry: registry::find("rad-dino").ok(),
+        };
+        let back = ModelSpec::from_sidecar(&spec.sidecar(), Path::new("x.json")).unwrap();
+        assert_eq!(back.architecture, spec.architecture);
+        assert_eq!(back.name, "rad-dino");
     }
 
     #[test]

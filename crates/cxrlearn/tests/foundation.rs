@@ -106,6 +106,38 @@ fn dinov2_and_siglip_directories_through_the_whole_system() {
         "cls comes first"
     );
 
+    // A SigLIP import round-trips too (its sidecar carries the tower's
+    // shape; the text tower is left out of the features file).
+    let siglip_file = tmp.path().join("siglip.safetensors");
+    cxrlearn(&[
+        "--quiet",
+        "import",
+        "--model",
+        &hf_siglip,
+        "--out",
+        s(&siglip_file),
+    ]);
+    assert_eq!(
+        json(&siglip_file.with_extension("json"))["architecture"],
+        "siglip-visual"
+    );
+    let (sd, sf) = (tmp.path().join("s-direct"), tmp.path().join("s-file"));
+    for (model, out) in [(hf_siglip.as_str(), &sd), (s(&siglip_file), &sf)] {
+        cxrlearn(&[
+            "--quiet",
+            "features",
+            "--model",
+            model,
+            "--data",
+            s(&store),
+            "--out",
+            s(out),
+            "--device",
+            "cpu",
+        ]);
+    }
+    assert_eq!(features_of(&sd, "test"), features_of(&sf, "test"));
+
     // probe: extracts the SigLIP image tower's features, then fits.
     let probe = tmp.path().join("probe");
     cxrlearn(&[

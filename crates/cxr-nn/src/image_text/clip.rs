@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 
 use serde_json::{Value, json};
 use tch::nn::VarStore;
-use tch::{Device, Kind, Tensor};
+use tch::{Device, Tensor};
 
 use crate::arch::clip::{Clip, ClipConfig};
 use crate::backbone::Architecture;
@@ -18,7 +18,7 @@ use crate::load::{KeyMismatch, load_strict};
 use crate::registry::{ModelEntry, Normalization, Preprocessing};
 use crate::text::TextTokenizer;
 
-use super::{ImageTextModel, Scoring};
+use super::{ImageTextModel, Scoring, ids_on, on_cpu};
 
 /// The `format` value of a CLIP sidecar written by [`ClipModel::save`].
 pub const SIDECAR_FORMAT: &str = "cxrlearn-clip";
@@ -349,23 +349,12 @@ impl ImageTextModel for ClipModel {
     }
 
     fn encode_images(&self, images: &[u8], n: usize, h: usize, w: usize) -> Tensor {
-        tch::no_grad(|| {
-            let x = self.preprocess(images, n, h, w);
-            self.image_embeddings(&x)
-                .to_kind(Kind::Float)
-                .to_device(Device::Cpu)
-        })
+        let x = self.preprocess(images, n, h, w);
+        on_cpu(|| self.image_embeddings(&x))
     }
 
     fn encode_texts(&self, ids: &[i64], n: usize) -> Tensor {
-        tch::no_grad(|| {
-            let t = Tensor::from_slice(ids)
-                .view([n as i64, self.config.context_length])
-                .to_device(self.device());
-            self.text_embeddings(&t)
-                .to_kind(Kind::Float)
-                .to_device(Device::Cpu)
-        })
+        on_cpu(|| self.text_embeddings(&ids_on(ids, n, self.device())))
     }
 }
 

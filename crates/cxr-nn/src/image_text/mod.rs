@@ -105,6 +105,19 @@ pub fn from_dir(
     Ok((model, shipped_tokenizer(&dir.dir)))
 }
 
+/// What `f` computes, without gradients, as f32 on the CPU: what every
+/// [`ImageTextModel`] encoder returns.
+pub(crate) fn on_cpu(f: impl FnOnce() -> Tensor) -> Tensor {
+    tch::no_grad(|| f().to_kind(tch::Kind::Float).to_device(Device::Cpu))
+}
+
+/// Token ids `[n * context]`, row-major, as `[n, context]` on `device`.
+pub(crate) fn ids_on(ids: &[i64], n: usize, device: Device) -> Tensor {
+    Tensor::from_slice(ids)
+        .view([n as i64, -1])
+        .to_device(device)
+}
+
 /// The tokenizer file a model directory ships.
 fn shipped_tokenizer(dir: &Path) -> Option<PathBuf> {
     ["tokenizer.json", "vocab.txt"]

@@ -2,9 +2,9 @@
 //! open_clip directory, loaded strictly, scored as CLIP.
 
 use tch::nn::VarStore;
-use tch::{Device, Kind, Tensor};
+use tch::{Device, Tensor};
 
-use super::{ImageTextModel, Scoring};
+use super::{ImageTextModel, Scoring, ids_on, on_cpu};
 use crate::arch::open_clip::{HfBertConfig, OpenClip, OpenClipConfig, read};
 use crate::entry::Preprocessing;
 use crate::error::NnError;
@@ -100,24 +100,14 @@ impl ImageTextModel for OpenClipModel {
     }
 
     fn encode_images(&self, images: &[u8], n: usize, h: usize, w: usize) -> Tensor {
-        tch::no_grad(|| {
-            let x = self.preprocessing.input(images, n, h, w, self.device());
-            self.model
-                .encode_image_t(&x, false)
-                .to_kind(Kind::Float)
-                .to_device(Device::Cpu)
-        })
+        let x = self.preprocessing.input(images, n, h, w, self.device());
+        on_cpu(|| self.model.encode_image_t(&x, false))
     }
 
     fn encode_texts(&self, ids: &[i64], n: usize) -> Tensor {
-        tch::no_grad(|| {
-            let t = Tensor::from_slice(ids)
-                .view([n as i64, -1])
-                .to_device(self.device());
+        on_cpu(|| {
             self.model
-                .encode_text_t(&t, false)
-                .to_kind(Kind::Float)
-                .to_device(Device::Cpu)
+                .encode_text_t(&ids_on(ids, n, self.device()), false)
         })
     }
 }

@@ -3,9 +3,9 @@
 //! with.
 
 use tch::nn::VarStore;
-use tch::{Device, Kind, Tensor};
+use tch::{Device, Tensor};
 
-use super::{ImageTextModel, Scoring};
+use super::{ImageTextModel, Scoring, ids_on, on_cpu};
 use crate::arch::siglip::{Siglip, SiglipConfig};
 use crate::entry::Preprocessing;
 use crate::error::NnError;
@@ -100,24 +100,11 @@ impl ImageTextModel for SiglipModel {
     }
 
     fn encode_images(&self, images: &[u8], n: usize, h: usize, w: usize) -> Tensor {
-        tch::no_grad(|| {
-            let x = self.preprocessing.input(images, n, h, w, self.device());
-            self.model
-                .image_features(&x)
-                .to_kind(Kind::Float)
-                .to_device(Device::Cpu)
-        })
+        let x = self.preprocessing.input(images, n, h, w, self.device());
+        on_cpu(|| self.model.image_features(&x))
     }
 
     fn encode_texts(&self, ids: &[i64], n: usize) -> Tensor {
-        tch::no_grad(|| {
-            let t = Tensor::from_slice(ids)
-                .view([n as i64, -1])
-                .to_device(self.device());
-            self.model
-                .text_features(&t)
-                .to_kind(Kind::Float)
-                .to_device(Device::Cpu)
-        })
+        on_cpu(|| self.model.text_features(&ids_on(ids, n, self.device())))
     }
 }

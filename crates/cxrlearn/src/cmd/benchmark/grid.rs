@@ -21,7 +21,8 @@ pub(crate) const STRATEGIES: [&str; 2] = ["linear", "finetune"];
 
 /// Flags of a subcommand the benchmark sets itself for every cell; a settings
 /// table naming one would silently fight the grid, so it is refused.
-const RESERVED_FEATURES: [&str; 4] = ["model", "checkpoint", "data", "out"];
+/// `pooling` belongs to a model (`[[model]] pooling`), not to every model.
+const RESERVED_FEATURES: [&str; 5] = ["model", "checkpoint", "pooling", "data", "out"];
 const RESERVED_PROBE: [&str; 8] = [
     "features",
     "model",
@@ -32,9 +33,10 @@ const RESERVED_PROBE: [&str; 8] = [
     "train-fraction",
     "subset-seed",
 ];
-const RESERVED_FINETUNE: [&str; 8] = [
+const RESERVED_FINETUNE: [&str; 9] = [
     "model",
     "checkpoint",
+    "pooling",
     "data",
     "out",
     "seed",

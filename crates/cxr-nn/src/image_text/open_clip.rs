@@ -5,7 +5,7 @@ use tch::nn::VarStore;
 use tch::{Device, Tensor};
 
 use super::{ImageTextModel, Scoring, ids_on, on_cpu};
-use crate::arch::open_clip::{HfBertConfig, OpenClip, OpenClipConfig, read};
+use crate::arch::open_clip::{HfBertConfig, OpenClip, OpenClipConfig, OpenClipDir, read};
 use crate::entry::Preprocessing;
 use crate::error::NnError;
 use crate::load::load_strict;
@@ -38,7 +38,19 @@ impl OpenClipModel {
         preprocessing: Preprocessing,
         device: Device,
     ) -> Result<Self, NnError> {
-        let read = read(dir)?;
+        Self::from_read(read(dir)?, preprocessing, device)
+    }
+
+    /// The model of a directory already read ([`crate::arch::open_clip::read`]).
+    ///
+    /// # Errors
+    /// Weights that do not match the configuration (every mismatched key
+    /// named).
+    pub fn from_read(
+        read: OpenClipDir,
+        preprocessing: Preprocessing,
+        device: Device,
+    ) -> Result<Self, NnError> {
         let mut vs = VarStore::new(device);
         let model = OpenClip::new(&vs.root(), &read.config, &read.bert);
         load_strict(&mut vs, &read.tensors, |_| false).map_err(|m| NnError::WeightsMismatch {

@@ -34,6 +34,10 @@ pub struct Resolved {
     pub dir: Option<ModelDir>,
     /// Where the weights come from, for configs and messages.
     pub source: String,
+    /// What a front end should tell the user: where a directory's own
+    /// preprocessing differs from its registry entry's (the directory's is
+    /// used).
+    pub notes: Vec<String>,
 }
 
 impl Resolved {
@@ -181,6 +185,7 @@ fn resolve_weights(
             file: None,
             dir: None,
             source: "random initialisation".into(),
+            notes: Vec::new(),
         });
     }
     for format in [DirFormat::HuggingFace, DirFormat::OpenClip] {
@@ -223,6 +228,7 @@ fn resolve_weights(
         file: Some(file.to_owned()),
         dir: None,
         source: file.display().to_string(),
+        notes: Vec::new(),
     })
 }
 
@@ -236,6 +242,25 @@ fn from_dir(
     let network = |e| Error::Network(Box::new(e));
     let dir = ModelDir::open(path, format).map_err(network)?;
     let mut spec = cxr_nn::hf_config::image_spec(&dir, entry).map_err(network)?;
+    let mut notes = Vec::new();
+    if let (Some(e), Some((file, _))) = (entry, &dir.preprocessor) {
+        let (ours, theirs) = (&e.preprocessing, &spec.preprocessing);
+        if (ours.size, ours.normalization) != (theirs.size, theirs.normalization) {
+            notes.push(format!(
+                "{} gives {}x{} px, mean {:?}, std {:?}; the registry's '{}' has {}x{} px, mean {:?}, std {:?}; using the file's",
+                file.display(),
+                theirs.size,
+                theirs.size,
+                theirs.normalization.mean,
+                theirs.normalization.std,
+                e.name,
+                ours.size,
+                ours.size,
+                ours.normalization.mean,
+                ours.normalization.std,
+            ));
+        }
+    }
     if let Some(s) = input_size {
         spec.preprocessing.size = s;
         spec.preprocessing.crop_from = None;
@@ -245,6 +270,7 @@ fn from_dir(
         file: Some(path.to_owned()),
         dir: Some(dir),
         source: path.display().to_string(),
+        notes,
     })
 }
 
@@ -289,6 +315,7 @@ fn resolve_file(
         file: Some(file.to_owned()),
         dir: None,
         source: file.display().to_string(),
+        notes: Vec::new(),
     })
 }
 

@@ -382,6 +382,39 @@ fn bad_directories_fail_with_one_line_and_write_nothing() {
     let err = refused(tmp.path(), &store, &format!("hf:{}", s(&mismatched)));
     assert!(err.contains("embeddings.register_tokens"), "{err}");
 
+    // A registry entry's directory whose own preprocessing differs: the
+    // file's is used, and the user is told.
+    let rad = dir("rad");
+    std::fs::copy(mlp.join("config.json"), rad.join("config.json")).unwrap();
+    std::fs::copy(mlp.join("model.safetensors"), rad.join("model.safetensors")).unwrap();
+    std::fs::write(
+        rad.join("preprocessor_config.json"),
+        r#"{"crop_size": {"height": 56, "width": 56}, "size": {"shortest_edge": 56}, "image_mean": [0.5], "image_std": [0.25]}"#,
+    )
+    .unwrap();
+    let out = tmp.path().join("rad-features");
+    let o = run(&[
+        "features",
+        "--model",
+        "rad-dino",
+        "--checkpoint",
+        s(&rad),
+        "--data",
+        s(&store),
+        "--out",
+        s(&out),
+        "--device",
+        "cpu",
+    ]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{err}");
+    assert!(
+        err.contains("note: ") && err.contains("using the file's"),
+        "{err}"
+    );
+    let meta = json(&out.join("meta.json"));
+    assert_eq!(meta["normalization"]["mean"][0], 0.5, "{meta}");
+
     // A directory for the wrong family of a registry entry.
     let o = run(&[
         "features",

@@ -59,6 +59,9 @@ pub fn run(args: &Args, quiet: bool) -> Result<()> {
         None,
         args.model.pooling,
     )?;
+    for note in &resolved.notes {
+        eprintln!("note: {note}");
+    }
     let spec = &resolved.spec;
     let size = spec.preprocessing.size as usize;
     if (h, w) != (size, size) && args.strict {

@@ -162,6 +162,9 @@ pub fn run(args: &Args, quiet: bool) -> Result<()> {
         args.input_size,
         args.model.pooling,
     )?;
+    for note in &resolved.notes {
+        eprintln!("note: {note}");
+    }
     let size = resolved.spec.preprocessing.size as usize;
     let config = training_config(args, size)?;
     let train_rows = args.subset.rows(&store, &args.store.data, args.seed)?;

@@ -4,12 +4,13 @@
 #   scripts/bench.sh features     cxrlearn features vs PyTorch (DataLoader path and bare forward)
 #   scripts/bench.sh finetune     cxrlearn finetune vs the PyTorch training loop with its DataLoader
 #   scripts/bench.sh pretrain     one MoCo-CXR / CLIP pretraining step vs the reference PyTorch step
+#   scripts/bench.sh vit          DINOv2 ViT-B/14 at 518 px (RAD-DINO): features and finetune steps vs transformers
 #   scripts/bench.sh convert      cxrlearn convert vs the original's PIL path
 #   scripts/bench.sh probe        the linear probe vs one scikit-learn LogisticRegression per label
 # The peers live in a throwaway virtual environment outside the repository.
 set -euo pipefail
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-name=${1:?usage: scripts/bench.sh evaluate|features|probe|finetune|pretrain|convert}
+name=${1:?usage: scripts/bench.sh evaluate|features|probe|finetune|pretrain|vit|convert}
 venv=${CXRLEARN_BENCH_VENV:-$HOME/.cache/cxrlearn/venv-bench}
 if ! "$venv/bin/python" -c "import numpy, pandas, sklearn, PIL" 2>/dev/null; then
     python3 -m venv "$venv"
@@ -43,6 +44,12 @@ case "$name" in
             pip install --quiet --disable-pip-version-check torchvision==0.28.0
         fi
         CXRLEARN_BENCH_TORCH_PYTHON=$(command -v python) cargo bench --quiet -p cxrlearn --bench pretrain ;;
+    vit)
+        # The peer is transformers' Dinov2Model in the libtorch venv (same torch 2.13).
+        if ! python -c "import transformers, safetensors" 2>/dev/null; then
+            pip install --quiet --disable-pip-version-check transformers==5.25.0 safetensors
+        fi
+        CXRLEARN_BENCH_TORCH_PYTHON=$(command -v python) cargo bench --quiet -p cxrlearn --bench vit ;;
     convert) "$repo/scripts/bench-convert.sh" ;;
-    *) echo "error: unknown benchmark '$name' (known: evaluate, features, probe, finetune, pretrain, convert)" >&2; exit 2 ;;
+    *) echo "error: unknown benchmark '$name' (known: evaluate, features, probe, finetune, pretrain, vit, convert)" >&2; exit 2 ;;
 esac

@@ -244,6 +244,11 @@ fn training_step_back_propagates() {
     let eval = tch::no_grad(|| model.forward_t(&x, false));
     let train = model.forward_t(&x, true);
     assert!(train.allclose(&eval, 1e-6, 1e-6, false));
+    // Evaluation outside no_grad records a graph, so it takes the
+    // out-of-place path; no_grad's in-place path computes the same values.
+    let recorded = model.forward_t(&x, false);
+    assert!(recorded.requires_grad());
+    assert!(recorded.equal(&eval));
     train.square().sum(Kind::Float).backward();
     let vars = vs.variables();
     for name in [
@@ -261,6 +266,23 @@ fn training_step_back_propagates() {
     }
     // The mask token exists (for strict loading) and takes no part.
     assert!(!vars["embeddings.mask_token"].grad().defined());
+
+    // Only the last layer trains: the frozen first layer runs in place
+    // (autograd tracks nothing there), the second out of place, and the
+    // backward pass finds every saved tensor as it was.
+    let (vs, model, _io) = load_fixture("registers");
+    for (name, var) in vs.variables() {
+        if !name.starts_with("encoder.layer.1.") {
+            let _ = var.set_requires_grad(false);
+        }
+    }
+    let partial = model.forward_t(&x, true);
+    assert!(partial.equal(&eval));
+    partial.square().sum(Kind::Float).backward();
+    let vars = vs.variables();
+    let g = vars["encoder.layer.1.attention.attention.query.weight"].grad();
+    assert!(g.defined() && g.abs().sum(Kind::Float).double_value(&[]) > 0.0);
+    assert!(!vars["encoder.layer.0.mlp.fc1.weight"].grad().defined());
 
     // The mlp fixture's dropout and drop path (0.1 each) act in training only.
     let (_vs, model, io) = load_fixture("mlp");

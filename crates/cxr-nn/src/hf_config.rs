@@ -89,6 +89,80 @@ fn architecture(dir: &ModelDir) -> Result<(Architecture, Preprocessing), NnError
     }
 }
 
+/// A lower bound of the parameters an architecture holds: the attention
+/// projections of every block, the patch embedding and the position
+/// embeddings (the MLPs and norms left out, so no released model is ever
+/// under it). Saturating arithmetic: an absurd configuration gives a huge
+/// bound, not an overflow.
+pub fn min_parameters(architecture: &Architecture) -> u128 {
+    let u = |x: i64| u128::try_from(x).unwrap_or(0);
+    // Blocks of width h: four h x h projections each.
+    let vit = |layers: u128, h: u128, channels: u128, patch: u128, positions: u128| {
+        layers
+            .saturating_mul(4)
+            .saturating_mul(h.saturating_mul(h))
+            .saturating_add(
+                channels
+                    .saturating_mul(patch.saturating_mul(patch))
+                    .saturating_mul(h),
+            )
+            .saturating_add(positions.saturating_mul(h))
+    };
+    match architecture {
+        Architecture::Dinov2 { config: c, .. } => vit(
+            c.num_hidden_layers as u128,
+            u(c.hidden_size),
+            u(c.num_channels),
+            u(c.patch_size),
+            u(c.grid()).saturating_mul(u(c.grid())),
+        ),
+        Architecture::SiglipVisual(c) => vit(
+            c.num_hidden_layers as u128,
+            u(c.hidden_size),
+            u(c.num_channels),
+            u(c.patch_size),
+            u(c.grid()).saturating_mul(u(c.grid())),
+        ),
+        Architecture::OpenClipVisual { vision, .. } => {
+            let t = &vision.trunk;
+            vit(
+                t.depth as u128,
+                u(t.embed_dim),
+                3,
+                u(t.patch_size),
+                u(t.grid()).saturating_mul(u(t.grid())),
+            )
+        }
+        _ => 0,
+    }
+}
+
+/// Refuses a configuration that cannot match its weights by size alone
+/// (more parameters than the weight files have bytes) before anything is
+/// allocated: a hostile or mistaken `config.json` must fail with a line,
+/// not exhaust memory building a network its weights could never fill.
+///
+/// # Errors
+/// [`NnError::ModelConfig`] naming the configuration file and both sizes.
+pub fn check_size(dir: &ModelDir, what: &str, min_parameters: u128) -> Result<(), NnError> {
+    let bytes: u128 = dir
+        .weights
+        .iter()
+        .filter_map(|w| std::fs::metadata(w).ok())
+        .map(|m| u128::from(m.len()))
+        .sum();
+    // One byte per parameter is below any dtype a checkpoint uses.
+    if min_parameters > bytes {
+        return Err(NnError::ModelConfig {
+            file: dir.config_file.clone(),
+            problem: format!(
+                "describes {what} of at least {min_parameters} parameters, but the weights hold {bytes} bytes: the configuration does not match its weights"
+            ),
+        });
+    }
+    Ok(())
+}
+
 /// The key rules of the family an architecture belongs to, for a directory
 /// loaded without a registry entry (`hf:DIR`).
 pub fn key_map(architecture: &Architecture) -> Option<fn(&str) -> KeyRule> {
@@ -109,6 +183,7 @@ pub fn key_map(architecture: &Architecture) -> Option<fn(&str) -> KeyRule> {
 /// one of another family than `entry`'s, naming the file.
 pub fn image_spec(dir: &ModelDir, entry: Option<&ModelEntry>) -> Result<ModelSpec, NnError> {
     let (mut architecture, family_preprocessing) = architecture(dir)?;
+    check_size(dir, "an image encoder", min_parameters(&architecture))?;
     if let Some(e) = entry {
         if discriminant(&architecture) != discriminant(&e.architecture) {
             return Err(NnError::ModelConfig {
@@ -148,4 +223,33 @@ pub fn image_spec(dir: &ModelDir, entry: Option<&ModelEntry>) -> Result<ModelSpe
         preprocessing,
         entry: entry.cloned(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::registry;
+
+    #[test]
+    fn the_lower_bound_stays_below_every_released_size() {
+        // Published parameter counts of the image towers.
+        for (name, params) in [
+            ("dinov2-small", 22_000_000u128),
+            ("dinov2-base", 86_000_000),
+            ("dinov2-large", 304_000_000),
+            ("dinov2-giant", 1_100_000_000),
+            ("rad-dino", 86_000_000),
+            ("medsiglip-448", 400_000_000),
+            ("xraysiglip", 303_000_000),
+            ("biomedclip", 86_000_000),
+        ] {
+            let bound = min_parameters(&registry::find(name).unwrap().architecture);
+            assert!(bound <= params, "{name}: {bound} > {params}");
+            // The MLPs (two thirds of a block) are left out: within 4x.
+            assert!(
+                bound * 4 >= params,
+                "{name}: {bound} is a loose bound of {params}"
+            );
+        }
+    }
 }

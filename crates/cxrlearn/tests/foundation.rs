@@ -341,6 +341,23 @@ fn bad_directories_fail_with_one_line_and_write_nothing() {
         "{err}"
     );
 
+    // A configuration far larger than its weights: refused by size before
+    // anything is allocated (building it would exhaust memory).
+    let huge = dir("huge");
+    let mut config: Value =
+        serde_json::from_str(&std::fs::read_to_string(mlp.join("config.json")).unwrap()).unwrap();
+    config["hidden_size"] = 65536.into();
+    config["num_attention_heads"] = 64.into();
+    config["num_hidden_layers"] = 200.into();
+    std::fs::write(huge.join("config.json"), config.to_string()).unwrap();
+    std::fs::copy(
+        mlp.join("model.safetensors"),
+        huge.join("model.safetensors"),
+    )
+    .unwrap();
+    let err = refused(tmp.path(), &store, &format!("hf:{}", s(&huge)));
+    assert!(err.contains("does not match its weights"), "{err}");
+
     // A shard the index names but the directory lacks.
     let sharded = dir("sharded");
     std::fs::copy(mlp.join("config.json"), sharded.join("config.json")).unwrap();

@@ -38,7 +38,24 @@ impl OpenClipModel {
         preprocessing: Preprocessing,
         device: Device,
     ) -> Result<Self, NnError> {
-        Self::from_read(read(dir)?, preprocessing, device)
+        let read = read(dir)?;
+        // The BERT's shape may come from a config.json beside the weights:
+        // its size is checked against them before anything is built.
+        let u = |x: i64| u128::try_from(x).unwrap_or(0);
+        let b = &read.bert.bert;
+        let h = u(b.hidden);
+        let text = u(b.vocab_size).saturating_mul(h).saturating_add(
+            (b.layers as u128)
+                .saturating_mul(4)
+                .saturating_mul(h.saturating_mul(h)),
+        );
+        let vision =
+            crate::hf_config::min_parameters(&crate::backbone::Architecture::OpenClipVisual {
+                vision: read.config.vision.clone(),
+                embed_dim: read.config.embed_dim,
+            });
+        crate::hf_config::check_size(dir, "an open_clip model", text.saturating_add(vision))?;
+        Self::from_read(read, preprocessing, device)
     }
 
     /// The model of a directory already read ([`crate::arch::open_clip::read`]).

@@ -37,6 +37,19 @@ impl SiglipModel {
         device: Device,
     ) -> Result<Self, NnError> {
         let config = SiglipConfig::from_hf(&dir.config, &dir.config_file)?;
+        if let Some(t) = &config.text {
+            let u = |x: i64| u128::try_from(x).unwrap_or(0);
+            let h = u(t.hidden_size);
+            let text = u(t.vocab_size).saturating_mul(h).saturating_add(
+                (t.num_hidden_layers as u128)
+                    .saturating_mul(4)
+                    .saturating_mul(h.saturating_mul(h)),
+            );
+            let vision = crate::hf_config::min_parameters(
+                &crate::backbone::Architecture::SiglipVisual(config.vision.clone()),
+            );
+            crate::hf_config::check_size(dir, "a SigLIP model", text.saturating_add(vision))?;
+        }
         let mut vs = VarStore::new(device);
         let model = Siglip::new(&vs.root(), &config).ok_or_else(|| NnError::ModelConfig {
             file: dir.config_file.clone(),

@@ -87,6 +87,43 @@ pub fn merge_pieces(tokens: &Tensor, word_of_token: &Tensor, words: i64) -> Tens
     Tensor::einsum("btw,btd->bwd", &[&onehot, tokens], None::<i64>)
 }
 
+/// GLoRIA's two losses of a batch, before their weights.
+#[derive(Debug)]
+pub struct GloriaLosses {
+    /// The local image-report scores `[images, reports]`.
+    pub local_logits: Tensor,
+    /// The local loss: cross-entropy of those scores over both directions, summed.
+    pub local: Tensor,
+    /// The global loss: cross-entropy of `γ3 ·` cosine(image, sentence) over
+    /// both directions, summed.
+    pub global: Tensor,
+}
+
+/// GLoRIA's objective from its inputs, the function the trainer calls:
+/// regions `[b, m, d]`, words `[b, w, d]` with `valid` `[b, w]` (a
+/// caption's first `n_i` slots), image vectors and sentences `[b, d]`.
+/// With `double_softmax` it is the reference code's `local_loss` and
+/// `global_loss` (the fixture test below holds it to them).
+pub fn gloria_losses(
+    regions: &Tensor,
+    words: &Tensor,
+    valid: &Tensor,
+    image: &Tensor,
+    sentence: &Tensor,
+    gammas: Gammas,
+    double_softmax: bool,
+) -> GloriaLosses {
+    let local_logits = local_logits(regions, words, valid, gammas, double_softmax);
+    let local = both_directions(&local_logits);
+    let (gi, gt) = (l2_normalize(image), l2_normalize(sentence));
+    let global = both_directions(&(gi.matmul(&gt.tr()) * gammas.logits));
+    GloriaLosses {
+        local_logits,
+        local,
+        global,
+    }
+}
+
 /// The GLoRIA model: the ResNet in its own store (exported as is), the
 /// embedders and BERT in another.
 #[derive(Debug)]
@@ -314,20 +351,25 @@ impl Objective for Gloria {
         let batch = self.bank.choose(views.queries(), step_seed);
         let t = self.text_embeddings(&batch, train);
         let (regions, global, t) = self.gather(regions, global, t)?;
-        let g = self.settings.gammas;
-        let local = local_logits(
+        let GloriaLosses {
+            local_logits: local,
+            local: loss_local,
+            global: loss_global,
+        } = gloria_losses(
             &regions,
             &t.words,
             &t.valid,
-            g,
+            &global,
+            &t.sentence,
+            self.settings.gammas,
             !self.settings.single_softmax,
         );
-        let loss_local = both_directions(&local);
-        let (gi, gt) = (l2_normalize(&global), l2_normalize(&t.sentence));
-        let loss_global = both_directions(&(gi.matmul(&gt.tr()) * g.logits));
         let (wl, wg) = self.settings.loss_weights;
         let loss = share_of_global(&loss_local * wl + &loss_global * wg, self.dp.world_size());
-        let (gid, gtd) = (gi.detach(), gt.detach());
+        let (gid, gtd) = (
+            l2_normalize(&global).detach(),
+            l2_normalize(&t.sentence).detach(),
+        );
         let m = monitors(&gid, &gtd);
         let local_acc = tch::no_grad(|| {
             let n = local.size()[0];
@@ -458,6 +500,93 @@ impl Objective for Gloria {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Largest elementwise error between `ours` and the reference's
+    /// `theirs`, relative to `|theirs|` (floored at 1e-12 of the tensor's
+    /// largest entry, so exact zeros, such as padded words' gradients,
+    /// count as zeros).
+    fn relative_error(ours: &Tensor, theirs: &Tensor) -> f64 {
+        let floor = (theirs.abs().max().double_value(&[]) * 1e-12).max(1e-300);
+        let err = (ours - theirs).abs() / theirs.abs().clamp_min(floor);
+        err.max().double_value(&[])
+    }
+
+    /// A fixture of scripts/fixtures/gloria_loss.py: the original
+    /// `gloria_loss.py` run on fixed inputs (layouts in the script).
+    fn reference(name: &str) -> BTreeMap<String, Tensor> {
+        let path = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/fixtures/objectives")
+            .join(format!("{name}.safetensors"));
+        Tensor::read_safetensors(&path)
+            .unwrap()
+            .into_iter()
+            .collect()
+    }
+
+    /// Our losses and the gradients of their sum for the fixture's inputs:
+    /// (local, global, [regions, words, image, sentence] gradients).
+    fn ours(f: &BTreeMap<String, Tensor>, double_softmax: bool) -> (f64, f64, Vec<Tensor>) {
+        let inputs: Vec<Tensor> = ["regions", "words", "image", "sentence"]
+            .iter()
+            .map(|k| f[*k].copy().set_requires_grad(true))
+            .collect();
+        let w = f["words"].size()[1];
+        let valid = Tensor::arange(w, (Kind::Int64, Device::Cpu))
+            .unsqueeze(0)
+            .lt_tensor(&f["cap_lens"].unsqueeze(1));
+        let l = gloria_losses(
+            &inputs[0],
+            &inputs[1],
+            &valid,
+            &inputs[2],
+            &inputs[3],
+            Gammas::default(),
+            double_softmax,
+        );
+        (&l.local + &l.global).backward();
+        let grads = inputs.iter().map(Tensor::grad).collect();
+        (l.local.double_value(&[]), l.global.double_value(&[]), grads)
+    }
+
+    /// Issue #25: the default objective (the code's double softmax) is the
+    /// original `local_loss` + `global_loss`, value and input gradients, on
+    /// captions of one length and of different lengths (padding).
+    #[test]
+    fn losses_and_gradients_equal_the_original_gloria_code() {
+        for name in ["gloria_equal", "gloria_padded"] {
+            let f = reference(name);
+            let (local, global, grads) = ours(&f, true);
+            let want_local = (&f["local_loss0"] + &f["local_loss1"]).double_value(&[]);
+            let want_global = (&f["global_loss0"] + &f["global_loss1"]).double_value(&[]);
+            let mut errors = vec![
+                ("local", (local - want_local).abs() / want_local.abs()),
+                ("global", (global - want_global).abs() / want_global.abs()),
+            ];
+            for (k, g) in ["regions", "words", "image", "sentence"].iter().zip(&grads) {
+                errors.push((k, relative_error(g, &f[&format!("grad_{k}")])));
+            }
+            println!("{name}: {errors:?}");
+            for (k, e) in errors {
+                assert!(e < 1e-5, "{name} {k}: relative error {e}");
+            }
+        }
+    }
+
+    /// `--single-softmax` (the paper's form) is a documented departure:
+    /// its local loss differs from the code's, the global loss does not.
+    #[test]
+    fn single_softmax_departs_from_the_original_local_loss_only() {
+        let f = reference("gloria_padded");
+        let (local, global, _) = ours(&f, false);
+        let want_local = (&f["local_loss0"] + &f["local_loss1"]).double_value(&[]);
+        let want_global = (&f["global_loss0"] + &f["global_loss1"]).double_value(&[]);
+        println!("single softmax: local {local} vs the original's {want_local}");
+        assert!(
+            (local - want_local).abs() / want_local > 1e-3,
+            "{local} vs {want_local}"
+        );
+        assert!((global - want_global).abs() / want_global < 1e-10);
+    }
 
     #[test]
     fn pieces_merge_into_words_and_padding_vanishes() {

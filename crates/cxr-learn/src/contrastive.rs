@@ -80,6 +80,49 @@ mod tests {
         assert!((loss - want).abs() < 1e-5, "{loss} vs {want}");
     }
 
+    /// Largest elementwise difference over the largest magnitude of `want`:
+    /// elementwise ratios would blow up on gradient entries near zero.
+    fn relative_error(got: &Tensor, want: &Tensor) -> f64 {
+        let diff = (got.to_kind(Kind::Double) - want.to_kind(Kind::Double)).abs();
+        diff.max().double_value(&[]) / want.abs().max().to_kind(Kind::Double).double_value(&[])
+    }
+
+    /// Issue #25: CheXzero's own train step (`run_train.train_batch` on their
+    /// `CLIP.forward`, towers replaced by the fixed embeddings; see
+    /// scripts/fixtures/clip_loss.py for the pinned commit) gives these losses
+    /// and gradients; draw 2 has two identical texts and two identical images.
+    #[test]
+    fn matches_chexzero_train_step() {
+        let dir =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/objectives");
+        for draw in ["clip_draw1", "clip_draw2"] {
+            let fixture: std::collections::HashMap<String, Tensor> =
+                Tensor::read_safetensors(dir.join(format!("{draw}.safetensors")))
+                    .expect("fixture")
+                    .into_iter()
+                    .collect();
+            let input = |k: &str| fixture[k].copy().set_requires_grad(true);
+            let (img, txt, scale) = (input("image"), input("text"), input("logit_scale"));
+            let loss = clip_loss(&img, &txt, &scale);
+            loss.backward();
+            for (name, got, want) in [
+                ("loss", loss.detach(), &fixture["loss"]),
+                ("grad_image", img.grad(), &fixture["grad_image"]),
+                ("grad_text", txt.grad(), &fixture["grad_text"]),
+                (
+                    "grad_logit_scale",
+                    scale.grad(),
+                    &fixture["grad_logit_scale"],
+                ),
+            ] {
+                assert_eq!(got.size(), want.size(), "{draw} {name}");
+                let e = relative_error(&got, want);
+                eprintln!("{draw} {name}: max relative error {e:.3e}");
+                assert!(e < 1e-5, "{draw} {name}: relative error {e}");
+            }
+        }
+    }
+
     #[test]
     fn is_ln_batch_at_zero_scale_and_has_gradients() {
         let img = Tensor::randn([8, 5], (Kind::Float, tch::Device::Cpu)).set_requires_grad(true);

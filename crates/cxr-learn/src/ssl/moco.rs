@@ -51,6 +51,33 @@ pub(crate) fn mocov2_head(p: &nn::Path, f: i64, dim: i64) -> Box<dyn Module> {
     Box::new(Mlp::new(p, f, f, dim))
 }
 
+/// MoCo's contrastive loss from unit queries `q` and keys `k` (`[b, d]`) and
+/// the queue (`[n, d]`) as it stood before this batch's keys enter it: the
+/// cross-entropy of `[q·k, q·queue] / t` against index 0, averaged over the
+/// batch, and the positive's top-1 accuracy. No gradient flows into `k`, as
+/// facebookresearch/moco computes its keys under `no_grad` (the trainer's
+/// keys already carry none; the detach makes the function say so itself).
+pub(crate) fn contrastive_loss(
+    q: &Tensor,
+    k: &Tensor,
+    queue: &Tensor,
+    temperature: f64,
+) -> (Tensor, f64) {
+    queue_info_nce(q, &k.detach(), queue, temperature)
+}
+
+/// MoCo's `_dequeue_and_enqueue`: overwrites the `keys.size()[0]` rows of
+/// `queue` from `pointer` with `keys` and returns the pointer moved past
+/// them, modulo the queue length (the queue length a multiple of the batch,
+/// so a batch never straddles the end).
+pub(crate) fn enqueue_keys(queue: &Tensor, pointer: i64, keys: &Tensor) -> i64 {
+    let b = keys.size()[0];
+    tch::no_grad(|| {
+        queue.narrow(0, pointer, b).copy_(keys);
+    });
+    (pointer + b) % queue.size()[0]
+}
+
 /// One encoder (backbone + projection head) in its own variable store.
 #[derive(Debug)]
 struct Branch {
@@ -204,11 +231,7 @@ impl Moco {
     }
 
     fn enqueue(&mut self, keys: &Tensor) {
-        let b = keys.size()[0];
-        tch::no_grad(|| {
-            self.queue.narrow(0, self.pointer, b).copy_(keys);
-        });
-        self.pointer = (self.pointer + b) % self.config.queue as i64;
+        self.pointer = enqueue_keys(&self.queue, self.pointer, keys);
     }
 }
 
@@ -244,7 +267,7 @@ impl Objective for Moco {
         }
         let q = self.embed_query(views.xq(), train);
         let k = tch::no_grad(|| self.keys(xk, step_seed, train));
-        let (loss, accuracy) = queue_info_nce(&q, &k, &self.queue, self.config.temperature);
+        let (loss, accuracy) = contrastive_loss(&q, &k, &self.queue, self.config.temperature);
         let m = monitors(&q.detach(), &k);
         if train {
             self.pending = Some(k);
@@ -299,5 +322,63 @@ impl Objective for Moco {
             .into_iter()
             .filter(|(n, _)| !n.starts_with("fc."))
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::Path;
+
+    /// `max |ours − theirs| / max |theirs|` (0 when both are 0).
+    fn relative(ours: &Tensor, theirs: &Tensor) -> f64 {
+        let diff = (ours - theirs).abs().max().double_value(&[]);
+        let scale = theirs.abs().max().double_value(&[]);
+        if scale == 0.0 { diff } else { diff / scale }
+    }
+
+    /// facebookresearch/moco's `MoCo.forward` and `_dequeue_and_enqueue`
+    /// with main_moco's cross-entropy, run on fixed inputs by
+    /// scripts/fixtures/moco_loss.py: the same loss, the same gradient with
+    /// respect to the raw query embeddings (through the normalisation the
+    /// encoder applies), none with respect to the keys, and the same queue
+    /// and pointer after the update. Draw 2 has duplicated queue rows, keys
+    /// equal to queue entries and queries equal to their keys (ties), and a
+    /// pointer that wraps.
+    #[test]
+    fn equals_facebookresearch_moco() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/objectives");
+        for draw in 1..=2 {
+            let path = dir.join(format!("moco_{draw}.safetensors"));
+            let f: BTreeMap<String, Tensor> = Tensor::read_safetensors(&path)
+                .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+                .into_iter()
+                .collect();
+            let q_raw = f["q"].copy().set_requires_grad(true);
+            let k_raw = f["k"].copy().set_requires_grad(true);
+            let queue = f["queue"].copy();
+            let t = f["temperature"].double_value(&[0]);
+            // What Branch::embed ends with, on both branches.
+            let (q, k) = (l2_normalize(&q_raw), l2_normalize(&k_raw));
+            let (loss, _) = contrastive_loss(&q, &k, &queue, t);
+            loss.backward();
+            let grad_k = if k_raw.grad().defined() {
+                k_raw.grad()
+            } else {
+                k_raw.zeros_like()
+            };
+            let errors = [
+                relative(&loss, &f["loss"]),
+                relative(&q_raw.grad(), &f["grad_q"]),
+                relative(&grad_k, &f["grad_k"]),
+            ];
+            eprintln!("draw {draw}: relative error loss, grad q, grad k {errors:?}");
+            assert!(errors.iter().all(|&e| e <= 1e-5), "draw {draw}: {errors:?}");
+
+            let pointer = enqueue_keys(&queue, f["ptr"].int64_value(&[0]), &k);
+            assert_eq!(pointer, f["ptr_after"].int64_value(&[0]), "draw {draw}");
+            let e = relative(&queue, &f["queue_after"]);
+            assert!(e <= 1e-6, "draw {draw}: queue after the update {e}");
+        }
     }
 }

@@ -265,6 +265,7 @@ impl Objective for S2mts2 {
 mod tests {
     use super::*;
     use crate::ssl::blocks::{l2_normalize, queue_info_nce};
+    use std::path::Path;
     use tch::Kind;
 
     fn unit(n: i64, d: i64, seed: i64) -> Tensor {
@@ -391,6 +392,57 @@ mod tests {
                     "[{i},{j}]: {fd} vs {g}"
                 );
             }
+        }
+    }
+
+    /// `max |ours − theirs| / max |theirs|` (0 when both are 0).
+    fn relative(ours: &Tensor, theirs: &Tensor) -> f64 {
+        let diff = (ours - theirs).abs().max().double_value(&[]);
+        let scale = theirs.abs().max().double_value(&[]);
+        if scale == 0.0 { diff } else { diff / scale }
+    }
+
+    /// The S2MTS2 authors' `builder_fa.MoCo.forward` (FBLADL/semi-chest,
+    /// a copy of the JCL authors' forward) with pretrain.py's
+    /// `CrossEntropyLoss + jcl_loss`, run on fixed inputs by
+    /// scripts/fixtures/s2mts2_loss.py: the same loss, the same gradient with
+    /// respect to the raw query (through the normalisation the encoder
+    /// applies; the keys get none), the same rows enqueued (the raw key
+    /// mean), and the same λ ramp. Draw 2 has identical and collinear key
+    /// views (Σ = 0), duplicated queue rows, and queries equal to their keys.
+    #[test]
+    fn equals_the_s2mts2_reference_code() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/objectives");
+        for draw in 1..=2 {
+            let path = dir.join(format!("s2mts2_{draw}.safetensors"));
+            let f: BTreeMap<String, Tensor> = Tensor::read_safetensors(&path)
+                .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+                .into_iter()
+                .collect();
+            let q_raw = f["q"].copy().set_requires_grad(true);
+            let views = f["keys"].size()[0];
+            // What the engine's embed_query and keys end with.
+            let keys: Vec<Tensor> = (0..views)
+                .map(|m| l2_normalize(&f["keys"].get(m)))
+                .collect();
+            let (t, ratio) = (
+                f["temperature"].double_value(&[0]),
+                f["ratio"].double_value(&[0]),
+            );
+            let jcl = jcl_loss(&l2_normalize(&q_raw), &keys, &f["queue"], t, ratio);
+            jcl.loss.backward();
+            let errors = [
+                relative(&jcl.loss, &f["loss"]),
+                relative(&q_raw.grad(), &f["grad_q"]),
+                relative(&jcl.mu, &f["enqueued"]),
+            ];
+            eprintln!("draw {draw}: relative error loss, grad q, enqueued {errors:?}");
+            assert!(errors.iter().all(|&e| e <= 1e-5), "draw {draw}: {errors:?}");
+        }
+        // pretrain.py: ratio = 2.0 * ((epoch + 1) / args.epochs).
+        for (epoch, epochs) in [(2, 5), (4, 5), (0, 100)] {
+            let theirs = 2.0 * ((epoch + 1) as f64 / epochs as f64);
+            assert!((lambda_at(2.0, epoch, epochs) - theirs).abs() < 1e-15);
         }
     }
 

@@ -16,6 +16,15 @@ use crate::splits;
 use crate::store::write::StoreWriter;
 use crate::store::{DEFAULT_SHARD_LEN, DatasetMeta, FORMAT_VERSION, Source, SplitRule};
 
+/// The largest side (`--size`) a store image may have, in pixels.
+///
+/// Chest radiographs are published at up to about 4000 px a side, so a larger
+/// store image only upsamples. Conversion holds a chunk of decoded images and
+/// one shard in memory, both growing with the square of the side: at 20000 px
+/// a single image is 400 MB and the run allocated until it aborted, so the
+/// side is checked before anything is read or written.
+pub const MAX_IMAGE_SIZE: u32 = 4096;
+
 /// Conversion settings.
 #[derive(Debug, Clone)]
 pub struct ConvertOptions {
@@ -56,6 +65,33 @@ impl ConvertOptions {
             shard_len: DEFAULT_SHARD_LEN,
             quiet: true,
         }
+    }
+
+    /// Checks the options that a user types (`--size`, `--few-shot`), so a
+    /// bad value is refused before labels are hashed or the output touched.
+    ///
+    /// # Errors
+    /// [`DataError::InvalidOption`] naming the flag and its value.
+    pub fn validate(&self) -> Result<()> {
+        if self.size == 0 || self.size > MAX_IMAGE_SIZE {
+            return Err(DataError::InvalidOption {
+                flag: "--size",
+                value: self.size.to_string(),
+                reason: format!(
+                    "the image side must be between 1 and {MAX_IMAGE_SIZE} pixels (MAX_IMAGE_SIZE)"
+                ),
+            });
+        }
+        // Zero images per class leaves an empty training split, which no
+        // later command can use.
+        if self.few_shot == Some(0) {
+            return Err(DataError::InvalidOption {
+                flag: "--few-shot",
+                value: "0".into(),
+                reason: "must keep at least 1 training image per class".into(),
+            });
+        }
+        Ok(())
     }
 }
 
@@ -114,6 +150,7 @@ pub fn convert(
     kind: &str,
     opts: &ConvertOptions,
 ) -> Result<Summary> {
+    opts.validate()?;
     if table.records.is_empty() {
         return Err(DataError::layout(
             root,
@@ -128,9 +165,6 @@ pub fn convert(
                 format!("duplicate image id {:?}", r.id),
             ));
         }
-    }
-    if opts.size == 0 {
-        return Err(DataError::Config("--size must be positive".into()));
     }
     let fractions = opts
         .fractions

@@ -64,20 +64,52 @@ impl Csv {
     }
 
     /// Index of column `name` (exact match, else match ignoring surrounding spaces).
+    ///
+    /// # Errors
+    /// [`DataError::Layout`] when the column is missing;
+    /// [`DataError::DuplicateColumn`] when the header names it twice.
     pub fn col(&self, name: &str) -> Result<usize> {
-        self.headers
+        self.opt_col(name)?.ok_or_else(|| {
+            DataError::layout(
+                &self.path,
+                format!(
+                    "missing column {name:?} (columns: {})",
+                    self.headers.join(", ")
+                ),
+            )
+        })
+    }
+
+    /// Index of column `name` as [`Csv::col`], or `None` when the file has no
+    /// such column (optional columns).
+    ///
+    /// # Errors
+    /// [`DataError::DuplicateColumn`] when the header names it twice.
+    pub fn opt_col(&self, name: &str) -> Result<Option<usize>> {
+        // A column the reader uses must be named once: with two, taking the
+        // first silently reads whichever the publisher (or an edit) put first.
+        // Names are compared ignoring surrounding spaces, as the fallback
+        // lookup below matches them. Repeats of columns no reader asks for
+        // are left alone, as publishers' files may carry such columns.
+        let matches: Vec<usize> = self
+            .headers
+            .iter()
+            .enumerate()
+            .filter(|(_, h)| h.trim() == name.trim())
+            .map(|(i, _)| i)
+            .collect();
+        if matches.len() > 1 {
+            return Err(DataError::DuplicateColumn {
+                path: self.path.clone(),
+                column: name.to_string(),
+                positions: matches.iter().map(|i| i + 1).collect(),
+            });
+        }
+        Ok(self
+            .headers
             .iter()
             .position(|h| h == name)
-            .or_else(|| self.headers.iter().position(|h| h.trim() == name.trim()))
-            .ok_or_else(|| {
-                DataError::layout(
-                    &self.path,
-                    format!(
-                        "missing column {name:?} (columns: {})",
-                        self.headers.join(", ")
-                    ),
-                )
-            })
+            .or_else(|| matches.first().copied()))
     }
 
     /// A row-numbered error for row `i`.

@@ -41,11 +41,39 @@ pub enum DataError {
         /// What went wrong.
         reason: String,
     },
+    /// A label or metadata CSV whose header names a column the reader uses
+    /// more than once: which one is meant cannot be told.
+    #[error(
+        "{}: column {column:?} appears {} times in the header (columns {}); rename or remove the extra ones",
+        path.display(),
+        positions.len(),
+        positions.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ")
+    )]
+    DuplicateColumn {
+        /// The CSV file.
+        path: PathBuf,
+        /// The repeated column name.
+        column: String,
+        /// The 1-based positions of its occurrences in the header.
+        positions: Vec<usize>,
+    },
     /// The requested configuration is impossible (bad split fractions, a
     /// training fraction out of range...). Free text: these name a command-line
     /// option or a count, not a file, row, column or key.
     #[error("{0}")]
     Config(String),
+    /// A command-line option's value outside what it accepts (`--splits`
+    /// that do not sum to 100, `--few-shot 0`, `--size` above
+    /// [`crate::convert::MAX_IMAGE_SIZE`]...): names the flag and the value.
+    #[error("{flag} {value}: {reason}")]
+    InvalidOption {
+        /// The option, as spelled on the command line (`--splits`).
+        flag: &'static str,
+        /// The value given, as given.
+        value: String,
+        /// What it must be instead.
+        reason: String,
+    },
     /// A preset name that is not in the preset table.
     #[error("unknown preset {name:?}; available: {}", known.join(", "))]
     UnknownPreset {
@@ -107,6 +135,22 @@ pub enum DataError {
         path: PathBuf,
         /// What went wrong.
         reason: String,
+    },
+    /// A store's `manifest.csv` holds a label cell outside the format's
+    /// states (`1`, `0` or empty; multi-class: a class index), which would
+    /// otherwise change the ground truth that probe and evaluation use.
+    #[error("{}, row {row}, column {column:?}: label {value:?} is not one of {allowed}", path.display())]
+    StoreLabel {
+        /// The manifest file.
+        path: PathBuf,
+        /// The 1-based record number (header is 1).
+        row: u64,
+        /// The label column.
+        column: String,
+        /// The cell as written.
+        value: String,
+        /// The states the format allows, in words.
+        allowed: String,
     },
     /// A labels-only store given to a command that reads images.
     #[error("{} is a labels-only store: it holds no pixels", store.display())]

@@ -10,26 +10,37 @@ use rand_chacha::ChaCha8Rng;
 use crate::error::{DataError, Result};
 use crate::labels::{LabelState, LabelTable, Split, Task};
 
-/// Parses `60,20,20` into fractions that sum to one.
+/// Parses `--splits` percentages (`60,20,20`) into fractions that sum to one.
+///
+/// # Errors
+/// [`DataError::InvalidOption`] naming `--splits` and the value when it is
+/// not three finite, non-negative numbers that sum to 100.
 pub fn parse_fractions(s: &str) -> Result<[f64; 3]> {
+    let invalid = |reason: &str| DataError::InvalidOption {
+        flag: "--splits",
+        value: s.to_string(),
+        reason: reason.to_string(),
+    };
     let parts: Vec<f64> = s
         .split(',')
         .map(|p| p.trim().parse::<f64>())
         .collect::<Result<_, _>>()
-        .map_err(|_| {
-            DataError::Config(format!(
-                "--splits {s:?}: expected three numbers like 60,20,20"
-            ))
-        })?;
-    if parts.len() != 3
-        || parts.iter().any(|p| !p.is_finite() || *p < 0.0)
-        || parts.iter().sum::<f64>() <= 0.0
-    {
-        return Err(DataError::Config(format!(
-            "--splits {s:?}: expected three non-negative numbers like 60,20,20"
-        )));
+        .map_err(|_| invalid("expected three percentages like 60,20,20"))?;
+    if parts.len() != 3 {
+        return Err(invalid("expected three percentages like 60,20,20"));
+    }
+    if parts.iter().any(|p| !p.is_finite() || *p < 0.0) {
+        return Err(invalid("percentages must be finite and non-negative"));
     }
     let total: f64 = parts.iter().sum();
+    // Percentages that do not add up (50,50,50) are a typo more often than a
+    // ratio: refuse them rather than silently rescale. A small tolerance
+    // admits thirds written as 33.33,33.33,33.34.
+    if (total - 100.0).abs() > 1e-6 * 100.0 {
+        return Err(invalid(&format!(
+            "train/val/test percentages must sum to 100 (they sum to {total})"
+        )));
+    }
     Ok([parts[0] / total, parts[1] / total, parts[2] / total])
 }
 
@@ -260,5 +271,18 @@ mod tests {
         );
         assert!(parse_fractions("60,20").is_err());
         assert_eq!(parse_fractions("60,20,20").unwrap(), [0.6, 0.2, 0.2]);
+        assert_eq!(parse_fractions("100,0,0").unwrap(), [1.0, 0.0, 0.0]);
+        // #22: percentages that do not sum to 100, negative or all zero.
+        for bad in ["50,50,50", "-20,60,60", "0,0,0", "6,2,2", "nan,50,50"] {
+            let e = parse_fractions(bad).unwrap_err();
+            assert!(
+                matches!(&e, DataError::InvalidOption { flag: "--splits", value, .. } if value == bad),
+                "{e}"
+            );
+            assert!(
+                e.to_string().starts_with(&format!("--splits {bad}: ")),
+                "{e}"
+            );
+        }
     }
 }

@@ -345,3 +345,78 @@ fn training_subsets_are_nested_patient_level_lists() {
     assert!(e.contains("id 'nope' is not in the store"), "{e}");
     assert!(store.train_subset(0.0, 3).is_err() && store.train_subset(1.5, 3).is_err());
 }
+
+/// A manifest label outside the store format (`1`, `0`, empty; multi-class:
+/// a class index) is refused, naming file, row and column, rather than read
+/// as a truthy/falsy target that changes the ground truth (#22).
+#[test]
+fn store_labels_outside_the_format_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let csv = fixture(dir.path());
+    for (task, labels, name) in [
+        (Task::Multilabel, vec!["a", "b"], "ml"),
+        (Task::Multiclass, vec!["grade"], "mc"),
+    ] {
+        let table = read_generic(&spec(&csv, task, &labels)).unwrap();
+        let out = dir.path().join(name);
+        let mut opts = ConvertOptions::new(&out);
+        opts.labels_only = true;
+        convert(&table, dir.path(), "csv", &opts).unwrap();
+        let manifest = std::fs::read_to_string(out.join("manifest.csv")).unwrap();
+        Store::open(&out).unwrap();
+        let column = if task == Task::Multiclass {
+            "class"
+        } else {
+            "b"
+        };
+        for bad in ["7", "-3", "0.5", "nan", "3"] {
+            // Replace the last cell of the third record (row 4).
+            let mut lines: Vec<String> = manifest.lines().map(str::to_string).collect();
+            let cut = lines[3].rfind(',').unwrap();
+            lines[3] = format!("{},{bad}", &lines[3][..cut]);
+            std::fs::write(out.join("manifest.csv"), lines.join("\n") + "\n").unwrap();
+            let e = Store::open(&out).map(|_| ()).unwrap_err();
+            let msg = e.to_string();
+            assert!(
+                matches!(e, cxr_data::error::DataError::StoreLabel { row: 4, .. })
+                    && msg.contains("manifest.csv, row 4")
+                    && msg.contains(&format!("column \"{column}\""))
+                    && msg.contains(&format!("{bad:?}")),
+                "{msg}"
+            );
+        }
+    }
+}
+
+/// A label CSV whose header repeats a column the reader uses is refused,
+/// naming the file and the column, instead of silently reading the first;
+/// a repeated column that no reader asks for is left alone (#22).
+#[test]
+fn repeated_header_columns_that_are_read_are_refused() {
+    use cxr_data::error::DataError;
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let rows = "x.png,p1,1,0,1,0\ny.png,p2,0,1,0,1\n";
+    for (header, column) in [
+        ("file,pid,a,b,a,z", "a"),
+        ("file,pid,a,b,z, b ", "b"),
+        ("file,pid,a,b,pid,z", "pid"),
+        ("file,pid,a,b,file,z", "file"),
+    ] {
+        let path = d.join("dup.csv");
+        std::fs::write(&path, format!("{header}\n{rows}")).unwrap();
+        let e = read_generic(&spec(&path, Task::Multilabel, &["a", "b"])).unwrap_err();
+        let msg = e.to_string();
+        assert!(
+            matches!(&e, DataError::DuplicateColumn { column: c, .. } if c.trim() == column)
+                && msg.contains("dup.csv")
+                && msg.contains(&format!("column {column:?}")),
+            "{header}: {msg}"
+        );
+    }
+    // Unused repeats (as some publishers' files have) still read.
+    let path = d.join("extra.csv");
+    std::fs::write(&path, format!("file,pid,a,b,z,z\n{rows}")).unwrap();
+    let table = read_generic(&spec(&path, Task::Multilabel, &["a", "b"])).unwrap();
+    assert_eq!(table.records.len(), 2);
+}

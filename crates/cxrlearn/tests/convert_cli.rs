@@ -128,6 +128,74 @@ fn convert_info_and_errors() {
     assert!(!ok && err.contains("unknown preset"), "{err}");
 }
 
+/// Out-of-range `--splits`, `--few-shot` and `--size` are refused with one
+/// `error:` line naming the flag and value, and nothing is written (#22:
+/// `--size 20000` used to allocate until the process aborted).
+#[test]
+fn convert_refuses_bad_options_before_writing() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::create_dir_all(d.join("img")).unwrap();
+    let mut csv = String::from("file,pid,a\n");
+    for i in 0..6u32 {
+        let name = format!("img/{i}.png");
+        write_gray_png(&d.join(&name), 4, 4, &[(i * 40) as u8; 16]);
+        csv += &format!("{name},p{i},{}\n", i % 2);
+    }
+    std::fs::write(d.join("labels.csv"), csv).unwrap();
+    let labels = d.join("labels.csv");
+    let out = d.join("out").join("store");
+    let base = [
+        "convert",
+        "--quiet",
+        "--csv",
+        labels.to_str().unwrap(),
+        "--image-root",
+        d.to_str().unwrap(),
+        "--path-column",
+        "file",
+        "--label-columns",
+        "a",
+        "--task",
+        "binary",
+        "--out",
+        out.to_str().unwrap(),
+    ];
+    for (flag, value, says) in [
+        ("--splits", "50,50,50", "sum to 100"),
+        ("--splits", "6,2,2", "sum to 100"),
+        ("--splits", "-20,60,60", "non-negative"),
+        ("--splits", "0,0,0", "sum to 100"),
+        ("--few-shot", "0", "at least 1"),
+        ("--size", "20000", "4096 pixels (MAX_IMAGE_SIZE)"),
+        ("--size", "0", "4096 pixels (MAX_IMAGE_SIZE)"),
+    ] {
+        // `--flag=value`: clap would take `-20,60,60` for an option.
+        let arg = format!("{flag}={value}");
+        let mut args = base.to_vec();
+        args.push(&arg);
+        let (ok, _, err) = cxrlearn(&args);
+        assert!(!ok, "{flag} {value} was accepted");
+        assert_eq!(err.lines().count(), 1, "{err}");
+        assert!(
+            err.starts_with(&format!("error: {flag} {value}: ")) && err.contains(says),
+            "{err}"
+        );
+        assert!(
+            !d.join("out").exists(),
+            "{flag} {value} wrote {}",
+            out.display()
+        );
+    }
+    let (ok, help, _) = cxrlearn(&["convert", "--help"]);
+    assert!(ok && help.contains("1 to 4096 pixels"), "{help}");
+    // The boundaries are accepted.
+    let mut args = base.to_vec();
+    args.extend(["--splits", "100,0,0", "--few-shot", "1", "--size", "8"]);
+    let (ok, _, err) = cxrlearn(&args);
+    assert!(ok, "{err}");
+}
+
 /// A minimal 8-bit grayscale PNG writer (stored deflate blocks), so the test
 /// needs no image crate.
 fn write_gray_png(path: &std::path::Path, w: u32, h: u32, px: &[u8]) {

@@ -22,8 +22,8 @@ pub fn load(root: &Path) -> Result<LabelTable> {
         csv.col("AccessionNumber")?,
         csv.col("ViewPosition")?,
     );
-    let dims = csv.col("Rows").ok().zip(csv.col("Columns").ok());
-    let csex = csv.col("PatientSex").ok();
+    let dims = csv.opt_col("Rows")?.zip(csv.opt_col("Columns")?);
+    let csex = csv.opt_col("PatientSex")?;
     let cols: Vec<usize> = LABELS.iter().map(|l| csv.col(l)).collect::<Result<_>>()?;
     let mut t = LabelTable::new(
         "brax",

@@ -102,7 +102,7 @@ pub fn load(root: &Path) -> Result<LabelTable> {
         meta.col("study_id")?,
         meta.col("ViewPosition")?,
     );
-    let mdate = meta.col("StudyDate").ok();
+    let mdate = meta.opt_col("StudyDate")?;
     let ppath = find_patients(root);
     let patients = ppath.as_deref().map(read_patients).transpose()?;
     let mut t = LabelTable::new(

@@ -27,6 +27,10 @@ pub fn load(root: &Path) -> Result<LabelTable> {
         .filter(|(_, h)| !FIXED.contains(&h.as_str()))
         .map(|(i, h)| (i, h.clone()))
         .collect();
+    // Every finding column is read: a repeated one is refused like any used column.
+    for (_, h) in &findings {
+        csv.col(h)?;
+    }
     let reports_path = root.join("reports.csv");
     let mut reports = HashMap::new();
     let mut sources = vec![labels_path.clone()];
@@ -52,7 +56,7 @@ pub fn load(root: &Path) -> Result<LabelTable> {
     if truth_path.is_file() {
         let gt = Csv::read(&truth_path)?;
         let (p, ph) = (gt.col("path")?, gt.col("photometric")?);
-        let (sex, age) = (gt.col("sex").ok(), gt.col("age").ok());
+        let (sex, age) = (gt.opt_col("sex")?, gt.opt_col("age")?);
         for r in &gt.rows {
             if r[ph].trim() == "MONOCHROME1" {
                 inverted.insert(r[p].to_string());

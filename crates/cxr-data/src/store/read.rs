@@ -265,10 +265,27 @@ fn read_manifest(path: &Path, meta: &DatasetMeta) -> Result<Vec<ManifestRow>> {
     // Optional columns: stores written before a column existed open unchanged.
     let (cstudy, cview, creport) = (optional("study_id"), optional("view"), optional("report"));
     let (csite, csex, cage) = (optional("site"), optional("sex"), optional("age"));
-    let label_cols: Vec<usize> = if meta.task == crate::labels::Task::Multiclass {
+    let multiclass = meta.task == crate::labels::Task::Multiclass;
+    let label_cols: Vec<usize> = if multiclass {
         vec![col("class")?]
     } else {
         meta.labels.iter().map(|l| col(l)).collect::<Result<_>>()?
+    };
+    // The states the format allows (docs/formats.md): anything else (a 7, a
+    // -3, a 0.5) is refused rather than read as a truthy or falsy target,
+    // which would silently change the ground truth of probe and evaluation.
+    let n_classes = meta.labels.len();
+    let allowed = if multiclass {
+        format!("a class index 0..={} or empty", n_classes.saturating_sub(1))
+    } else {
+        "1, 0 or empty".to_string()
+    };
+    let in_format = |v: f32| {
+        if multiclass {
+            v.fract() == 0.0 && v >= 0.0 && (v as usize) < n_classes
+        } else {
+            v == 0.0 || v == 1.0
+        }
     };
     let mut rows = Vec::new();
     for (n, rec) in rdr.records().enumerate() {
@@ -290,10 +307,16 @@ fn read_manifest(path: &Path, meta: &DatasetMeta) -> Result<Vec<ManifestRow>> {
             .iter()
             .map(|&c| match rec[c].trim() {
                 "" => Ok(None),
-                v => v
-                    .parse::<f32>()
-                    .map(Some)
-                    .map_err(|_| DataError::row(path, row, format!("bad label {v:?}"))),
+                v => match v.parse::<f32>() {
+                    Ok(x) if in_format(x) => Ok(Some(x)),
+                    _ => Err(DataError::StoreLabel {
+                        path: path.to_path_buf(),
+                        row,
+                        column: headers[c].to_string(),
+                        value: v.to_string(),
+                        allowed: allowed.clone(),
+                    }),
+                },
             })
             .collect::<Result<_>>()?;
         let index = rec[ci]

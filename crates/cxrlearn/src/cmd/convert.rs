@@ -14,6 +14,14 @@ fn preset_help() -> String {
     format!("Dataset preset: {}.", presets::NAMES.join(", "))
 }
 
+/// `--size`'s help: the maximum comes from the data crate's constant.
+fn size_help() -> String {
+    format!(
+        "Side of the square stored images, 1 to {} pixels.",
+        cxr_data::convert::MAX_IMAGE_SIZE
+    )
+}
+
 /// Arguments of `cxrlearn convert`.
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -53,8 +61,8 @@ pub struct Args {
     /// Parse labels, patients and splits only; read no image.
     #[arg(long)]
     pub labels_only: bool,
-    /// Side of the square stored images.
-    #[arg(long, default_value_t = 224)]
+    /// Side of the square stored images (the maximum comes from the data crate).
+    #[arg(long, default_value_t = 224, help = size_help())]
     pub size: u32,
     /// Resize policy: squash (the original's), letterbox or center-crop.
     #[arg(long, default_value = "squash")]
@@ -65,7 +73,7 @@ pub struct Args {
     /// Train/val/test percentages (default: the paper's rule for the preset, else 60,20,20).
     #[arg(long)]
     pub splits: Option<String>,
-    /// Keep K training images per class.
+    /// Keep K training images per class (K >= 1).
     #[arg(long)]
     pub few_shot: Option<usize>,
     /// Decoding threads (default: all cores).
@@ -75,6 +83,22 @@ pub struct Args {
 
 /// Runs `convert`.
 pub fn run(args: &Args, quiet: bool) -> Result<()> {
+    // The options are checked before the label files are read (a preset's
+    // can take minutes), and so before the output is touched.
+    let mut opts = ConvertOptions::new(&args.out);
+    opts.force = args.force;
+    opts.size = args.size;
+    opts.resize = args.resize;
+    opts.seed = args.seed;
+    opts.fractions = args
+        .splits
+        .as_deref()
+        .map(splits::parse_fractions)
+        .transpose()?;
+    opts.labels_only = args.labels_only;
+    opts.few_shot = args.few_shot;
+    opts.quiet = quiet;
+    opts.validate()?;
     let (table, root, kind) = match (&args.preset, &args.csv) {
         (Some(name), None) => {
             let root = args.root.clone().unwrap_or_default();
@@ -97,19 +121,6 @@ pub fn run(args: &Args, quiet: bool) -> Result<()> {
         }
         _ => bail!("give either --preset NAME --root DIR or --csv FILE (see --help)"),
     };
-    let mut opts = ConvertOptions::new(&args.out);
-    opts.force = args.force;
-    opts.size = args.size;
-    opts.resize = args.resize;
-    opts.seed = args.seed;
-    opts.fractions = args
-        .splits
-        .as_deref()
-        .map(splits::parse_fractions)
-        .transpose()?;
-    opts.labels_only = args.labels_only;
-    opts.few_shot = args.few_shot;
-    opts.quiet = quiet;
     let summary = match args.threads {
         Some(n) => rayon::ThreadPoolBuilder::new()
             .num_threads(n.max(1))

@@ -27,6 +27,7 @@ mod compute;
 mod error;
 mod figures;
 mod input;
+mod markdown;
 mod output;
 mod report;
 mod sections;
@@ -35,6 +36,7 @@ mod tables;
 pub use cxr_stats::{Resample, Unit};
 pub use error::ReportError;
 pub use input::{Cell, CellInput, CellSource, PREDICTIONS_FILE};
+pub use markdown::{MdContext, md_escape};
 pub use output::Written;
 pub use report::{
     BaselineStrategy, BestSsl, CellStatus, CellSummary, Comparison, DatasetReport, Estimate,

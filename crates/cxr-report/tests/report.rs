@@ -533,3 +533,77 @@ fn reports_without_the_new_fields_are_still_read() {
     let rebuilt = Report::rebuild(&old).unwrap();
     assert_eq!(rebuilt.datasets[0].resample, Unit::Patient);
 }
+
+/// The unescaped `|` of a Markdown table row: one more than its cells.
+fn pipes(row: &str) -> usize {
+    let b = row.as_bytes();
+    (0..b.len())
+        .filter(|&k| b[k] == b'|' && (k == 0 || b[k - 1] != b'\\'))
+        .count()
+}
+
+/// Every table of `md` has as many cells in each row as in its header.
+fn assert_tables_well_formed(md: &str) {
+    let mut header: Option<usize> = None;
+    for line in md.lines() {
+        if line.starts_with('|') {
+            let n = pipes(line);
+            let want = *header.get_or_insert(n);
+            assert_eq!(n, want, "row with another number of cells: {line}\n{md}");
+        } else {
+            header = None;
+        }
+    }
+}
+
+/// A label, a dataset name and a model name with HTML, a pipe and a newline
+/// come out of `report.md` escaped: no raw HTML, no broken table (#22).
+#[test]
+fn report_md_escapes_user_strings() {
+    const LABEL: &str = "<script>alert(1)</script> a|b\nc & d";
+    let d = Dataset {
+        name: "site|<b>x</b>\r\ny",
+        labels: vec![LABEL],
+        ..binary()
+    };
+    let mut g = grid_of(vec![d]);
+    let d = Dataset {
+        name: "site|<b>x</b>\r\ny",
+        labels: vec![LABEL],
+        ..binary()
+    };
+    let model = "evil<img src=x>|m\nodel";
+    let run = g.dir.path().join("evil");
+    let cell = cxr_report::Cell {
+        dataset: d.name.into(),
+        model: model.into(),
+        strategy: "linear".into(),
+        seed: 0,
+        fraction: None,
+        run_dir: run,
+        error: None,
+    };
+    add_cell(&mut g, cell, predictions(&d, model, "linear", 0));
+    let md = report(&g, &config()).to_markdown();
+    for raw in [
+        "<script>",
+        "</script>",
+        "<b>",
+        "<img",
+        "a|b",
+        "\nc & d",
+        "m\nodel",
+    ] {
+        assert!(!md.contains(raw), "{raw:?} unescaped in report.md:\n{md}");
+    }
+    for escaped in [
+        "&lt;script&gt;alert(1)&lt;/script&gt; a\\|b c &amp; d",
+        "site\\|&lt;b&gt;x&lt;/b&gt;  y",
+        "evil&lt;img src=x&gt;\\|m odel",
+    ] {
+        assert!(md.contains(escaped), "{escaped:?} not in report.md:\n{md}");
+    }
+    assert_tables_well_formed(&md);
+    // Fixed text around the names is Markdown already and stays as it was.
+    assert!(md.contains("Holm-adjusted p < 0.05"));
+}

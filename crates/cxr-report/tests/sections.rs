@@ -394,7 +394,7 @@ fn subgroup_macro_aucs_match_roc_auc_on_the_subgroup() {
     );
     assert_eq!(age.n_unknown, 3);
     let md = r.to_markdown();
-    assert!(md.contains("## Subgroups") && md.contains("| age | >=80 | 3 | 1 | n/a | n/a |"));
+    assert!(md.contains("## Subgroups") && md.contains("| age | &gt;=80 | 3 | 1 | n/a | n/a |"));
     assert!(md.contains("figures/subgroups-1-clinical.png"));
     // Without attribute columns there is no subgroup section.
     let plain = report(&grid(), &config());

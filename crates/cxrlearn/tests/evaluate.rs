@@ -552,3 +552,70 @@ fn data_store_supplies_patients_and_subgroups() {
         "{stderr}"
     );
 }
+
+/// The cells of a Markdown table row: its unescaped `|`, less one.
+fn md_cells(row: &str) -> usize {
+    let b = row.as_bytes();
+    let pipes = (0..b.len())
+        .filter(|&k| b[k] == b'|' && (k == 0 || b[k - 1] != b'\\'))
+        .count();
+    pipes - 1
+}
+
+/// A label with HTML, a pipe and a newline comes out of `evaluation.md`
+/// escaped, in every table, with every row as wide as its header (#22).
+#[test]
+fn markdown_escapes_labels() {
+    let dir = tempfile::tempdir().unwrap();
+    let label = "\"<script>alert(1)</script> a|b\nc & d\"";
+    let mut text = String::from("id,label,target,score,sex\n");
+    let mut base = String::from("id,label,target,score,sex\n");
+    for i in 0..24u32 {
+        let sex = if i.is_multiple_of(2) { "F|<i>" } else { "M" };
+        for (k, l) in ["X", label].into_iter().enumerate() {
+            let y = (i + k as u32).is_multiple_of(3);
+            let score = f64::from((i * 7 + 3 * k as u32) % 11) / 11.0 + if y { 0.4 } else { 0.0 };
+            text += &format!("img{i},{l},{},{:.4},{sex}\n", u8::from(y), score / 1.4);
+            base += &format!(
+                "img{i},{l},{},{:.4},{sex}\n",
+                u8::from(y),
+                (1.0 - score / 1.4)
+            );
+        }
+    }
+    let m = write(dir.path(), "m.csv", &text);
+    let b = write(dir.path(), "b.csv", &base);
+    let o = evaluate(
+        dir.path(),
+        &m,
+        Some(&b),
+        &[
+            "--bootstrap",
+            "50",
+            "--subgroups",
+            "sex",
+            "--subgroup-min",
+            "1",
+        ],
+    );
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let md = std::fs::read_to_string(dir.path().join("out/evaluation.md")).unwrap();
+    for raw in ["<script>", "</script>", "<i>", "a|b", "\nc & d"] {
+        assert!(
+            !md.contains(raw),
+            "{raw:?} unescaped in evaluation.md:\n{md}"
+        );
+    }
+    let escaped = "| &lt;script&gt;alert(1)&lt;/script&gt; a\\|b c &amp; d |";
+    assert!(md.contains(escaped), "{escaped:?} not in:\n{md}");
+    assert!(md.contains("| sex | F\\|&lt;i&gt; |"), "{md}");
+    let mut header: Option<usize> = None;
+    for line in md.lines() {
+        if line.starts_with('|') {
+            let want = *header.get_or_insert(md_cells(line));
+            assert_eq!(md_cells(line), want, "row of another width: {line}\n{md}");
+        } else {
+            header = None;
+        }
+    }
+}

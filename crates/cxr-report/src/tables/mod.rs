@@ -46,6 +46,21 @@ fn fmt_comparison(c: &Comparison) -> String {
     s
 }
 
+/// Marks the start and end of a user-supplied span inside a paragraph
+/// (private-use characters, never in report text): paragraphs mix fixed
+/// Markdown (`p < 0.05`) with names, and only the names are escaped for
+/// Markdown. Headings, list items and table cells are escaped whole.
+pub(crate) const USER_START: char = '\u{E000}';
+pub(crate) const USER_END: char = '\u{E001}';
+
+/// `s` marked as user-supplied for a [`Block::Paragraph`].
+pub(crate) fn user(s: &str) -> String {
+    format!(
+        "{USER_START}{}{USER_END}",
+        s.replace([USER_START, USER_END], "")
+    )
+}
+
 /// A table: header, rows, and which columns hold numbers (right-aligned).
 pub(crate) struct Table {
     pub(crate) header: Vec<String>,
@@ -107,7 +122,7 @@ pub(crate) fn document(report: &Report, figures: &[FigureSpec]) -> Vec<Block> {
             strategies.len(),
             report.cells.len(),
             report.cells_with(CellStatus::Ok).count(),
-            cfg.baseline_model,
+            user(&cfg.baseline_model),
         )),
     ];
     doc.push(Block::List(report.method.clone()));
@@ -335,7 +350,7 @@ fn per_label(report: &Report, doc: &mut Vec<Block>) {
             if let (Some(best), false) = (&sr.best_ssl, sr.per_label.is_empty()) {
                 doc.push(Block::Paragraph(format!(
                     "Best SSL model {} against the baseline, per label:",
-                    best.model
+                    user(&best.model)
                 )));
                 let rows = sr
                     .per_label

@@ -2,10 +2,39 @@
 
 use std::fmt::Write as _;
 
-use super::Block;
+use super::{Block, USER_END, USER_START};
+
+use crate::markdown::{MdContext, md_escape};
 
 fn md_cell(s: &str) -> String {
-    s.replace('|', "\\|").replace(['\n', '\r'], " ")
+    md_escape(s, MdContext::TableCell)
+}
+
+fn md_text(s: &str) -> String {
+    md_escape(s, MdContext::Text)
+}
+
+/// A paragraph for Markdown: the spans marked by [`super::user`] are
+/// escaped, the fixed text around them is Markdown already (it keeps its
+/// `p < 0.05`, which no renderer reads as HTML).
+fn md_paragraph(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(start) = rest.find(USER_START) {
+        out.push_str(&rest[..start]);
+        let inner = &rest[start + USER_START.len_utf8()..];
+        let end = inner.find(USER_END).unwrap_or(inner.len());
+        out.push_str(&md_text(&inner[..end]));
+        rest = inner.get(end + USER_END.len_utf8()..).unwrap_or("");
+    }
+    out.push_str(rest);
+    out
+}
+
+/// The text without the marks of user-supplied spans (for HTML, which
+/// escapes all text anyway).
+fn unmarked(text: &str) -> String {
+    text.replace([USER_START, USER_END], "")
 }
 
 /// Markdown rendering; figures link to `figures/<stem>.png`.
@@ -14,14 +43,14 @@ pub(crate) fn markdown(doc: &[Block]) -> String {
     for block in doc {
         match block {
             Block::Heading(level, text) => {
-                let _ = writeln!(s, "{} {}\n", "#".repeat(*level), text);
+                let _ = writeln!(s, "{} {}\n", "#".repeat(*level), md_text(text));
             }
             Block::Paragraph(text) => {
-                let _ = writeln!(s, "{text}\n");
+                let _ = writeln!(s, "{}\n", md_paragraph(text));
             }
             Block::List(items) => {
                 for item in items {
-                    let _ = writeln!(s, "- {item}");
+                    let _ = writeln!(s, "- {}", md_text(item));
                 }
                 s.push('\n');
             }
@@ -41,7 +70,7 @@ pub(crate) fn markdown(doc: &[Block]) -> String {
                 s.push('\n');
             }
             Block::Figure(f) => {
-                let _ = writeln!(s, "![{}](figures/{}.png)\n", f.title, f.stem);
+                let _ = writeln!(s, "![{}](figures/{}.png)\n", md_text(&f.title), f.stem);
             }
         }
     }
@@ -75,7 +104,7 @@ pub(crate) fn html(doc: &[Block], svg: impl Fn(&str) -> Option<String>) -> Strin
                 let _ = writeln!(s, "<h{level}>{}</h{level}>", html_escape(text));
             }
             Block::Paragraph(text) => {
-                let _ = writeln!(s, "<p>{}</p>", html_escape(text));
+                let _ = writeln!(s, "<p>{}</p>", html_escape(&unmarked(text)));
             }
             Block::List(items) => {
                 s.push_str("<ul>\n");

@@ -3,7 +3,18 @@
 use std::fmt::Write as _;
 
 use anyhow::Result;
+use cxr_report::{MdContext, md_escape};
 use cxr_stats::{Evaluation, Unit};
+
+/// A user-supplied string (label, subgroup, reason) in a Markdown table cell.
+fn cell(s: &str) -> String {
+    md_escape(s, MdContext::TableCell)
+}
+
+/// A user-supplied string in Markdown running text.
+fn text(s: &str) -> String {
+    md_escape(s, MdContext::Text)
+}
 
 fn num(x: Option<f64>) -> String {
     x.map_or_else(String::new, |v| format!("{v}"))
@@ -174,7 +185,7 @@ pub fn render_markdown(e: &Evaluation) -> String {
         let family = e
             .multiplicity
             .as_ref()
-            .map_or(String::new(), |m| m.family.clone());
+            .map_or(String::new(), |m| text(&m.family));
         let _ = writeln!(
             s,
             "p DeLong: DeLong's test with images as independent{}; p bootstrap: paired bootstrap in the resampled unit; p Holm: p bootstrap Holm-adjusted over {family}.\n",
@@ -212,9 +223,15 @@ pub fn render_markdown(e: &Evaluation) -> String {
     for l in &e.labels {
         let mut auc = auc_cell(l.auc, l.ci);
         if let Some(reason) = &l.reason {
-            let _ = write!(auc, " ({reason})");
+            let _ = write!(auc, " ({})", cell(reason));
         }
-        let _ = write!(s, "| {} | {} | {} | {auc} |", l.label, l.n_pos, l.n_neg);
+        let _ = write!(
+            s,
+            "| {} | {} | {} | {auc} |",
+            cell(&l.label),
+            l.n_pos,
+            l.n_neg
+        );
         if let Some(c) = &l.comparison {
             let _ = write!(
                 s,
@@ -286,7 +303,7 @@ fn calibration_section(e: &Evaluation, s: &mut String) {
     }
     table_head(s, &columns);
     for l in &e.labels {
-        let _ = write!(s, "| {} |", l.label);
+        let _ = write!(s, "| {} |", cell(&l.label));
         match &l.calibration {
             Some(c) => {
                 let _ = write!(
@@ -301,7 +318,7 @@ fn calibration_section(e: &Evaluation, s: &mut String) {
                 let _ = write!(
                     s,
                     " n/a ({}) | | |",
-                    l.calibration_reason.as_deref().unwrap_or("not computed")
+                    cell(l.calibration_reason.as_deref().unwrap_or("not computed"))
                 );
             }
         }
@@ -311,7 +328,7 @@ fn calibration_section(e: &Evaluation, s: &mut String) {
                     let _ = write!(s, " {:.4} | {:.4} | {:.4} |", c.brier, c.ece, c.ace);
                 }
                 (None, reason) => {
-                    let _ = write!(s, " n/a ({}) | | |", reason.as_deref().unwrap_or("-"));
+                    let _ = write!(s, " n/a ({}) | | |", cell(reason.as_deref().unwrap_or("-")));
                 }
             }
         }
@@ -327,7 +344,7 @@ fn subgroup_section(e: &Evaluation, s: &mut String) {
         s,
         "\n## Subgroups\n\nAUC per subgroup with the same bootstrap's {}% interval; TPR and FPR at one threshold per label: {}.\n",
         e.confidence * 100.0,
-        e.threshold_source.as_deref().unwrap_or("-")
+        text(e.threshold_source.as_deref().unwrap_or("-"))
     );
     let mut unknown = false;
     for c in e.subgroup_columns.iter().flatten() {
@@ -335,7 +352,8 @@ fn subgroup_section(e: &Evaluation, s: &mut String) {
             let _ = writeln!(
                 s,
                 "- {}: {} image(s) of unknown value left out.",
-                c.column, c.n_unknown
+                text(&c.column),
+                c.n_unknown
             );
             unknown = true;
         }
@@ -359,14 +377,14 @@ fn subgroup_section(e: &Evaluation, s: &mut String) {
     for r in results {
         let mut auc = auc_cell(r.auc, r.ci);
         if let Some(reason) = &r.reason {
-            let _ = write!(auc, " ({reason})");
+            let _ = write!(auc, " ({})", cell(reason));
         }
         let _ = writeln!(
             s,
             "| {} | {} | {} | {} | {} | {auc} | {} | {} |",
-            r.column,
-            r.value,
-            r.label,
+            cell(&r.column),
+            cell(&r.value),
+            cell(&r.label),
             r.n,
             r.n_pos,
             rate(r.tpr),
@@ -393,13 +411,13 @@ fn subgroup_section(e: &Evaluation, s: &mut String) {
         let _ = writeln!(
             s,
             "| {} | {} | {} | {} | {} | {} | {} |",
-            g.column,
-            g.label,
+            cell(&g.column),
+            cell(&g.label),
             delta_cell(Some(g.gap), g.gap_ci),
-            g.best,
-            g.worst,
+            cell(&g.best),
+            cell(&g.worst),
             delta_cell(g.fnr_gap, g.fnr_gap_ci),
-            g.fnr_worst.as_deref().unwrap_or("n/a")
+            cell(g.fnr_worst.as_deref().unwrap_or("n/a"))
         );
     }
 }

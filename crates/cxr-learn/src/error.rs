@@ -45,6 +45,9 @@ pub enum Error {
         /// Why.
         problem: String,
     },
+    /// Zero epochs: nothing would be trained or saved.
+    #[error("--epochs must be at least 1")]
+    NoEpochs,
     /// A batch too small for batch norm.
     #[error("--batch-size must be at least 2 (batch norm)")]
     BatchTooSmall {
@@ -393,6 +396,17 @@ pub enum Error {
         model: String,
         /// Its architecture.
         architecture: String,
+    },
+    /// A network input side outside `1..=`[`crate::model::MAX_INPUT_SIZE`].
+    #[error("{origin} {size} is out of range: the network input side must be 1 to {max} px")]
+    InputSize {
+        /// Where the size came from (`--input-size`, or a sidecar's
+        /// `input_size`).
+        origin: String,
+        /// The size asked for.
+        size: i64,
+        /// The largest allowed ([`crate::model::MAX_INPUT_SIZE`]).
+        max: i64,
     },
     /// A directory given for an entry released as one file.
     #[error("--checkpoint {} is a directory; '{model}' takes one file ({file})", dir.display())]

@@ -123,6 +123,31 @@ impl Resolved {
     }
 }
 
+/// The largest network input side any command accepts, in pixels.
+///
+/// Chest X-ray models run at 224 to 1024 px; 4096 leaves room for
+/// high-resolution work while refusing sizes whose activations could never
+/// be allocated (a typo such as `--input-size 100000` would otherwise abort
+/// the process deep inside libtorch, after the run directory exists).
+pub const MAX_INPUT_SIZE: i64 = 4096;
+
+/// Checks a network input side against `1..=`[`MAX_INPUT_SIZE`]; `origin`
+/// names where it came from for the error (`--input-size`, a sidecar file).
+///
+/// # Errors
+/// [`Error::InputSize`] when `size` is out of range.
+pub fn check_input_size(size: i64, origin: &str) -> Result<(), Error> {
+    if (1..=MAX_INPUT_SIZE).contains(&size) {
+        Ok(())
+    } else {
+        Err(Error::InputSize {
+            origin: origin.to_owned(),
+            size,
+            max: MAX_INPUT_SIZE,
+        })
+    }
+}
+
 /// Files cxrlearn wrote carry a sidecar and are already in our names.
 fn is_ours(file: &Path) -> bool {
     file.with_extension("json").exists() && file.extension().is_some_and(|e| e == "safetensors")
@@ -140,7 +165,8 @@ fn is_ours(file: &Path) -> bool {
 /// # Errors
 /// An unknown name, a missing or superfluous `checkpoint`, a directory whose
 /// configuration cxrlearn does not build, a pooling the model has no choice
-/// of, or a model file without a usable sidecar (see [`Error`]).
+/// of, a model file without a usable sidecar, or an input size outside
+/// `1..=`[`MAX_INPUT_SIZE`] (see [`Error`]).
 pub fn resolve(
     model: &str,
     checkpoint_file: Option<&Path>,
@@ -148,7 +174,17 @@ pub fn resolve(
     input_size: Option<i64>,
     pooling: Option<Pooling>,
 ) -> Result<Resolved, Error> {
+    // Before anything is built or written: an absurd size would abort the
+    // process when the first batch is allocated.
+    if let Some(s) = input_size {
+        check_input_size(s, "--input-size")?;
+    }
     let mut resolved = resolve_weights(model, checkpoint_file, store_size, input_size)?;
+    // A sidecar (or a publisher's configuration) may carry its own size.
+    check_input_size(
+        resolved.spec.preprocessing.size,
+        &format!("{}: input size", resolved.source),
+    )?;
     if let Some(p) = pooling {
         resolved.spec.architecture =
             resolved
@@ -322,6 +358,33 @@ fn resolve_file(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Issue #22: sizes outside 1..=MAX_INPUT_SIZE are refused by `resolve`
+    /// itself (so every command gets the check), from the flag and from a
+    /// model file's sidecar alike.
+    #[test]
+    fn input_sizes_outside_the_range_are_refused() {
+        for size in [0, -3, MAX_INPUT_SIZE + 1, 100_000] {
+            let e = resolve("scratch:resnet18-w16", None, 32, Some(size), None).unwrap_err();
+            assert!(
+                matches!(e, Error::InputSize { size: s, max: MAX_INPUT_SIZE, .. } if s == size),
+                "{e}"
+            );
+            assert!(e.to_string().contains("1 to 4096"), "{e}");
+        }
+        assert!(resolve("scratch:resnet18-w16", None, 32, Some(MAX_INPUT_SIZE), None).is_ok());
+
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("m.safetensors");
+        std::fs::write(&file, b"").unwrap();
+        std::fs::write(
+            file.with_extension("json"),
+            r#"{"architecture": "resnet18-w16", "input_size": 100000}"#,
+        )
+        .unwrap();
+        let e = resolve(file.to_str().unwrap(), None, 32, None, None).unwrap_err();
+        assert!(matches!(e, Error::InputSize { size: 100_000, .. }), "{e}");
+    }
 
     #[test]
     fn errors_name_the_model_and_the_flag() {

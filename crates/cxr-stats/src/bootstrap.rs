@@ -12,10 +12,19 @@ use serde::Serialize;
 
 use crate::percentile;
 
+/// The most bootstrap replicates an evaluation runs.
+///
+/// Every replicate's statistics are kept until the intervals are read off,
+/// so memory grows with the count: 100,000 is far beyond what percentile
+/// intervals need (a few thousand) while a typo such as 100,000,000 would
+/// exhaust memory and abort instead of failing with an error.
+pub const MAX_REPLICATES: usize = 100_000;
+
 /// Settings of a bootstrap evaluation.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
 pub struct BootstrapConfig {
-    /// Number of bootstrap replicates (0 skips the intervals).
+    /// Number of bootstrap replicates (0 skips the intervals; at most
+    /// [`MAX_REPLICATES`]).
     pub n_replicates: usize,
     /// Seed of the replicate draws.
     pub seed: u64,

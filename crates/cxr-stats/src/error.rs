@@ -45,6 +45,16 @@ pub enum StatsError {
     /// Model and baseline predictions do not describe the same images and labels.
     #[error("{0}")]
     Mismatch(String),
+    /// More bootstrap replicates than [`crate::bootstrap::MAX_REPLICATES`].
+    #[error(
+        "{requested} bootstrap replicates is too many: at most {max} (their statistics are kept in memory)"
+    )]
+    TooManyReplicates {
+        /// The count asked for.
+        requested: usize,
+        /// The largest allowed ([`crate::bootstrap::MAX_REPLICATES`]).
+        max: usize,
+    },
     /// A bootstrap setting is out of range.
     #[error("{0}")]
     Config(String),

@@ -13,7 +13,7 @@
 
 use serde::Serialize;
 
-use crate::bootstrap::{BootstrapConfig, bootstrap_p_value, interval, mean};
+use crate::bootstrap::{BootstrapConfig, MAX_REPLICATES, bootstrap_p_value, interval, mean};
 use crate::calibration::{BINS, CalibrationData, Platt, fit_platt};
 use crate::delong::{compare, structural_components};
 use crate::multiplicity::{bonferroni_confidence, holm};
@@ -302,6 +302,7 @@ pub fn evaluate(
 /// Evaluates `model`, optionally paired against an aligned `baseline`.
 ///
 /// # Errors
+/// [`StatsError::TooManyReplicates`] beyond [`MAX_REPLICATES`];
 /// [`StatsError::Config`] for a confidence outside (0, 1), patient
 /// resampling without patient ids, or a subgroup column the predictions lack;
 /// [`StatsError::Mismatch`] when the baseline is not aligned or a validation
@@ -313,6 +314,13 @@ pub fn evaluate_with(
     options: &Options,
 ) -> Result<Evaluation, StatsError> {
     let config = &options.bootstrap;
+    // Before anything is drawn: the replicates' statistics are all kept.
+    if config.n_replicates > MAX_REPLICATES {
+        return Err(StatsError::TooManyReplicates {
+            requested: config.n_replicates,
+            max: MAX_REPLICATES,
+        });
+    }
     if !(config.confidence > 0.0 && config.confidence < 1.0) {
         return Err(StatsError::Config(format!(
             "confidence must be strictly between 0 and 1, got {}",

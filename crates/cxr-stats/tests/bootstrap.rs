@@ -271,3 +271,29 @@ fn rejects_bad_confidence_and_unaligned_baseline() {
     q.ids.swap(0, 1);
     assert!(evaluate(&p, Some(&q), &BootstrapConfig::default()).is_err());
 }
+
+/// A replicate count beyond the documented maximum is refused before any
+/// replicate is drawn (issue #22: 100,000,000 grew memory until it aborted);
+/// the maximum itself is still accepted.
+#[test]
+fn replicates_beyond_the_maximum_are_refused() {
+    use cxr_stats::StatsError;
+    use cxr_stats::bootstrap::MAX_REPLICATES;
+    let p = binormal(5, 20, 0.5, 1.0);
+    let config = |n_replicates| BootstrapConfig {
+        n_replicates,
+        seed: 0,
+        confidence: 0.95,
+    };
+    let e = evaluate(&p, None, &config(MAX_REPLICATES + 1)).unwrap_err();
+    assert_eq!(
+        e,
+        StatsError::TooManyReplicates {
+            requested: MAX_REPLICATES + 1,
+            max: MAX_REPLICATES,
+        }
+    );
+    assert!(e.to_string().contains("at most 100000"), "{e}");
+    let e = evaluate(&p, None, &config(100_000_000)).unwrap_err();
+    assert!(matches!(e, StatsError::TooManyReplicates { .. }), "{e}");
+}

@@ -156,6 +156,10 @@ fn bad_inputs_fail_cleanly() {
         dir.path(),
         "confidence must be strictly between 0 and 1",
     );
+    // Issue #22: a replicate count this large used to grow memory until the
+    // process aborted; it is refused, naming the maximum.
+    let o = evaluate(dir.path(), &p, None, &["--bootstrap", "100000000"]);
+    assert_clean_failure(&o, dir.path(), "at most 100000");
 }
 
 #[test]
@@ -234,6 +238,8 @@ fn help_lists_evaluate_options() {
     ] {
         assert!(text.contains(flag), "{flag} missing from help");
     }
+    // The --bootstrap maximum is stated where the flag is described.
+    assert!(text.contains("at most 100000"), "{text}");
 }
 
 /// Predictions of 40 patients with 1 to 4 films each: patient_id, sex, age

@@ -457,3 +457,62 @@ fn train_fraction_trains_on_the_listed_subset() {
     );
     assert!(config.contains("seed = 3"), "{config}");
 }
+
+/// Issue #22: settings that cannot train are refused up front with one
+/// `error:` line, leaving no run directory behind (so the corrected rerun
+/// is not blocked): an input size beyond the maximum (used to abort in the
+/// allocator), zero (used to print a debug dump), and zero epochs (used to
+/// end looking for a model.safetensors that was never written).
+#[test]
+fn out_of_range_settings_are_refused_before_the_run_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = make_store(dir.path());
+    let out = dir.path().join("run");
+    for (flag, value, needle) in [
+        ("--input-size", "100000", "must be 1 to 4096 px"),
+        ("--input-size", "0", "must be 1 to 4096 px"),
+        ("--epochs", "0", "--epochs must be at least 1"),
+    ] {
+        let a = crate::common::with_flags(args(&store, &out, &[]), &[flag, value], &[]);
+        let o = run(&a);
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(!o.status.success(), "{flag} {value} was accepted");
+        assert!(err.starts_with("error: "), "{flag} {value}: {err}");
+        assert_eq!(err.trim_end().lines().count(), 1, "{flag} {value}: {err}");
+        assert!(err.contains(needle), "{flag} {value}: {err}");
+        assert!(!out.exists(), "{flag} {value}: left {}", out.display());
+    }
+}
+
+/// Issue #22: a model.json whose input size is out of range is refused by
+/// `predict` with one `error:` line naming the file, before any weights or
+/// images are read, instead of aborting in the allocator.
+#[test]
+fn predict_refuses_a_sidecar_with_an_out_of_range_input_size() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = dir.path().join("model");
+    std::fs::create_dir_all(&model).unwrap();
+    std::fs::write(
+        model.join("model.json"),
+        r#"{"architecture": "resnet18-w16", "input_size": 100000}"#,
+    )
+    .unwrap();
+    let out = dir.path().join("scores.csv");
+    let o = run(&[
+        "predict",
+        "--model",
+        model.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "--device",
+        "cpu",
+        dir.path().join("absent.png").to_str().unwrap(),
+    ]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success());
+    assert!(err.starts_with("error: "), "{err}");
+    assert_eq!(err.trim_end().lines().count(), 1, "{err}");
+    assert!(err.contains("model.json: input_size 100000"), "{err}");
+    assert!(err.contains("4096"), "{err}");
+    assert!(!out.exists());
+}

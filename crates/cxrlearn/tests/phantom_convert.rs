@@ -23,7 +23,7 @@ fn phantom_converts_to_a_store_with_sites_reports_and_patient_splits() {
     let dir = tempfile::tempdir().unwrap();
     let raw = dir.path().join("raw");
     let store = dir.path().join("store");
-    cxrlearn(&[
+    let phantom = cxrlearn(&[
         "--quiet",
         "phantom",
         "--out",
@@ -35,7 +35,7 @@ fn phantom_converts_to_a_store_with_sites_reports_and_patient_splits() {
         "--sites",
         "2",
     ]);
-    cxrlearn(&[
+    let convert = cxrlearn(&[
         "--quiet",
         "convert",
         "--preset",
@@ -47,6 +47,13 @@ fn phantom_converts_to_a_store_with_sites_reports_and_patient_splits() {
         "--out",
         store.to_str().unwrap(),
     ]);
+    // --quiet silences the closing "wrote ..." summaries (issue #22).
+    for (name, o) in [("phantom", &phantom), ("convert", &convert)] {
+        for stream in [&o.stdout, &o.stderr] {
+            let text = String::from_utf8_lossy(stream);
+            assert!(!text.contains("wrote"), "{name} --quiet printed: {text}");
+        }
+    }
 
     let mut rdr = csv::Reader::from_path(store.join("manifest.csv")).unwrap();
     let headers = rdr.headers().unwrap().clone();

@@ -80,6 +80,22 @@ pub struct FinetuneConfig {
     pub precision: Precision,
 }
 
+impl FinetuneConfig {
+    /// Checks the settings that can be judged without the store, so a front
+    /// end can refuse them before it creates the run directory.
+    ///
+    /// # Errors
+    /// [`Error::NoEpochs`] for `epochs == 0` (nothing would be trained or
+    /// written, and the run would end looking for a model that was never
+    /// saved).
+    pub fn validate(&self) -> Result<()> {
+        if self.epochs == 0 {
+            return Err(Error::NoEpochs);
+        }
+        Ok(())
+    }
+}
+
 /// Whether `p` is the default float32 (kept out of recorded configs, so
 /// runs written before the option existed still resume).
 pub fn is_fp32(p: &Precision) -> bool {
@@ -226,12 +242,14 @@ impl Trainer<'_> {
     ///
     /// # Errors
     /// [`Error::NonFinite`] when the loss diverges (the last checkpoint is
-    /// left as it was); settings that cannot train ([`Error::BatchTooSmall`],
+    /// left as it was); settings that cannot train ([`Error::NoEpochs`],
+    /// [`Error::BatchTooSmall`],
     /// [`Error::FewerRowsThanBatch`], [`Error::RankBatchTooSmall`],
     /// [`Error::UntrainableLabel`], [`Error::Precision`]); checkpoint, log
     /// and collective errors.
     pub fn run(&mut self, resume: bool) -> Result<Summary> {
         let c = self.config.clone();
+        c.validate()?;
         if c.batch_size < 2 {
             return Err(Error::BatchTooSmall {
                 batch_size: c.batch_size,

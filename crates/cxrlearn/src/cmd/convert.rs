@@ -129,16 +129,20 @@ pub fn run(args: &Args, quiet: bool) -> Result<()> {
         None => convert(&table, &root, &kind, &opts)?,
     };
     let m = &summary.meta;
-    println!(
-        "wrote {}: {} images (train {}, val {}, test {}), {} labels, {} skipped",
-        summary.out.display(),
-        m.splits.values().sum::<usize>(),
-        m.splits["train"],
-        m.splits["val"],
-        m.splits["test"],
-        m.labels.len(),
-        summary.skipped.len()
-    );
+    // The summary is progress, not a warning: --quiet silences it (the
+    // skipped-images note below still shows, as something to act on).
+    if !quiet {
+        println!(
+            "wrote {}: {} images (train {}, val {}, test {}), {} labels, {} skipped",
+            summary.out.display(),
+            m.splits.values().sum::<usize>(),
+            m.splits["train"],
+            m.splits["val"],
+            m.splits["test"],
+            m.labels.len(),
+            summary.skipped.len()
+        );
+    }
     if !summary.skipped.is_empty() {
         println!(
             "unreadable images are listed in {}",

@@ -123,7 +123,7 @@ fn training_config(args: &Args, size: usize) -> Result<FinetuneConfig> {
     if !(args.lr > 0.0 && args.lr.is_finite()) {
         bail!("--lr must be positive");
     }
-    Ok(FinetuneConfig {
+    let config = FinetuneConfig {
         epochs: args.epochs,
         batch_size: args.batch_size,
         rule,
@@ -144,7 +144,11 @@ fn training_config(args: &Args, size: usize) -> Result<FinetuneConfig> {
         seed: args.seed,
         checkpoint_every: args.checkpoint_every,
         precision: args.precision.precision,
-    })
+    };
+    // Refused here, before the run directory exists, so a rerun is not
+    // blocked by an empty run.
+    config.validate()?;
+    Ok(config)
 }
 
 /// Runs the subcommand.

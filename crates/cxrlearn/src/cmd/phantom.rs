@@ -135,17 +135,21 @@ pub fn run(args: &Args, quiet: bool) -> Result<()> {
         .filter(|s| s.monochrome1)
         .map(|s| s.name.as_str())
         .collect();
-    println!(
-        "wrote {}: {} images, {} studies, {} patients, {} sites, {}x{} px in {:.1} s",
-        args.out.display(),
-        phantom.images.len(),
-        studies,
-        phantom.patients.len(),
-        phantom.sites.len(),
-        args.size,
-        args.size,
-        start.elapsed().as_secs_f64()
-    );
+    // The summary is progress, not a warning: --quiet silences it (the
+    // MONOCHROME1 note below still shows, since it changes how to read the PNGs).
+    if !quiet {
+        println!(
+            "wrote {}: {} images, {} studies, {} patients, {} sites, {}x{} px in {:.1} s",
+            args.out.display(),
+            phantom.images.len(),
+            studies,
+            phantom.patients.len(),
+            phantom.sites.len(),
+            args.size,
+            args.size,
+            start.elapsed().as_secs_f64()
+        );
+    }
     if !inverted.is_empty() {
         println!(
             "note: {} stored as MONOCHROME1 (inverted PNGs); see ground_truth.csv column photometric",

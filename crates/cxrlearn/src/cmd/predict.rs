@@ -60,6 +60,12 @@ pub fn run(args: &Args, quiet: bool) -> Result<()> {
     })?)
     .with_context(|| format!("{}", sidecar.display()))?;
     let spec = ModelSpec::from_sidecar(&meta, &sidecar).map_err(anyhow::Error::msg)?;
+    // A hand-edited or corrupt size would abort the process when the first
+    // batch is allocated; refuse it before anything is loaded.
+    cxr_learn::model::check_input_size(
+        spec.preprocessing.size,
+        &format!("{}: input_size", sidecar.display()),
+    )?;
     let labels: Vec<String> = serde_json::from_value(meta["labels"].clone())
         .with_context(|| format!("{} has no \"labels\" list", sidecar.display()))?;
     let task: Task = serde_json::from_value(meta["task"].clone())

@@ -54,6 +54,8 @@ pub fn resolve<'a>(
     let method = lookup(&flags.method)?;
     method.check_flags(given)?;
     let size = flags.input_size.unwrap_or(store_size);
+    // Checked before any model is built: see [`crate::model::MAX_INPUT_SIZE`].
+    crate::model::check_input_size(size, "--input-size")?;
     let (spec, backbone) = (method.model)(flags, size)?;
     let d = method.defaults;
     let augment = match d.augment {

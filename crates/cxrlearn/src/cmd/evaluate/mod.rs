@@ -28,7 +28,8 @@ pub struct Args {
     /// Baseline predictions on the same ids and labels, for a paired comparison.
     #[arg(long)]
     pub baseline: Option<PathBuf>,
-    /// Number of bootstrap replicates (0 skips the intervals).
+    /// Number of bootstrap replicates (0 skips the intervals; at most
+    /// 100000, cxr_stats::bootstrap::MAX_REPLICATES).
     #[arg(long, default_value_t = 1000)]
     pub bootstrap: usize,
     /// Seed of the bootstrap draws.

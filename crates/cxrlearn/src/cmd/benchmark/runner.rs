@@ -180,13 +180,18 @@ impl<'a> Runner<'a> {
                 }
             }
         };
-        Ok(json!({
+        let mut identity = json!({
             "name": m.name,
             "model": m.model,
             "checkpoint": m.checkpoint,
-            "pooling": m.pooling,
             "weights_sha256": sha,
-        }))
+        });
+        // Only when chosen, so cells of models without a pooling keep the
+        // hash they always had (finished benchmarks are not rerun).
+        if let Some(p) = m.pooling {
+            identity["pooling"] = json!(p.to_string());
+        }
+        Ok(identity)
     }
 
     /// The cell's hash, and whether its recorded run is up to date.

@@ -4,7 +4,7 @@
 
 /// The caption of a report: the FINDINGS text then the IMPRESSION text,
 /// headers removed and whitespace collapsed. A report with neither header
-/// is used whole (the section split is the spec's reading of the paper,
+/// is used whole (the section split is this project's reading of the paper,
 /// which does not say which sections REFERS trains on).
 pub fn caption(report: &str) -> String {
     let section = |name: &str, stops: &[&str]| -> Option<String> {

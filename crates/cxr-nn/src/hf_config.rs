@@ -137,6 +137,19 @@ pub fn min_parameters(architecture: &Architecture) -> u128 {
     }
 }
 
+/// A lower bound of a text tower's parameters, as [`min_parameters`] takes
+/// one of an image tower: the token embedding and every block's four
+/// attention projections.
+pub fn min_text_parameters(vocab: i64, hidden: i64, layers: usize) -> u128 {
+    let u = |x: i64| u128::try_from(x).unwrap_or(0);
+    let h = u(hidden);
+    u(vocab).saturating_mul(h).saturating_add(
+        (layers as u128)
+            .saturating_mul(4)
+            .saturating_mul(h.saturating_mul(h)),
+    )
+}
+
 /// Refuses a configuration that cannot match its weights by size alone
 /// (more parameters than the weight files have bytes) before anything is
 /// allocated: a hostile or mistaken `config.json` must fail with a line,

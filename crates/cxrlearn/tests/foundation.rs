@@ -432,46 +432,22 @@ fn bad_directories_fail_with_one_line_and_write_nothing() {
     let meta = json(&out.join("meta.json"));
     assert_eq!(meta["normalization"]["mean"][0], 0.5, "{meta}");
 
-    // A directory for the wrong family of a registry entry.
-    let o = run(&[
-        "features",
-        "--model",
-        "biomedclip",
-        "--checkpoint",
-        s(&mlp),
-        "--data",
-        s(&store),
-        "--out",
-        s(&tmp.path().join("x")),
-    ]);
-    let err = String::from_utf8_lossy(&o.stderr);
+    // A directory for the wrong family of a registry entry, and --pooling
+    // where there is no choice of pooling: refused, nothing written.
+    let x = tmp.path().join("x");
+    let features_err = |model_args: &[&str]| {
+        let mut args = vec!["features"];
+        args.extend_from_slice(model_args);
+        args.extend(["--data", s(&store), "--out", s(&x)]);
+        let o = run(&args);
+        assert!(!o.status.success(), "{model_args:?} was accepted");
+        String::from_utf8_lossy(&o.stderr).into_owned()
+    };
+    let err = features_err(&["--model", "biomedclip", "--checkpoint", s(&mlp)]);
     assert!(err.contains("open_clip_config.json"), "{err}");
-    let o = run(&[
-        "features",
-        "--model",
-        "medsiglip-448",
-        "--checkpoint",
-        s(&mlp),
-        "--data",
-        s(&store),
-        "--out",
-        s(&tmp.path().join("x")),
-    ]);
-    let err = String::from_utf8_lossy(&o.stderr);
+    let err = features_err(&["--model", "medsiglip-448", "--checkpoint", s(&mlp)]);
     assert!(err.contains("not a MedSigLIP"), "{err}");
-    // --pooling where there is no choice of pooling.
-    let o = run(&[
-        "features",
-        "--model",
-        "scratch:resnet18-w16",
-        "--pooling",
-        "mean",
-        "--data",
-        s(&store),
-        "--out",
-        s(&tmp.path().join("x")),
-    ]);
-    let err = String::from_utf8_lossy(&o.stderr);
+    let err = features_err(&["--model", "scratch:resnet18-w16", "--pooling", "mean"]);
     assert!(err.contains("--pooling applies to"), "{err}");
     assert!(!tmp.path().join("x").exists());
 }

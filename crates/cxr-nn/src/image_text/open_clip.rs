@@ -41,14 +41,8 @@ impl OpenClipModel {
         let read = read(dir)?;
         // The BERT's shape may come from a config.json beside the weights:
         // its size is checked against them before anything is built.
-        let u = |x: i64| u128::try_from(x).unwrap_or(0);
         let b = &read.bert.bert;
-        let h = u(b.hidden);
-        let text = u(b.vocab_size).saturating_mul(h).saturating_add(
-            (b.layers as u128)
-                .saturating_mul(4)
-                .saturating_mul(h.saturating_mul(h)),
-        );
+        let text = crate::hf_config::min_text_parameters(b.vocab_size, b.hidden, b.layers);
         let vision =
             crate::hf_config::min_parameters(&crate::backbone::Architecture::OpenClipVisual {
                 vision: read.config.vision.clone(),

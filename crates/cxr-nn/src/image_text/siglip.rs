@@ -38,12 +38,10 @@ impl SiglipModel {
     ) -> Result<Self, NnError> {
         let config = SiglipConfig::from_hf(&dir.config, &dir.config_file)?;
         if let Some(t) = &config.text {
-            let u = |x: i64| u128::try_from(x).unwrap_or(0);
-            let h = u(t.hidden_size);
-            let text = u(t.vocab_size).saturating_mul(h).saturating_add(
-                (t.num_hidden_layers as u128)
-                    .saturating_mul(4)
-                    .saturating_mul(h.saturating_mul(h)),
+            let text = crate::hf_config::min_text_parameters(
+                t.vocab_size,
+                t.hidden_size,
+                t.num_hidden_layers,
             );
             let vision = crate::hf_config::min_parameters(
                 &crate::backbone::Architecture::SiglipVisual(config.vision.clone()),

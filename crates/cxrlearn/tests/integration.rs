@@ -13,6 +13,7 @@ mod features;
 mod finetune;
 mod foundation;
 mod gpu;
+mod hostile;
 mod import;
 mod phantom_convert;
 mod pretrain;

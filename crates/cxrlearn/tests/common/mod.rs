@@ -249,3 +249,78 @@ pub fn features_of(model: &str, store: &Path, out: &Path) -> Value {
     ]);
     serde_json::from_slice(&std::fs::read(out.join("meta.json")).unwrap()).unwrap()
 }
+
+/// The memory a hostile input may cost: every allocation of the process
+/// counts against it.
+pub const HOSTILE_MEMORY: u64 = 1 << 30;
+
+/// The time a hostile input may cost.
+pub const HOSTILE_TIME: Duration = Duration::from_secs(5);
+
+/// Runs `cxrlearn` with `args` under a limit of `bytes` on its data segment
+/// (util-linux's `prlimit`) and returns its output and wall time; a run past
+/// 60 s is killed and fails the test.
+///
+/// The limit is `RLIMIT_DATA`, which since Linux 4.7 counts the heap and
+/// every private writable mapping, that is every allocation, so an input
+/// that makes the program allocate beyond it ends in an allocation failure
+/// (exit 134) instead of a clean error. `RLIMIT_AS` cannot be used: the
+/// libtorch of the PyTorch wheel maps its CUDA libraries at load, over 2 GiB
+/// of address space before `main` runs.
+pub fn run_limited(args: &[&str], bytes: u64) -> (Output, Duration) {
+    use std::io::Read;
+    use std::process::Stdio;
+    let _turn = one_process();
+    let start = Instant::now();
+    let mut child = Command::new("prlimit")
+        .arg(format!("--data={bytes}"))
+        .arg("--")
+        .arg(env!("CARGO_BIN_EXE_cxrlearn"))
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run prlimit (util-linux) with cxrlearn");
+    let drain = |mut r: Box<dyn Read + Send>| {
+        std::thread::spawn(move || {
+            let mut v = Vec::new();
+            let _ = r.read_to_end(&mut v);
+            v
+        })
+    };
+    let stdout = drain(Box::new(child.stdout.take().unwrap()));
+    let stderr = drain(Box::new(child.stderr.take().unwrap()));
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait for cxrlearn") {
+            break status;
+        }
+        if start.elapsed() > Duration::from_secs(60) {
+            let _ = child.kill();
+            panic!("{args:?} ran past 60 s");
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    let took = start.elapsed();
+    let out = Output {
+        status,
+        stdout: stdout.join().unwrap(),
+        stderr: stderr.join().unwrap(),
+    };
+    (out, took)
+}
+
+/// Runs `cxrlearn` with `args` as a hostile input must end: within
+/// [`HOSTILE_MEMORY`] and [`HOSTILE_TIME`], exit status 1, and one `error:`
+/// line containing `message`. Returns stderr.
+pub fn refused_within_limits(args: &[&str], message: &str) -> String {
+    let (out, took) = run_limited(args, HOSTILE_MEMORY);
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(out.status.code(), Some(1), "{args:?}: {stderr}");
+    assert!(stderr.starts_with("error: "), "{args:?}: {stderr}");
+    assert!(stderr.contains(message), "{args:?}: {stderr}");
+    assert!(
+        took < HOSTILE_TIME,
+        "{args:?} took {took:?} (at most {HOSTILE_TIME:?}): {stderr}"
+    );
+    stderr
+}

@@ -142,9 +142,17 @@ fn three_million_nested_lists_are_refused() {
     let marks = nested_in_marks(3_000_000);
     let stack = nested_on_stack(3_000_000);
     refused(d, &write(d, "marks.pth", &legacy(&marks)), "MAX_NESTING");
-    refused(d, &write(d, "marks.pt", &torch_zip(&marks, b"")), "MAX_NESTING");
+    refused(
+        d,
+        &write(d, "marks.pt", &torch_zip(&marks, b"")),
+        "MAX_NESTING",
+    );
     refused(d, &write(d, "stack.pth", &legacy(&stack)), "MAX_STACK");
-    refused(d, &write(d, "stack.pt", &torch_zip(&stack, b"")), "MAX_STACK");
+    refused(
+        d,
+        &write(d, "stack.pt", &torch_zip(&stack, b"")),
+        "MAX_STACK",
+    );
     // Under every count limit: all 800k levels are built, and the walk to
     // the tensors stops at its depth limit (it took 50 s on a path copied
     // per level).
@@ -169,11 +177,11 @@ fn a_memoised_string_repeated_costs_nothing_per_copy() {
     let dir = tempfile::tempdir().unwrap();
     let mut p = b"\x80\x02]".to_vec();
     p.extend(s(&"x".repeat(1 << 20)));
-    p.extend(b"q\x00");
+    p.extend(b"q\x000"); // memoised and popped
     for _ in 0..4000 {
         p.extend(b"h\x00a");
     }
-    p.extend(b"0.");
+    p.push(b'.');
     let f = write(dir.path(), "strings.pt", &torch_zip(&p, b""));
     let (out, took) = run_limited(&["info", f.to_str().unwrap()], HOSTILE_MEMORY);
     let stderr = String::from_utf8_lossy(&out.stderr);
@@ -189,7 +197,12 @@ fn impossible_tensor_shapes_are_refused_naming_the_tensor() {
     let storage = [0u8; 16];
     let two_40 = b"\x8a\x06\x00\x00\x00\x00\x00\x01"; // LONG1 2^40
     let cases: [(&str, Vec<u8>, &[u8], &str); 4] = [
-        ("negative.pt", b"(J\xfd\xff\xff\xfft".to_vec(), b"(K\x01t", "negative size -3"),
+        (
+            "negative.pt",
+            b"(J\xfd\xff\xff\xfft".to_vec(),
+            b"(K\x01t",
+            "negative size -3",
+        ),
         // 2^40 elements over four, read through stride 0 so that the view
         // stays inside the storage while its copy would take 4 TiB.
         (

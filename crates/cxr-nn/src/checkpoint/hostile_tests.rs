@@ -119,9 +119,15 @@ fn nested_through_memo(n: u32) -> Vec<u8> {
 fn deep_nesting_is_refused_in_linear_time() {
     let t = std::time::Instant::now();
     let e = err(&torch_zip(&nested_in_marks(3_000_000), b""));
-    assert!(e.contains("MAX_NESTING") && e.contains(&MAX_NESTING.to_string()), "{e}");
+    assert!(
+        e.contains("MAX_NESTING") && e.contains(&MAX_NESTING.to_string()),
+        "{e}"
+    );
     let e = err(&torch_zip(&nested_on_stack(3_000_000), b""));
-    assert!(e.contains("MAX_STACK") && e.contains(&MAX_STACK.to_string()), "{e}");
+    assert!(
+        e.contains("MAX_STACK") && e.contains(&MAX_STACK.to_string()),
+        "{e}"
+    );
     // 800k levels through the memo: all built, then the walk stops at its
     // depth limit (this took 50 s when the walk copied the path per level).
     let e = err(&torch_zip(&nested_through_memo(800_000), b""));
@@ -210,5 +216,29 @@ fn a_declared_length_past_the_end_is_refused_before_allocating() {
     let mut p = b"\x80\x04\x8d".to_vec();
     p.extend((1u64 << 62).to_le_bytes());
     let e = err(&torch_zip(&p, b""));
-    assert!(e.contains("4611686018427387904 bytes declared, 0 left"), "{e}");
+    assert!(
+        e.contains("4611686018427387904 bytes declared, 0 left"),
+        "{e}"
+    );
+}
+
+#[test]
+fn long_names_and_too_many_tensors_are_refused() {
+    let empty = tensor(&ints(&[0]), &ints(&[1]));
+    let e = err(&torch_zip(&dict_of(&"k".repeat(5000), &empty), b""));
+    assert!(
+        e.contains("MAX_NAME_LEN") && e.contains("(5000 bytes)"),
+        "{e}"
+    );
+    // MAX_TENSORS + 1 names for one empty tensor.
+    let mut p = b"\x80\x02}".to_vec();
+    p.extend(&empty);
+    p.extend(b"q\x000(");
+    for i in 0..=super::torch::MAX_TENSORS {
+        p.extend(s(&i.to_string()));
+        p.extend(b"h\x00");
+    }
+    p.extend(b"u.");
+    let e = err(&torch_zip(&p, b""));
+    assert!(e.contains("MAX_TENSORS"), "{e}");
 }

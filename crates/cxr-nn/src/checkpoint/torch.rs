@@ -70,19 +70,25 @@ fn dims(g: &Graph, v: &Value, what: &str) -> Result<Vec<usize>, String> {
         .seq(v)
         .ok_or_else(|| format!("its {what} is not a tuple"))?;
     let shown = || {
-        let all: Vec<String> = items.iter().take(8).map(|x| match x {
-            Value::Int(i) => i.to_string(),
-            _ => "?".into(),
-        }).collect();
+        let all: Vec<String> = items
+            .iter()
+            .take(8)
+            .map(|x| match x {
+                Value::Int(i) => i.to_string(),
+                _ => "?".into(),
+            })
+            .collect();
         all.join(", ")
     };
     items
         .iter()
         .map(|x| match x {
-            Value::Int(i) => usize::try_from(*i)
-                .map_err(|_| format!("negative {what} {i} in ({})", shown())),
+            Value::Int(i) => {
+                usize::try_from(*i).map_err(|_| format!("negative {what} {i} in ({})", shown()))
+            }
             _ => Err(format!(
-                "a {what} entry is not a 64-bit integer in ({})", shown()
+                "a {what} entry is not a 64-bit integer in ({})",
+                shown()
             )),
         })
         .collect()
@@ -154,9 +160,7 @@ fn rebuild_tensor(g: &Graph, args: &[Value]) -> Result<Option<TensorRef>, String
         return Err("rebuild call without size and stride".into());
     };
     let offset = match offset {
-        Value::Int(o) => {
-            usize::try_from(*o).map_err(|_| format!("negative storage offset {o}"))?
-        }
+        Value::Int(o) => usize::try_from(*o).map_err(|_| format!("negative storage offset {o}"))?,
         _ => return Err("storage offset is not an integer".into()),
     };
     Ok(Some(TensorRef {
@@ -250,10 +254,11 @@ fn collect(g: &Graph, root: &Value) -> Result<Vec<(String, TensorRef)>, Checkpoi
             Some(k) => top.name_len.saturating_add(1 + k.len()),
             None => top.name_len,
         };
-        let name = || {
-            let keys = path.iter().skip(1).map(|f| f.key.as_str());
-            let keys = keys.chain(key.as_deref()).filter(|k| !k.is_empty());
-            keys.collect::<Vec<_>>().join(".")
+        // The dotted name, or its first `keys` keys.
+        let name = |keys: usize| {
+            let all = path.iter().skip(1).map(|f| f.key.as_str());
+            let all = all.chain(key.as_deref()).filter(|k| !k.is_empty());
+            all.take(keys).collect::<Vec<_>>().join(".")
         };
         let t = tensor_ref(g, v)
             .map_err(|e| fail(format!("tensor '{}': {e}", short(&name, name_len))))?;
@@ -270,7 +275,7 @@ fn collect(g: &Graph, root: &Value) -> Result<Vec<(String, TensorRef)>, Checkpoi
                     "more than {MAX_TENSORS} tensors (the limit MAX_TENSORS)"
                 )));
             }
-            out.push((name(), t));
+            out.push((name(usize::MAX), t));
             continue;
         }
         let Value::Ref(i) = *v else { continue };
@@ -293,13 +298,15 @@ fn collect(g: &Graph, root: &Value) -> Result<Vec<(String, TensorRef)>, Checkpoi
     Ok(out)
 }
 
-/// A name for messages: in full when short, else its first and last
-/// parts (joined only when short enough, so a hostile path costs nothing).
-fn short(name: &dyn Fn() -> String, len: usize) -> String {
-    if len <= MAX_NAME_LEN {
-        name()
+/// A name for messages: in full when short, else its first keys and its
+/// length (never joined in full, so a hostile path costs nothing to show).
+fn short(name: &dyn Fn(usize) -> String, len: usize) -> String {
+    const SHOWN: usize = 200;
+    if len <= SHOWN {
+        name(usize::MAX)
     } else {
-        format!("<a name of {len} bytes>")
+        let head: String = name(8).chars().take(SHOWN).collect();
+        format!("{head}... ({len} bytes)")
     }
 }
 

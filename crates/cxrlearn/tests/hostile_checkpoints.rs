@@ -204,18 +204,19 @@ fn impossible_tensor_shapes_are_refused_naming_the_tensor() {
             "negative size -3",
         ),
         // 2^40 elements over four, read through stride 0 so that the view
-        // stays inside the storage while its copy would take 4 TiB.
+        // stays inside the storage while its copy would take 4 TiB; then
+        // with stride 1, past the storage's end.
         (
             "huge.pt",
             [b"(".as_slice(), two_40, b"t"].concat(),
             b"(K\x00t",
-            "declares 1099511627776 elements but its storage '0' holds 4",
+            "declares 1099511627776 elements, which with the tensors before it take more than",
         ),
         (
             "huge_strided.pt",
             [b"(".as_slice(), two_40, b"t"].concat(),
             b"(K\x01t",
-            "declares 1099511627776 elements",
+            "reaches past the end of its storage '0'",
         ),
         // 2^40 x 2^40 = 2^80 elements, which wrapped to 0 in `info`.
         (

@@ -243,3 +243,22 @@ fn long_names_and_too_many_tensors_are_refused() {
     let e = err(&torch_zip(&p, b""));
     assert!(e.contains("MAX_TENSORS"), "{e}");
 }
+
+#[test]
+fn a_zip64_offset_near_the_end_of_memory_reads_as_missing() {
+    // A zip64 locator before the end record, pointing at u64::MAX, and the
+    // end record's directory offset set to "see zip64": the central
+    // directory is unreadable, so the local headers are walked instead.
+    let zip = torch_zip(&dict_of("w", &tensor(&ints(&[2]), &ints(&[1]))), &[0u8; 8]);
+    let eocd = zip.len() - 22;
+    let mut hostile = zip[..eocd].to_vec();
+    hostile.extend(0x0706_4b50u32.to_le_bytes());
+    hostile.extend(0u32.to_le_bytes());
+    hostile.extend(u64::MAX.to_le_bytes());
+    hostile.extend(1u32.to_le_bytes());
+    hostile.extend(&zip[eocd..]);
+    let at = hostile.len() - 22 + 16;
+    hostile[at..at + 4].copy_from_slice(&u32::MAX.to_le_bytes());
+    let ck = parse(&hostile).unwrap();
+    assert_eq!(ck.tensors["w"].shape, [2]);
+}

@@ -1,7 +1,7 @@
 //! Hostile checkpoints, built here byte by byte as an attacker would write
 //! them: each ends in an error naming the limit it broke, quickly.
 
-use super::pickle::{MAX_NESTING, MAX_STACK};
+use super::pickle::{MAX_NESTING, MAX_NODES, MAX_STACK};
 use super::{CheckpointError, parse};
 
 /// BINUNICODE.
@@ -132,6 +132,8 @@ fn deep_nesting_is_refused_in_linear_time() {
     // depth limit (this took 50 s when the walk copied the path per level).
     let e = err(&torch_zip(&nested_through_memo(800_000), b""));
     assert!(e.contains("MAX_DEPTH"), "{e}");
+    let e = err(&torch_zip(&nested_through_memo(MAX_NODES as u32), b""));
+    assert!(e.contains("MAX_NODES"), "{e}");
     assert!(t.elapsed().as_secs() < 20, "{:?}", t.elapsed());
 }
 

@@ -92,13 +92,14 @@ pub const MAX_STACK: usize = 1 << 20;
 /// How many containers and objects one pickle may create. A tensor costs
 /// about eight (the rebuild call, its argument, size and stride tuples, the
 /// persistent id and its tuple, the hooks dict), so a checkpoint of tens of
-/// thousands of tensors with an optimizer state stays under half a million;
-/// two million nodes stay within a few hundred MB.
-pub const MAX_NODES: usize = 1 << 21;
+/// thousands of tensors with an optimizer state stays under half a million
+/// (and [`super::torch::MAX_TENSORS`] allows 65536 tensors); a million
+/// nodes, with their items and memo entries, take about 150 MB.
+pub const MAX_NODES: usize = 1 << 20;
 
 /// How many entries the memo may hold: at most one per object or string,
 /// so the same bound as [`MAX_NODES`].
-pub const MAX_MEMO: usize = 1 << 21;
+pub const MAX_MEMO: usize = 1 << 20;
 
 /// The result of unpickling: the arena and the root value.
 #[derive(Debug, Default)]
@@ -346,6 +347,10 @@ pub fn unpickle(bytes: &[u8]) -> Result<(Graph, Value, usize), CheckpointError> 
                 let target = stack.last().ok_or_else(|| bad("APPEND without list", at))?;
                 match target {
                     Value::Ref(i) => match &mut g.nodes[*i] {
+                        // Exact on the first append: a one-item list
+                        // would otherwise reserve four, and a hostile
+                        // pickle may hold a million of them.
+                        Node::List(v) if v.is_empty() => *v = items,
                         Node::List(v) => v.extend(items),
                         Node::Object(o) => o.list.extend(items),
                         _ => return Err(bad("APPEND to a non-list", at)),
@@ -494,22 +499,29 @@ pub fn unpickle(bytes: &[u8]) -> Result<(Graph, Value, usize), CheckpointError> 
         }
         // One opcode adds at most one value, mark, object or memo entry, so
         // checking after each keeps every count at its limit.
-        let over = |what: &str, limit: usize, name: &str| {
-            CheckpointError::format(format!(
-                "pickle: {what} more than {limit} (the limit {name}) at byte {at}"
-            ))
+        let over = |what: String, name: &str| {
+            CheckpointError::format(format!("pickle: {what} (the limit {name}) at byte {at}"))
         };
         if marks.len() > MAX_NESTING {
-            return Err(over("MARKs nest", MAX_NESTING, "MAX_NESTING"));
+            return Err(over(
+                format!("MARKs nest deeper than {MAX_NESTING}"),
+                "MAX_NESTING",
+            ));
         }
         if stack.len() > MAX_STACK {
-            return Err(over("stack holds", MAX_STACK, "MAX_STACK"));
+            return Err(over(
+                format!("stack holds more than {MAX_STACK} values"),
+                "MAX_STACK",
+            ));
         }
         if g.nodes.len() > MAX_NODES {
-            return Err(over("objects number", MAX_NODES, "MAX_NODES"));
+            return Err(over(format!("more than {MAX_NODES} objects"), "MAX_NODES"));
         }
         if memo.len() > MAX_MEMO {
-            return Err(over("memo entries number", MAX_MEMO, "MAX_MEMO"));
+            return Err(over(
+                format!("more than {MAX_MEMO} memo entries"),
+                "MAX_MEMO",
+            ));
         }
     }
 }

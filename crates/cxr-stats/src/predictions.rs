@@ -12,6 +12,7 @@ use std::io::{Read, Write};
 use std::path::Path;
 
 use crate::StatsError;
+use crate::csv_bound::{BoundedCsv, record_too_long};
 
 /// Predictions of one model: for every label, a target (or unknown) and a
 /// score per image.
@@ -107,23 +108,55 @@ impl Predictions {
             line: Some(line),
             reason,
         };
+        // A record past MAX_CSV_RECORD_BYTES (a file without line breaks,
+        // /dev/zero) fails there, naming its line, instead of being read in full.
+        let too_long = |e: &csv::Error| {
+            record_too_long(e).map(|t| {
+                at_line(
+                    t.line,
+                    format!(
+                        "line longer than {} bytes (MAX_CSV_RECORD_BYTES): not a predictions CSV",
+                        t.limit
+                    ),
+                )
+            })
+        };
         let mut rdr = csv::ReaderBuilder::new()
             .has_headers(true)
             .flexible(false)
-            .from_reader(reader);
+            .from_reader(BoundedCsv::new(reader, b','));
         let header = rdr
             .headers()
-            .map_err(|e| err(format!("cannot read header: {e}")))?
+            .map_err(|e| too_long(&e).unwrap_or_else(|| err(format!("cannot read header: {e}"))))?
             .clone();
         if header.is_empty() || (header.len() == 1 && header[0].trim().is_empty()) {
             return Err(err(
                 "file is empty (expected a header id,label,target,score)".into(),
             ));
         }
+        // A column read here must be named once: with two, the first was
+        // taken silently, whichever of them the writer meant.
+        let find = |want: &str| -> Result<Option<usize>, StatsError> {
+            let at: Vec<usize> = (0..header.len())
+                .filter(|&i| header[i].trim() == want)
+                .collect();
+            if at.len() > 1 {
+                return Err(err(format!(
+                    "column '{want}' appears {} times in the header (columns {}); \
+                     rename or remove the extra ones",
+                    at.len(),
+                    at.iter()
+                        .map(|i| (i + 1).to_string())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )));
+            }
+            Ok(at.first().copied())
+        };
         let mut col = [0usize; 4];
         let mut missing = Vec::new();
         for (k, want) in REQUIRED.iter().enumerate() {
-            match header.iter().position(|h| h.trim() == *want) {
+            match find(want)? {
                 Some(i) => col[k] = i,
                 None => missing.push(*want),
             }
@@ -145,7 +178,7 @@ impl Predictions {
             if per_image.iter().any(|(n, _)| n == want) {
                 continue;
             }
-            if let Some(i) = header.iter().position(|h| h.trim() == want) {
+            if let Some(i) = find(want)? {
                 per_image.push((want.to_owned(), i));
             }
         }
@@ -160,7 +193,7 @@ impl Predictions {
         let mut record = csv::StringRecord::new();
         while rdr
             .read_record(&mut record)
-            .map_err(|e| err(format!("malformed CSV: {e}")))?
+            .map_err(|e| too_long(&e).unwrap_or_else(|| err(format!("malformed CSV: {e}"))))?
         {
             let line = record.position().map_or(0, |pos| pos.line());
             let id = record[col[0]].trim();

@@ -190,3 +190,43 @@ fn predict_refuses_an_image_given_twice() {
     );
     assert!(!out.exists());
 }
+
+/// `pretrain --epochs 0` used to succeed, writing an encoder of initial
+/// weights as if pretrained; it is refused as `finetune --epochs 0` is
+/// (finetune.rs), before the run directory is made. (`--input-size 0`,
+/// `--splits 50,50,50` and `--few-shot 0` are covered in finetune.rs and
+/// convert_cli.rs.)
+#[test]
+fn pretrain_refuses_zero_epochs() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("root");
+    let csv = label_csv(&root, "");
+    let mut rows = String::from("file,a\n");
+    for i in 0..20u8 {
+        image::GrayImage::from_pixel(8, 8, image::Luma([i * 10]))
+            .save(root.join(format!("img/{i}.png")))
+            .unwrap();
+        rows += &format!("img/{i}.png,{}\n", i % 2);
+    }
+    std::fs::write(&csv, rows).unwrap();
+    let store = dir.path().join("store");
+    run_ok(&convert_args(s(&csv), s(&root), s(&store)));
+    let out = dir.path().join("run");
+    refused(
+        &[
+            "pretrain",
+            "--data",
+            s(&store),
+            "--out",
+            s(&out),
+            "--method",
+            "moco-cxr",
+            "--batch-size",
+            "4",
+            "--epochs",
+            "0",
+        ],
+        &["--epochs must be at least 1"],
+    );
+    assert!(!out.exists());
+}

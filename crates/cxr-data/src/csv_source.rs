@@ -44,7 +44,11 @@ pub fn open_bounded(path: &Path, delimiter: u8) -> Result<csv::Reader<impl Read>
 
 /// The error of reading a record of `path`: [`DataError::RecordTooLong`]
 /// past the bound, else `other` of the `csv` crate's error.
-pub fn csv_error(path: &Path, e: csv::Error, other: impl FnOnce(csv::Error) -> DataError) -> DataError {
+pub fn csv_error(
+    path: &Path,
+    e: csv::Error,
+    other: impl FnOnce(csv::Error) -> DataError,
+) -> DataError {
     match record_too_long(&e) {
         Some(t) => DataError::RecordTooLong {
             path: path.to_path_buf(),
@@ -185,7 +189,9 @@ pub fn leaves_root(path: &str) -> Option<&'static str> {
 
 /// The message of an image path that [`leaves_root`].
 pub fn outside_root(path: &str, why: &str) -> String {
-    format!("image path {path:?} {why}; image paths must be relative to the image root and stay under it")
+    format!(
+        "image path {path:?} {why}; image paths must be relative to the image root and stay under it"
+    )
 }
 
 /// Finds the first file in `dir` whose name starts with `prefix` and ends with

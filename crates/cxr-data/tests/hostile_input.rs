@@ -80,9 +80,18 @@ fn convert_refuses_a_table_whose_path_leaves_the_root() {
         labels: vec![cxr_data::labels::LabelState::Positive],
         ..Default::default()
     });
-    let e = convert(&t, dir.path(), "csv", &ConvertOptions::new(dir.path().join("s"))).unwrap_err();
+    let e = convert(
+        &t,
+        dir.path(),
+        "csv",
+        &ConvertOptions::new(dir.path().join("s")),
+    )
+    .unwrap_err();
     let msg = e.to_string();
-    assert!(msg.contains("image \"x\"") && msg.contains("is absolute"), "{msg}");
+    assert!(
+        msg.contains("image \"x\"") && msg.contains("is absolute"),
+        "{msg}"
+    );
     assert!(!dir.path().join("s").exists());
 }
 
@@ -119,10 +128,7 @@ fn a_label_file_without_line_breaks_stops_at_the_record_bound() {
     );
     // /dev/zero never ends: the header fails at the bound.
     let e = read_generic(&spec(Path::new("/dev/zero"))).unwrap_err();
-    assert!(
-        matches!(e, DataError::RecordTooLong { line: 1, .. }),
-        "{e}"
-    );
+    assert!(matches!(e, DataError::RecordTooLong { line: 1, .. }), "{e}");
 }
 
 /// A store converted from `rows` (labels only), and its `dataset.json`.
@@ -158,7 +164,10 @@ fn dataset_json_counts_the_manifest_contradicts_are_refused() {
         matches!(e, DataError::StoreCount { .. })
             && msg.contains("dataset.json")
             && msg.contains("split \"train\"")
-            && msg.contains(&format!("records {} but manifest.csv has {train}", train + 5)),
+            && msg.contains(&format!(
+                "records {} but manifest.csv has {train}",
+                train + 5
+            )),
         "{msg}"
     );
 
@@ -173,14 +182,20 @@ fn dataset_json_counts_the_manifest_contradicts_are_refused() {
     let msg = open_with(&out, &m).unwrap_err().to_string();
     assert!(
         msg.contains("split \"test\", label \"a\": positives")
-            && msg.contains(&format!("records {} but manifest.csv has {test_pos}", test_pos + 1)),
+            && msg.contains(&format!(
+                "records {} but manifest.csv has {test_pos}",
+                test_pos + 1
+            )),
         "{msg}"
     );
 
     let mut m = meta.clone();
     m["positives"]["val"] = serde_json::json!([1, 2]);
     let msg = open_with(&out, &m).unwrap_err().to_string();
-    assert!(msg.contains("positives of split \"val\" has 2 counts for 1 labels"), "{msg}");
+    assert!(
+        msg.contains("positives of split \"val\" has 2 counts for 1 labels"),
+        "{msg}"
+    );
 
     // As written, the store opens again.
     open_with(&out, &meta).unwrap();

@@ -38,7 +38,11 @@ fn a_file_without_line_breaks_stops_at_the_record_bound() {
     assert_eq!((file.as_str(), *line), ("zeros.csv", Some(1)), "{e}");
     assert!(reason.contains("MAX_CSV_RECORD_BYTES"), "{e}");
     // The bound plus the parser's and the bound's buffers, not the file.
-    assert!(zeros.read <= MAX_CSV_RECORD_BYTES + (1 << 17), "read {}", zeros.read);
+    assert!(
+        zeros.read <= MAX_CSV_RECORD_BYTES + (1 << 17),
+        "read {}",
+        zeros.read
+    );
 }
 
 #[test]
@@ -56,7 +60,9 @@ fn a_required_column_named_twice_is_refused() {
     let e = parse_error("id,label,target,score,score\na,x,1,0.9,0.1\n");
     let msg = e.to_string();
     assert!(
-        msg.starts_with("p.csv: ") && msg.contains("column 'score' appears 2 times") && msg.contains("columns 4, 5"),
+        msg.starts_with("p.csv: ")
+            && msg.contains("column 'score' appears 2 times")
+            && msg.contains("columns 4, 5"),
         "{msg}"
     );
 }
@@ -67,12 +73,18 @@ fn a_per_image_column_named_twice_is_refused() {
     for column in ["patient_id", "sex"] {
         let text = format!("id,label,target,score,{column}, {column}\na,x,1,0.9,p,q\n");
         let msg = parse_error(&text).to_string();
-        assert!(msg.contains(&format!("column '{column}' appears 2 times")), "{msg}");
+        assert!(
+            msg.contains(&format!("column '{column}' appears 2 times")),
+            "{msg}"
+        );
     }
     // A column asked for by name (`--subgroups scanner`) too.
     let text = "id,label,target,score,scanner,scanner\na,x,1,0.9,s1,s2\n";
     let e = Predictions::from_reader_with(text.as_bytes(), "p.csv", &["scanner"]).unwrap_err();
-    assert!(e.to_string().contains("column 'scanner' appears 2 times"), "{e}");
+    assert!(
+        e.to_string().contains("column 'scanner' appears 2 times"),
+        "{e}"
+    );
 }
 
 #[test]

@@ -68,9 +68,20 @@ fn evaluate_refuses_a_header_naming_a_read_column_twice() {
     let (m, t) = (s(&model), s(&twice));
     for args in [
         vec!["evaluate", "--predictions", t, "--out", s(&out)],
-        vec!["evaluate", "--predictions", m, "--baseline", t, "--out", s(&out)],
+        vec![
+            "evaluate",
+            "--predictions",
+            m,
+            "--baseline",
+            t,
+            "--out",
+            s(&out),
+        ],
     ] {
-        refused(&args, &[t, "column 'target' appears 2 times", "columns 3, 5"]);
+        refused(
+            &args,
+            &[t, "column 'target' appears 2 times", "columns 3, 5"],
+        );
     }
     assert!(!out.exists());
 }
@@ -143,7 +154,9 @@ fn convert_stops_reading_a_label_file_without_line_breaks() {
 fn info_refuses_counts_that_disagree_with_the_manifest() {
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path().join("root");
-    let rows: String = (0..10).map(|i| format!("img/a{i}.png,{}\n", i % 2)).collect();
+    let rows: String = (0..10)
+        .map(|i| format!("img/a{i}.png,{}\n", i % 2))
+        .collect();
     let csv = label_csv(&root, &rows);
     let store = dir.path().join("store");
     let mut args = convert_args(s(&csv), s(&root), s(&store));

@@ -77,7 +77,11 @@ pub fn load(root: &Path) -> Result<LabelTable> {
                 .to_string();
             let source_path = format!("{images}{file}");
             if let Some(why) = leaves_root(&source_path) {
-                return Err(DataError::row(path, n as u64 + 1, outside_root(&source_path, why)));
+                return Err(DataError::row(
+                    path,
+                    n as u64 + 1,
+                    outside_root(&source_path, why),
+                ));
             }
             t.records.push(Record {
                 id: stem.clone(),

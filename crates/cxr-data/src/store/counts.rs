@@ -34,7 +34,9 @@ pub(super) fn check(meta_path: &Path, meta: &DatasetMeta, rows: &[ManifestRow]) 
         if split_of(name).is_none() {
             return Err(DataError::Store {
                 path: meta_path.to_path_buf(),
-                reason: format!("counts of an unknown split {name:?} (splits are train, val, test)"),
+                reason: format!(
+                    "counts of an unknown split {name:?} (splits are train, val, test)"
+                ),
             });
         }
     }

@@ -92,33 +92,73 @@ impl<R: Read> BoundedCsv<R> {
     }
 
     /// Follows `bytes`; `Err` when a record passes the bound.
+    ///
+    /// Only quotes and line breaks can change where a record ends, so the
+    /// bytes between them are skipped with `memchr` (a byte-at-a-time
+    /// loop cost more than the parsing it guards).
     fn scan(&mut self, bytes: &[u8]) -> Result<(), RecordTooLong> {
-        for &b in bytes {
-            if b == b'\n' {
-                self.line += 1;
+        let mut i = 0;
+        while i < bytes.len() {
+            let rest = &bytes[i..];
+            let plain = match self.state {
+                State::Quoted => memchr::memchr(b'"', rest),
+                _ => memchr::memchr3(b'"', b'\n', b'\r', rest),
             }
-            let ends = b == b'\n' || b == b'\r';
-            self.state = match self.state {
-                State::Quoted if b == b'"' => State::QuoteInQuoted,
-                State::Quoted => State::Quoted,
-                State::FieldStart if b == b'"' => State::Quoted,
-                State::QuoteInQuoted if b == b'"' => State::Quoted,
-                _ if b == self.delimiter => State::FieldStart,
-                _ if ends => {
-                    self.end_record();
-                    continue;
+            .unwrap_or(rest.len());
+            if plain > 0 {
+                let span = &rest[..plain];
+                if self.state == State::Quoted {
+                    // Line breaks inside quotes are part of the record.
+                    self.line += memchr::memchr_iter(b'\n', span).count() as u64;
+                } else {
+                    // After plain bytes only the last one matters: a
+                    // delimiter starts a field, anything else is inside one.
+                    self.state = if span[plain - 1] == self.delimiter {
+                        State::FieldStart
+                    } else {
+                        State::Unquoted
+                    };
                 }
-                _ => State::Unquoted,
-            };
-            self.record_len += 1;
-            if self.record_len > self.limit {
-                return Err(RecordTooLong {
-                    line: self.record_line,
-                    limit: self.limit,
-                });
+                self.record_len += plain;
+                self.check()?;
+                i += plain;
+                continue;
             }
+            self.step(rest[0]);
+            self.check()?;
+            i += 1;
         }
         Ok(())
+    }
+
+    fn check(&self) -> Result<(), RecordTooLong> {
+        if self.record_len > self.limit {
+            return Err(RecordTooLong {
+                line: self.record_line,
+                limit: self.limit,
+            });
+        }
+        Ok(())
+    }
+
+    /// Follows one byte that may change the state: a quote or a line break.
+    fn step(&mut self, b: u8) {
+        if b == b'\n' {
+            self.line += 1;
+        }
+        let ends = b == b'\n' || b == b'\r';
+        self.state = match self.state {
+            State::Quoted if b == b'"' => State::QuoteInQuoted,
+            State::Quoted => State::Quoted,
+            State::FieldStart if b == b'"' => State::Quoted,
+            State::QuoteInQuoted if b == b'"' => State::Quoted,
+            _ if ends => {
+                self.end_record();
+                return;
+            }
+            _ => State::Unquoted,
+        };
+        self.record_len += 1;
     }
 }
 
@@ -174,6 +214,35 @@ mod tests {
             .collect();
         // The longest record, `d,"e""f"`, is 8 bytes: a bound of 8 passes.
         assert_eq!(parse(text, 8).unwrap(), plain);
+    }
+
+    /// Gives its bytes one at a time: every state crosses a read boundary.
+    struct OneByte<'a>(&'a [u8]);
+
+    impl Read for OneByte<'_> {
+        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            let Some((&b, rest)) = self.0.split_first() else {
+                return Ok(0);
+            };
+            buf[0] = b;
+            self.0 = rest;
+            Ok(1)
+        }
+    }
+
+    #[test]
+    fn reads_split_anywhere_find_the_same_records() {
+        let text = b"id,\"r\"\"x\ny\"z\n\"a\",5\" b\r\n,\"\"\n\"q\nq\"\n";
+        for limit in 1..=text.len() {
+            let mut whole = BoundedCsv::with_limit(&text[..], b',', limit);
+            let mut split = BoundedCsv::with_limit(OneByte(text), b',', limit);
+            let a = std::io::copy(&mut whole, &mut std::io::sink()).map_err(|e| e.to_string());
+            let b = std::io::copy(&mut split, &mut std::io::sink()).map_err(|e| e.to_string());
+            assert_eq!(a.is_ok(), b.is_ok(), "limit {limit}: {a:?} {b:?}");
+            if let (Err(a), Err(b)) = (a, b) {
+                assert_eq!(a, b, "limit {limit}");
+            }
+        }
     }
 
     #[test]

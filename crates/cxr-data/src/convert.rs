@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use rayon::prelude::*;
 use sha2::{Digest, Sha256};
 
+use crate::csv_source::{leaves_root, outside_root};
 use crate::decode::decode_file;
 use crate::error::{DataError, Result};
 use crate::labels::{LabelTable, Split, Subgroups, Task};
@@ -159,6 +160,14 @@ pub fn convert(
     }
     let mut seen = HashSet::new();
     for r in &table.records {
+        // The readers check each row's path where they know the row; this
+        // catches a table built any other way before an image is opened.
+        if let Some(why) = leaves_root(&r.source_path) {
+            return Err(DataError::layout(
+                root,
+                format!("image {:?}: {}", r.id, outside_root(&r.source_path, why)),
+            ));
+        }
         if !seen.insert(r.id.as_str()) {
             return Err(DataError::layout(
                 root,

@@ -3,6 +3,7 @@
 //! images (decoding, windowing, resize policy and size recorded in the run's
 //! `model.json`), then as the model's input.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
@@ -52,11 +53,31 @@ fn files(model: &Path) -> (PathBuf, PathBuf) {
     }
 }
 
+/// Refuses a file given twice (by the same path, or by two paths to one
+/// file): its rows would be written twice, which `evaluate` then refuses.
+fn refuse_repeats(images: &[PathBuf]) -> Result<()> {
+    let mut seen: HashMap<PathBuf, &Path> = HashMap::new();
+    for path in images {
+        // A path that does not resolve is compared as given; reading it
+        // reports it.
+        let file = std::fs::canonicalize(path).unwrap_or_else(|_| path.clone());
+        if let Some(first) = seen.insert(file, path) {
+            bail!(
+                "{} is given twice (also as {}): give each image once",
+                path.display(),
+                first.display()
+            );
+        }
+    }
+    Ok(())
+}
+
 /// Runs the subcommand.
 pub fn run(args: &Args, quiet: bool) -> Result<()> {
     // Before any model work: an existing --out, or one another run is
-    // writing, fails at once.
+    // writing, fails at once, and so does an image given twice.
     let _claim = claim_file(&args.out, args.force)?;
+    refuse_repeats(&args.images)?;
     let (weights, sidecar) = files(&args.model);
     let meta: Value = serde_json::from_slice(&std::fs::read(&sidecar).with_context(|| {
         format!(

@@ -14,6 +14,7 @@ mod finetune;
 mod foundation;
 mod gpu;
 mod hostile;
+mod hostile_images;
 mod import;
 mod phantom_convert;
 mod pretrain;

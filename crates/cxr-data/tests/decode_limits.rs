@@ -124,6 +124,14 @@ fn a_dicom_element_longer_than_the_file_is_refused_before_reading() {
     );
 }
 
+/// A deflated data set is walked as it inflates: a sound one still decodes.
+#[test]
+fn a_deflated_dicom_still_decodes() {
+    let bytes = dicom(uids::DEFLATED_EXPLICIT_VR_LITTLE_ENDIAN);
+    let d = decode_bytes(Path::new("deflated.dcm"), &bytes).unwrap();
+    assert_eq!((d.width, d.height), (4, 2));
+}
+
 #[test]
 fn a_dicom_beyond_the_pixel_limit_or_its_own_data_is_refused() {
     let good = dicom(uids::EXPLICIT_VR_LITTLE_ENDIAN);

@@ -22,6 +22,22 @@ pub enum DataError {
         /// What went wrong.
         reason: String,
     },
+    /// An image that declares more pixels than the decoder's limit
+    /// ([`crate::decode::DecodeLimits`]), refused before it is decoded.
+    #[error(
+        "{}: cannot decode image: {what} = {pixels} pixels, more than the limit of {limit} (--max-pixels)",
+        path.display()
+    )]
+    TooManyPixels {
+        /// The image file.
+        path: PathBuf,
+        /// The declared dimensions, in words (`100000 x 100000`).
+        what: String,
+        /// Their product.
+        pixels: u64,
+        /// The limit.
+        limit: u64,
+    },
     /// A label file is malformed at a given row (1-based, header = row 1).
     #[error("{path}, row {row}: {reason}")]
     Row {

@@ -5,6 +5,7 @@
 
 mod common;
 mod decode;
+mod decode_limits;
 mod dicom_codecs;
 mod hostile_input;
 mod metadata;

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 use cxr_data::augment::{Augment, rng_for};
-use cxr_data::decode::decode_file;
+use cxr_data::decode::decode_file_with;
 use cxr_data::labels::Task;
 use cxr_data::preprocess::{Preprocessing as StorePreprocessing, to_store_image};
 use cxr_learn::classifier::Classifier;
@@ -18,7 +18,7 @@ use cxr_nn::tch::{Device, Kind};
 use rayon::prelude::*;
 use serde_json::Value;
 
-use crate::cmd::common_args::DeviceArgs;
+use crate::cmd::common_args::{DecodeArgs, DeviceArgs};
 use crate::output::{claim_file, write_atomic};
 
 /// Arguments of `cxrlearn predict`.
@@ -42,6 +42,8 @@ pub struct Args {
     pub batch_size: usize,
     #[command(flatten)]
     pub device: DeviceArgs,
+    #[command(flatten)]
+    pub decode: DecodeArgs,
 }
 
 /// The weights and sidecar a `--model` argument names.
@@ -107,16 +109,12 @@ pub fn run(args: &Args, quiet: bool) -> Result<()> {
         bail!("--batch-size must be at least 1");
     }
 
-    let device = args.device.device.resolve()?;
-    let ck = checkpoint::load(&weights)?;
-    let mut model = Classifier::new(spec, labels.len() as i64, device, None, 0, false)?;
-    model
-        .load_weights(&ck.tensors)
-        .with_context(|| format!("{} does not match its model.json", weights.display()))?;
+    let limits = args.decode.limits()?;
 
-    // Decode and prepare every image first: a bad file stops the command
-    // before anything is written.
-    let s = model.spec.preprocessing.size as usize;
+    // Decode and prepare every image first, before the weights are loaded:
+    // a bad file stops the command before anything is written, and an
+    // unreadable or hostile one costs no model load.
+    let s = spec.preprocessing.size as usize;
     let resample = Augment::none(s, s);
     // Each file's pixels as the model takes them, and what its own header
     // says of the patient (DICOM PatientID, PatientSex, PatientAge, ViewPosition).
@@ -125,7 +123,7 @@ pub fn run(args: &Args, quiet: bool) -> Result<()> {
         .images
         .par_iter()
         .map(|path| -> Result<Prepared> {
-            let mut img = decode_file(path)
+            let mut img = decode_file_with(path, &limits)
                 .with_context(|| format!("cannot read image {}", path.display()))?;
             let (patient, header) = (img.patient_id.take(), std::mem::take(&mut img.header));
             let stored = to_store_image(img, store_size, store_pre.resize);
@@ -136,6 +134,13 @@ pub fn run(args: &Args, quiet: bool) -> Result<()> {
             Ok((out, patient, header))
         })
         .collect::<Result<_>>()?;
+
+    let device = args.device.device.resolve()?;
+    let ck = checkpoint::load(&weights)?;
+    let mut model = Classifier::new(spec, labels.len() as i64, device, None, 0, false)?;
+    model
+        .load_weights(&ck.tensors)
+        .with_context(|| format!("{} does not match its model.json", weights.display()))?;
 
     let n = args.images.len();
     let mut p = cxr_stats::Predictions {

@@ -123,6 +123,13 @@ fn refuses_non_empty_out_unless_forced() {
     let err = ph.write(&out, false, &|_, _| {}).unwrap_err();
     assert!(matches!(err, DataError::PhantomOutputExists(_)), "{err}");
     assert!(out.join("keep.txt").exists());
+    // --force replaces a phantom, never a directory of someone else's.
+    let err = ph.write(&out, true, &|_, _| {}).unwrap_err();
+    assert!(matches!(err, DataError::NotOurs { .. }), "{err}");
+    assert!(out.join("keep.txt").exists());
+    fs::remove_file(out.join("keep.txt")).unwrap();
+    ph.write(&out, false, &|_, _| {}).unwrap();
+    fs::write(out.join("keep.txt"), "x").unwrap();
     ph.write(&out, true, &|_, _| {}).unwrap();
     assert!(!out.join("keep.txt").exists());
     assert!(out.join("labels.csv").exists());

@@ -6,6 +6,7 @@
 mod common;
 mod decode;
 mod dicom_codecs;
+mod fuzz_regressions;
 mod metadata;
 mod phantom_determinism;
 mod phantom_learn;

@@ -34,6 +34,14 @@ cd "$repo"
 # libtorch for the checkpoint and grid targets (scripts/env.sh finds or installs it).
 # shellcheck source=/dev/null
 . scripts/env.sh
+# The fuzz binaries carry no rpath to libtorch (the crates' build scripts set
+# it for their own binaries only), so the loader is told where it is.
+if [ -n "${LIBTORCH:-}" ]; then
+    torch_lib=$LIBTORCH/lib
+else
+    torch_lib=$(echo "$CXRLEARN_TORCH_VENV"/lib/python3*/site-packages/torch/lib)
+fi
+export LD_LIBRARY_PATH=$torch_lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
 target_dir=${CARGO_TARGET_DIR:-/tmp/tgt-fuzzbin}
 flock /tmp/cxrlearn-cargo.lock cargo fuzz build -s none "${features[@]}" \
     --target-dir "$target_dir" "$target"

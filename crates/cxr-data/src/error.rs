@@ -102,6 +102,20 @@ pub enum DataError {
         /// The whole configuration (`Debug`), to show the value in context.
         config: String,
     },
+    /// Another process is writing the output (see [`crate::claim`]).
+    #[error(transparent)]
+    Claim(#[from] crate::claim::ClaimError),
+    /// `--force` on a non-empty output that is not what the command writes:
+    /// it replaces only its own kind of output.
+    #[error(
+        "{path} holds files cxrlearn did not write (no {marker}): --force replaces only a previous output of this command; choose another --out"
+    )]
+    NotOurs {
+        /// The output.
+        path: PathBuf,
+        /// The file by which the command recognises its own output.
+        marker: &'static str,
+    },
     /// The output directory exists and is not empty.
     #[error("{0}: output exists and is not empty (use --force to replace it)")]
     OutputExists(PathBuf),

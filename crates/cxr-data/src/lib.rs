@@ -3,6 +3,7 @@
 
 pub mod atomic;
 pub mod augment;
+pub mod claim;
 pub mod convert;
 pub mod csv_source;
 pub mod decode;

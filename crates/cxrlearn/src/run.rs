@@ -14,7 +14,7 @@ use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
 use crate::cmd::evaluate::{Input, Report};
-use crate::output::OutputDir;
+use crate::output::{Existing, OutputDir};
 
 /// Bootstrap replicates behind the confidence intervals in `evaluation.json`.
 pub const BOOTSTRAP_REPLICATES: usize = 1000;
@@ -25,31 +25,45 @@ pub struct RunDir {
     path: PathBuf,
 }
 
+/// Added to the refusal of a non-empty `--out` by the commands that resume.
+pub const RESUME_HINT: &str = ", continue it with --resume";
+
 impl RunDir {
-    /// Creates `path` (and parents). A directory this call created is removed
-    /// again when the run is dropped without [`RunDir::commit`].
-    pub fn create(path: &Path) -> Result<Self> {
+    /// Claims `path` for this run (see [`OutputDir::create`]). A directory
+    /// this call created is removed again when the run is dropped without
+    /// [`RunDir::commit`].
+    pub fn create(path: &Path, existing: Existing) -> Result<Self> {
         Ok(Self {
-            out: OutputDir::create(path)?,
+            out: OutputDir::create(path, existing, "")?,
             path: path.to_owned(),
         })
     }
 
     /// The run directory of a training command that may run data-parallel:
-    /// on rank 0 (`is_main`) it is created and, unless resuming, its
+    /// on rank 0 (`is_main`) it is claimed and, unless resuming, its
     /// `config.toml` written; the other ranks write nothing and get `None`.
+    /// With `--resume` every rank checks the run against `config` first
+    /// ([`check_resume`]).
     pub fn for_rank(
         path: &Path,
         is_main: bool,
         command: &str,
         config: &Value,
-        resume: bool,
+        existing: Existing,
     ) -> Result<Option<Self>> {
         if !is_main {
+            if existing == Existing::Resume {
+                check_resume(path, command, config)?;
+            }
             return Ok(None);
         }
-        let run = Self::create(path)?;
-        if !resume {
+        let run = Self {
+            out: OutputDir::create(path, existing, RESUME_HINT)?,
+            path: path.to_owned(),
+        };
+        if existing == Existing::Resume {
+            check_resume(path, command, config)?;
+        } else {
             run.write_config(command, config)?;
         }
         Ok(Some(run))
@@ -138,21 +152,12 @@ pub fn log_sink(run: Option<&RunDir>) -> impl FnMut(&Value) -> Result<(), LogErr
     move |v| run.map_or(Ok(()), |r| r.log(v).map_err(|e| format!("{e:#}").into()))
 }
 
-/// Checks that `out` can take a run of `command` with settings `config`:
-/// with `resume`, its `config.toml` must exist and hold the same settings
-/// (otherwise the error lists each difference, old -> new); without, `out`
-/// must not already hold a run.
-pub fn check_resume(out: &Path, command: &str, config: &Value, resume: bool) -> Result<()> {
+/// Checks that `out` holds a run of `command` that `--resume` can continue:
+/// its `config.toml` must hold the same settings as `config` (otherwise the
+/// error lists each difference, old -> new), and its last checkpoint
+/// (`last.safetensors`) must be there to continue from.
+pub fn check_resume(out: &Path, command: &str, config: &Value) -> Result<()> {
     let path = out.join("config.toml");
-    if !resume {
-        if path.exists() {
-            anyhow::bail!(
-                "{} already holds a run; continue it with --resume or choose another --out",
-                out.display()
-            );
-        }
-        return Ok(());
-    }
     let text = std::fs::read_to_string(&path)
         .with_context(|| format!("--resume: {} not found (nothing to resume)", path.display()))?;
     let old: toml::Value = toml::from_str(&text).with_context(|| format!("{}", path.display()))?;
@@ -167,6 +172,16 @@ pub fn check_resume(out: &Path, command: &str, config: &Value, resume: bool) -> 
             "--resume with different settings than the run in {} (old -> new):\n{}",
             out.display(),
             diff.join("\n")
+        );
+    }
+    // Without it the run would start again from the beginning, appending a
+    // second history to the first one's log.
+    let last = out.join("last.safetensors");
+    if !last.is_file() {
+        anyhow::bail!(
+            "--resume: {} not found (the run stopped before its first checkpoint); \
+             start it again with --force",
+            last.display()
         );
     }
     Ok(())

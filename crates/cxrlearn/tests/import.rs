@@ -79,7 +79,7 @@ fn import_writes_validated_safetensors_and_a_sidecar() {
     // An existing output is kept unless --force.
     let o = cxrlearn(&args);
     assert!(!o.status.success());
-    assert!(String::from_utf8_lossy(&o.stderr).contains("exists (use --force"));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("exists; replace it with --force"));
 
     // The wrong model: an error naming keys, and nothing written.
     let other = dir.path().join("out/refers.safetensors");

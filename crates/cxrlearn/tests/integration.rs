@@ -14,6 +14,8 @@ mod finetune;
 mod foundation;
 mod gpu;
 mod hostile;
+mod hostile_checkpoints;
+mod hostile_outputs;
 mod import;
 mod phantom_convert;
 mod pretrain;

@@ -25,6 +25,7 @@ use serde_json::json;
 
 use super::findings::{Finding, Lesion};
 use super::{Phantom, VERSION};
+use crate::claim::{Claim, Wait};
 use crate::error::DataError;
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> DataError + '_ {
@@ -49,6 +50,9 @@ pub(super) fn write(
     force: bool,
     progress: &(dyn Fn(usize, usize) + Sync),
 ) -> Result<(), DataError> {
+    // Held to the end: a second phantom into the same --out fails at once
+    // instead of removing this one's temporary directory.
+    let _claim = Claim::acquire(out, Wait::No, |_| {})?;
     if out.exists() {
         if !out.is_dir() {
             return Err(DataError::PhantomOutputExists(out.to_owned()));
@@ -56,6 +60,13 @@ pub(super) fn write(
         let non_empty = fs::read_dir(out).map_err(io(out))?.next().is_some();
         if non_empty && !force {
             return Err(DataError::PhantomOutputExists(out.to_owned()));
+        }
+        // A mistyped --out (a home directory) is refused, not emptied.
+        if non_empty && !out.join("phantom.json").is_file() {
+            return Err(DataError::NotOurs {
+                path: out.to_owned(),
+                marker: "phantom.json",
+            });
         }
     }
     let tmp = sibling(out, "phantom-tmp");

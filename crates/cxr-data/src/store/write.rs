@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use safetensors::tensor::{Dtype, TensorView};
 
 use super::DatasetMeta;
+use crate::claim::{Claim, Wait};
 use crate::error::{DataError, Result};
 
 /// Incremental writer of one store.
@@ -24,6 +25,10 @@ pub struct StoreWriter {
     shards: usize,
     images: usize,
     done: bool,
+    /// Held until the store is in place: a second writer to the same
+    /// `--out` fails at once, and no live writer's partial directory is
+    /// mistaken for a killed one's.
+    _claim: Claim,
 }
 
 /// True when `path` exists and is a non-empty directory or any other file.
@@ -37,8 +42,18 @@ fn occupied(path: &Path) -> bool {
 impl StoreWriter {
     /// Starts a store at `out` (refused when `out` is occupied, unless `force`).
     pub fn create(out: &Path, force: bool, size: [u32; 2], shard_len: usize) -> Result<Self> {
-        if occupied(out) && !force {
-            return Err(DataError::OutputExists(out.to_path_buf()));
+        let claim = Claim::acquire(out, Wait::No, |_| {})?;
+        if occupied(out) {
+            if !force {
+                return Err(DataError::OutputExists(out.to_path_buf()));
+            }
+            // A mistyped --out (a home directory) is refused, not emptied.
+            if !out.join("dataset.json").is_file() {
+                return Err(DataError::NotOurs {
+                    path: out.to_path_buf(),
+                    marker: "dataset.json",
+                });
+            }
         }
         let name = out
             .file_name()
@@ -74,6 +89,7 @@ impl StoreWriter {
             shards: 0,
             images: 0,
             done: false,
+            _claim: claim,
         })
     }
 

@@ -14,6 +14,9 @@ pub mod pickle;
 pub mod torch;
 pub mod zip;
 
+#[cfg(test)]
+mod hostile_tests;
+
 // Defined with the crate's other errors so that `crate::error` depends on no
 // module that depends back on it; re-exported so the path stays.
 pub use crate::error::CheckpointError;

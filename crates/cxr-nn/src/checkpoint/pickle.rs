@@ -7,9 +7,16 @@
 //! `AttributeDict` or OmegaConf containers stay readable). Nothing from the
 //! file is ever imported or run, so a pickle that names `os.system` is only
 //! data. Containers live in an arena and are referenced by index, because the
-//! pickle memo shares objects that are mutated after being memoised.
+//! pickle memo shares objects that are mutated after being memoised. The
+//! arena also keeps every structure flat: nothing here recurses over a value,
+//! so neither building, walking, printing nor dropping a deeply nested pickle
+//! can overflow the call stack. Strings, byte strings and REDUCE arguments are
+//! shared rather than copied when the memo or `DUP` repeats them, so memory
+//! grows with the pickle's length, and the limits below bound that length's
+//! worth of objects far above what `torch.save` ever writes.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use super::CheckpointError;
 
@@ -24,12 +31,12 @@ pub enum Value {
     Int(i64),
     /// A float.
     Float(f64),
-    /// A string.
-    Str(String),
-    /// A byte string.
-    Bytes(Vec<u8>),
+    /// A string (shared: the memo may repeat it any number of times).
+    Str(Arc<str>),
+    /// A byte string (shared, as [`Value::Str`]).
+    Bytes(Arc<[u8]>),
     /// A global reference (module, qualified name); never resolved.
-    Global(String, String),
+    Global(Arc<str>, Arc<str>),
     /// A container or object in the arena.
     Ref(usize),
 }
@@ -43,22 +50,56 @@ pub enum Node {
     List(Vec<Value>),
     /// A dict, in insertion order.
     Dict(Vec<(Value, Value)>),
-    /// The result of calling `class(*args)`, never actually called.
-    Object {
-        /// The callable: usually [`Value::Global`].
-        class: Value,
-        /// Positional arguments.
-        args: Vec<Value>,
-        /// State from `BUILD`.
-        state: Option<Value>,
-        /// Items added by `SETITEM(S)` (dict subclasses).
-        items: Vec<(Value, Value)>,
-        /// Items added by `APPEND(S)` (list subclasses).
-        list: Vec<Value>,
-    },
+    /// The result of calling `class(*args)`, never actually called (boxed:
+    /// the other nodes are a third of its size, and a hostile pickle may
+    /// hold millions of them).
+    Object(Box<Object>),
     /// A persistent id (how torch refers to tensor storages).
     PersistentId(Value),
 }
+
+/// What `REDUCE`/`NEWOBJ` and later opcodes record of an object.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Object {
+    /// The callable: usually [`Value::Global`].
+    pub class: Value,
+    /// The argument tuple as pushed (a reference, not a copy: a pickle may
+    /// pass one large memoised tuple to any number of calls); read it
+    /// with [`Graph::args`].
+    pub args: Value,
+    /// State from `BUILD`.
+    pub state: Option<Value>,
+    /// Items added by `SETITEM(S)` (dict subclasses).
+    pub items: Vec<(Value, Value)>,
+    /// Items added by `APPEND(S)` (list subclasses).
+    pub list: Vec<Value>,
+}
+
+/// How deeply MARKs may nest (containers being built inside each other).
+/// Python's pickler recurses once or twice per level and stops at its
+/// recursion limit (1000 frames by default), so `torch.save` output never
+/// nests more than a few hundred levels; a state dict nests two to five.
+/// The limit is ten times the default recursion limit, for a pickler run
+/// with a raised one.
+pub const MAX_NESTING: usize = 10_000;
+
+/// How many values the unpickler's stack may hold at once. A flat tuple's
+/// items all sit on the stack before `TUPLE` collects them, and lists and
+/// dicts arrive in batches of 1000, so a checkpoint stays in the
+/// thousands; a million values is about 40 MB.
+pub const MAX_STACK: usize = 1 << 20;
+
+/// How many containers and objects one pickle may create. A tensor costs
+/// about eight (the rebuild call, its argument, size and stride tuples, the
+/// persistent id and its tuple, the hooks dict), so a checkpoint of tens of
+/// thousands of tensors with an optimizer state stays under half a million
+/// (and [`super::torch::MAX_TENSORS`] allows 65536 tensors); a million
+/// nodes, with their items and memo entries, take about 150 MB.
+pub const MAX_NODES: usize = 1 << 20;
+
+/// How many entries the memo may hold: at most one per object or string,
+/// so the same bound as [`MAX_NODES`].
+pub const MAX_MEMO: usize = 1 << 20;
 
 /// The result of unpickling: the arena and the root value.
 #[derive(Debug, Default)]
@@ -88,6 +129,12 @@ impl Graph {
             _ => None,
         }
     }
+
+    /// The positional arguments of an object (none when its argument
+    /// value is not a tuple or list).
+    pub fn args<'a>(&'a self, o: &'a Object) -> &'a [Value] {
+        self.seq(&o.args).unwrap_or(&[])
+    }
 }
 
 struct Reader<'a> {
@@ -96,14 +143,17 @@ struct Reader<'a> {
 }
 
 impl Reader<'_> {
+    /// The next `n` bytes. A declared length is checked against the bytes
+    /// left before anything is allocated for it.
     fn take(&mut self, n: usize) -> Result<&[u8], CheckpointError> {
-        let end = self
-            .at
-            .checked_add(n)
-            .filter(|&e| e <= self.b.len())
-            .ok_or_else(|| {
-                CheckpointError::format(format!("pickle truncated at byte {}", self.at))
-            })?;
+        let left = self.b.len() - self.at;
+        if n > left {
+            return Err(CheckpointError::format(format!(
+                "pickle truncated at byte {}: {n} bytes declared, {left} left",
+                self.at
+            )));
+        }
+        let end = self.at + n;
         let s = &self.b[self.at..end];
         self.at = end;
         Ok(s)
@@ -128,16 +178,21 @@ impl Reader<'_> {
     }
     fn line(&mut self) -> Result<String, CheckpointError> {
         let rest = &self.b[self.at..];
-        let n = rest
-            .iter()
-            .position(|&c| c == b'\n')
-            .ok_or_else(|| CheckpointError::format("pickle: unterminated text argument".into()))?;
+        let n = rest.iter().position(|&c| c == b'\n').ok_or_else(|| {
+            CheckpointError::format(format!(
+                "pickle: unterminated text argument at byte {}",
+                self.at
+            ))
+        })?;
         let s = String::from_utf8_lossy(&rest[..n]).into_owned();
         self.at += n + 1;
         Ok(s)
     }
-    fn string(&mut self, n: usize) -> Result<String, CheckpointError> {
-        Ok(String::from_utf8_lossy(self.take(n)?).into_owned())
+    fn string(&mut self, n: usize) -> Result<Value, CheckpointError> {
+        Ok(Value::Str(String::from_utf8_lossy(self.take(n)?).into()))
+    }
+    fn bytes(&mut self, n: usize) -> Result<Value, CheckpointError> {
+        Ok(Value::Bytes(self.take(n)?.into()))
     }
 }
 
@@ -153,7 +208,7 @@ fn long(bytes: &[u8]) -> Value {
         Value::Int(i64::from_le_bytes(buf))
     } else {
         // Too large for checkpoint metadata we interpret; keep the bytes.
-        Value::Bytes(bytes.to_vec())
+        Value::Bytes(bytes.into())
     }
 }
 
@@ -221,35 +276,35 @@ pub fn unpickle(bytes: &[u8]) -> Result<(Graph, Value, usize), CheckpointError> 
             }
             b'X' => {
                 let n = r.u32()? as usize;
-                stack.push(Value::Str(r.string(n)?));
+                stack.push(r.string(n)?);
             }
             0x8c => {
                 let n = usize::from(r.u8()?);
-                stack.push(Value::Str(r.string(n)?));
+                stack.push(r.string(n)?);
             }
             0x8d => {
                 let n = usize::try_from(r.u64()?).map_err(|_| bad("huge string", at))?;
-                stack.push(Value::Str(r.string(n)?));
+                stack.push(r.string(n)?);
             }
             b'U' => {
                 let n = usize::from(r.u8()?);
-                stack.push(Value::Str(r.string(n)?));
+                stack.push(r.string(n)?);
             }
             b'T' => {
                 let n = r.u32()? as usize;
-                stack.push(Value::Str(r.string(n)?));
+                stack.push(r.string(n)?);
             }
             b'C' => {
                 let n = usize::from(r.u8()?);
-                stack.push(Value::Bytes(r.take(n)?.to_vec()));
+                stack.push(r.bytes(n)?);
             }
             b'B' => {
                 let n = r.u32()? as usize;
-                stack.push(Value::Bytes(r.take(n)?.to_vec()));
+                stack.push(r.bytes(n)?);
             }
             0x8e | 0x96 => {
                 let n = usize::try_from(r.u64()?).map_err(|_| bad("huge bytes", at))?;
-                stack.push(Value::Bytes(r.take(n)?.to_vec()));
+                stack.push(r.bytes(n)?);
             }
             b')' => stack.push(g.add(Node::Tuple(vec![]))),
             b't' => {
@@ -292,8 +347,12 @@ pub fn unpickle(bytes: &[u8]) -> Result<(Graph, Value, usize), CheckpointError> 
                 let target = stack.last().ok_or_else(|| bad("APPEND without list", at))?;
                 match target {
                     Value::Ref(i) => match &mut g.nodes[*i] {
+                        // Exact on the first append: a one-item list
+                        // would otherwise reserve four, and a hostile
+                        // pickle may hold a million of them.
+                        Node::List(v) if v.is_empty() => *v = items,
                         Node::List(v) => v.extend(items),
-                        Node::Object { list, .. } => list.extend(items),
+                        Node::Object(o) => o.list.extend(items),
                         _ => return Err(bad("APPEND to a non-list", at)),
                     },
                     _ => return Err(bad("APPEND to a non-list", at)),
@@ -314,7 +373,7 @@ pub fn unpickle(bytes: &[u8]) -> Result<(Graph, Value, usize), CheckpointError> 
                 match stack.last() {
                     Some(Value::Ref(i)) => match &mut g.nodes[*i] {
                         Node::Dict(d) => d.extend(pairs),
-                        Node::Object { items, .. } => items.extend(pairs),
+                        Node::Object(o) => o.items.extend(pairs),
                         _ => return Err(bad("SETITEM on a non-dict", at)),
                     },
                     _ => return Err(bad("SETITEM on a non-dict", at)),
@@ -323,7 +382,7 @@ pub fn unpickle(bytes: &[u8]) -> Result<(Graph, Value, usize), CheckpointError> 
             b'c' => {
                 let module = r.line()?;
                 let name = r.line()?;
-                stack.push(Value::Global(module, name));
+                stack.push(Value::Global(module.into(), name.into()));
             }
             0x93 => {
                 let name = pop(&mut stack)?;
@@ -341,21 +400,20 @@ pub fn unpickle(bytes: &[u8]) -> Result<(Graph, Value, usize), CheckpointError> 
                 }
                 let args = pop(&mut stack)?;
                 let class = pop(&mut stack)?;
-                let args = g.seq(&args).map(<[Value]>::to_vec).unwrap_or_default();
-                stack.push(g.add(Node::Object {
+                stack.push(g.add(Node::Object(Box::new(Object {
                     class,
                     args,
                     state: None,
                     items: vec![],
                     list: vec![],
-                }));
+                }))));
             }
             b'b' => {
                 let new_state = pop(&mut stack)?;
                 if let Some(Value::Ref(i)) = stack.last()
-                    && let Node::Object { state, .. } = &mut g.nodes[*i]
+                    && let Node::Object(o) = &mut g.nodes[*i]
                 {
-                    *state = Some(new_state);
+                    o.state = Some(new_state);
                 }
                 // BUILD on anything else (a dict's __setstate__) only sets
                 // attributes, which checkpoints never need.
@@ -366,7 +424,7 @@ pub fn unpickle(bytes: &[u8]) -> Result<(Graph, Value, usize), CheckpointError> 
             }
             b'P' => {
                 let pid = r.line()?;
-                stack.push(g.add(Node::PersistentId(Value::Str(pid))));
+                stack.push(g.add(Node::PersistentId(Value::Str(pid.into()))));
             }
             b'q' => {
                 let k = u32::from(r.u8()?);
@@ -438,6 +496,32 @@ pub fn unpickle(bytes: &[u8]) -> Result<(Graph, Value, usize), CheckpointError> 
                     "pickle: unsupported opcode 0x{other:02x} at byte {at}"
                 )));
             }
+        }
+        // One opcode adds at most one value, mark, object or memo entry, so
+        // checking after each keeps every count at its limit.
+        let over = |what: String, name: &str| {
+            CheckpointError::format(format!("pickle: {what} (the limit {name}) at byte {at}"))
+        };
+        if marks.len() > MAX_NESTING {
+            return Err(over(
+                format!("MARKs nest deeper than {MAX_NESTING}"),
+                "MAX_NESTING",
+            ));
+        }
+        if stack.len() > MAX_STACK {
+            return Err(over(
+                format!("stack holds more than {MAX_STACK} values"),
+                "MAX_STACK",
+            ));
+        }
+        if g.nodes.len() > MAX_NODES {
+            return Err(over(format!("more than {MAX_NODES} objects"), "MAX_NODES"));
+        }
+        if memo.len() > MAX_MEMO {
+            return Err(over(
+                format!("more than {MAX_MEMO} memo entries"),
+                "MAX_MEMO",
+            ));
         }
     }
 }

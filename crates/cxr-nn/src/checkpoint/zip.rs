@@ -18,16 +18,24 @@ const END_OF_CENTRAL: u32 = 0x0605_4b50;
 const ZIP64_END: u32 = 0x0606_4b50;
 const ZIP64_LOCATOR: u32 = 0x0706_4b50;
 
+// Offsets come from the file, so `at + n` is checked: a hostile offset near
+// `usize::MAX` reads as missing instead of overflowing.
 fn u16_at(b: &[u8], at: usize) -> Option<u16> {
-    Some(u16::from_le_bytes(b.get(at..at + 2)?.try_into().ok()?))
+    Some(u16::from_le_bytes(
+        b.get(at..at.checked_add(2)?)?.try_into().ok()?,
+    ))
 }
 
 fn u32_at(b: &[u8], at: usize) -> Option<u32> {
-    Some(u32::from_le_bytes(b.get(at..at + 4)?.try_into().ok()?))
+    Some(u32::from_le_bytes(
+        b.get(at..at.checked_add(4)?)?.try_into().ok()?,
+    ))
 }
 
 fn u64_at(b: &[u8], at: usize) -> Option<u64> {
-    Some(u64::from_le_bytes(b.get(at..at + 8)?.try_into().ok()?))
+    Some(u64::from_le_bytes(
+        b.get(at..at.checked_add(8)?)?.try_into().ok()?,
+    ))
 }
 
 /// The stored entries of an archive: name to byte range within the file.
@@ -79,6 +87,8 @@ impl ZipEntries {
                 "zip entry '{name}' has no local header at offset {local_offset}"
             )));
         }
+        // The local header was found at `local_offset`, so it lies in the
+        // file and these sums stay far below `usize::MAX`.
         let name_len = usize::from(u16_at(bytes, local_offset + 26).ok_or_else(truncated)?);
         let extra_len = usize::from(u16_at(bytes, local_offset + 28).ok_or_else(truncated)?);
         let start = local_offset + 30 + name_len + extra_len;

@@ -56,3 +56,13 @@ pub struct PrecisionArgs {
     #[arg(long, default_value = "fp32")]
     pub precision: Precision,
 }
+
+/// `--force` of the commands that write results into `--out`.
+#[derive(Debug, Clone, Copy, clap::Args)]
+pub struct ForceArgs {
+    /// Replace what a previous cxrlearn command wrote in --out (moved
+    /// aside, deleted once this one finishes, put back if it fails). Without
+    /// it an --out that holds files is refused.
+    #[arg(long)]
+    pub force: bool,
+}

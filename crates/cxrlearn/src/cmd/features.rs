@@ -6,13 +6,14 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::{Context, Result, bail};
+use cxr_data::claim::{Claim, Wait};
 use cxr_data::store::read::Store;
 use cxr_learn::features::{self, Request};
 use cxr_learn::model;
 use cxr_nn::tch;
 
-use crate::cmd::common_args::{DeviceArgs, ModelArgs, PrecisionArgs, StoreArgs};
-use crate::output::OutputDir;
+use crate::cmd::common_args::{DeviceArgs, ForceArgs, ModelArgs, PrecisionArgs, StoreArgs};
+use crate::output::{Existing, OutputDir};
 
 /// Arguments of `cxrlearn features`.
 #[derive(Debug, clap::Args)]
@@ -24,6 +25,10 @@ pub struct Args {
     /// Output directory (train/val/test.safetensors and meta.json).
     #[arg(long)]
     pub out: PathBuf,
+    /// Replace features of another model, store or setting in --out (a
+    /// directory holding these features already is reused without it).
+    #[command(flatten)]
+    pub force: ForceArgs,
     #[command(flatten)]
     pub device: DeviceArgs,
     #[command(flatten)]
@@ -90,6 +95,18 @@ pub fn run(args: &Args, quiet: bool) -> Result<()> {
         batch_size: args.batch_size,
     };
     let key = request.cache_key()?;
+    // A cache: a second extraction into the same directory waits for the
+    // first and then finds its features, instead of failing or extracting
+    // them twice.
+    let claim = Claim::acquire(&args.out, Wait::Yes, |pid| {
+        if !quiet {
+            eprintln!(
+                "waiting for {} (being written by another cxrlearn process{})",
+                args.out.display(),
+                pid.map(|p| format!(", pid {p}")).unwrap_or_default()
+            );
+        }
+    })?;
     if features::is_cached(&args.out, &key) {
         if !quiet {
             eprintln!(
@@ -109,7 +126,12 @@ pub fn run(args: &Args, quiet: bool) -> Result<()> {
     if let Some(w) = resize_warning {
         eprintln!("{w}");
     }
-    let out = OutputDir::create(&args.out)?;
+    let out = OutputDir::with_claim(
+        claim,
+        &args.out,
+        Existing::from_flags(args.force.force, false),
+        "",
+    )?;
     let started = std::time::Instant::now();
     let extracted = request.extract(&encoder, &key, device, &args.out, |split, n, dim| {
         if !quiet {

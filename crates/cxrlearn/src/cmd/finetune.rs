@@ -16,8 +16,9 @@ use cxr_learn::optim::Rule;
 use cxr_learn::schedule::Shape;
 use serde_json::json;
 
-use crate::cmd::common_args::{DeviceArgs, ModelArgs, PrecisionArgs, StoreArgs};
+use crate::cmd::common_args::{DeviceArgs, ForceArgs, ModelArgs, PrecisionArgs, StoreArgs};
 use crate::cmd::parallel;
+use crate::output::Existing;
 use crate::run::{RunDir, check_resume, log_sink, predictions, with_store_metadata};
 
 /// Arguments of `cxrlearn finetune`.
@@ -94,8 +95,10 @@ pub struct Args {
     #[command(flatten)]
     pub precision: PrecisionArgs,
     /// Continue the run in --out from its last checkpoint (same settings).
-    #[arg(long)]
+    #[arg(long, conflicts_with = "force")]
     pub resume: bool,
+    #[command(flatten)]
+    pub force: ForceArgs,
     #[command(flatten)]
     pub subset: crate::cmd::subsets::SubsetArgs,
 }
@@ -197,14 +200,17 @@ pub fn run(args: &Args, quiet: bool) -> Result<()> {
         resolved_config["train_subset"] = subset;
     }
 
-    check_resume(&args.out, "finetune", &resolved_config, args.resume)?;
+    if args.resume {
+        // Before any model work: a run that cannot continue fails at once.
+        check_resume(&args.out, "finetune", &resolved_config)?;
+    }
 
     let run = RunDir::for_rank(
         &args.out,
         parallel.is_main(),
         "finetune",
         &resolved_config,
-        args.resume,
+        Existing::from_flags(args.force.force, args.resume),
     )?;
     let k = store.meta.labels.len() as i64;
     let model = Classifier::new(

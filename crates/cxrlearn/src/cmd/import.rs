@@ -5,7 +5,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 use cxr_learn::model;
 use cxr_nn::checkpoint::{self, Container};
 use cxr_nn::encoder::Encoder;
@@ -14,7 +14,7 @@ use cxr_nn::{import, registry};
 use serde_json::json;
 use sha2::{Digest, Sha256};
 
-use crate::output::write_atomic;
+use crate::output::{claim_file, write_atomic};
 
 /// Arguments of `cxrlearn import`.
 #[derive(Debug, clap::Args)]
@@ -38,11 +38,11 @@ pub struct Args {
 /// Runs the subcommand.
 pub fn run(args: &Args, quiet: bool) -> Result<()> {
     let sidecar = args.out.with_extension("json");
-    for path in [&args.out, &sidecar] {
-        if path.exists() && !args.force {
-            bail!("{} exists (use --force to overwrite)", path.display());
-        }
-    }
+    // The weights and their sidecar are one output: claimed together (two
+    // imports at once cannot leave one's weights beside the other's
+    // sidecar), each refused when present unless --force.
+    let _claim = claim_file(&args.out, args.force)?;
+    claim_file(&sidecar, args.force)?;
     let is_dir = args.checkpoint.as_ref().is_some_and(|c| c.is_dir());
     if is_dir || args.model.starts_with("hf:") || args.model.starts_with("open_clip:") {
         return import_dir(args, &sidecar, quiet);

@@ -5,7 +5,7 @@
 
 use std::path::PathBuf;
 
-use anyhow::Result;
+use anyhow::{Context, Result, bail};
 use cxr_data::store::read::Store;
 
 /// Arguments of `cxrlearn info`.
@@ -31,7 +31,21 @@ fn checkpoint_info(path: &std::path::Path, args: &Args) -> Result<()> {
     use std::collections::BTreeMap;
 
     let ck = cxr_nn::checkpoint::load(path)?;
-    let params: usize = ck.tensors.values().map(|t| t.numel()).sum();
+    // Checked: a shape read from a file may multiply past 64 bits, and a
+    // wrapped count would be printed as if it were true.
+    let params = ck.tensors.iter().try_fold(0usize, |sum, (name, t)| {
+        t.shape
+            .iter()
+            .try_fold(1usize, |n, &d| n.checked_mul(d))
+            .and_then(|n| sum.checked_add(n))
+            .with_context(|| {
+                format!(
+                    "{}: tensor '{name}' of shape {:?} holds over 2^64 elements",
+                    path.display(),
+                    t.shape
+                )
+            })
+    })?;
     let mut dtypes: BTreeMap<String, usize> = BTreeMap::new();
     for t in ck.tensors.values() {
         *dtypes.entry(format!("{:?}", t.dtype)).or_default() += 1;
@@ -69,6 +83,11 @@ pub fn run(args: &Args) -> Result<()> {
         }
         return Ok(());
     };
+    // Said before the store's dataset.json is looked for, which would name
+    // that file instead of the path given.
+    if let Err(e) = std::fs::metadata(path) {
+        bail!("{}: {e}", path.display());
+    }
     if path.is_file() {
         return checkpoint_info(path, args);
     }

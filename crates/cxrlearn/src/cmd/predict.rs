@@ -18,7 +18,7 @@ use rayon::prelude::*;
 use serde_json::Value;
 
 use crate::cmd::common_args::DeviceArgs;
-use crate::output::write_atomic;
+use crate::output::{claim_file, write_atomic};
 
 /// Arguments of `cxrlearn predict`.
 #[derive(Debug, clap::Args)]
@@ -30,6 +30,9 @@ pub struct Args {
     /// every file is a DICOM naming its patient, sex/age/view from the headers).
     #[arg(long)]
     pub out: PathBuf,
+    /// Replace --out if it exists.
+    #[arg(long)]
+    pub force: bool,
     /// Images to score (PNG, JPEG, DICOM).
     #[arg(required = true)]
     pub images: Vec<PathBuf>,
@@ -51,6 +54,9 @@ fn files(model: &Path) -> (PathBuf, PathBuf) {
 
 /// Runs the subcommand.
 pub fn run(args: &Args, quiet: bool) -> Result<()> {
+    // Before any model work: an existing --out, or one another run is
+    // writing, fails at once.
+    let _claim = claim_file(&args.out, args.force)?;
     let (weights, sidecar) = files(&args.model);
     let meta: Value = serde_json::from_slice(&std::fs::read(&sidecar).with_context(|| {
         format!(

@@ -15,8 +15,9 @@ use cxr_nn::checkpoint::{self, RawTensor};
 use cxr_nn::tch::{Device, Kind, Tensor};
 use serde_json::json;
 
-use crate::cmd::common_args::{DeviceArgs, ModelArgs, PrecisionArgs, StoreArgs};
+use crate::cmd::common_args::{DeviceArgs, ForceArgs, ModelArgs, PrecisionArgs, StoreArgs};
 
+use crate::output::Existing;
 use crate::run::{RunDir, predictions, with_store_metadata};
 
 /// Arguments of `cxrlearn probe`.
@@ -43,6 +44,8 @@ pub struct Args {
     /// Run directory.
     #[arg(long)]
     pub out: PathBuf,
+    #[command(flatten)]
+    pub force: ForceArgs,
     /// Inverse regularisation strength (the original cxrlearn's 0.0327).
     #[arg(long, default_value_t = 0.0327, conflicts_with = "c_grid")]
     pub c: f64,
@@ -159,6 +162,8 @@ fn extract(args: &Args, quiet: bool) -> Result<PathBuf> {
         batch_size: 64,
         normalization: "model".into(),
         strict: false,
+        // Inside this run's own (claimed, empty) directory.
+        force: ForceArgs { force: false },
         // Probes compare models: features in full precision.
         precision: PrecisionArgs {
             precision: cxr_nn::precision::Precision::Fp32,
@@ -174,7 +179,7 @@ fn flat(t: &Tensor) -> Result<Vec<f32>> {
 
 /// Runs the subcommand.
 pub fn run(args: &Args, quiet: bool) -> Result<()> {
-    let run = RunDir::create(&args.out)?;
+    let run = RunDir::create(&args.out, Existing::from_flags(args.force.force, false))?;
     let dir = match &args.features {
         Some(d) => d.clone(),
         None => extract(args, quiet)?,

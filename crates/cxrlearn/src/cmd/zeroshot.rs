@@ -12,7 +12,8 @@ use cxr_learn::zeroshot::{PromptSet, ZeroShotClassifier};
 use cxr_nn::image_text::{ImageTextModel, Scoring};
 use serde_json::json;
 
-use crate::cmd::common_args::{DeviceArgs, StoreArgs};
+use crate::cmd::common_args::{DeviceArgs, ForceArgs, StoreArgs};
+use crate::output::Existing;
 use crate::run::{RunDir, predictions, with_store_metadata};
 
 /// Arguments of `cxrlearn zero-shot`.
@@ -39,6 +40,8 @@ pub struct Args {
     /// Run directory to write.
     #[arg(long)]
     pub out: PathBuf,
+    #[command(flatten)]
+    pub force: ForceArgs,
     /// Prompts per label (TOML: `[labels."Pleural Effusion"]` with
     /// `positive = [...]`, `negative = [...]`); labels not named keep the
     /// defaults ("{label}" against "no {label}").
@@ -122,7 +125,7 @@ pub fn run(args: &Args, quiet: bool) -> Result<()> {
         eprintln!("note: store images are {h}x{w}; resizing to {size}x{size} for the model");
     }
 
-    let run = RunDir::create(&args.out)?;
+    let run = RunDir::create(&args.out, Existing::from_flags(args.force.force, false))?;
     run.write_config(
         "zero-shot",
         &json!({

@@ -290,14 +290,13 @@ impl<'a> Runner<'a> {
                 "--out".into(),
                 path_arg(&features),
             ]);
+            // Seeds and reruns share the cache: the features command
+            // waits for another writer of it, reuses the files when they
+            // still fit and otherwise replaces them (--force).
+            a.push("--force".into());
             a.extend(flags(&self.grid.features)?);
-            {
-                // Seeds and reruns share the cache; the features command
-                // itself decides whether the cached files still fit.
-                let _lock = Lock::acquire(&lock_path(&features), self.quiet)?;
-                commands.push(a.clone());
-                self.child(&a, &log)?;
-            }
+            commands.push(a.clone());
+            self.child(&a, &log)?;
             (
                 vec!["probe".to_owned(), "--features".into(), path_arg(&features)],
                 &self.grid.probe,

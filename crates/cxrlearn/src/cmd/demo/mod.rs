@@ -90,6 +90,9 @@ pub fn run(args: &Args, quiet: bool) -> Result<()> {
     if jobs == 0 {
         bail!("--jobs must be at least 1");
     }
+    // Held to the end: a second demo into the same directory fails at once
+    // (a demo resumes its own stages, it does not share them).
+    let _claim = cxr_data::claim::Claim::acquire(&out, cxr_data::claim::Wait::No, |_| {})?;
     claim(&out, &plan)?;
     let demo = Demo {
         plan,

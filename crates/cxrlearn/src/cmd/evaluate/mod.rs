@@ -16,7 +16,8 @@ use sha2::{Digest, Sha256};
 
 pub use render::{render_csv, render_markdown};
 
-use crate::output::OutputDir;
+use crate::cmd::common_args::ForceArgs;
+use crate::output::{Existing, OutputDir};
 
 /// Arguments of `cxrlearn evaluate`.
 #[derive(Debug, clap::Args)]
@@ -73,6 +74,8 @@ pub struct Args {
     /// Output directory for evaluation.json, evaluation.csv and evaluation.md.
     #[arg(long)]
     pub out: PathBuf,
+    #[command(flatten)]
+    pub force: ForceArgs,
 }
 
 /// A file an evaluation was computed from.
@@ -182,7 +185,7 @@ pub fn run(args: &Args, quiet: bool) -> Result<()> {
     let csv = render_csv(&evaluation)?;
     let markdown = render_markdown(&evaluation);
 
-    let out = OutputDir::create(&args.out)?;
+    let out = OutputDir::create(&args.out, Existing::from_flags(args.force.force, false), "")?;
     out.write("evaluation.json", json.as_bytes())?;
     out.write("evaluation.csv", csv.as_bytes())?;
     out.write("evaluation.md", markdown.as_bytes())?;

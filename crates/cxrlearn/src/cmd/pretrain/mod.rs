@@ -29,8 +29,10 @@ pub struct Args {
     #[arg(long, default_value = "auto")]
     pub device: DeviceRequest,
     /// Continue the run in --out from its last checkpoint.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "force")]
     pub resume: bool,
+    #[command(flatten)]
+    pub force: crate::cmd::common_args::ForceArgs,
     /// The method and its training flags.
     #[command(flatten)]
     pub flags: Flags,
@@ -76,14 +78,17 @@ pub fn run(args: &Args, quiet: bool) -> Result<()> {
         "split": "train",
         "training": serde_json::to_value(&r.config)?,
     });
-    check_resume(&args.out, "pretrain", &resolved, args.resume)?;
+    if args.resume {
+        // Before any model work: a run that cannot continue fails at once.
+        check_resume(&args.out, "pretrain", &resolved)?;
+    }
     let (parallel, device) = parallel::join(args.device)?;
     let run = RunDir::for_rank(
         &args.out,
         parallel.is_main(),
         "pretrain",
         &resolved,
-        args.resume,
+        crate::output::Existing::from_flags(args.force.force, args.resume),
     )?;
     let mut log = log_sink(run.as_ref());
     let mut trainer = Pretrainer {

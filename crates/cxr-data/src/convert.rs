@@ -8,7 +8,8 @@ use std::path::{Path, PathBuf};
 use rayon::prelude::*;
 use sha2::{Digest, Sha256};
 
-use crate::decode::decode_file;
+use crate::csv_source::{leaves_root, outside_root};
+use crate::decode::{DecodeLimits, decode_file_with};
 use crate::error::{DataError, Result};
 use crate::labels::{LabelTable, Split, Subgroups, Task};
 use crate::preprocess::{Preprocessing, ResizePolicy, to_store_image};
@@ -48,6 +49,9 @@ pub struct ConvertOptions {
     pub shard_len: usize,
     /// Silence progress lines.
     pub quiet: bool,
+    /// What one image file may declare (`--max-pixels`); an image beyond
+    /// it is skipped like any unreadable one.
+    pub limits: DecodeLimits,
 }
 
 impl ConvertOptions {
@@ -64,11 +68,13 @@ impl ConvertOptions {
             few_shot: None,
             shard_len: DEFAULT_SHARD_LEN,
             quiet: true,
+            limits: DecodeLimits::default(),
         }
     }
 
-    /// Checks the options that a user types (`--size`, `--few-shot`), so a
-    /// bad value is refused before labels are hashed or the output touched.
+    /// Checks the options that a user types (`--size`, `--few-shot`,
+    /// `--max-pixels`), so a bad value is refused before labels are hashed
+    /// or the output touched.
     ///
     /// # Errors
     /// [`DataError::InvalidOption`] naming the flag and its value.
@@ -91,7 +97,7 @@ impl ConvertOptions {
                 reason: "must keep at least 1 training image per class".into(),
             });
         }
-        Ok(())
+        self.limits.validate()
     }
 }
 
@@ -159,6 +165,14 @@ pub fn convert(
     }
     let mut seen = HashSet::new();
     for r in &table.records {
+        // The readers check each row's path where they know the row; this
+        // catches a table built any other way before an image is opened.
+        if let Some(why) = leaves_root(&r.source_path) {
+            return Err(DataError::layout(
+                root,
+                format!("image {:?}: {}", r.id, outside_root(&r.source_path, why)),
+            ));
+        }
         if !seen.insert(r.id.as_str()) {
             return Err(DataError::layout(
                 root,
@@ -197,7 +211,7 @@ pub fn convert(
                 .map(|&i| {
                     let rec = &table.records[i];
                     let path = root.join(&rec.source_path);
-                    decode_file(&path).map(|mut img| {
+                    decode_file_with(&path, &opts.limits).map(|mut img| {
                         img.inverted ^= rec.inverted;
                         let header = std::mem::take(&mut img.header);
                         (to_store_image(img, opts.size, opts.resize), header)

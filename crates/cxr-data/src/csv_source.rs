@@ -4,7 +4,9 @@
 use std::collections::{BTreeSet, HashMap};
 use std::fs::File;
 use std::io::{BufReader, Read};
-use std::path::{Path, PathBuf};
+use std::path::{Component, Path, PathBuf};
+
+use cxr_stats::csv_bound::{BoundedCsv, record_too_long};
 
 use crate::error::{DataError, Result};
 use crate::labels::{GroupLevel, LabelState, LabelTable, Record, Split, Task};
@@ -22,21 +24,52 @@ pub struct Csv {
     pub lines: Vec<u64>,
 }
 
+/// A CSV reader of `path` (gzip when it ends in `.gz`) with `delimiter`,
+/// whose records are bounded at [`MAX_CSV_RECORD_BYTES`](cxr_stats::csv_bound::MAX_CSV_RECORD_BYTES): a file without
+/// line breaks fails after a megabyte instead of being read whole.
+///
+/// # Errors
+/// [`DataError::Io`] when the file cannot be opened.
+pub fn open_bounded(path: &Path, delimiter: u8) -> Result<csv::Reader<impl Read>> {
+    let file = File::open(path).map_err(|e| DataError::io(path, e))?;
+    let reader: Box<dyn Read> = if path.extension().is_some_and(|e| e == "gz") {
+        Box::new(flate2::read::GzDecoder::new(BufReader::new(file)))
+    } else {
+        Box::new(BufReader::new(file))
+    };
+    Ok(csv::ReaderBuilder::new()
+        .delimiter(delimiter)
+        .from_reader(BoundedCsv::new(reader, delimiter)))
+}
+
+/// The error of reading a record of `path`: [`DataError::RecordTooLong`]
+/// past the bound, else `other` of the `csv` crate's error.
+pub fn csv_error(
+    path: &Path,
+    e: csv::Error,
+    other: impl FnOnce(csv::Error) -> DataError,
+) -> DataError {
+    match record_too_long(&e) {
+        Some(t) => DataError::RecordTooLong {
+            path: path.to_path_buf(),
+            line: t.line,
+            limit: t.limit,
+        },
+        None => other(e),
+    }
+}
+
 impl Csv {
     /// Reads `path` (gzip when it ends in `.gz`) with `delimiter`.
+    ///
+    /// # Errors
+    /// [`DataError::RecordTooLong`] for a record longer than
+    /// [`MAX_CSV_RECORD_BYTES`](cxr_stats::csv_bound::MAX_CSV_RECORD_BYTES); [`DataError::Row`] for a malformed row.
     pub fn read_with(path: &Path, delimiter: u8) -> Result<Csv> {
-        let file = File::open(path).map_err(|e| DataError::io(path, e))?;
-        let reader: Box<dyn Read> = if path.extension().is_some_and(|e| e == "gz") {
-            Box::new(flate2::read::GzDecoder::new(BufReader::new(file)))
-        } else {
-            Box::new(BufReader::new(file))
-        };
-        let mut rdr = csv::ReaderBuilder::new()
-            .delimiter(delimiter)
-            .from_reader(reader);
+        let mut rdr = open_bounded(path, delimiter)?;
         let headers: Vec<String> = rdr
             .headers()
-            .map_err(|e| DataError::layout(path, e))?
+            .map_err(|e| csv_error(path, e, |e| DataError::layout(path, e)))?
             .iter()
             .map(|h| h.trim_start_matches('\u{feff}').to_string())
             .collect();
@@ -44,8 +77,10 @@ impl Csv {
         let mut lines = Vec::new();
         for rec in rdr.records() {
             let rec = rec.map_err(|e| {
-                let line = e.position().map_or(0, |p| p.line());
-                DataError::row(path, line, e)
+                csv_error(path, e, |e| {
+                    let line = e.position().map_or(0, |p| p.line());
+                    DataError::row(path, line, e)
+                })
             })?;
             lines.push(rec.position().map_or(0, |p| p.line()));
             rows.push(rec);
@@ -116,6 +151,47 @@ impl Csv {
     pub fn err(&self, i: usize, reason: impl ToString) -> DataError {
         DataError::row(&self.path, self.lines[i], reason)
     }
+
+    /// `path`, the image of row `i`, when it stays under the image root.
+    ///
+    /// # Errors
+    /// [`DataError::Row`] naming the row when [`leaves_root`] says it leaves.
+    pub fn image_path(&self, i: usize, path: String) -> Result<String> {
+        match leaves_root(&path) {
+            Some(why) => Err(self.err(i, outside_root(&path, why))),
+            None => Ok(path),
+        }
+    }
+}
+
+/// Why `path`, an image path read from a label file, leaves the image root
+/// it is joined to: it is absolute (`Path::join` would drop the root), or a
+/// `..` climbs above where it started. `None` when it stays inside. The check
+/// is on the text alone: a symbolic link under the root may point anywhere,
+/// as a dataset laid out with links needs. No publisher's layout (the
+/// presets) lists such paths, so one in a label file is an error or an
+/// attempt to read files outside the dataset.
+pub fn leaves_root(path: &str) -> Option<&'static str> {
+    let mut depth = 0usize;
+    for part in Path::new(path).components() {
+        match part {
+            Component::Prefix(_) | Component::RootDir => return Some("is absolute"),
+            Component::CurDir => {}
+            Component::ParentDir => match depth.checked_sub(1) {
+                Some(d) => depth = d,
+                None => return Some("climbs out of the image root with '..'"),
+            },
+            Component::Normal(_) => depth += 1,
+        }
+    }
+    None
+}
+
+/// The message of an image path that [`leaves_root`].
+pub fn outside_root(path: &str, why: &str) -> String {
+    format!(
+        "image path {path:?} {why}; image paths must be relative to the image root and stay under it"
+    )
 }
 
 /// Finds the first file in `dir` whose name starts with `prefix` and ends with
@@ -251,6 +327,7 @@ pub fn read_generic(spec: &CsvSpec) -> Result<LabelTable> {
         if path.is_empty() {
             return Err(csv.err(i, format!("empty {}", spec.path_column)));
         }
+        let path = csv.image_path(i, path)?;
         let mut rec = Record {
             id: path.clone(),
             source_path: path.clone(),

@@ -22,6 +22,22 @@ pub enum DataError {
         /// What went wrong.
         reason: String,
     },
+    /// An image that declares more pixels than the decoder's limit
+    /// ([`crate::decode::DecodeLimits`]), refused before it is decoded.
+    #[error(
+        "{}: cannot decode image: {what} = {pixels} pixels, more than the limit of {limit} (--max-pixels)",
+        path.display()
+    )]
+    TooManyPixels {
+        /// The image file.
+        path: PathBuf,
+        /// The declared dimensions, in words (`100000 x 100000`).
+        what: String,
+        /// Their product.
+        pixels: u64,
+        /// The limit.
+        limit: u64,
+    },
     /// A label file is malformed at a given row (1-based, header = row 1).
     #[error("{path}, row {row}: {reason}")]
     Row {
@@ -40,6 +56,21 @@ pub enum DataError {
         path: PathBuf,
         /// What went wrong.
         reason: String,
+    },
+    /// A CSV record (a line, or several inside quotes) longer than
+    /// [`cxr_stats::csv_bound::MAX_CSV_RECORD_BYTES`]: no label file has
+    /// such rows, so the file is not a CSV (a binary file, `/dev/zero`).
+    #[error(
+        "{}, line {line}: a record longer than {limit} bytes (MAX_CSV_RECORD_BYTES) without a line break: not a CSV file",
+        path.display()
+    )]
+    RecordTooLong {
+        /// The CSV file.
+        path: PathBuf,
+        /// The 1-based line on which the record starts.
+        line: u64,
+        /// The bound.
+        limit: usize,
     },
     /// A label or metadata CSV whose header names a column the reader uses
     /// more than once: which one is meant cannot be told.
@@ -149,6 +180,24 @@ pub enum DataError {
         path: PathBuf,
         /// What went wrong.
         reason: String,
+    },
+    /// A count recorded in a store's `dataset.json` (images of a split,
+    /// positives of a label) that its `manifest.csv` contradicts: the store
+    /// was damaged or edited after conversion wrote both.
+    #[error(
+        "{}: {what}: dataset.json records {recorded} but manifest.csv has {actual}; \
+         the store is damaged or was edited (convert the dataset again)",
+        path.display()
+    )]
+    StoreCount {
+        /// The store's `dataset.json`.
+        path: PathBuf,
+        /// What is counted (`split "train": images`).
+        what: String,
+        /// The count in `dataset.json`.
+        recorded: usize,
+        /// The count in `manifest.csv`.
+        actual: usize,
     },
     /// A store's `manifest.csv` holds a label cell outside the format's
     /// states (`1`, `0` or empty; multi-class: a class index), which would

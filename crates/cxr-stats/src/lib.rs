@@ -11,6 +11,7 @@
 pub mod auc;
 pub mod bootstrap;
 pub mod calibration;
+pub mod csv_bound;
 pub mod delong;
 pub mod error;
 pub mod evaluation;

@@ -5,6 +5,7 @@
 
 mod bootstrap;
 mod fuzz_regressions;
+mod predictions_input;
 mod review;
 mod sklearn;
 

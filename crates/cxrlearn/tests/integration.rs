@@ -15,6 +15,8 @@ mod foundation;
 mod gpu;
 mod hostile;
 mod hostile_checkpoints;
+mod hostile_images;
+mod hostile_misc;
 mod hostile_outputs;
 mod import;
 mod phantom_convert;

@@ -5,6 +5,7 @@
 use std::io::Cursor;
 use std::path::Path;
 
+use dicom_core::header::HasLength;
 use dicom_object::file::ReadPreamble;
 use dicom_object::{InMemDicomObject, OpenFileOptions, Tag};
 use dicom_pixeldata::{
@@ -12,19 +13,25 @@ use dicom_pixeldata::{
     VoiLutOption,
 };
 
-use super::{DecodedImage, Intensity, Pixels, WindowFunction};
+use super::{DecodeLimits, DecodedImage, Intensity, Pixels, WindowFunction, dicom_scan};
 use crate::error::{DataError, Result};
 use crate::labels::{Subgroups, normalise_sex, normalise_view, parse_age};
 
 /// Decodes the single frame of a grayscale DICOM file: modality rescale is
 /// applied here; the VOI LUT or window (else min-max) and the MONOCHROME1
 /// inversion are recorded in the result and applied by the 8-bit mapping.
-pub fn decode(path: &Path, bytes: &[u8]) -> Result<DecodedImage> {
+///
+/// What the file declares is checked before it costs memory: every
+/// element's length against the bytes left (the header walk of
+/// `dicom_scan`), then the pixel count against `limits` and, for
+/// uncompressed pixel data, against the bytes the pixel data holds.
+pub fn decode(path: &Path, bytes: &[u8], limits: &DecodeLimits) -> Result<DecodedImage> {
     let body = if bytes.len() >= 132 && &bytes[128..132] == b"DICM" {
         &bytes[128..]
     } else {
         bytes
     };
+    dicom_scan::check_lengths(path, body, limits)?;
     let obj = OpenFileOptions::new()
         .read_preamble(ReadPreamble::Never)
         .from_reader(Cursor::new(body))
@@ -36,6 +43,7 @@ pub fn decode(path: &Path, bytes: &[u8]) -> Result<DecodedImage> {
         .transfer_syntax()
         .trim_end_matches('\0')
         .to_string();
+    check_geometry(path, &obj, limits)?;
     let pixel = obj.decode_pixel_data().map_err(|e| {
         DataError::decode(
             path,
@@ -92,6 +100,57 @@ pub fn decode(path: &Path, bytes: &[u8]) -> Result<DecodedImage> {
         header,
         patient_id,
     })
+}
+
+/// A numeric element's first value; `None` when absent or unreadable.
+fn number(obj: &InMemDicomObject, tag: Tag) -> Option<u64> {
+    obj.element_opt(tag).ok().flatten()?.to_int::<u64>().ok()
+}
+
+/// Refuses, before the pixel data is decoded, an image whose rows x columns
+/// x frames x samples exceed `limits`, or whose uncompressed pixel data is
+/// shorter than those dimensions at the declared bits (decoders size their
+/// output from the dimensions, not from the data). Missing attributes are
+/// left to the pixel-data decoder, which names them.
+fn check_geometry(path: &Path, obj: &InMemDicomObject, limits: &DecodeLimits) -> Result<()> {
+    let (Some(rows), Some(columns)) = (
+        number(obj, Tag(0x0028, 0x0010)),
+        number(obj, Tag(0x0028, 0x0011)),
+    ) else {
+        return Ok(());
+    };
+    let frames = number(obj, Tag(0x0028, 0x0008)).unwrap_or(1).max(1);
+    let samples = number(obj, Tag(0x0028, 0x0002)).unwrap_or(1).max(1);
+    let pixels = rows
+        .saturating_mul(columns)
+        .saturating_mul(frames)
+        .saturating_mul(samples);
+    limits.check(
+        path,
+        &format!("{rows} rows x {columns} columns x {frames} frames x {samples} samples"),
+        pixels,
+    )?;
+    let bits = number(obj, Tag(0x0028, 0x0100)).unwrap_or(0);
+    let native = obj
+        .element_opt(Tag(0x7FE0, 0x0010))
+        .ok()
+        .flatten()
+        .filter(|e| e.fragments().is_none());
+    if let Some(data) = native
+        && let Some(have) = data.header().length().get()
+    {
+        let need = pixels.saturating_mul(bits).div_ceil(8);
+        if need > u64::from(have) {
+            return Err(DataError::decode(
+                path,
+                format!(
+                    "pixel data holds {have} bytes, but {rows} rows x {columns} columns x \
+                     {frames} frames x {samples} samples at {bits} bits need {need}"
+                ),
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// PatientSex (0010,0040), PatientAge (0010,1010) and ViewPosition

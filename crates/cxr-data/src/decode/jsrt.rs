@@ -2,7 +2,7 @@
 
 use std::path::Path;
 
-use super::{DecodedImage, Intensity, Pixels};
+use super::{DecodeLimits, DecodedImage, Intensity, Pixels};
 use crate::error::{DataError, Result};
 
 /// Side of a JSRT image.
@@ -10,7 +10,14 @@ pub const SIDE: u32 = 2048;
 
 /// Decodes a JSRT `.IMG`. The values are film-digitiser densities (high = dark
 /// film = air), so the image is flagged inverted like DICOM `MONOCHROME1`.
-pub fn decode(path: &Path, bytes: &[u8]) -> Result<DecodedImage> {
+/// The fixed size still answers to `limits`, so a `--max-pixels` below it
+/// refuses JSRT images like any other.
+pub fn decode(path: &Path, bytes: &[u8], limits: &DecodeLimits) -> Result<DecodedImage> {
+    limits.check(
+        path,
+        &format!("JSRT raw {SIDE} x {SIDE}"),
+        u64::from(SIDE) * u64::from(SIDE),
+    )?;
     let expected = (SIDE * SIDE * 2) as usize;
     if bytes.len() != expected {
         return Err(DataError::decode(

@@ -3,6 +3,7 @@
 //! metadata (windowing, polarity) needed to map it to 8 bits later.
 
 pub mod dicom;
+mod dicom_scan;
 pub mod jsrt;
 pub mod raster;
 
@@ -10,6 +11,68 @@ use std::path::Path;
 
 use crate::error::{DataError, Result};
 use crate::labels::Subgroups;
+
+/// The most pixels (rows x columns x frames x samples) an image file may
+/// declare before it is decoded: 2^27 = 134,217,728, a side of 11,585 px.
+///
+/// Digital radiography detectors are at most about 4,300 px a side (18 MP)
+/// and film digitisers about 5,000 px (25 MP), so every published chest
+/// X-ray fits with room to spare. The bound exists because decoding
+/// allocates from what a file *declares*: a 9 KB DICOM or PNG can declare
+/// 10^10 pixels. At the limit a 16-bit DICOM costs about 6 bytes a pixel
+/// while it decodes (raw samples and their `f32` modality values), some
+/// 800 MB per decoding thread, which a workstation holds.
+/// `--max-pixels` changes it (`convert`, `predict`).
+pub const MAX_PIXELS: u64 = 1 << 27;
+
+/// Bounds on what decoding one file may allocate, checked against what the
+/// file declares before anything of that size is allocated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DecodeLimits {
+    /// The most pixels an image may declare (see [`MAX_PIXELS`]).
+    pub max_pixels: u64,
+}
+
+impl Default for DecodeLimits {
+    fn default() -> Self {
+        Self {
+            max_pixels: MAX_PIXELS,
+        }
+    }
+}
+
+impl DecodeLimits {
+    /// Refuses a limit no image can meet (`--max-pixels 0`).
+    ///
+    /// # Errors
+    /// [`DataError::InvalidOption`] naming `--max-pixels`.
+    pub fn validate(&self) -> Result<()> {
+        if self.max_pixels == 0 {
+            return Err(DataError::InvalidOption {
+                flag: "--max-pixels",
+                value: "0".into(),
+                reason: format!(
+                    "must be at least 1 pixel (the default, MAX_PIXELS, is {MAX_PIXELS})"
+                ),
+            });
+        }
+        Ok(())
+    }
+
+    /// Refuses an image of `pixels` pixels (`what` describes the
+    /// dimensions) above the limit.
+    pub(crate) fn check(&self, path: &Path, what: &str, pixels: u64) -> Result<()> {
+        if pixels > self.max_pixels {
+            return Err(DataError::TooManyPixels {
+                path: path.to_owned(),
+                what: what.to_owned(),
+                pixels,
+                limit: self.max_pixels,
+            });
+        }
+        Ok(())
+    }
+}
 
 /// Pixel samples of a decoded single-channel image, row-major.
 #[derive(Debug, Clone, PartialEq)]
@@ -136,19 +199,30 @@ impl Format {
     }
 }
 
-/// Decodes any supported image file.
+/// Decodes any supported image file within the default [`DecodeLimits`].
 pub fn decode_file(path: &Path) -> Result<DecodedImage> {
-    let bytes = std::fs::read(path).map_err(|e| DataError::io(path, e))?;
-    decode_bytes(path, &bytes)
+    decode_file_with(path, &DecodeLimits::default())
 }
 
-/// Decodes an image held in memory; `path` names it in errors and selects the
-/// format when the content has no signature.
+/// Decodes any supported image file within `limits`.
+pub fn decode_file_with(path: &Path, limits: &DecodeLimits) -> Result<DecodedImage> {
+    let bytes = std::fs::read(path).map_err(|e| DataError::io(path, e))?;
+    decode_bytes_with(path, &bytes, limits)
+}
+
+/// Decodes an image held in memory within the default [`DecodeLimits`];
+/// `path` names it in errors and selects the format when the content has no
+/// signature.
 pub fn decode_bytes(path: &Path, bytes: &[u8]) -> Result<DecodedImage> {
+    decode_bytes_with(path, bytes, &DecodeLimits::default())
+}
+
+/// [`decode_bytes`] within `limits`.
+pub fn decode_bytes_with(path: &Path, bytes: &[u8], limits: &DecodeLimits) -> Result<DecodedImage> {
     match Format::detect(path, bytes) {
-        Some(Format::Png) | Some(Format::Jpeg) => raster::decode(path, bytes),
-        Some(Format::Dicom) => dicom::decode(path, bytes),
-        Some(Format::JsrtRaw) => jsrt::decode(path, bytes),
+        Some(Format::Png) | Some(Format::Jpeg) => raster::decode(path, bytes, limits),
+        Some(Format::Dicom) => dicom::decode(path, bytes, limits),
+        Some(Format::JsrtRaw) => jsrt::decode(path, bytes, limits),
         None => Err(DataError::decode(
             path,
             "unknown image format (expected PNG, JPEG, DICOM or JSRT .IMG)",

@@ -51,7 +51,7 @@ pub fn load(root: &Path) -> Result<LabelTable> {
                 csv.err(i, format!("column {name:?}: unexpected value {:?}", &r[c]))
             })?);
         }
-        let png = r[cpng].trim().to_string();
+        let png = csv.image_path(i, r[cpng].trim().to_string())?;
         t.records.push(Record {
             id: png.clone(),
             source_path: png,

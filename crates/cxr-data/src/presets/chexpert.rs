@@ -70,6 +70,7 @@ pub fn load(root: &Path) -> Result<LabelTable> {
                 .split_once('/')
                 .map_or(full, |(_, rest)| rest)
                 .to_string();
+            let rel = csv.image_path(i, rel)?;
             let patient = rel
                 .split('/')
                 .find(|s| s.starts_with("patient"))

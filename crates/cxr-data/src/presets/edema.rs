@@ -59,7 +59,7 @@ pub fn load(root: &Path) -> Result<LabelTable> {
     );
     t.sources = vec![lpath, mpath];
     let mut non_frontal = 0;
-    for r in &meta.rows {
+    for (i, r) in meta.rows.iter().enumerate() {
         let Some((subject, g)) = grade.get(r[mst].trim()) else {
             continue;
         };
@@ -73,7 +73,7 @@ pub fn load(root: &Path) -> Result<LabelTable> {
         t.records.push(Record {
             id: dicom.to_string(),
             group: subject.clone(),
-            source_path: format!("{prefix}/s{study}/{dicom}.jpg"),
+            source_path: meta.image_path(i, format!("{prefix}/s{study}/{dicom}.jpg"))?,
             class: Some(*g),
             study_id: Some(study.to_string()),
             view: Some(view),

@@ -5,6 +5,7 @@
 use std::io::Read;
 use std::path::Path;
 
+use crate::csv_source::{leaves_root, outside_root};
 use crate::error::{DataError, Result};
 use crate::labels::{GroupLevel, LabelState, LabelTable, Record, Task};
 
@@ -144,7 +145,7 @@ pub fn load(root: &Path) -> Result<LabelTable> {
         GroupLevel::Report,
     );
     if source.is_file() {
-        t.sources.push(source);
+        t.sources.push(source.clone());
     }
     let mut without_images = 0;
     for r in &reports {
@@ -161,10 +162,17 @@ pub fn load(root: &Path) -> Result<LabelTable> {
         }
         let report = format!("FINDINGS: {} IMPRESSION: {}", r.findings, r.impression);
         for img in &r.images {
+            let source_path = format!("{prefix}{img}.png");
+            if let Some(why) = leaves_root(&source_path) {
+                return Err(DataError::layout(
+                    &source,
+                    format!("report {}: {}", r.id, outside_root(&source_path, why)),
+                ));
+            }
             t.records.push(Record {
                 id: img.clone(),
                 group: r.id.clone(),
-                source_path: format!("{prefix}{img}.png"),
+                source_path,
                 labels: labels.clone(),
                 study_id: Some(r.id.clone()),
                 report: Some(report.clone()),

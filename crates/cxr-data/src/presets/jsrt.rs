@@ -4,6 +4,7 @@
 
 use std::path::{Path, PathBuf};
 
+use crate::csv_source::{leaves_root, outside_root};
 use crate::error::{DataError, Result};
 use crate::labels::{GroupLevel, LabelTable, Record, Task};
 
@@ -74,10 +75,18 @@ pub fn load(root: &Path) -> Result<LabelTable> {
                 .trim_end_matches(".IMG")
                 .trim_end_matches(".img")
                 .to_string();
+            let source_path = format!("{images}{file}");
+            if let Some(why) = leaves_root(&source_path) {
+                return Err(DataError::row(
+                    path,
+                    n as u64 + 1,
+                    outside_root(&source_path, why),
+                ));
+            }
             t.records.push(Record {
                 id: stem.clone(),
                 group: stem,
-                source_path: format!("{images}{file}"),
+                source_path,
                 class: Some(class),
                 view: Some("PA".into()),
                 ..Default::default()

@@ -115,13 +115,17 @@ pub fn load(root: &Path) -> Result<LabelTable> {
     t.sources = vec![lpath, mpath];
     t.sources.extend(ppath);
     let (mut unlabeled, mut unmatched, mut rejected_ages) = (0, 0, 0);
-    for r in &meta.rows {
+    for (i, r) in meta.rows.iter().enumerate() {
         let (dicom, subject, study) = (r[md].trim(), r[ms].trim(), r[mst].trim());
         let Some(labels) = by_study.get(study) else {
             unlabeled += 1;
             continue;
         };
         let prefix = format!("files/p{}/p{subject}", subject.get(..2).unwrap_or(subject));
+        // Checked before the report beside it is looked for: ids that climb
+        // out of the root would read that file from anywhere. The report's
+        // path is the image's folder with `.txt`, so it stays inside too.
+        let source_path = meta.image_path(i, format!("{prefix}/s{study}/{dicom}.jpg"))?;
         let report = std::fs::read_to_string(root.join(format!("{prefix}/s{study}.txt"))).ok();
         let (sex, age) = match patients.as_ref().map(|p| p.get(subject)) {
             Some(Some(p)) => (p.sex.clone(), age_at_study(p, mdate.map(|c| &r[c]))),
@@ -135,7 +139,7 @@ pub fn load(root: &Path) -> Result<LabelTable> {
         t.records.push(Record {
             id: dicom.to_string(),
             group: subject.to_string(),
-            source_path: format!("{prefix}/s{study}/{dicom}.jpg"),
+            source_path,
             labels: labels.clone(),
             study_id: Some(study.to_string()),
             view: Some(normalise_view(&r[mv])),

@@ -63,10 +63,11 @@ pub fn load(root: &Path) -> Result<LabelTable> {
             labels[k] = LabelState::Positive;
         }
         let id = r[ci].trim().to_string();
+        let source_path = csv.image_path(i, format!("images/{id}"))?;
         let age = parse_age(&r[cage]);
         rejected_ages += usize::from(age == Age::Rejected);
         t.records.push(Record {
-            source_path: format!("images/{id}"),
+            source_path,
             id,
             group: r[cp].trim().to_string(),
             labels,

@@ -165,11 +165,13 @@ pub fn load(root: &Path) -> Result<LabelTable> {
             }
         }
         let dir = r[cdir].trim();
-        let source_path = if root.join(dir).is_dir() {
+        // An empty ImageDir would make `/{id}`, an absolute path.
+        let source_path = if !dir.is_empty() && root.join(dir).is_dir() {
             format!("{dir}/{id}")
         } else {
             id.clone()
         };
+        let source_path = csv.image_path(i, source_path)?;
         let age = age_at_study(&r[cbirth], &r[cdate]);
         rejected_ages += usize::from(age == Age::Rejected);
         t.records.push(Record {

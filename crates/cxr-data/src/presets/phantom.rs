@@ -105,7 +105,7 @@ pub fn load(root: &Path) -> Result<LabelTable> {
                 .trim_end_matches(".png")
                 .to_string(),
             group: r[cols[1]].to_string(),
-            source_path: r[cols[0]].to_string(),
+            source_path: csv.image_path(i, r[cols[0]].to_string())?,
             labels,
             report: reports.get(&study).cloned(),
             study_id: Some(study),

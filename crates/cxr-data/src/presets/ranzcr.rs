@@ -47,7 +47,7 @@ pub fn load(root: &Path) -> Result<LabelTable> {
         }
         let uid = r[cu].trim().to_string();
         t.records.push(Record {
-            source_path: format!("train/{uid}.jpg"),
+            source_path: csv.image_path(i, format!("train/{uid}.jpg"))?,
             id: uid,
             group: r[cp].trim().to_string(),
             labels,

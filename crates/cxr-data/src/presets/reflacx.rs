@@ -56,6 +56,7 @@ pub fn load(root: &Path) -> Result<LabelTable> {
                 .map(|k| &image[k..])
                 .unwrap_or(image)
                 .to_string();
+            let rel = csv.image_path(i, rel)?;
             let entry = images
                 .entry(r[cd].trim().to_string())
                 .or_insert_with(|| (r[cs].trim().to_string(), rel, vec![0; LABELS.len()]));

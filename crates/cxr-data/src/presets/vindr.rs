@@ -77,6 +77,7 @@ fn kaggle(root: &Path) -> Result<LabelTable> {
     let mut order = Vec::new();
     for (i, r) in csv.rows.iter().enumerate() {
         let id = r[ci].trim().to_string();
+        csv.image_path(i, format!("train/{id}.dicom"))?;
         let class: usize = r[cc]
             .trim()
             .parse()
@@ -152,6 +153,7 @@ fn physionet(ann: &Path) -> Result<LabelTable> {
         let mut order = Vec::new();
         for (i, r) in csv.rows.iter().enumerate() {
             let id = r[ci].trim().to_string();
+            csv.image_path(i, format!("{dir}/{id}.dicom"))?;
             let row = images.entry(id.clone()).or_insert_with(|| {
                 order.push(id.clone());
                 vec![false; PHYSIONET_LABELS.len()]

@@ -2,6 +2,7 @@
 //! `images-NNNNN.safetensors` shards of u8 `[n, H, W]`, plus `labels-raw.csv`
 //! (the four raw label states) and `skipped.csv` (unreadable images).
 
+mod counts;
 pub mod metadata;
 pub mod read;
 pub mod subsets;

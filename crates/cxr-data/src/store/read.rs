@@ -9,6 +9,7 @@ use safetensors::SafeTensors;
 use safetensors::tensor::Dtype;
 
 use super::DatasetMeta;
+use crate::csv_source::{csv_error, open_bounded};
 use crate::error::{DataError, Result};
 use crate::labels::Split;
 
@@ -143,6 +144,7 @@ impl Store {
         let text = fs::read(&meta_path).map_err(|e| DataError::io(&meta_path, e))?;
         let meta: DatasetMeta = serde_json::from_slice(&text).map_err(|e| bad(&meta_path, e))?;
         let rows = read_manifest(&root.join("manifest.csv"), &meta)?;
+        super::counts::check(&meta_path, &meta, &rows)?;
         let pixels = meta.image_size[0] as usize * meta.image_size[1] as usize;
         let mut shards = Vec::new();
         if !meta.labels_only {
@@ -246,8 +248,12 @@ impl Store {
 }
 
 fn read_manifest(path: &Path, meta: &DatasetMeta) -> Result<Vec<ManifestRow>> {
-    let mut rdr = csv::Reader::from_path(path).map_err(|e| bad(path, e))?;
-    let headers = rdr.headers().map_err(|e| bad(path, e))?.clone();
+    // Bounded like every CSV read here: a store directory is user input too.
+    let mut rdr = open_bounded(path, b',')?;
+    let headers = rdr
+        .headers()
+        .map_err(|e| csv_error(path, e, |e| bad(path, e)))?
+        .clone();
     let col = |name: &str| {
         headers
             .iter()
@@ -290,7 +296,7 @@ fn read_manifest(path: &Path, meta: &DatasetMeta) -> Result<Vec<ManifestRow>> {
     let mut rows = Vec::new();
     for (n, rec) in rdr.records().enumerate() {
         let row = n as u64 + 2;
-        let rec = rec.map_err(|e| DataError::row(path, row, e))?;
+        let rec = rec.map_err(|e| csv_error(path, e, |e| DataError::row(path, row, e)))?;
         let split = match &rec[cs] {
             "train" => Split::Train,
             "val" => Split::Val,

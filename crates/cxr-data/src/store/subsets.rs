@@ -25,6 +25,7 @@ use rand_chacha::ChaCha8Rng;
 use serde_json::json;
 
 use super::read::Store;
+use crate::csv_source::{csv_error, open_bounded};
 use crate::error::{DataError, Result};
 use crate::labels::Split;
 
@@ -218,8 +219,11 @@ impl Store {
         }
         let by_id: HashMap<&str, usize> =
             self.rows.iter().map(|r| (r.id.as_str(), r.index)).collect();
-        let mut reader = csv::Reader::from_path(&path).map_err(|e| bad(&path, e))?;
-        let headers = reader.headers().map_err(|e| bad(&path, e))?.clone();
+        let mut reader = open_bounded(&path, b',')?;
+        let headers = reader
+            .headers()
+            .map_err(|e| csv_error(&path, e, |e| bad(&path, e)))?
+            .clone();
         let col = |name: &str| {
             headers
                 .iter()
@@ -229,7 +233,7 @@ impl Store {
         let (cid, cpatient) = (col("id")?, col("patient_id")?);
         let mut out = Vec::new();
         for (k, record) in reader.records().enumerate() {
-            let record = record.map_err(|e| bad(&path, e))?;
+            let record = record.map_err(|e| csv_error(&path, e, |e| bad(&path, e)))?;
             let row = k as u64 + 2;
             let id = record.get(cid).unwrap_or("");
             let i = *by_id.get(id).ok_or_else(|| {

@@ -60,7 +60,10 @@ impl LesionMasks {
     /// A missing `path` or `lesion_mask` column, an unreadable CSV or
     /// mask (the file named), or a CSV that matches no image of the split.
     pub fn read(csv: &Path, store: &Store, split: Split) -> Result<Self, Error> {
-        let mut reader = csv::Reader::from_path(csv).map_err(|cause| lesion_csv(csv, cause))?;
+        // Bounded like every user CSV (MAX_CSV_RECORD_BYTES): a record past
+        // it fails as a `LesionCsv` error naming its line.
+        let mut reader =
+            cxr_data::csv_source::open_bounded(csv, b',').map_err(|e| Error::Data(Box::new(e)))?;
         let headers = reader
             .headers()
             .map_err(|cause| lesion_csv(csv, cause))?

@@ -4,6 +4,7 @@
 
 use std::path::PathBuf;
 
+use cxr_data::decode::{DecodeLimits, MAX_PIXELS};
 use cxr_nn::arch::pooling::Pooling;
 use cxr_nn::device::DeviceRequest;
 use cxr_nn::precision::Precision;
@@ -65,4 +66,34 @@ pub struct ForceArgs {
     /// it an --out that holds files is refused.
     #[arg(long)]
     pub force: bool,
+}
+
+/// `--max-pixels`'s help: the default comes from the data crate's constant.
+fn max_pixels_help() -> String {
+    format!(
+        "The most pixels (rows x columns x frames) an image file may declare; \
+         larger ones are refused before they are decoded (the default is \
+         MAX_PIXELS, 2^27 = {MAX_PIXELS})."
+    )
+}
+
+/// `--max-pixels` (every command that decodes image files the user names:
+/// convert, predict).
+#[derive(Debug, Clone, Copy, clap::Args)]
+pub struct DecodeArgs {
+    /// The most pixels an image file may declare (the default comes from
+    /// the data crate).
+    #[arg(long, default_value_t = MAX_PIXELS, help = max_pixels_help())]
+    pub max_pixels: u64,
+}
+
+impl DecodeArgs {
+    /// The decoder's limits, checked (`--max-pixels 0` is refused).
+    pub fn limits(&self) -> cxr_data::error::Result<DecodeLimits> {
+        let limits = DecodeLimits {
+            max_pixels: self.max_pixels,
+        };
+        limits.validate()?;
+        Ok(limits)
+    }
 }

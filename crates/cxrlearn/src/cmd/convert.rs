@@ -9,6 +9,8 @@ use cxr_data::labels::Task;
 use cxr_data::preprocess::ResizePolicy;
 use cxr_data::{presets, splits};
 
+use crate::cmd::common_args::DecodeArgs;
+
 /// `--preset`'s help: every name of the preset table.
 fn preset_help() -> String {
     format!("Dataset preset: {}.", presets::NAMES.join(", "))
@@ -79,6 +81,8 @@ pub struct Args {
     /// Decoding threads (default: all cores).
     #[arg(long)]
     pub threads: Option<usize>,
+    #[command(flatten)]
+    pub decode: DecodeArgs,
 }
 
 /// Runs `convert`.
@@ -98,6 +102,7 @@ pub fn run(args: &Args, quiet: bool) -> Result<()> {
     opts.labels_only = args.labels_only;
     opts.few_shot = args.few_shot;
     opts.quiet = quiet;
+    opts.limits = args.decode.limits()?;
     opts.validate()?;
     let (table, root, kind) = match (&args.preset, &args.csv) {
         (Some(name), None) => {

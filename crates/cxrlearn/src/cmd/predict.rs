@@ -3,11 +3,12 @@
 //! images (decoding, windowing, resize policy and size recorded in the run's
 //! `model.json`), then as the model's input.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 use cxr_data::augment::{Augment, rng_for};
-use cxr_data::decode::decode_file;
+use cxr_data::decode::decode_file_with;
 use cxr_data::labels::Task;
 use cxr_data::preprocess::{Preprocessing as StorePreprocessing, to_store_image};
 use cxr_learn::classifier::Classifier;
@@ -17,7 +18,7 @@ use cxr_nn::tch::{Device, Kind};
 use rayon::prelude::*;
 use serde_json::Value;
 
-use crate::cmd::common_args::DeviceArgs;
+use crate::cmd::common_args::{DecodeArgs, DeviceArgs};
 use crate::output::{claim_file, write_atomic};
 
 /// Arguments of `cxrlearn predict`.
@@ -41,6 +42,8 @@ pub struct Args {
     pub batch_size: usize,
     #[command(flatten)]
     pub device: DeviceArgs,
+    #[command(flatten)]
+    pub decode: DecodeArgs,
 }
 
 /// The weights and sidecar a `--model` argument names.
@@ -52,11 +55,31 @@ fn files(model: &Path) -> (PathBuf, PathBuf) {
     }
 }
 
+/// Refuses a file given twice (by the same path, or by two paths to one
+/// file): its rows would be written twice, which `evaluate` then refuses.
+fn refuse_repeats(images: &[PathBuf]) -> Result<()> {
+    let mut seen: HashMap<PathBuf, &Path> = HashMap::new();
+    for path in images {
+        // A path that does not resolve is compared as given; reading it
+        // reports it.
+        let file = std::fs::canonicalize(path).unwrap_or_else(|_| path.clone());
+        if let Some(first) = seen.insert(file, path) {
+            bail!(
+                "{} is given twice (also as {}): give each image once",
+                path.display(),
+                first.display()
+            );
+        }
+    }
+    Ok(())
+}
+
 /// Runs the subcommand.
 pub fn run(args: &Args, quiet: bool) -> Result<()> {
     // Before any model work: an existing --out, or one another run is
-    // writing, fails at once.
+    // writing, fails at once, and so does an image given twice.
     let _claim = claim_file(&args.out, args.force)?;
+    refuse_repeats(&args.images)?;
     let (weights, sidecar) = files(&args.model);
     let meta: Value = serde_json::from_slice(&std::fs::read(&sidecar).with_context(|| {
         format!(
@@ -86,16 +109,12 @@ pub fn run(args: &Args, quiet: bool) -> Result<()> {
         bail!("--batch-size must be at least 1");
     }
 
-    let device = args.device.device.resolve()?;
-    let ck = checkpoint::load(&weights)?;
-    let mut model = Classifier::new(spec, labels.len() as i64, device, None, 0, false)?;
-    model
-        .load_weights(&ck.tensors)
-        .with_context(|| format!("{} does not match its model.json", weights.display()))?;
+    let limits = args.decode.limits()?;
 
-    // Decode and prepare every image first: a bad file stops the command
-    // before anything is written.
-    let s = model.spec.preprocessing.size as usize;
+    // Decode and prepare every image first, before the weights are loaded:
+    // a bad file stops the command before anything is written, and an
+    // unreadable or hostile one costs no model load.
+    let s = spec.preprocessing.size as usize;
     let resample = Augment::none(s, s);
     // Each file's pixels as the model takes them, and what its own header
     // says of the patient (DICOM PatientID, PatientSex, PatientAge, ViewPosition).
@@ -104,7 +123,7 @@ pub fn run(args: &Args, quiet: bool) -> Result<()> {
         .images
         .par_iter()
         .map(|path| -> Result<Prepared> {
-            let mut img = decode_file(path)
+            let mut img = decode_file_with(path, &limits)
                 .with_context(|| format!("cannot read image {}", path.display()))?;
             let (patient, header) = (img.patient_id.take(), std::mem::take(&mut img.header));
             let stored = to_store_image(img, store_size, store_pre.resize);
@@ -115,6 +134,13 @@ pub fn run(args: &Args, quiet: bool) -> Result<()> {
             Ok((out, patient, header))
         })
         .collect::<Result<_>>()?;
+
+    let device = args.device.device.resolve()?;
+    let ck = checkpoint::load(&weights)?;
+    let mut model = Classifier::new(spec, labels.len() as i64, device, None, 0, false)?;
+    model
+        .load_weights(&ck.tensors)
+        .with_context(|| format!("{} does not match its model.json", weights.display()))?;
 
     let n = args.images.len();
     let mut p = cxr_stats::Predictions {

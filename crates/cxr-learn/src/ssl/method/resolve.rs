@@ -56,6 +56,11 @@ pub fn resolve<'a>(
     let size = flags.input_size.unwrap_or(store_size);
     // Checked before any model is built: see [`crate::model::MAX_INPUT_SIZE`].
     crate::model::check_input_size(size, "--input-size")?;
+    // Zero epochs trained nothing yet wrote an encoder of initial weights
+    // as if pretrained; refused as finetune refuses it.
+    if flags.epochs == 0 {
+        return Err(Error::NoEpochs);
+    }
     let (spec, backbone) = (method.model)(flags, size)?;
     let d = method.defaults;
     let augment = match d.augment {

@@ -102,11 +102,36 @@ pub(crate) struct Report<'a> {
     pub(crate) cxrlearn_version: &'static str,
 }
 
+/// Hashes the bytes read through it.
+struct Hashing<R> {
+    inner: R,
+    hash: Sha256,
+}
+
+impl<R: std::io::Read> std::io::Read for Hashing<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.hash.update(&buf[..n]);
+        Ok(n)
+    }
+}
+
 fn read(path: &Path, extra: &[&str]) -> Result<(Predictions, Input)> {
-    let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+    // Parsed as it is read, not read whole first: the parser's bound on a
+    // record (MAX_CSV_RECORD_BYTES) then stops a file without line breaks
+    // (/dev/zero) after a megabyte rather than after reading gigabytes.
+    let file =
+        std::fs::File::open(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let mut hashing = Hashing {
+        inner: std::io::BufReader::new(file),
+        hash: Sha256::new(),
+    };
     let name = path.display().to_string();
-    let predictions = Predictions::from_reader_with(bytes.as_slice(), &name, extra)?;
-    let sha256 = format!("{:x}", Sha256::digest(&bytes));
+    let predictions = Predictions::from_reader_with(&mut hashing, &name, extra)?;
+    // The parser has read to the end; anything left would be left out of the hash.
+    std::io::copy(&mut hashing, &mut std::io::sink())
+        .with_context(|| format!("cannot read {}", path.display()))?;
+    let sha256 = format!("{:x}", hashing.hash.finalize());
     Ok((predictions, Input { path: name, sha256 }))
 }
 

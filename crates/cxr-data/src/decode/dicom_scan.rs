@@ -1,0 +1,200 @@
+//! A walk over a DICOM file's element headers before `dicom-object` reads
+//! it: every declared value length must fit in the bytes that are left.
+//!
+//! `dicom-object` allocates each value at its declared length (zero-filled)
+//! before reading it, so a 9 KB file declaring a 4 GiB element costs 4 GiB
+//! of memory before the read fails; it offers no bound of its own. The walk
+//! reads headers with the transfer syntax's own decoder (`dicom-encoding`:
+//! explicit or implicit VR, either byte order) and skips values without
+//! keeping them, so it allocates nothing that grows with a declared length.
+
+use std::io::{self, BufRead, BufReader, Cursor, Read};
+use std::path::Path;
+
+use dicom_core::header::{HasLength, Header};
+use dicom_core::{Tag, VR};
+use dicom_encoding::TransferSyntaxIndex;
+use dicom_encoding::transfer_syntax::Codec;
+use dicom_transfer_syntax_registry::TransferSyntaxRegistry;
+
+use super::DecodeLimits;
+use crate::error::{DataError, Result};
+
+const TRANSFER_SYNTAX_UID: Tag = Tag(0x0002, 0x0010);
+const PIXEL_DATA: Tag = Tag(0x7FE0, 0x0010);
+const ITEM: Tag = Tag(0xFFFE, 0xE000);
+const SEQUENCE_DELIMITER: Tag = Tag(0xFFFE, 0xE0DD);
+/// A UID is at most 64 characters; more is not a transfer syntax.
+const MAX_UID_LEN: u32 = 64;
+/// The widest sample DICOM stores (64-bit float pixel data).
+const MAX_BYTES_PER_SAMPLE: u64 = 8;
+/// Room for the non-pixel elements of a deflated data set, above the
+/// largest pixel data the limit admits.
+const DEFLATED_HEADER_ROOM: u64 = 64 << 20;
+
+/// A reader that counts what it has given out, against a budget: the bytes
+/// left in the file, or for a deflated data set (whose inflated size the
+/// file does not say) the most the pixel limit admits.
+struct Budgeted<R> {
+    inner: R,
+    read: u64,
+    budget: u64,
+}
+
+impl<R: BufRead> Budgeted<R> {
+    fn left(&self) -> u64 {
+        self.budget.saturating_sub(self.read)
+    }
+
+    fn at_end(&mut self) -> bool {
+        self.inner.fill_buf().map(|b| b.is_empty()).unwrap_or(true)
+    }
+
+    /// Skips `len` bytes, reading them through a small buffer; false when
+    /// the data ends first.
+    fn skip(&mut self, len: u64) -> bool {
+        io::copy(&mut self.by_ref().take(len), &mut io::sink()).ok() == Some(len)
+    }
+}
+
+impl<R: BufRead> Read for Budgeted<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.read += n as u64;
+        Ok(n)
+    }
+}
+
+/// Checks `body` (a Part 10 file from its `DICM` magic) element by element:
+/// the file meta group, then the data set in its transfer syntax. A length
+/// beyond the bytes left is refused, naming the element, before anything of
+/// that length is allocated. What the walk cannot read (no magic, an
+/// unknown transfer syntax, a garbled header) is left to `dicom-object`,
+/// which reports it: past that point no element has been declared.
+pub(super) fn check_lengths(path: &Path, body: &[u8], limits: &DecodeLimits) -> Result<()> {
+    let Some(meta_and_rest) = body.strip_prefix(b"DICM") else {
+        return Ok(());
+    };
+    let mut meta = Budgeted {
+        inner: Cursor::new(meta_and_rest),
+        read: 0,
+        budget: meta_and_rest.len() as u64,
+    };
+    let explicit_le = dicom_transfer_syntax_registry::entries::EXPLICIT_VR_LITTLE_ENDIAN.erased();
+    let Some(decoder) = explicit_le.decoder_for::<dyn Read>() else {
+        return Ok(());
+    };
+    // The file meta group (0002,xxxx), always explicit VR little endian.
+    let mut uid = None;
+    loop {
+        let rest = &meta_and_rest[meta.read as usize..];
+        if rest.len() < 2 || u16::from_le_bytes([rest[0], rest[1]]) != 0x0002 {
+            break;
+        }
+        let Ok((header, _)) = decoder.decode_header(&mut meta) else {
+            return Ok(());
+        };
+        let len = declared(path, &header, meta.left())?;
+        if header.tag() == TRANSFER_SYNTAX_UID && len <= MAX_UID_LEN {
+            let mut value = vec![0; len as usize];
+            if meta.read_exact(&mut value).is_err() {
+                return Ok(());
+            }
+            uid = Some(
+                String::from_utf8_lossy(&value)
+                    .trim_end_matches(['\0', ' '])
+                    .to_owned(),
+            );
+        } else if !meta.skip(u64::from(len)) {
+            return Ok(());
+        }
+    }
+    let Some(ts) = uid.as_deref().and_then(|u| TransferSyntaxRegistry.get(u)) else {
+        return Ok(());
+    };
+    let data_set = &meta_and_rest[meta.read as usize..];
+    match ts.codec() {
+        Codec::Dataset(Some(adapter)) => {
+            // Deflated: the walk inflates as it goes, up to the largest data
+            // set the pixel limit admits (inflating further is itself the
+            // cost a deflate bomb imposes).
+            let budget = limits
+                .max_pixels
+                .saturating_mul(MAX_BYTES_PER_SAMPLE)
+                .saturating_add(DEFLATED_HEADER_ROOM);
+            let inflated = adapter.adapt_reader(Box::new(data_set));
+            walk(path, ts, BufReader::new(inflated), budget)
+        }
+        Codec::Dataset(None) => Ok(()),
+        _ => walk(path, ts, Cursor::new(data_set), data_set.len() as u64),
+    }
+}
+
+/// Walks a data set's elements to its end, descending into sequences and
+/// items (their contents are elements) and skipping every other value.
+fn walk<R: BufRead>(
+    path: &Path,
+    ts: &dicom_encoding::TransferSyntax,
+    source: R,
+    budget: u64,
+) -> Result<()> {
+    let Some(decoder) = ts.decoder_for::<dyn Read>() else {
+        return Ok(());
+    };
+    let mut src = Budgeted {
+        inner: source,
+        read: 0,
+        budget,
+    };
+    // Inside encapsulated pixel data, items hold compressed fragments, not
+    // elements: they are skipped up to the sequence delimiter.
+    let mut in_fragments = false;
+    while !src.at_end() {
+        let Ok((header, _)) = decoder.decode_header(&mut src) else {
+            return Ok(());
+        };
+        let tag = header.tag();
+        if tag == SEQUENCE_DELIMITER {
+            in_fragments = false;
+            continue;
+        }
+        if header.length().is_undefined() {
+            // A sequence, an item or encapsulated pixel data of undefined
+            // length: its contents follow as headers.
+            in_fragments |= tag == PIXEL_DATA;
+            continue;
+        }
+        let len = declared(path, &header, src.left())?;
+        let descend = (tag == ITEM && !in_fragments) || header.vr() == VR::SQ;
+        if !descend && !src.skip(u64::from(len)) {
+            return Err(DataError::decode(
+                path,
+                format!(
+                    "element {} declares {len} bytes but the data ends first",
+                    tag_name(tag)
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// The element's declared length, refused when it exceeds the `left` bytes.
+fn declared(path: &Path, header: &dicom_core::DataElementHeader, left: u64) -> Result<u32> {
+    let len = header.length().0;
+    if u64::from(len) > left {
+        return Err(DataError::decode(
+            path,
+            format!(
+                "element {} declares a length of {len} bytes, more than the {left} bytes left in the file",
+                tag_name(header.tag())
+            ),
+        ));
+    }
+    Ok(len)
+}
+
+/// `(7FE0,0010)`, DICOM's way of writing a tag.
+fn tag_name(tag: Tag) -> String {
+    format!("({:04X},{:04X})", tag.0, tag.1)
+}

@@ -53,7 +53,10 @@ const PRESETS: [(&str, &[&str]); 14] = [
             "mimic-cxr-2.0.0-metadata.csv",
         ],
     ),
-    ("phantom", &["labels.csv", "reports.csv", "ground_truth.csv"]),
+    (
+        "phantom",
+        &["labels.csv", "reports.csv", "ground_truth.csv"],
+    ),
     (
         "jsrt",
         &[
@@ -61,7 +64,10 @@ const PRESETS: [(&str, &[&str]); 14] = [
             "Clinical_Information/CNNDAT_EN.TXT",
         ],
     ),
-    ("indiana", &["ecgen-radiology/1.xml", "ecgen-radiology/2.xml"]),
+    (
+        "indiana",
+        &["ecgen-radiology/1.xml", "ecgen-radiology/2.xml"],
+    ),
 ];
 
 /// Lays `bytes` out as described above and loads the preset; errors are

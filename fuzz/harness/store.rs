@@ -14,11 +14,7 @@ use cxr_data::store::read::Store;
 pub fn run(bytes: &[u8]) {
     let dir = tempfile::tempdir().expect("a temporary directory");
     let mut parts = bytes.splitn(3, |&b| b == 0);
-    for name in [
-        "dataset.json",
-        "manifest.csv",
-        "images-00000.safetensors",
-    ] {
+    for name in ["dataset.json", "manifest.csv", "images-00000.safetensors"] {
         if let Some(part) = parts.next() {
             std::fs::write(dir.path().join(name), part).expect("writing the input");
         }

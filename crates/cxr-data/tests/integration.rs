@@ -7,6 +7,7 @@ mod common;
 mod decode;
 mod decode_limits;
 mod dicom_codecs;
+mod fuzz_regressions;
 mod hostile_input;
 mod metadata;
 mod phantom_determinism;

@@ -8,6 +8,7 @@ mod checkpoint;
 mod common;
 mod densenet;
 mod dinov2;
+mod fuzz_regressions;
 mod moco_resnet18;
 mod registry;
 mod resnet;

@@ -4,6 +4,7 @@
 //! `cargo test -p cxr-stats --test integration <file>::`.
 
 mod bootstrap;
+mod fuzz_regressions;
 mod predictions_input;
 mod review;
 mod sklearn;

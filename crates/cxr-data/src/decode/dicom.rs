@@ -44,6 +44,7 @@ pub fn decode(path: &Path, bytes: &[u8], limits: &DecodeLimits) -> Result<Decode
         .trim_end_matches('\0')
         .to_string();
     check_geometry(path, &obj, limits)?;
+    check_rle(path, &obj, &ts)?;
     let pixel = obj.decode_pixel_data().map_err(|e| {
         DataError::decode(
             path,
@@ -151,6 +152,123 @@ fn check_geometry(path: &Path, obj: &InMemDicomObject, limits: &DecodeLimits) ->
         }
     }
     Ok(())
+}
+
+/// The RLE Lossless transfer syntax (PS3.5 Annex G).
+const RLE_LOSSLESS: &str = "1.2.840.10008.1.2.5";
+
+/// Refuses RLE Lossless pixel data that the decoder would index past.
+/// `dicom-transfer-syntax-registry` 0.10 slices each fragment's 64-byte
+/// segment header, and copies rows x columns bytes out of every decoded
+/// segment, without checking either: a short fragment, or a segment that
+/// decodes to fewer bytes, panics inside it (found by the `dicom` fuzz
+/// target; fuzz/regressions/dicom/). Each segment the image needs is
+/// measured here by the decoder's own PackBits rules, without decoding it.
+/// Anything the decoder refuses by itself (missing attributes, other bit
+/// depths) is left to it, which names the problem.
+fn check_rle(path: &Path, obj: &InMemDicomObject, ts: &str) -> Result<()> {
+    if ts != RLE_LOSSLESS {
+        return Ok(());
+    }
+    let (Some(rows), Some(columns), Some(samples), Some(bits)) = (
+        number(obj, Tag(0x0028, 0x0010)),
+        number(obj, Tag(0x0028, 0x0011)),
+        number(obj, Tag(0x0028, 0x0002)),
+        number(obj, Tag(0x0028, 0x0100)),
+    ) else {
+        return Ok(());
+    };
+    if bits != 8 && bits != 16 {
+        return Ok(());
+    }
+    let Some(fragments) = obj
+        .element_opt(Tag(0x7FE0, 0x0010))
+        .ok()
+        .flatten()
+        .and_then(|e| e.fragments())
+    else {
+        return Ok(());
+    };
+    let plane = rows.saturating_mul(columns);
+    let needed = samples.saturating_mul(bits / 8);
+    for (frame, fragment) in fragments.iter().enumerate() {
+        let bad = |reason: String| DataError::decode(path, format!("RLE frame {frame}: {reason}"));
+        if fragment.len() < 64 {
+            return Err(bad(format!(
+                "{} bytes, shorter than the 64-byte segment header",
+                fragment.len()
+            )));
+        }
+        let word = |i: usize| {
+            u64::from(u32::from_le_bytes([
+                fragment[4 * i],
+                fragment[4 * i + 1],
+                fragment[4 * i + 2],
+                fragment[4 * i + 3],
+            ]))
+        };
+        let count = word(0);
+        if count > 15 {
+            return Err(bad(format!(
+                "the header declares {count} segments; RLE has at most 15"
+            )));
+        }
+        // The decoder refuses a header with too few segments by itself.
+        for segment in 0..needed.min(count) {
+            let start = word(segment as usize + 1);
+            let end = if segment + 1 < count {
+                word(segment as usize + 2)
+            } else {
+                fragment.len() as u64
+            };
+            let Some(data) = usize::try_from(start)
+                .ok()
+                .zip(usize::try_from(end).ok())
+                .and_then(|(a, b)| fragment.get(a..b))
+            else {
+                return Err(bad(format!(
+                    "segment {segment} spans bytes {start}..{end} of a {}-byte fragment",
+                    fragment.len()
+                )));
+            };
+            let decoded = packbits_len(data);
+            if decoded < plane {
+                return Err(bad(format!(
+                    "segment {segment} decodes to {decoded} bytes, but {rows} rows x \
+                     {columns} columns need {plane}"
+                )));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The number of bytes a PackBits segment decodes to, counted the way the
+/// RLE decoder reads it: a header byte n in 0..=127 copies the next n + 1
+/// bytes (fewer when the segment ends), n in -127..=-1 repeats the next byte
+/// 1 - n times, -128 does nothing.
+fn packbits_len(segment: &[u8]) -> u64 {
+    let (mut at, mut out) = (0usize, 0u64);
+    while at < segment.len() {
+        let header = segment[at] as i8;
+        at += 1;
+        match header {
+            -128 => {}
+            h if h < 0 => {
+                if at >= segment.len() {
+                    break;
+                }
+                out += u64::from(h.unsigned_abs()) + 1;
+                at += 1;
+            }
+            h => {
+                let n = h as usize + 1;
+                out += n.min(segment.len() - at) as u64;
+                at += n;
+            }
+        }
+    }
+    out
 }
 
 /// PatientSex (0010,0040), PatientAge (0010,1010) and ViewPosition

@@ -527,3 +527,24 @@ fn unique_names<'a>(what: &str, names: impl Iterator<Item = &'a str>) -> Result<
     }
     Ok(())
 }
+
+// The grid fuzz target's harness and committed inputs (fuzz/regressions/,
+// docs/fuzzing.md), so CI reads each input as the fuzzer did.
+#[cfg(test)]
+#[path = "../../../../../fuzz/harness/benchmark_grid.rs"]
+mod fuzz_harness;
+#[cfg(test)]
+#[path = "../../../../../fuzz/harness/inputs.rs"]
+mod fuzz_inputs;
+
+#[cfg(test)]
+mod fuzz_regressions {
+    #[test]
+    fn benchmark_grid() {
+        super::fuzz_inputs::each_input(
+            env!("CARGO_MANIFEST_DIR"),
+            "benchmark_grid",
+            super::fuzz_harness::run,
+        );
+    }
+}

@@ -11,7 +11,9 @@
 //! features shared by seeds), `pretrain/<model>/` (pretraining recipes),
 //! `slurm/` (array task logs) and the report files. See `docs/benchmark.md`.
 
-mod grid;
+// Crate-visible for the grid's fuzz target (fuzz/fuzz_targets/benchmark_grid.rs),
+// which compiles this crate's modules to reach the parser, and its regression test.
+pub(crate) mod grid;
 mod lock;
 mod report;
 mod runner;

@@ -238,3 +238,36 @@ fn crc32(data: &[u8]) -> u32 {
     }
     !c
 }
+
+/// A committed fuzz input (fuzz/regressions/dicom/).
+fn regression(name: &str) -> Vec<u8> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fuzz/regressions/dicom");
+    std::fs::read(dir.join(name)).unwrap()
+}
+
+/// Two fuzz findings whose file meta group holds an element of another
+/// group (which `dicom-object` skips, reading on to the group length): the
+/// scan used to stop there, unchecked, and `dicom-object` then allocated a
+/// data-set element at its declared length (3.4 and 4.2 GB) before the
+/// read failed. Both are refused from their headers, in well under a second.
+#[test]
+fn dicom_fuzz_findings_with_an_off_group_meta_element_are_refused() {
+    for (name, element) in [
+        (
+            "jpeg_ls_1_7s_3_4gb.dcm",
+            "element (3832,3532) declares a length of 3452422450 bytes, more than the 809 bytes left",
+        ),
+        (
+            "implicit_le_344b_4_2gb.dcm",
+            "element (0100,0100) declares a length of 4294967040 bytes, more than the 108 bytes left",
+        ),
+    ] {
+        let bytes = regression(name);
+        let started = std::time::Instant::now();
+        let e = decode_bytes(Path::new(name), &bytes).unwrap_err();
+        assert!(started.elapsed().as_secs_f64() < 1.0, "{name}: slow");
+        assert!(matches!(e, DataError::Decode { .. }), "{e:?}");
+        let e = e.to_string();
+        assert!(e.starts_with(name) && e.contains(element), "{e}");
+    }
+}

@@ -3,7 +3,7 @@
 //! naming the file, `convert` skips each with its labels and lists it, both
 //! within the memory and time bounds of `common::refused_within_limits`.
 //! Every file is built here, a few KB at most, declaring far more than it
-//! holds.
+//! holds, except two fuzz findings read from `fuzz/regressions/dicom/`.
 
 use std::path::{Path, PathBuf};
 
@@ -201,9 +201,27 @@ fn truncated(bytes: Vec<u8>) -> Vec<u8> {
     bytes[..bytes.len() * 6 / 10].to_vec()
 }
 
+/// A committed `dicom` fuzz input: these two hide an element of another
+/// group in the file meta group, then declare a data-set element of 3.4
+/// and 4.2 GB (docs/fuzzing.md).
+fn fuzz_finding(name: &str) -> Vec<u8> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fuzz/regressions/dicom");
+    std::fs::read(dir.join(name)).unwrap()
+}
+
 /// Every hostile case: file name, bytes, and what the error says.
 fn cases() -> Vec<(&'static str, Vec<u8>, &'static str)> {
     vec![
+        (
+            "jpeg_ls_1_7s_3_4gb.dcm",
+            fuzz_finding("jpeg_ls_1_7s_3_4gb.dcm"),
+            "element (3832,3532) declares a length of 3452422450 bytes",
+        ),
+        (
+            "implicit_le_344b_4_2gb.dcm",
+            fuzz_finding("implicit_le_344b_4_2gb.dcm"),
+            "element (0100,0100) declares a length of 4294967040 bytes",
+        ),
         (
             "pixel-data-4gib.dcm",
             dicom_4gib_pixel_data(),

@@ -24,8 +24,6 @@ const TRANSFER_SYNTAX_UID: Tag = Tag(0x0002, 0x0010);
 const PIXEL_DATA: Tag = Tag(0x7FE0, 0x0010);
 const ITEM: Tag = Tag(0xFFFE, 0xE000);
 const SEQUENCE_DELIMITER: Tag = Tag(0xFFFE, 0xE0DD);
-/// A UID is at most 64 characters; more is not a transfer syntax.
-const MAX_UID_LEN: u32 = 64;
 /// The widest sample DICOM stores (64-bit float pixel data).
 const MAX_BYTES_PER_SAMPLE: u64 = 8;
 /// Room for the non-pixel elements of a deflated data set, above the
@@ -84,30 +82,47 @@ pub(super) fn check_lengths(path: &Path, body: &[u8], limits: &DecodeLimits) -> 
     let Some(decoder) = explicit_le.decoder_for::<dyn Read>() else {
         return Ok(());
     };
-    // The file meta group (0002,xxxx), always explicit VR little endian.
+    // The file meta group, always explicit VR little endian, read the way
+    // `dicom-object` reads it: a group length (0002,0000) of 4 bytes, then
+    // elements until that many bytes are read, whatever their group (it
+    // skips off-group tags). Stopping at the first tag outside group 0002
+    // instead would leave the rest of the file unchecked while
+    // `dicom-object` still reads the data set after the declared group
+    // (the two fuzz findings in fuzz/regressions/dicom/ that cost 3.4 and
+    // 4.2 GB were exactly that). A meta group it refuses is left to it.
+    let Ok((first, _)) = decoder.decode_header(&mut meta) else {
+        return Ok(());
+    };
+    let mut group_length = [0; 4];
+    if first.tag() != Tag(0x0002, 0x0000)
+        || first.length().get() != Some(4)
+        || meta.read_exact(&mut group_length).is_err()
+    {
+        return Ok(());
+    }
+    let group_length = u32::from_le_bytes(group_length);
     let mut uid = None;
-    loop {
-        let rest = &meta_and_rest[meta.read as usize..];
-        if rest.len() < 2 || u16::from_le_bytes([rest[0], rest[1]]) != 0x0002 {
-            break;
-        }
-        let Ok((header, _)) = decoder.decode_header(&mut meta) else {
+    let mut total = 0u32;
+    while total < group_length {
+        let Ok((header, header_len)) = decoder.decode_header(&mut meta) else {
             return Ok(());
         };
+        if header.length().is_undefined() {
+            return Ok(());
+        }
         let len = declared(path, &header, meta.left())?;
-        if header.tag() == TRANSFER_SYNTAX_UID && len <= MAX_UID_LEN {
+        if header.tag() == TRANSFER_SYNTAX_UID {
+            // Kept whatever its length (`declared` bounded it by the file),
+            // as `dicom-object` keeps it: the registry trims the padding.
             let mut value = vec![0; len as usize];
             if meta.read_exact(&mut value).is_err() {
                 return Ok(());
             }
-            uid = Some(
-                String::from_utf8_lossy(&value)
-                    .trim_end_matches(['\0', ' '])
-                    .to_owned(),
-            );
+            uid = Some(String::from_utf8_lossy(&value).into_owned());
         } else if !meta.skip(u64::from(len)) {
             return Ok(());
         }
+        total = total.saturating_add(header_len as u32).saturating_add(len);
     }
     let Some(ts) = uid.as_deref().and_then(|u| TransferSyntaxRegistry.get(u)) else {
         return Ok(());

@@ -271,3 +271,39 @@ fn dicom_fuzz_findings_with_an_off_group_meta_element_are_refused() {
         assert!(e.starts_with(name) && e.contains(element), "{e}");
     }
 }
+
+/// CharLS sizes its output from the JPEG-LS frame header (SOF55), not from
+/// the DICOM rows and columns: a header declaring more than the image is
+/// refused before decoding, by the pixel limit where it exceeds that.
+#[test]
+fn a_codestream_header_larger_than_the_dicom_image_is_refused() {
+    let good = regression("jpeg_ls_near_lossless_16bit.dcm");
+    decode_bytes(Path::new("ok.dcm"), &good).unwrap();
+    let sof = good.windows(2).position(|w| w == [0xFF, 0xF7]).unwrap();
+    let with_size = |side: u16| {
+        let mut bytes = good.clone();
+        // SOF55: marker(2) Lf(2) P(1) Y(2) X(2) Nf(1).
+        bytes[sof + 5..sof + 7].copy_from_slice(&side.to_be_bytes());
+        bytes[sof + 7..sof + 9].copy_from_slice(&side.to_be_bytes());
+        bytes
+    };
+    let started = std::time::Instant::now();
+    let e = err(&with_size(10_000), &DecodeLimits::default());
+    assert!(
+        e.contains("the JPEG-LS header of fragment 0 declares 10000 x 10000 pixels x 1 components, more than the ")
+            && e.contains("of the DICOM image"),
+        "{e}"
+    );
+    let e = decode_bytes(Path::new("x.dcm"), &with_size(65_535)).unwrap_err();
+    assert!(
+        matches!(
+            e,
+            DataError::TooManyPixels {
+                pixels: 4_294_836_225,
+                ..
+            }
+        ),
+        "{e}"
+    );
+    assert!(started.elapsed().as_secs_f64() < 1.0);
+}

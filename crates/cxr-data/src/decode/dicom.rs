@@ -13,7 +13,9 @@ use dicom_pixeldata::{
     VoiLutOption,
 };
 
-use super::{DecodeLimits, DecodedImage, Intensity, Pixels, WindowFunction, dicom_scan};
+use super::{
+    DecodeLimits, DecodedImage, Intensity, Pixels, WindowFunction, codestream, dicom_scan,
+};
 use crate::error::{DataError, Result};
 use crate::labels::{Subgroups, normalise_sex, normalise_view, parse_age};
 
@@ -45,6 +47,7 @@ pub fn decode(path: &Path, bytes: &[u8], limits: &DecodeLimits) -> Result<Decode
         .to_string();
     check_geometry(path, &obj, limits)?;
     check_rle(path, &obj, &ts)?;
+    check_codestreams(path, &obj, &ts, limits)?;
     let pixel = obj.decode_pixel_data().map_err(|e| {
         DataError::decode(
             path,
@@ -148,6 +151,68 @@ fn check_geometry(path: &Path, obj: &InMemDicomObject, limits: &DecodeLimits) ->
                     "pixel data holds {have} bytes, but {rows} rows x {columns} columns x \
                      {frames} frames x {samples} samples at {bits} bits need {need}"
                 ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// The prefix of the JPEG-family transfer syntaxes: JPEG, JPEG-LS, JPEG
+/// 2000 and HTJ2K (PS3.5 Table A-1).
+const JPEG_FAMILY: &str = "1.2.840.10008.1.2.4.";
+
+/// Refuses encapsulated pixel data whose codestream header declares more
+/// pixels than the DICOM image holds. The codecs allocate their output from
+/// their own header, not from rows and columns (CharLS zero-fills width x
+/// height x components x bytes before decoding), so `check_geometry`
+/// bounds nothing unless the two agree. Every fragment that starts a
+/// codestream is read (a multi-frame file has one per frame). Without rows
+/// and columns the pixel limit alone bounds it.
+fn check_codestreams(
+    path: &Path,
+    obj: &InMemDicomObject,
+    ts: &str,
+    limits: &DecodeLimits,
+) -> Result<()> {
+    if !ts.starts_with(JPEG_FAMILY) {
+        return Ok(());
+    }
+    let Some(fragments) = obj
+        .element_opt(Tag(0x7FE0, 0x0010))
+        .ok()
+        .flatten()
+        .and_then(|e| e.fragments())
+    else {
+        return Ok(());
+    };
+    let image = match (
+        number(obj, Tag(0x0028, 0x0010)),
+        number(obj, Tag(0x0028, 0x0011)),
+    ) {
+        (Some(rows), Some(columns)) => {
+            let samples = number(obj, Tag(0x0028, 0x0002)).unwrap_or(1).max(1);
+            Some((
+                rows.saturating_mul(columns).saturating_mul(samples),
+                format!("{rows} rows x {columns} columns x {samples} samples"),
+            ))
+        }
+        _ => None,
+    };
+    for (index, fragment) in fragments.iter().enumerate() {
+        let Some(d) = codestream::declared(fragment) else {
+            continue;
+        };
+        let what = format!(
+            "the {} header of fragment {index} declares {} x {} pixels x {} components",
+            d.codec, d.width, d.height, d.components
+        );
+        limits.check(path, &what, d.pixels())?;
+        if let Some((pixels, dims)) = &image
+            && d.pixels() > *pixels
+        {
+            return Err(DataError::decode(
+                path,
+                format!("{what}, more than the {dims} of the DICOM image"),
             ));
         }
     }

@@ -2,6 +2,7 @@
 //! single-channel image that keeps its true bit depth and the intensity
 //! metadata (windowing, polarity) needed to map it to 8 bits later.
 
+mod codestream;
 pub mod dicom;
 mod dicom_scan;
 pub mod jsrt;

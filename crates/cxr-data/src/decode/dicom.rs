@@ -26,7 +26,8 @@ use crate::labels::{Subgroups, normalise_sex, normalise_view, parse_age};
 /// What the file declares is checked before it costs memory: every
 /// element's length against the bytes left (the header walk of
 /// `dicom_scan`), then the pixel count against `limits` and, for
-/// uncompressed pixel data, against the bytes the pixel data holds.
+/// uncompressed pixel data, against the bytes the pixel data holds; for
+/// compressed pixel data, each codestream header's size against both.
 pub fn decode(path: &Path, bytes: &[u8], limits: &DecodeLimits) -> Result<DecodedImage> {
     let body = if bytes.len() >= 132 && &bytes[128..132] == b"DICM" {
         &bytes[128..]

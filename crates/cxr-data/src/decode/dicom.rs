@@ -81,6 +81,20 @@ pub fn decode(path: &Path, bytes: &[u8], limits: &DecodeLimits) -> Result<Decode
             "grayscale DICOM must have one sample per pixel",
         ));
     }
+    // The modality LUT dicom-pixeldata builds has 2^BitsStored entries and
+    // asserts 1..=32 bits: a file declaring 0, or more bits than it
+    // allocates (a 16-bit sample "storing" 32 bits, 2^32 entries), would
+    // panic or allocate gigabytes. Found by fuzzing (docs/fuzzing.md).
+    let (stored, allocated) = (pixel.bits_stored(), pixel.bits_allocated());
+    if stored == 0 || stored > allocated || !matches!(allocated, 8 | 16) {
+        return Err(DataError::decode(
+            path,
+            format!(
+                "BitsStored {stored} with BitsAllocated {allocated}: grayscale images store 1 to \
+                 BitsAllocated bits of 8 or 16"
+            ),
+        ));
+    }
     let options = ConvertOptions::new()
         .with_modality_lut(ModalityLutOption::Default)
         .with_voi_lut(VoiLutOption::Identity);

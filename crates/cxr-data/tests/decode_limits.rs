@@ -261,6 +261,9 @@ fn dicom_fuzz_findings_with_an_off_group_meta_element_are_refused() {
             "implicit_le_344b_4_2gb.dcm",
             "element (0100,0100) declares a length of 4294967040 bytes, more than the 108 bytes left",
         ),
+        // Items outside any sequence, read by the parser as plain elements:
+        // the header it then sizes a value from lies inside the last one.
+        ("explicit_le_sr_2700b_1_3gb.dcm", "declares a length of"),
     ] {
         let bytes = regression(name);
         let started = std::time::Instant::now();

@@ -264,6 +264,9 @@ fn dicom_fuzz_findings_with_an_off_group_meta_element_are_refused() {
         // Items outside any sequence, read by the parser as plain elements:
         // the header it then sizes a value from lies inside the last one.
         ("explicit_le_sr_2700b_1_3gb.dcm", "declares a length of"),
+        // A UL whose length is not a multiple of 4: the parser reads whole
+        // numbers and its next header starts at the remainder.
+        ("explicit_be_14kb_3_4gb.dcm", "declares a length of"),
     ] {
         let bytes = regression(name);
         let started = std::time::Instant::now();

@@ -252,9 +252,24 @@ fn walk<R: BufRead>(
             open.push((false, Some(src.read + u64::from(len))));
             in_sequence = true;
         } else {
-            skip(path, &mut src, tag, len)?;
+            skip(path, &mut src, tag, consumed(header.vr(), len))?;
         }
     }
+}
+
+/// The bytes the parser reads of a value of `len` declared bytes: a
+/// numeric value is read as whole numbers (`len / size` of them), so a
+/// length that is not a multiple of the size leaves its remainder to be read
+/// as the start of the next header (a fuzzed file declared a UL of 12,149
+/// bytes, and the parser's next header, one byte early, declared 3.4 GB).
+fn consumed(vr: VR, len: u32) -> u32 {
+    let size = match vr {
+        VR::US | VR::OW | VR::SS => 2,
+        VR::AT | VR::UL | VR::OL | VR::SL | VR::FL | VR::OF => 4,
+        VR::FD | VR::OD | VR::SV | VR::UV | VR::OV => 8,
+        _ => 1,
+    };
+    len - len % size
 }
 
 /// Skips an element's value of `len` bytes, refused when the data ends

@@ -15,6 +15,8 @@ here=$(cd "$(dirname "$0")" && pwd)
 repo=$(dirname "$here")
 target=${1:?usage: fuzz/run.sh TARGET [RUNS] [libFuzzer flags...]}
 runs=${2:-1000000}
+# libFuzzer's "no limit" is -1; -runs=0 would only replay the corpus and stop.
+[ "$runs" = 0 ] && runs=-1
 shift $(( $# >= 2 ? 2 : 1 ))
 
 # Inputs are cut to this: large enough for every seed's structure (DICOM

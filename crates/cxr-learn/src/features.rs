@@ -159,7 +159,7 @@ impl Request<'_> {
         let mut extracted = 0;
         for split in SPLITS {
             let indices = self.store.split_indices(split);
-            let features = self.split_features(encoder, &indices, dim)?;
+            let features = self.features_of(encoder, &indices, dim)?;
             let n = indices.len();
             extracted += n;
             let file = dir.join(format!("{}.safetensors", split.as_str()));
@@ -201,7 +201,10 @@ impl Request<'_> {
 
     /// Features `[n, dim]` of store rows `indices`, row-major. The store
     /// prefetcher copies the next batch while the model computes on this one.
-    fn split_features(
+    ///
+    /// # Errors
+    /// Non-finite features, or a libtorch failure.
+    pub fn features_of(
         &self,
         encoder: &Encoder,
         indices: &[usize],

@@ -175,6 +175,38 @@ pub enum Weights {
 }
 
 impl ModelEntry {
+    /// The entry as JSON: what `cxrlearn models --json` prints and
+    /// `cxrlearn.models.list()` returns.
+    pub fn summary(&self) -> serde_json::Value {
+        let p = &self.preprocessing;
+        serde_json::json!({
+            "name": self.name,
+            "method": self.method,
+            "description": self.description,
+            "architecture": self.architecture.describe(),
+            "feature": self.feature,
+            "feature_dim": self.feature_dim(),
+            "checkpoint_file": self.checkpoint_file,
+            "container": self.container,
+            "preprocessing": {
+                "size": p.size,
+                "channels": p.channels,
+                "mean": p.normalization.mean,
+                "std": p.normalization.std,
+                "resize": p.resize,
+                "internal_resize": p.internal_resize,
+                "crop_from": p.crop_from,
+            },
+            "citation": self.citation,
+            "licence": self.licence,
+            "restricted": self.restricted,
+            "weights": match self.weights {
+                Weights::File => "file".to_owned(),
+                Weights::Dir(f) => format!("{} directory", f.prefix()),
+            },
+        })
+    }
+
     /// Dimension of the feature vector.
     pub fn feature_dim(&self) -> i64 {
         self.architecture.feature_dim()

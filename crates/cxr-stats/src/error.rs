@@ -99,4 +99,23 @@ pub enum StatsError {
     /// Platt scaling's Newton iterations did not converge.
     #[error("Platt scaling did not converge")]
     NoConvergence,
+    /// An input file could not be read.
+    #[error("cannot read {file}: {reason}")]
+    Io {
+        /// The file as given.
+        file: String,
+        /// What kind of failure (not found, permission, ...).
+        kind: std::io::ErrorKind,
+        /// The system's message.
+        reason: String,
+    },
+    /// A failure while evaluating one file's predictions, with the file
+    /// named first (the message, not a separate cause, so it is printed once).
+    #[error("{file}: {error}")]
+    InFile {
+        /// The predictions file.
+        file: String,
+        /// What went wrong.
+        error: Box<StatsError>,
+    },
 }

@@ -15,6 +15,7 @@ pub mod csv_bound;
 pub mod delong;
 pub mod error;
 pub mod evaluation;
+pub mod evaluation_file;
 pub mod multiplicity;
 pub mod obuchowski;
 pub mod predictions;
@@ -30,6 +31,7 @@ pub use evaluation::{
     Calibration, Evaluation, LabelComparison, LabelEvaluation, MacroEvaluation, Options, evaluate,
     evaluate_with,
 };
+pub use evaluation_file::{EvaluationFile, Source, evaluate_request};
 pub use predictions::{ImageMetadata, Predictions};
 pub use quantile::percentile;
 pub use resample::{Resample, Resampler, Unit};

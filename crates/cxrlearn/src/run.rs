@@ -11,9 +11,9 @@ use anyhow::{Context, Result};
 use cxr_learn::error::LogError;
 use cxr_stats::{BootstrapConfig, Evaluation, Predictions, evaluate};
 use serde_json::{Value, json};
+use cxr_stats::evaluation_file::{EvaluationFile, Input};
 use sha2::{Digest, Sha256};
 
-use crate::cmd::evaluate::{Input, Report};
 use crate::output::{Existing, OutputDir};
 
 /// Bootstrap replicates behind the confidence intervals in `evaluation.json`.
@@ -109,11 +109,11 @@ impl RunDir {
         let evaluation = evaluate(test, None, &config)?;
         let mut csv = Vec::new();
         test.write_to(&mut csv)?;
-        let report = Report {
-            evaluation: &evaluation,
+        let report = EvaluationFile {
+            evaluation: evaluation.clone(),
             predictions: Input {
                 path: "predictions-test.csv".into(),
-                sha256: format!("{:x}", Sha256::digest(&csv)),
+                sha256: Some(format!("{:x}", Sha256::digest(&csv))),
             },
             baseline: None,
             data: None,

@@ -446,7 +446,7 @@ fn bad_patient_subgroup_and_validation_input_is_named() {
     assert_clean_failure(
         &o,
         dir.path(),
-        "--age-bins must be finite ages in increasing order",
+        "age bins must be finite ages in increasing order",
     );
 }
 

@@ -219,6 +219,21 @@ impl Store {
         None
     }
 
+    /// Where the images lie in the shard files: `(file, byte offset, images)`
+    /// per shard, in store order; each shard's images are one row-major
+    /// `u8 [images, H, W]` block at that offset (what the Python package maps
+    /// as numpy arrays without copying). Empty for a labels-only store.
+    pub fn shard_layout(&self) -> Vec<(PathBuf, usize, usize)> {
+        self.shards
+            .iter()
+            .enumerate()
+            .map(|(s, shard)| {
+                let file = self.root.join(format!("images-{s:05}.safetensors"));
+                (file, shard.start, shard.len)
+            })
+            .collect()
+    }
+
     /// Store indices of one split, in store order.
     pub fn split_indices(&self, split: Split) -> Vec<usize> {
         self.rows

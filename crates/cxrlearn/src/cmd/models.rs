@@ -1,9 +1,7 @@
 //! `cxrlearn models`: the model registry as a table (or JSON).
 
 use anyhow::Result;
-use cxr_nn::entry::Weights;
 use cxr_nn::registry::{self, ModelEntry};
-use serde_json::json;
 
 /// Arguments of `cxrlearn models`.
 #[derive(Debug, clap::Args)]
@@ -11,34 +9,6 @@ pub struct Args {
     /// Print JSON instead of a table.
     #[arg(long)]
     pub json: bool,
-}
-
-fn to_json(e: &ModelEntry) -> serde_json::Value {
-    let p = &e.preprocessing;
-    json!({
-        "name": e.name,
-        "description": e.description,
-        "architecture": e.architecture.describe(),
-        "feature": e.feature,
-        "feature_dim": e.feature_dim(),
-        "checkpoint_file": e.checkpoint_file,
-        "container": e.container,
-        "preprocessing": {
-            "size": p.size,
-            "channels": p.channels,
-            "mean": p.normalization.mean,
-            "std": p.normalization.std,
-            "resize": p.resize,
-            "internal_resize": p.internal_resize,
-        },
-        "citation": e.citation,
-        "licence": e.licence,
-        "restricted": e.restricted,
-        "weights": match e.weights {
-            Weights::File => "file".to_owned(),
-            Weights::Dir(f) => format!("{} directory", f.prefix()),
-        },
-    })
 }
 
 /// A licence's name without its commentary (up to the first `:`, `,` or
@@ -56,7 +26,7 @@ fn short_licence(licence: &str) -> &str {
 pub fn run(args: &Args) -> Result<()> {
     let entries = registry::all();
     if args.json {
-        let list: Vec<_> = entries.iter().map(to_json).collect();
+        let list: Vec<_> = entries.iter().map(ModelEntry::summary).collect();
         println!("{}", serde_json::to_string_pretty(&list)?);
         return Ok(());
     }

@@ -5,14 +5,13 @@
 
 mod render;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
-use anyhow::{Context, Result, bail};
+use anyhow::Result;
 use cxr_data::store::read::Store;
+use cxr_stats::evaluation_file::Request;
 use cxr_stats::subgroups::AGE_BINS;
-use cxr_stats::{BootstrapConfig, Options, Predictions, Resample, SubgroupOptions, evaluate_with};
-use serde::Serialize;
-use sha2::{Digest, Sha256};
+use cxr_stats::{BootstrapConfig, Resample, Source, evaluate_request};
 
 pub use render::{render_csv, render_markdown};
 
@@ -78,137 +77,43 @@ pub struct Args {
     pub force: ForceArgs,
 }
 
-/// A file an evaluation was computed from.
-#[derive(Serialize)]
-pub(crate) struct Input {
-    pub(crate) path: String,
-    pub(crate) sha256: String,
-}
-
-/// `evaluation.json`: the evaluation and the files behind it.
-#[derive(Serialize)]
-pub(crate) struct Report<'a> {
-    #[serde(flatten)]
-    pub(crate) evaluation: &'a cxr_stats::Evaluation,
-    pub(crate) predictions: Input,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub(crate) baseline: Option<Input>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub(crate) data: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub(crate) calibrate_on: Option<Input>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub(crate) threshold_from: Option<Input>,
-    pub(crate) cxrlearn_version: &'static str,
-}
-
-/// Hashes the bytes read through it.
-struct Hashing<R> {
-    inner: R,
-    hash: Sha256,
-}
-
-impl<R: std::io::Read> std::io::Read for Hashing<R> {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        let n = self.inner.read(buf)?;
-        self.hash.update(&buf[..n]);
-        Ok(n)
-    }
-}
-
-fn read(path: &Path, extra: &[&str]) -> Result<(Predictions, Input)> {
-    // Parsed as it is read, not read whole first: the parser's bound on a
-    // record (MAX_CSV_RECORD_BYTES) then stops a file without line breaks
-    // (/dev/zero) after a megabyte rather than after reading gigabytes.
-    let file =
-        std::fs::File::open(path).with_context(|| format!("cannot read {}", path.display()))?;
-    let mut hashing = Hashing {
-        inner: std::io::BufReader::new(file),
-        hash: Sha256::new(),
-    };
-    let name = path.display().to_string();
-    let predictions = Predictions::from_reader_with(&mut hashing, &name, extra)?;
-    // The parser has read to the end; anything left would be left out of the hash.
-    std::io::copy(&mut hashing, &mut std::io::sink())
-        .with_context(|| format!("cannot read {}", path.display()))?;
-    let sha256 = format!("{:x}", hashing.hash.finalize());
-    Ok((predictions, Input { path: name, sha256 }))
-}
-
-/// What the library cannot check: the flags' relations and the age bands'
-/// order (the confidence is checked where it is used, in `evaluate_with`).
-fn check(args: &Args) -> Result<()> {
-    if args.age_bins.is_empty()
-        || args.age_bins.iter().any(|a| !a.is_finite())
-        || args.age_bins.windows(2).any(|w| w[0] >= w[1])
-    {
-        bail!("--age-bins must be finite ages in increasing order, e.g. 40,60,80");
-    }
-    if args.threshold_from.is_some() && args.subgroups.is_empty() {
-        bail!("--threshold-from sets the subgroups' thresholds: give --subgroups too");
-    }
-    Ok(())
-}
-
-/// Runs the subcommand.
-pub fn run(args: &Args, quiet: bool) -> Result<()> {
-    check(args)?;
-    let extra: Vec<&str> = args.subgroups.iter().map(String::as_str).collect();
-    // The two files are independent: parse them on both cores.
-    let (model, baseline) = rayon::join(
-        || read(&args.predictions, &extra),
-        || {
-            args.baseline
-                .as_deref()
-                .map(|b| read(b, &extra))
-                .transpose()
-        },
-    );
-    let (mut model, model_input) = model?;
-    if let Some(store) = &args.data {
-        let name = store.display().to_string();
-        let meta = Store::open(store)?.image_metadata(&name);
-        model
-            .join(&meta)
-            .with_context(|| format!("{}", args.predictions.display()))?;
-    }
-    let baseline = match baseline? {
-        Some((b, input)) => Some((model.align(&b)?, input)),
+/// The library's request for these flags (defaults and checks live there).
+fn request(args: &Args) -> Result<Request> {
+    let source = |p: &PathBuf| Source::Path(p.clone());
+    let metadata = match &args.data {
+        Some(store) => {
+            let name = store.display().to_string();
+            Some((Store::open(store)?.image_metadata(&name), name))
+        }
         None => None,
     };
-    let validation = |path: &Option<PathBuf>| path.as_deref().map(|p| read(p, &[])).transpose();
-    let calibrate_on = validation(&args.calibrate_on)?;
-    let threshold_from = validation(&args.threshold_from)?;
-    let options = Options {
+    Ok(Request {
+        baseline: args.baseline.as_ref().map(source),
         bootstrap: BootstrapConfig {
             n_replicates: args.bootstrap,
             seed: args.seed,
             confidence: args.confidence,
         },
         resample: args.resample,
+        metadata,
+        subgroups: args.subgroups.clone(),
+        age_bins: args.age_bins.clone(),
+        subgroup_min: args.subgroup_min,
+        threshold_from: args.threshold_from.as_ref().map(source),
+        calibrate_on: args.calibrate_on.as_ref().map(source),
         simultaneous: args.simultaneous,
-        calibrate_on: calibrate_on.as_ref().map(|(p, i)| (p, i.path.clone())),
-        subgroups: (!args.subgroups.is_empty()).then(|| SubgroupOptions {
-            columns: args.subgroups.clone(),
-            age_bins: args.age_bins.clone(),
-            thresholds_from: threshold_from.as_ref().map(|(p, i)| (p, i.path.clone())),
-            min_count: args.subgroup_min,
-        }),
-    };
-    let evaluation = evaluate_with(&model, baseline.as_ref().map(|b| &b.0), &options)
-        .with_context(|| format!("{}", args.predictions.display()))?;
-    let report = Report {
-        evaluation: &evaluation,
-        predictions: model_input,
-        baseline: baseline.map(|b| b.1),
-        data: args.data.as_ref().map(|d| d.display().to_string()),
-        calibrate_on: calibrate_on.map(|c| c.1),
-        threshold_from: threshold_from.map(|t| t.1),
-        cxrlearn_version: env!("CARGO_PKG_VERSION"),
-    };
+        ..Request::new(source(&args.predictions))
+    })
+}
+
+/// Runs the subcommand.
+pub fn run(args: &Args, quiet: bool) -> Result<()> {
+    let request = request(args)?;
+    let report = evaluate_request(&request)?;
+    let evaluation = &report.evaluation;
     let json = serde_json::to_string_pretty(&report)? + "\n";
-    let csv = render_csv(&evaluation)?;
-    let markdown = render_markdown(&evaluation);
+    let csv = render_csv(evaluation)?;
+    let markdown = render_markdown(evaluation);
 
     let out = OutputDir::create(&args.out, Existing::from_flags(args.force.force, false), "")?;
     out.write("evaluation.json", json.as_bytes())?;

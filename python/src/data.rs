@@ -169,7 +169,9 @@ impl NativeStore {
         guard(|| {
             self.store.require_pixels().py()?;
             if !(1..=3).contains(&channels) {
-                return Err(value_error(format!("channels must be 1 to 3, got {channels}")));
+                return Err(value_error(format!(
+                    "channels must be 1 to 3, got {channels}"
+                )));
             }
             cxr_learn::model::check_input_size(size, "size").py()?;
             let [h, w] = self.store.meta.image_size.map(|d| d as usize);
@@ -274,7 +276,11 @@ pub fn convert(
         opts.size = size;
         opts.resize = resize.parse::<ResizePolicy>().py()?;
         opts.seed = seed;
-        opts.fractions = splits.as_deref().map(splits::parse_fractions).transpose().py()?;
+        opts.fractions = splits
+            .as_deref()
+            .map(splits::parse_fractions)
+            .transpose()
+            .py()?;
         opts.labels_only = labels_only;
         opts.few_shot = few_shot;
         opts.quiet = quiet;
@@ -307,7 +313,9 @@ pub fn convert(
                         "csv".to_owned(),
                     )
                 }
-                _ => anyhow::bail!("give either preset= and root=, or csv= (see help(cxrlearn.convert))"),
+                _ => anyhow::bail!(
+                    "give either preset= and root=, or csv= (see help(cxrlearn.convert))"
+                ),
             };
             let run = || convert_store(&table, &root, &kind, &opts);
             Ok(match threads {

@@ -99,10 +99,7 @@ fn class_of(e: &(dyn std::error::Error + 'static)) -> Option<Class> {
 /// error in the chain that decides one.
 pub fn to_py(e: anyhow::Error) -> PyErr {
     let message = format!("{e:#}");
-    let class = e
-        .chain()
-        .find_map(|c| class_of(c))
-        .unwrap_or(Class::Other);
+    let class = e.chain().find_map(class_of).unwrap_or(Class::Other);
     match class {
         Class::Value => PyValueError::new_err(message),
         Class::NotFound => PyFileNotFoundError::new_err(message),
@@ -156,7 +153,10 @@ fn panic_text(payload: &(dyn std::any::Any + Send)) -> String {
         .unwrap_or_else(|| "no message".to_owned());
     match text.split_once("Torch(\"") {
         Some((_, rest)) => {
-            let message = rest.split("\\nException raised from").next().unwrap_or(rest);
+            let message = rest
+                .split("\\nException raised from")
+                .next()
+                .unwrap_or(rest);
             format!("libtorch: {}", message.trim_end_matches("\")"))
         }
         None => text,

@@ -55,6 +55,9 @@ pub fn load_checkpoint<'py>(py: Python<'py>, path: PathBuf) -> PyResult<Bound<'p
     })
 }
 
+/// Tensors by name, and `(checkpoint key, reason)` for each key left out.
+type Imported<'py> = (Bound<'py, PyDict>, Vec<(String, String)>);
+
 /// A release's checkpoint mapped onto the registry model's names (those
 /// of its source implementation: torchvision, OpenAI CLIP, Hugging Face),
 /// validated by a strict load into the architecture, with batch-norm
@@ -65,7 +68,7 @@ pub fn import_weights<'py>(
     py: Python<'py>,
     model: &str,
     path: PathBuf,
-) -> PyResult<(Bound<'py, PyDict>, Vec<(String, String)>)> {
+) -> PyResult<Imported<'py>> {
     guard(|| {
         let entry = registry::find(model).py()?;
         let imported = py
@@ -158,11 +161,7 @@ pub fn features(
                 )));
             }
         };
-        let device = device
-            .parse::<DeviceRequest>()
-            .py()?
-            .resolve()
-            .py()?;
+        let device = device.parse::<DeviceRequest>().py()?.resolve().py()?;
         let precision: Precision = precision.parse().py()?;
         precision.check(device).py()?;
         let pooling = parse_pooling(pooling)?;
@@ -227,7 +226,9 @@ impl NativeProbe {
     fn probe(&self) -> std::sync::MutexGuard<'_, Probe> {
         // Nothing panics while holding the lock (guard catches panics
         // outside it), but a poisoned lock still holds a fitted probe.
-        self.probe.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+        self.probe
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 }
 
@@ -328,6 +329,8 @@ pub fn _torch_error_for_test() -> PyResult<()> {
         let a = Tensor::zeros([2, 3], (Kind::Float, tch::Device::Cpu));
         let b = Tensor::zeros([4, 5], (Kind::Float, tch::Device::Cpu));
         let _ = a.matmul(&b);
-        Err(CxrError::new_err("unreachable: the shapes cannot be multiplied"))
+        Err(CxrError::new_err(
+            "unreachable: the shapes cannot be multiplied",
+        ))
     })
 }

@@ -17,7 +17,7 @@ use crate::errors::{OrPy, guard, value_error};
 
 /// `bytes` as float64 values (little-endian, as numpy writes them).
 fn f64s(bytes: &[u8], what: &str) -> PyResult<Vec<f64>> {
-    if bytes.len() % 8 != 0 {
+    if !bytes.len().is_multiple_of(8) {
         return Err(value_error(format!("{what}: not float64 data")));
     }
     Ok(bytes
@@ -136,7 +136,8 @@ impl NativeSource {
             if let Some(dup) = ids.iter().find(|id| !seen.insert(id.as_str())) {
                 return Err(value_error(format!("image id {dup:?} appears twice")));
             }
-            let column = |data: &[f64], j: usize| -> Vec<f64> { (0..n).map(|i| data[i * k + j]).collect() };
+            let column =
+                |data: &[f64], j: usize| -> Vec<f64> { (0..n).map(|i| data[i * k + j]).collect() };
             let mut target_rows = Vec::with_capacity(k);
             for (j, label) in labels.iter().enumerate() {
                 let col: PyResult<Vec<Option<bool>>> = column(&t, j)

@@ -224,7 +224,13 @@ pub fn evaluate_request(request: &Request) -> Result<EvaluationFile, StatsError>
     let extra: Vec<&str> = request.subgroups.iter().map(String::as_str).collect();
     let (model, baseline) = rayon::join(
         || read(&request.predictions, &extra),
-        || request.baseline.as_ref().map(|b| read(b, &extra)).transpose(),
+        || {
+            request
+                .baseline
+                .as_ref()
+                .map(|b| read(b, &extra))
+                .transpose()
+        },
     );
     let (mut model, model_input) = model?;
     let name = model_input.path.clone();

@@ -9,9 +9,9 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 use cxr_learn::error::LogError;
+use cxr_stats::evaluation_file::{EvaluationFile, Input};
 use cxr_stats::{BootstrapConfig, Evaluation, Predictions, evaluate};
 use serde_json::{Value, json};
-use cxr_stats::evaluation_file::{EvaluationFile, Input};
 use sha2::{Digest, Sha256};
 
 use crate::output::{Existing, OutputDir};

@@ -7,10 +7,11 @@
 #   scripts/bench.sh vit          DINOv2 ViT-B/14 at 518 px (RAD-DINO): features and finetune steps vs transformers
 #   scripts/bench.sh convert      cxrlearn convert vs the original's PIL path
 #   scripts/bench.sh probe        the linear probe vs one scikit-learn LogisticRegression per label
+#   scripts/bench.sh python       the Python package: Store DataLoader vs PNG files, evaluate vs scikit-learn
 # The peers live in a throwaway virtual environment outside the repository.
 set -euo pipefail
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-name=${1:?usage: scripts/bench.sh evaluate|features|probe|finetune|pretrain|vit|convert}
+name=${1:?usage: scripts/bench.sh evaluate|features|probe|finetune|pretrain|vit|convert|python}
 venv=${CXRLEARN_BENCH_VENV:-$HOME/.cache/cxrlearn/venv-bench}
 if ! "$venv/bin/python" -c "import numpy, pandas, sklearn, PIL" 2>/dev/null; then
     python3 -m venv "$venv"
@@ -51,5 +52,11 @@ case "$name" in
         fi
         CXRLEARN_BENCH_TORCH_PYTHON=$(command -v python) cargo bench --quiet -p cxrlearn --bench vit ;;
     convert) "$repo/scripts/bench-convert.sh" ;;
-    *) echo "error: unknown benchmark '$name' (known: evaluate, features, probe, finetune, pretrain, vit, convert)" >&2; exit 2 ;;
+    python)
+        # The package, built in release mode, and its peers in the libtorch venv.
+        pip install --quiet --disable-pip-version-check "maturin==1.16.0" "pillow==13.0.0" \
+            "scikit-learn==1.9.1" "pandas==3.1.1"
+        (cd python && maturin develop --release --quiet)
+        python scripts/bench-python.py ;;
+    *) echo "error: unknown benchmark '$name' (known: evaluate, features, probe, finetune, pretrain, vit, convert, python)" >&2; exit 2 ;;
 esac

@@ -73,11 +73,16 @@ class Evaluation(Mapping):
         return pd.DataFrame(rows).set_index("label")
 
 
+def _missing(v: Any) -> bool:
+    return v is None or (isinstance(v, float) and np.isnan(v))
+
+
 def _source(
     x: Predictions,
     labels: Optional[Sequence[str]],
     ids: Optional[Sequence[Any]],
     patient_ids: Optional[Sequence[Any]],
+    columns: Optional[Dict[str, Sequence[Any]]],
     what: str,
 ) -> Any:
     if isinstance(x, (str, os.PathLike)):
@@ -115,9 +120,14 @@ def _source(
         lengths = {"targets": np.empty(n), "ids": np.empty(len(image_ids))}
         if patients is not None:
             lengths["patient_ids"] = np.empty(len(patients))
+        attributes = {}
+        for column, values in (columns or {}).items():
+            attributes[column] = [None if _missing(v) else str(v) for v in values]
+            lengths[column] = np.empty(len(attributes[column]))
         same_length(**lengths)
         return _native.NativeSource.arrays(
-            f"<{what} arrays>", image_ids, names, y_true.tobytes(), y_score.tobytes(), patients
+            f"<{what} arrays>", image_ids, names, y_true.tobytes(), y_score.tobytes(), patients,
+            attributes,
         )
     raise ValueError(
         f"{what} must be a CSV path, a pandas DataFrame (columns id, label, target, score) "
@@ -132,6 +142,7 @@ def evaluate(
     labels: Optional[Sequence[str]] = None,
     ids: Optional[Sequence[Any]] = None,
     patient_ids: Optional[Sequence[Any]] = None,
+    columns: Optional[Dict[str, Sequence[Any]]] = None,
     bootstrap: int = 1000,
     seed: int = 0,
     confidence: float = 0.95,
@@ -151,7 +162,8 @@ def evaluate(
     predictions CSV, a pandas DataFrame in its long format (``id``, ``label``,
     ``target``, ``score``; optional ``patient_id``, ``sex``, ``age``, ``view``,
     ``site``), or a tuple ``(targets, scores)`` of ``[n]`` or ``[n, k]`` arrays
-    (targets 1, 0 or NaN) with ``labels``, ``ids`` and ``patient_ids``.
+    (targets 1, 0 or NaN) with ``labels``, ``ids``, ``patient_ids`` and per-image
+    ``columns`` for subgroups (``{"sex": [...], "age": [...]}``, None unknown).
 
     The bootstrap resamples patients with all their images whenever patient ids
     are known (``resample="auto"``), images otherwise; the result's
@@ -167,7 +179,7 @@ def evaluate(
         raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
 
     def src(x: Optional[Predictions], what: str) -> Any:
-        return None if x is None else _source(x, labels, ids, patient_ids, what)
+        return None if x is None else _source(x, labels, ids, patient_ids, columns, what)
 
     text = _native.evaluate(
         src(predictions, "predictions"),

@@ -57,7 +57,7 @@ def features(
     features directory in the CLI's format: reused when it holds features of
     this model, store and setting, filled (all splits) when absent or empty.
 
-    >>> f = cxrlearn.features("mococxr-resnet50", store, "train",
+    >>> f = cxrlearn.features("mococxr", store, "train",
     ...                       checkpoint="r8w-00001.pth.tar")  # doctest: +SKIP
     """
     from ._store import Store

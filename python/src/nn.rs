@@ -64,11 +64,7 @@ type Imported<'py> = (Bound<'py, PyDict>, Vec<(String, String)>);
 /// counters added, as `cxrlearn import` writes them. Returns the
 /// tensors and `(checkpoint name, reason)` for each one left out.
 #[pyfunction]
-pub fn import_weights<'py>(
-    py: Python<'py>,
-    model: &str,
-    path: PathBuf,
-) -> PyResult<Imported<'py>> {
+pub fn import_weights<'py>(py: Python<'py>, model: &str, path: PathBuf) -> PyResult<Imported<'py>> {
     guard(|| {
         let entry = registry::find(model).py()?;
         let imported = py

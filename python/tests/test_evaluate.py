@@ -13,12 +13,13 @@ def _predictions(seed=0, n_patients=80, labels=("Effusion", "Edema", "Mass")):
     for p in range(n_patients):
         films = rng.integers(1, 4)
         truth = rng.integers(0, 2, len(labels))
+        sex = "F" if p % 2 else "M"
         for f in range(films):
             for j, lab in enumerate(labels):
                 target = "" if rng.random() < 0.05 else int(truth[j])
                 score = float(1 / (1 + np.exp(-(truth[j] * 1.5 + rng.normal()))))
-                rows.append((f"p{p}_f{f}", lab, target, score, f"p{p}"))
-    return pd.DataFrame(rows, columns=["id", "label", "target", "score", "patient_id"])
+                rows.append((f"p{p}_f{f}", lab, target, score, f"p{p}", sex))
+    return pd.DataFrame(rows, columns=["id", "label", "target", "score", "patient_id", "sex"])
 
 
 @pytest.fixture(scope="module")
@@ -36,11 +37,13 @@ def test_evaluate_equals_the_cli_evaluation_json(files, cli, tmp_path):
     d, _, _ = files
     out = tmp_path / "cli"
     cli("evaluate", "--predictions", str(d / "model.csv"), "--baseline", str(d / "base.csv"),
-        "--bootstrap", "200", "--seed", "5", "--out", str(out))
+        "--bootstrap", "200", "--seed", "5", "--subgroups", "sex", "--subgroup-min", "3",
+        "--out", str(out))
     expected = json.loads((out / "evaluation.json").read_text())
-    got = cxrlearn.evaluate(d / "model.csv", d / "base.csv", bootstrap=200, seed=5)
+    got = cxrlearn.evaluate(d / "model.csv", d / "base.csv", bootstrap=200, seed=5,
+                            subgroups=["sex"], subgroup_min=3)
     assert got.to_dict() == expected
-    assert got["resample"] == "patient"
+    assert got["resample"] == "patient" and got["subgroups"]
 
 
 def test_evaluate_matches_sklearn_and_reads_dataframes_and_arrays(files):
@@ -55,10 +58,16 @@ def test_evaluate_matches_sklearn_and_reads_dataframes_and_arrays(files):
     ids = list(dict.fromkeys(model["id"]))
     wide_t, wide_s = wide_t.loc[ids, labels], wide_s.loc[ids, labels]
     patients = model.drop_duplicates("id").set_index("id").loc[ids, "patient_id"]
+    per_image = model.drop_duplicates("id").set_index("id").loc[ids]
+    targets = wide_t.apply(pd.to_numeric, errors="coerce").to_numpy(dtype=float)
     from_arrays = cxrlearn.evaluate(
-        (pd.to_numeric(wide_t.stack(future_stack=True), errors="coerce").unstack().loc[ids, labels].to_numpy(), wide_s.to_numpy()),
-        labels=labels, ids=ids, patient_ids=list(patients), bootstrap=100, seed=1,
+        (targets, wide_s.to_numpy()), labels=labels, ids=ids, patient_ids=list(patients),
+        columns={"sex": list(per_image["sex"])}, subgroups=["sex"], subgroup_min=3,
+        bootstrap=100, seed=1,
     )
+    from_file_sex = cxrlearn.evaluate(d / "model.csv", bootstrap=100, seed=1, subgroups=["sex"],
+                                      subgroup_min=3)
+    assert from_arrays["subgroups"] == from_file_sex["subgroups"]
     for lab_file, lab_frame, lab_arr in zip(from_file["labels"], from_frame["labels"], from_arrays["labels"]):
         sub = model[(model["label"] == lab_file["label"]) & (model["target"] != "")]
         auc = roc_auc_score(sub["target"].astype(int), sub["score"])

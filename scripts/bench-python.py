@@ -86,25 +86,6 @@ PREVALENCE = [0.103, 0.025, 0.042, 0.018, 0.119, 0.051, 0.013, 0.002, 0.177, 0.0
               0.030, 0.015, 0.031]
 
 
-def sklearn_loop(y, s_model, s_base, replicates):
-    from sklearn.metrics import roc_auc_score
-
-    n, k = y.shape
-    rng = np.random.default_rng(0)
-    aucs = np.full((replicates, k), np.nan)
-    deltas = np.full((replicates, k), np.nan)
-    for b in range(replicates):
-        idx = rng.integers(0, n, n)
-        for j in range(k):
-            yj = y[idx, j]
-            if yj.min() == yj.max():
-                continue
-            a = roc_auc_score(yj, s_model[idx, j])
-            aucs[b, j] = a
-            deltas[b, j] = a - roc_auc_score(yj, s_base[idx, j])
-    return np.nanpercentile(aucs, [2.5, 97.5], axis=0)
-
-
 def evaluate() -> None:
     rng = np.random.default_rng(0)
     n, k = 22_424, len(PREVALENCE)
@@ -114,8 +95,12 @@ def evaluate() -> None:
     s_base = 1 / (1 + np.exp(-(0.9 * y + rng.normal(size=(n, k)))))
     labels = [f"label{j}" for j in range(k)]
 
+    # The peer of `scripts/bench.sh evaluate`, on the same arrays.
+    sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "crates/cxrlearn/benches"))
+    from evaluate_sklearn import bootstrap_loop
+
     start = time.perf_counter()
-    sklearn_loop(y, s_model, s_base, REPLICATES)
+    bootstrap_loop(y, s_model, s_base, REPLICATES)
     peer = time.perf_counter() - start
 
     def ours(resample):

@@ -21,11 +21,9 @@ def load(path):
     return targets.to_numpy(), scores.to_numpy()
 
 
-def main():
-    model_path, baseline_path, replicates = sys.argv[1], sys.argv[2], int(sys.argv[3])
-    start = time.perf_counter()
-    y, s_model = load(model_path)
-    _, s_base = load(baseline_path)
+def bootstrap_loop(y, s_model, s_base, replicates):
+    """The original's loop on dense [n, k] arrays: percentile intervals of the
+    model's AUC and of its difference to the baseline, per label."""
     n, k = y.shape
     rng = np.random.default_rng(0)
     deltas = np.full((replicates, k), np.nan)
@@ -40,8 +38,16 @@ def main():
             c = roc_auc_score(yj, s_base[idx, j])
             aucs[b, j] = a
             deltas[b, j] = a - c
-    lo, hi = np.nanpercentile(aucs, [2.5, 97.5], axis=0)
-    dlo, dhi = np.nanpercentile(deltas, [2.5, 97.5], axis=0)
+    return (np.nanpercentile(aucs, [2.5, 97.5], axis=0),
+            np.nanpercentile(deltas, [2.5, 97.5], axis=0))
+
+
+def main():
+    model_path, baseline_path, replicates = sys.argv[1], sys.argv[2], int(sys.argv[3])
+    start = time.perf_counter()
+    y, s_model = load(model_path)
+    _, s_base = load(baseline_path)
+    (lo, hi), (dlo, dhi) = bootstrap_loop(y, s_model, s_base, replicates)
     elapsed = time.perf_counter() - start
     print(f"first label: AUC CI [{lo[0]:.4f}, {hi[0]:.4f}], delta CI [{dlo[0]:.4f}, {dhi[0]:.4f}]")
     print(f"seconds={elapsed:.3f}")

@@ -278,6 +278,23 @@ fn dicom_fuzz_findings_with_an_off_group_meta_element_are_refused() {
     }
 }
 
+/// A fuzz finding: a baseline-JPEG file whose second frame (not at the
+/// start of a fragment) declares 256 x 8960 x 3 pixels in a 256 x 256 x 3
+/// image; the JPEG adapter copied the decoded frame past the image's buffer
+/// and panicked. Refused from the frame header, before decoding.
+#[test]
+fn a_jpeg_frame_larger_than_the_image_anywhere_in_the_fragments_is_refused() {
+    let name = "jpeg_frame_wider_than_image_panic.dcm";
+    let e = decode_bytes(Path::new(name), &regression(name)).unwrap_err();
+    assert!(matches!(e, DataError::Decode { .. }), "{e:?}");
+    let e = e.to_string();
+    assert!(
+        e.contains("a JPEG frame header declares 8960 x 256 pixels x 3 components at 8 bits")
+            && e.contains("more than a frame of the DICOM image"),
+        "{e}"
+    );
+}
+
 /// CharLS sizes its output from the JPEG-LS frame header (SOF55), not from
 /// the DICOM rows and columns: a header declaring more than the image is
 /// refused before decoding, by the pixel limit where it exceeds that.

@@ -89,6 +89,37 @@ fn jpeg_frame(data: &[u8]) -> Option<Declared> {
     }
 }
 
+/// Every JPEG or JPEG-LS frame header (SOFn, SOF55) anywhere in `data`, with
+/// its sample precision in bits, in order. `dicom-transfer-syntax-registry`
+/// concatenates a file's fragments and lets its JPEG decoder look for the
+/// next SOI wherever the previous frame ended, so a frame need not start a
+/// fragment; each decoded frame is copied into the image's buffer without
+/// a bounds check (a 256 x 8960 x 3 frame in a 256 x 256 x 3 image panicked
+/// there: fuzz/regressions/dicom/). Entropy-coded data cannot hold such a
+/// marker (a 0xFF there is followed by 0x00 or a restart marker), so a
+/// match is a frame header, or bytes a decoder could take for one.
+pub(super) fn jpeg_frames_anywhere(data: &[u8]) -> impl Iterator<Item = (Declared, u64)> + '_ {
+    data.windows(2).enumerate().filter_map(move |(at, w)| {
+        let marker = w[1];
+        let is_frame = w[0] == 0xFF
+            && (matches!(marker, 0xC0..=0xCF) && !matches!(marker, 0xC4 | 0xC8 | 0xCC)
+                || marker == 0xF7);
+        if !is_frame {
+            return None;
+        }
+        let at = at + 2;
+        Some((
+            Declared {
+                codec: if marker == 0xF7 { "JPEG-LS" } else { "JPEG" },
+                height: be(data, at + 3, 2)?,
+                width: be(data, at + 5, 2)?,
+                components: be(data, at + 7, 1)?,
+            },
+            be(data, at + 2, 1)?,
+        ))
+    })
+}
+
 /// The SIZ segment (`data` from its marker): Lsiz(2) Rsiz(2) Xsiz(4)
 /// Ysiz(4) XOsiz(4) YOsiz(4) XTsiz(4) YTsiz(4) XTOsiz(4) YTOsiz(4)
 /// Csiz(2). The image is the reference grid less its offset.
@@ -133,6 +164,13 @@ mod tests {
             (d.width, d.height, d.components, d.pixels()),
             (100, 60, 1, 6000)
         );
+        // Anywhere: a second frame after the first, with its precision.
+        let mut two = jpeg.to_vec();
+        two.extend([0xAB, 0xFF, 0xC0, 0, 11, 8, 1, 0, 2, 0, 1]);
+        let found: Vec<_> = jpeg_frames_anywhere(&two)
+            .map(|(d, p)| (d.width, d.height, d.components, p))
+            .collect();
+        assert_eq!(found, [(7, 5, 3, 12), (2, 256, 1, 8)]);
         // Truncated or scan-first streams declare nothing.
         assert_eq!(declared(&jpeg[..8]), None);
         assert_eq!(declared(&[0xFF, 0xD8, 0xFF, 0xDA, 0, 2]), None);

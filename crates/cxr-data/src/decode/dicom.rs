@@ -231,6 +231,62 @@ fn check_codestreams(
             ));
         }
     }
+    if JPEG_DECODER.contains(&ts) {
+        check_jpeg_frames(path, obj, fragments)?;
+    }
+    Ok(())
+}
+
+/// The transfer syntaxes whose pixel data `dicom-transfer-syntax-registry`
+/// decodes with its JPEG (jpeg-decoder) or JPEG-LS (CharLS) adapter: JPEG
+/// baseline, extended, lossless (processes 14 and 14 SV1), JPEG-LS
+/// lossless and near-lossless.
+const JPEG_DECODER: [&str; 6] = [
+    "1.2.840.10008.1.2.4.50",
+    "1.2.840.10008.1.2.4.51",
+    "1.2.840.10008.1.2.4.57",
+    "1.2.840.10008.1.2.4.70",
+    "1.2.840.10008.1.2.4.80",
+    "1.2.840.10008.1.2.4.81",
+];
+
+/// Refuses a JPEG or JPEG-LS frame, anywhere in the concatenated fragments,
+/// that decodes to more bytes than one frame of the DICOM image holds
+/// (rows x columns x samples x bytes per sample): the adapters copy each
+/// decoded frame into the image's buffer unchecked and panic past its end
+/// (found by the `dicom` fuzz target). A decoder with fewer bytes than the
+/// frame is fine; without rows and columns the decoder refuses by itself.
+fn check_jpeg_frames(path: &Path, obj: &InMemDicomObject, fragments: &[Vec<u8>]) -> Result<()> {
+    let (Some(rows), Some(columns)) = (
+        number(obj, Tag(0x0028, 0x0010)),
+        number(obj, Tag(0x0028, 0x0011)),
+    ) else {
+        return Ok(());
+    };
+    let samples = number(obj, Tag(0x0028, 0x0002)).unwrap_or(1).max(1);
+    let bytes = number(obj, Tag(0x0028, 0x0100))
+        .unwrap_or(8)
+        .div_ceil(8)
+        .max(1);
+    let frame = rows
+        .saturating_mul(columns)
+        .saturating_mul(samples)
+        .saturating_mul(bytes);
+    let data: Vec<u8> = fragments.concat();
+    for (d, precision) in codestream::jpeg_frames_anywhere(&data) {
+        let decoded = d.pixels().saturating_mul(if precision > 8 { 2 } else { 1 });
+        if decoded > frame {
+            return Err(DataError::decode(
+                path,
+                format!(
+                    "a {} frame header declares {} x {} pixels x {} components at {precision} \
+                     bits ({decoded} bytes), more than a frame of the DICOM image ({rows} rows x \
+                     {columns} columns x {samples} samples x {bytes} bytes = {frame})",
+                    d.codec, d.width, d.height, d.components
+                ),
+            ));
+        }
+    }
     Ok(())
 }
 

@@ -170,7 +170,7 @@ mod tests {
         let found: Vec<_> = jpeg_frames_anywhere(&two)
             .map(|(d, p)| (d.width, d.height, d.components, p))
             .collect();
-        assert_eq!(found, [(7, 5, 3, 12), (2, 256, 1, 8)]);
+        assert_eq!(found, [(7, 5, 3, 12), (512, 256, 1, 8)]);
         // Truncated or scan-first streams declare nothing.
         assert_eq!(declared(&jpeg[..8]), None);
         assert_eq!(declared(&[0xFF, 0xD8, 0xFF, 0xDA, 0, 2]), None);

@@ -200,6 +200,9 @@ pub fn read(source: &Source, extra: &[&str]) -> Result<(Predictions, Input), Sta
         )),
         Source::Bytes { bytes, .. } => Box::new(bytes.as_slice()),
     };
+    // Parsed as it is read, not read whole first: the parser's bound on a
+    // record (MAX_CSV_RECORD_BYTES) then stops a file without line breaks
+    // (/dev/zero) after a megabyte rather than after reading gigabytes.
     let mut hashing = Hashing {
         inner: reader,
         hash: Sha256::new(),

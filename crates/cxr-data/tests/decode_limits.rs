@@ -337,3 +337,45 @@ fn a_codestream_header_larger_than_the_dicom_image_is_refused() {
     );
     assert!(started.elapsed().as_secs_f64() < 1.0);
 }
+
+/// A fuzz finding: a 738-byte JPEG-LS (near-lossless, 16-bit) file whose
+/// scan ends inside a unary code. CharLS 2.4.5 then read zero bits past the
+/// end until its bit counter wrapped, about 3 s per file; the patched copy
+/// (third_party/charls-sys) refuses the scan as invalid at once.
+#[test]
+fn a_jpeg_ls_scan_ending_inside_a_code_is_refused_at_once() {
+    let name = "jpeg_ls_738b_unary_code_past_end_3s.dcm";
+    let started = std::time::Instant::now();
+    let e = decode_bytes(Path::new(name), &regression(name)).unwrap_err();
+    let seconds = started.elapsed().as_secs_f64();
+    assert!(matches!(e, DataError::Decode { .. }), "{e:?}");
+    assert!(seconds < 0.5, "{seconds} s");
+    let e = e.to_string();
+    assert!(e.starts_with(name), "{e}");
+}
+
+/// Fuzz finding 10: baseline JPEGs of 763 bytes and 4 KB declaring 256 x
+/// 65280 colour pixels, with an end-of-image marker after a scan far too
+/// short for them. The decoder filled the missing rows with grey and the
+/// colour conversion of 50 MB took a second; they are refused as truncated
+/// from their markers, before decoding.
+#[test]
+fn a_jpeg_scan_too_short_for_its_frame_is_refused_as_truncated() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fuzz/regressions/image_png_jpeg");
+    for name in [
+        "slow_jpeg_256x65280_rgb_763b.jpg",
+        "slow_jpeg_256x65280_rgb_4kb.jpg",
+    ] {
+        let bytes = std::fs::read(dir.join(name)).unwrap();
+        let started = std::time::Instant::now();
+        let e = decode_bytes(Path::new(name), &bytes)
+            .err()
+            .unwrap_or_else(|| panic!("{name}: decoded"))
+            .to_string();
+        assert!(started.elapsed().as_secs_f64() < 0.5, "{name}: slow");
+        assert!(
+            e.contains("truncated JPEG: its scans hold") && e.contains("fewer than the 195840"),
+            "{e}"
+        );
+    }
+}

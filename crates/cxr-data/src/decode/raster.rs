@@ -41,6 +41,17 @@ pub fn decode(path: &Path, bytes: &[u8], limits: &DecodeLimits) -> Result<Decode
             "truncated JPEG: the data ends before the end-of-image marker",
         ));
     }
+    if reader.format() == Some(image::ImageFormat::Jpeg)
+        && let Some((have, need)) = jpeg_scan_shortfall(bytes)
+    {
+        return Err(DataError::decode(
+            path,
+            format!(
+                "truncated JPEG: its scans hold {have} bytes of coded data, fewer than the \
+                 {need} any complete scan of the declared frame needs"
+            ),
+        ));
+    }
     reader.limits(image_limits(limits));
     let decoder = reader
         .into_decoder()
@@ -96,9 +107,133 @@ fn jpeg_is_truncated(bytes: &[u8]) -> bool {
     }
 }
 
+/// For a sequential JPEG (SOF0 or SOF1, the Huffman-coded ones `image`
+/// decodes), `(coded bytes in its scans, the fewest a complete image
+/// needs)` when the first is smaller.
+///
+/// Every 8 x 8 block of every component costs at least two bits (a DC code
+/// and an end-of-block code, each at least one bit long), so a scan shorter
+/// than that ran out of data; zune-jpeg, non-strict, then fills the rest
+/// with grey and reports success, and a 763-byte file declaring 256 x 65280
+/// colour pixels costs a second of colour conversion (fuzz finding 10). An
+/// end-of-image marker after such a scan does not make it whole.
+///
+/// The file is read by a plain byte scan, not segment by segment: decoders
+/// resynchronise on markers when a segment's length lies, and a walk by
+/// lengths could skip a scan they read. Each reading errs towards
+/// accepting: every region after an `FF DA` counts as coded data (up to
+/// the next marker other than a restart; raw bytes, stuffed zeros
+/// included), every `FF C0`/`FF C1` anywhere is a candidate frame and the
+/// smallest one sets the need, and any other frame type anywhere (such
+/// bytes inside a table, or a progressive or lossless frame) turns the
+/// check off. So a complete file is never refused.
+fn jpeg_scan_shortfall(bytes: &[u8]) -> Option<(u64, u64)> {
+    let mut need: Option<u64> = None;
+    let mut have = 0u64;
+    let mut at = 0;
+    while at + 1 < bytes.len() {
+        if bytes[at] != 0xFF {
+            at += 1;
+            continue;
+        }
+        match bytes[at + 1] {
+            0xC0 | 0xC1 => {
+                let frame = sequential_minimum(bytes.get(at + 4..)?)?;
+                need = Some(need.map_or(frame, |n| n.min(frame)));
+            }
+            0xC2 | 0xC3 | 0xC5..=0xC7 | 0xC9..=0xCB | 0xCD..=0xCF => return None,
+            0xDA => {
+                let len = usize::from(u16::from_be_bytes([
+                    *bytes.get(at + 2)?,
+                    *bytes.get(at + 3)?,
+                ]));
+                let start = at + 2 + len;
+                let mut end = start;
+                while let Some(w) = bytes.get(end..end + 2) {
+                    if w[0] == 0xFF && w[1] != 0 && !(0xD0..=0xD7).contains(&w[1]) {
+                        break;
+                    }
+                    end += 1;
+                }
+                // A scan running to the end of the file ends there.
+                let end = end.min(bytes.len()).max(start);
+                have += (end.saturating_sub(start)) as u64;
+                at = end.max(at + 2);
+                continue;
+            }
+            _ => {}
+        }
+        at += 2;
+    }
+    let need = need?;
+    (have < need).then_some((have, need))
+}
+
+/// Bytes a complete sequential frame's blocks need at two bits each, from
+/// a SOF segment (after its length): P, Y, X, Nf, then Nf x (C, HV, Tq).
+fn sequential_minimum(sof: &[u8]) -> Option<u64> {
+    let height = u64::from(u16::from_be_bytes([*sof.get(1)?, *sof.get(2)?]));
+    let width = u64::from(u16::from_be_bytes([*sof.get(3)?, *sof.get(4)?]));
+    let components = sof.get(6..6 + 3 * usize::from(*sof.get(5)?))?;
+    let factors: Vec<(u64, u64)> = components
+        .chunks(3)
+        .map(|c| (u64::from(c[1] >> 4), u64::from(c[1] & 15)))
+        .collect();
+    let hmax = factors.iter().map(|f| f.0).max()?;
+    let vmax = factors.iter().map(|f| f.1).max()?;
+    if hmax == 0 || vmax == 0 {
+        return None;
+    }
+    let blocks: u64 = factors
+        .iter()
+        .map(|&(h, v)| {
+            (width * h).div_ceil(hmax).div_ceil(8) * (height * v).div_ceil(vmax).div_ceil(8)
+        })
+        .sum();
+    Some(blocks * 2 / 8)
+}
+
 #[cfg(test)]
 mod tests {
-    use super::jpeg_is_truncated;
+    use super::{jpeg_is_truncated, jpeg_scan_shortfall};
+
+    /// A minimal baseline header: SOI, SOF0 for one component of
+    /// `width x height`, SOS, `coded` bytes of scan data, EOI.
+    fn jpeg(width: u16, height: u16, coded: &[u8]) -> Vec<u8> {
+        let mut b = vec![0xFF, 0xD8, 0xFF, 0xC0, 0, 11, 8];
+        b.extend(height.to_be_bytes());
+        b.extend(width.to_be_bytes());
+        b.extend([1, 1, 0x11, 0]);
+        b.extend([0xFF, 0xDA, 0, 8, 1, 1, 0, 0, 63, 0]);
+        b.extend(coded);
+        b.extend([0xFF, 0xD9]);
+        b
+    }
+
+    #[test]
+    fn a_scan_shorter_than_two_bits_a_block_is_short() {
+        // 64 x 64 is 64 blocks: 16 bytes at least.
+        assert_eq!(jpeg_scan_shortfall(&jpeg(64, 64, &[0; 15])), Some((15, 16)));
+        assert_eq!(jpeg_scan_shortfall(&jpeg(64, 64, &[0; 16])), None);
+        // Stuffed zeros and restart markers are counted, never a marker.
+        let coded = [&[0xFF, 0x00][..], &[0xFF, 0xD0], &[0; 12]].concat();
+        assert_eq!(jpeg_scan_shortfall(&jpeg(64, 64, &coded)), None);
+        // No complete frame header: left to the decoder.
+        assert_eq!(jpeg_scan_shortfall(&jpeg(64, 64, &[0; 4])[..12]), None);
+        // A progressive frame anywhere turns the check off.
+        let mut progressive = jpeg(64, 64, &[0; 4]);
+        progressive.splice(2..2, [0xFF, 0xE0, 0, 4, 0xFF, 0xC2]);
+        assert_eq!(jpeg_scan_shortfall(&progressive), None);
+        // The smallest frame declared sets the need (a thumbnail's, say).
+        let mut thumb = jpeg(64, 64, &[0; 4]);
+        thumb.splice(
+            2..2,
+            [
+                0xFF, 0xE1, 0, 15, 0xFF, 0xC0, 0, 11, 8, 0, 8, 0, 8, 1, 1, 0x11, 0,
+            ],
+        );
+        assert_eq!(jpeg_scan_shortfall(&thumb), None);
+    }
 
     #[test]
     fn a_jpeg_without_end_of_image_after_its_last_scan_is_truncated() {

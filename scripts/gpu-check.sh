@@ -115,6 +115,26 @@ for precision in fp32 bf16; do
 print(f'| features (all splits) | $features_arch | $size | $fbatch | $precision | {o:.1f} | {t:.1f} | {o/t:.2f}x |')")")
 done
 
+# The inference graph (batch norm folded, channels-last; the default above)
+# against the plain graph on this device: speed and agreement of the features.
+say "features $features_arch fp32, plain graph (--no-fuse --no-channels-last)"
+plain_ips=$("$bin" features --model "scratch:$features_arch" --data "$work/store" \
+    --out "$work/feat-fp32-plain" --device "$device" --batch-size "$fbatch" \
+    --no-fuse --no-channels-last 2>&1 | sed -n 's/.*(\([0-9.]*\) images\/s).*/\1/p')
+graph_line=$(python - "$work/feat-fp32" "$work/feat-fp32-plain" "$plain_ips" <<'PY'
+import sys
+import numpy as np
+from safetensors.numpy import load_file
+a, b, plain = sys.argv[1], sys.argv[2], float(sys.argv[3])
+worst = 0.0
+for split in ("train", "val", "test"):
+    x, y = load_file(f"{a}/{split}.safetensors")["features"], load_file(f"{b}/{split}.safetensors")["features"]
+    worst = max(worst, float(np.abs(x - y).max() / max(np.abs(y).max(), 1e-12)))
+print(f"features, default graph against the plain graph: max relative difference {worst:.2e} "
+      f"(bound 1e-4: {'ok' if worst < 1e-4 else 'FAILED'}); plain graph {plain:.1f} images/s")
+PY
+)
+
 ranks_line="1-vs-N ranks: skipped ($ngpu GPU(s); needs 2 or more)"
 if [ "$ngpu" -ge 2 ]; then
     n=$((ngpu > 4 ? 4 : ngpu))
@@ -154,6 +174,8 @@ fi
     echo "| what | model | px | batch | precision | cxrlearn img/s (mean / median step) | PyTorch img/s (mean / median step) | ratio |"
     echo "|---|---|---|---|---|---|---|---|"
     printf '%s\n' "${rows[@]}"
+    echo
+    echo "$graph_line"
     echo
     echo "$ranks_line"
 } | tee "$out/gpu-check.md"

@@ -175,6 +175,8 @@ pub fn features(
                 store_root: data.root(),
                 clip_normalization,
                 precision,
+                // The CLI's default arrangement (folded, channels-last).
+                inference: Default::default(),
                 batch_size,
             };
             let Some(dir) = cache else {

@@ -20,7 +20,7 @@ use std::sync::Arc;
 use cxr_data::labels::Split;
 use cxr_data::store::read::Store;
 use cxr_nn::checkpoint::{self, CheckpointError, DType, RawTensor};
-use cxr_nn::encoder::Encoder;
+use cxr_nn::encoder::{Encoder, Inference};
 use cxr_nn::precision::Precision;
 use cxr_nn::registry::CLIP;
 use serde_json::{Value, json};
@@ -85,6 +85,9 @@ pub struct Request<'a> {
     pub clip_normalization: bool,
     /// Arithmetic of the forward pass.
     pub precision: Precision,
+    /// How the forward pass is arranged (not part of the cache key: the
+    /// features agree within float rounding).
+    pub inference: Inference,
     /// Images per forward pass (at least 1).
     pub batch_size: usize,
 }
@@ -124,7 +127,7 @@ impl Request<'_> {
     }
 
     /// The encoder on `device` (random weights from seed 0 for `scratch:`),
-    /// with the request's normalisation and precision.
+    /// with the request's normalisation, precision and inference graph.
     ///
     /// # Errors
     /// The weights cannot be read or do not fit the model.
@@ -134,6 +137,7 @@ impl Request<'_> {
             encoder.normalization = CLIP;
         }
         encoder.precision = self.precision;
+        encoder.prepare(self.inference);
         Ok(encoder)
     }
 

@@ -196,6 +196,12 @@ impl Backbone {
         }
     }
 
+    /// Whether it is a convolutional trunk (ResNet, DenseNet), whose
+    /// convolutions run fastest in channels-last order.
+    pub fn is_convolutional(&self) -> bool {
+        matches!(self, Self::ResNet(_) | Self::DenseNet(_))
+    }
+
     /// Features `[n, dim]` of normalised images `[n, 3, h, w]`.
     pub fn features_t(&self, x: &Tensor, train: bool) -> Tensor {
         match self {

@@ -9,6 +9,7 @@ mod common;
 mod densenet;
 mod dinov2;
 mod fuzz_regressions;
+mod inference_graph;
 mod moco_resnet18;
 mod registry;
 mod resnet;

@@ -43,7 +43,10 @@ fn sources(dir: &Path, out: &mut Vec<PathBuf>) {
         let name = entry.file_name();
         let name = name.to_string_lossy();
         if path.is_dir() {
-            if !matches!(name.as_ref(), "target" | "runs" | ".git") && !name.starts_with(".venv") {
+            // third_party/ holds other projects' code as published.
+            if !matches!(name.as_ref(), "target" | "runs" | ".git" | "third_party")
+                && !name.starts_with(".venv")
+            {
                 sources(&path, out);
             }
         } else if ["rs", "md", "sh", "py", "toml"]

@@ -78,6 +78,17 @@ pub struct FinetuneConfig {
     /// dynamic loss scaling). Validation scores in float32.
     #[serde(default, skip_serializing_if = "is_fp32")]
     pub precision: Precision,
+    /// Convolutional backbones train in channels-last order (the same
+    /// updates within float rounding; `--no-channels-last` turns it off).
+    /// Absent in configs written before the option: on.
+    #[serde(default = "yes")]
+    pub channels_last: bool,
+}
+
+/// `true`, the serde default of options that are on unless a config says
+/// otherwise.
+pub(crate) fn yes() -> bool {
+    true
 }
 
 impl FinetuneConfig {
@@ -291,6 +302,9 @@ impl Trainer<'_> {
                 local_batch,
                 batch_size: c.batch_size,
             });
+        }
+        if c.channels_last {
+            self.model.set_channels_last();
         }
         let mut opt = Optimizer::new(c.rule, self.model.trainable());
         if let Some(decay) = c.layer_decay {

@@ -88,6 +88,13 @@ pub struct PretrainConfig {
     /// dynamic loss scaling).
     #[serde(default, skip_serializing_if = "crate::finetune::is_fp32")]
     pub precision: Precision,
+    /// Convolutional backbones (and the objective's other 4-D weights) train
+    /// in channels-last order (`--channels-last`). Off by default: the same
+    /// gradients within float rounding, but short phantom pretraining runs
+    /// end elsewhere (S2MTS2's probe gain in `tests/pretrain_probe.rs` lost
+    /// its significance), so the default waits for a comparison over seeds.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub channels_last: bool,
     /// No weight decay on normalisation parameters and biases
     /// ([`crate::optim::is_norm_or_bias`]).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]

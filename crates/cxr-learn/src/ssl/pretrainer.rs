@@ -10,7 +10,9 @@ use std::time::Instant;
 use cxr_data::augment::Augment;
 use cxr_data::labels::Split;
 use cxr_data::store::read::Store;
+use cxr_nn::backbone::Architecture;
 use cxr_nn::checkpoint::RawTensor;
+use cxr_nn::memory_format::{channels_last, is_channels_last};
 use cxr_nn::spec::ModelSpec;
 use serde_json::{Value, json};
 use tch::{Device, Tensor};
@@ -69,9 +71,20 @@ impl Pretrainer<'_> {
         (self.log)(record).map_err(Error::Log)
     }
 
+    /// Whether the backbone is convolutional and trains in channels-last
+    /// order (`channels_last`, the default).
+    fn nhwc(&self) -> bool {
+        self.config.channels_last
+            && matches!(
+                self.spec.architecture,
+                Architecture::ResNet(_) | Architecture::DenseNet(_)
+            )
+    }
+
     fn input(&self, images: &[u8], n: usize) -> Tensor {
         let s = self.spec.preprocessing.size as usize;
-        self.spec.preprocessing.input(images, n, s, s, self.device)
+        let x = self.spec.preprocessing.input(images, n, s, s, self.device);
+        if self.nhwc() { channels_last(&x) } else { x }
     }
 
     fn save_last(&self, model: &dyn Objective, opt: &Optimizer, p: &Progress) -> Result<(), Error> {
@@ -206,6 +219,18 @@ impl Pretrainer<'_> {
             (m.build)(&self.config, &self.spec, &self.store, self.device)?
         };
         let model = objective.as_mut();
+        if self.nhwc() {
+            // Every 4-D tensor of the objective (the encoders' convolutions;
+            // a key encoder too): `state` hands out the live tensors.
+            tch::no_grad(|| {
+                for (_, mut t) in model.state() {
+                    if t.dim() == 4 && !is_channels_last(&t) {
+                        let nhwc = channels_last(&t);
+                        t.set_data(&nhwc);
+                    }
+                }
+            });
+        }
         if let Some(summary) = model.summary() {
             self.log(&summary)?;
         }

@@ -12,6 +12,7 @@ pub mod dinov2;
 pub mod open_clip;
 pub mod pooling;
 pub mod resnet;
+pub mod resnet_folded;
 pub mod siglip;
 pub mod vit;
 

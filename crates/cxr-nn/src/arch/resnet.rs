@@ -74,10 +74,41 @@ impl ResNetConfig {
     }
 }
 
+/// A convolution, its stride and padding (which `nn::Conv2D` keeps
+/// private, and the folded graph needs), and the normalisation after it.
 #[derive(Debug)]
-struct ResidualBlock {
-    convs: Vec<(nn::Conv2D, NormLayer)>,
-    downsample: Option<(nn::Conv2D, NormLayer)>,
+pub(super) struct ConvNorm {
+    pub(super) conv: nn::Conv2D,
+    pub(super) norm: NormLayer,
+    pub(super) stride: i64,
+    pub(super) padding: i64,
+}
+
+impl ConvNorm {
+    fn new(p: &nn::Path, name: &str, shape: (i64, i64, i64, i64, i64), kind: Norm) -> Self {
+        let (cin, cout, k, stride, padding) = shape;
+        let (conv_name, norm_name) = match name {
+            "downsample" => ("downsample/0".to_owned(), "downsample/1".to_owned()),
+            n => (format!("conv{n}"), format!("bn{n}")),
+        };
+        let sub = |path: &str| path.split('/').fold(p.clone(), |q, part| &q / part);
+        Self {
+            conv: conv(sub(&conv_name), cin, cout, k, stride, padding),
+            norm: norm(sub(&norm_name), cout, kind),
+            stride,
+            padding,
+        }
+    }
+
+    fn forward_t(&self, x: &Tensor, train: bool) -> Tensor {
+        x.apply(&self.conv).apply_t(&self.norm, train)
+    }
+}
+
+#[derive(Debug)]
+pub(super) struct ResidualBlock {
+    pub(super) convs: Vec<ConvNorm>,
+    pub(super) downsample: Option<ConvNorm>,
 }
 
 impl ResidualBlock {
@@ -95,20 +126,10 @@ impl ResidualBlock {
         let convs = shapes
             .into_iter()
             .enumerate()
-            .map(|(i, (a, b, k, s, pad))| {
-                (
-                    conv(p / format!("conv{}", i + 1), a, b, k, s, pad),
-                    norm(p / format!("bn{}", i + 1), b, kind),
-                )
-            })
+            .map(|(i, shape)| ConvNorm::new(p, &(i + 1).to_string(), shape, kind))
             .collect();
-        let downsample = (stride != 1 || cin != out).then(|| {
-            let d = p / "downsample";
-            (
-                conv(&d / "0", cin, out, 1, stride, 0),
-                norm(&d / "1", out, kind),
-            )
-        });
+        let downsample = (stride != 1 || cin != out)
+            .then(|| ConvNorm::new(p, "downsample", (cin, out, 1, stride, 0), kind));
         Self { convs, downsample }
     }
 
@@ -118,14 +139,14 @@ impl ResidualBlock {
         // In-place ReLU and residual add, as torchvision does: fewer
         // allocations, and autograd-safe because batch norm's backward needs
         // its input, not its output.
-        for (i, (c, b)) in self.convs.iter().enumerate() {
-            y = y.apply(c).apply_t(b, train);
+        for (i, c) in self.convs.iter().enumerate() {
+            y = c.forward_t(&y, train);
             if i != last {
                 let _ = y.relu_();
             }
         }
         match &self.downsample {
-            Some((c, b)) => y += x.apply(c).apply_t(b, train),
+            Some(d) => y += d.forward_t(x, train),
             None => y += x,
         }
         let _ = y.relu_();
@@ -136,9 +157,8 @@ impl ResidualBlock {
 /// A ResNet: stem, four stages, global average pool, optional `fc`.
 #[derive(Debug)]
 pub struct ResNet {
-    conv1: nn::Conv2D,
-    bn1: NormLayer,
-    stages: Vec<Vec<ResidualBlock>>,
+    pub(super) stem: ConvNorm,
+    pub(super) stages: Vec<Vec<ResidualBlock>>,
     fc: Option<nn::Linear>,
     config: ResNetConfig,
 }
@@ -147,8 +167,7 @@ impl ResNet {
     /// Builds the network's variables under `p`.
     pub fn new(p: &nn::Path, config: &ResNetConfig) -> Self {
         let w = config.width;
-        let conv1 = conv(p / "conv1", config.in_channels, w, 7, 2, 3);
-        let bn1 = norm(p / "bn1", w, config.norm);
+        let stem = ConvNorm::new(p, "1", (config.in_channels, w, 7, 2, 3), config.norm);
         let mut cin = w;
         let mut stages = Vec::new();
         for (s, &n) in config.layers.iter().enumerate() {
@@ -175,8 +194,7 @@ impl ResNet {
             .num_classes
             .map(|k| nn::linear(p / "fc", cin, k, Default::default()));
         Self {
-            conv1,
-            bn1,
+            stem,
             stages,
             fc,
             config: config.clone(),
@@ -190,7 +208,7 @@ impl ResNet {
 
     /// Pooled features `[n, feature_dim]` of images `[n, in_channels, h, w]`.
     pub fn features_t(&self, x: &Tensor, train: bool) -> Tensor {
-        let mut y = x.apply(&self.conv1).apply_t(&self.bn1, train);
+        let mut y = self.stem.forward_t(x, train);
         let _ = y.relu_();
         let mut y = y.max_pool2d([3, 3], [2, 2], [1, 1], [1, 1], false);
         for stage in &self.stages {
@@ -210,7 +228,7 @@ impl ResNet {
     /// `layer4` features `[n, feature_dim]` of one forward pass: GLoRIA's
     /// local (regions) and global image features.
     pub fn layer3_and_features_t(&self, x: &Tensor, train: bool) -> (Tensor, Tensor) {
-        let mut y = x.apply(&self.conv1).apply_t(&self.bn1, train);
+        let mut y = self.stem.forward_t(x, train);
         let _ = y.relu_();
         let mut y = y.max_pool2d([3, 3], [2, 2], [1, 1], [1, 1], false);
         let mut layer3 = None;

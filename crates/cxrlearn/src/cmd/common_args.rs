@@ -58,6 +58,31 @@ pub struct PrecisionArgs {
     pub precision: Precision,
 }
 
+/// How the forward pass of a frozen encoder is arranged (`features`); both
+/// rearrangements are on by default and give the same features within
+/// float rounding. The switches are for debugging and measurement.
+#[derive(Debug, Clone, Copy, clap::Args)]
+pub struct InferenceArgs {
+    /// Run batch norm as its own op instead of folding it into the
+    /// convolution before it (ResNets).
+    #[arg(long)]
+    pub no_fuse: bool,
+    /// Keep convolutional trunks in the default (NCHW) order instead of
+    /// channels-last.
+    #[arg(long)]
+    pub no_channels_last: bool,
+}
+
+impl InferenceArgs {
+    /// The typed setting.
+    pub fn inference(self) -> cxr_nn::encoder::Inference {
+        cxr_nn::encoder::Inference {
+            fold_batch_norm: !self.no_fuse,
+            channels_last: !self.no_channels_last,
+        }
+    }
+}
+
 /// `--force` of the commands that write results into `--out`.
 #[derive(Debug, Clone, Copy, clap::Args)]
 pub struct ForceArgs {

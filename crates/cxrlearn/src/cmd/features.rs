@@ -12,7 +12,9 @@ use cxr_learn::features::{self, Request};
 use cxr_learn::model;
 use cxr_nn::tch;
 
-use crate::cmd::common_args::{DeviceArgs, ForceArgs, ModelArgs, PrecisionArgs, StoreArgs};
+use crate::cmd::common_args::{
+    DeviceArgs, ForceArgs, InferenceArgs, ModelArgs, PrecisionArgs, StoreArgs,
+};
 use crate::output::{Existing, OutputDir};
 
 /// Arguments of `cxrlearn features`.
@@ -33,6 +35,8 @@ pub struct Args {
     pub device: DeviceArgs,
     #[command(flatten)]
     pub precision: PrecisionArgs,
+    #[command(flatten)]
+    pub inference: InferenceArgs,
     /// Images per forward pass.
     #[arg(long, default_value_t = 64)]
     pub batch_size: usize,
@@ -92,6 +96,7 @@ pub fn run(args: &Args, quiet: bool) -> Result<()> {
         store_root: data,
         clip_normalization: args.normalization == "clip",
         precision,
+        inference: args.inference.inference(),
         batch_size: args.batch_size,
     };
     let key = request.cache_key()?;

@@ -94,6 +94,10 @@ pub struct Args {
     pub device: DeviceArgs,
     #[command(flatten)]
     pub precision: PrecisionArgs,
+    /// Train convolutional backbones in the default (NCHW) order instead of
+    /// channels-last.
+    #[arg(long)]
+    pub no_channels_last: bool,
     /// Continue the run in --out from its last checkpoint (same settings).
     #[arg(long, conflicts_with = "force")]
     pub resume: bool,
@@ -147,6 +151,7 @@ fn training_config(args: &Args, size: usize) -> Result<FinetuneConfig> {
         seed: args.seed,
         checkpoint_every: args.checkpoint_every,
         precision: args.precision.precision,
+        channels_last: !args.no_channels_last,
     };
     // Refused here, before the run directory exists, so a rerun is not
     // blocked by an empty run.

@@ -15,7 +15,9 @@ use cxr_nn::checkpoint::{self, RawTensor};
 use cxr_nn::tch::{Device, Kind, Tensor};
 use serde_json::json;
 
-use crate::cmd::common_args::{DeviceArgs, ForceArgs, ModelArgs, PrecisionArgs, StoreArgs};
+use crate::cmd::common_args::{
+    DeviceArgs, ForceArgs, InferenceArgs, ModelArgs, PrecisionArgs, StoreArgs,
+};
 
 use crate::output::Existing;
 use crate::run::{RunDir, predictions, with_store_metadata};
@@ -167,6 +169,10 @@ fn extract(args: &Args, quiet: bool) -> Result<PathBuf> {
         // Probes compare models: features in full precision.
         precision: PrecisionArgs {
             precision: cxr_nn::precision::Precision::Fp32,
+        },
+        inference: InferenceArgs {
+            no_fuse: false,
+            no_channels_last: false,
         },
     };
     crate::cmd::features::run(&fargs, quiet)?;

@@ -107,6 +107,11 @@ pub struct Flags {
     /// GPU only).
     #[arg(long, default_value = "fp32")]
     pub precision: Precision,
+    /// Train convolutional backbones in channels-last order (faster
+    /// convolutions on oneDNN and cuDNN; the same gradients within float
+    /// rounding, but another trajectory: off until measured over seeds).
+    #[arg(long)]
+    pub channels_last: bool,
     /// The momentum-contrast engine's flags.
     #[command(flatten)]
     pub moco: MocoFlags,

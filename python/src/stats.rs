@@ -153,10 +153,8 @@ impl NativeSource {
                     .collect();
                 target_rows.push(col?);
             }
-            for (name, column) in [("patients", &patients)] {
-                if column.as_ref().is_some_and(|c| c.len() != n) {
-                    return Err(value_error(format!("{name} must have one entry per image")));
-                }
+            if patients.as_ref().is_some_and(|c| c.len() != n) {
+                return Err(value_error("patients must have one entry per image"));
             }
             let attributes = attributes.unwrap_or_default();
             if let Some((c, _)) = attributes.iter().find(|(_, v)| v.len() != n) {

@@ -165,8 +165,40 @@ fn jpeg_scan_shortfall(bytes: &[u8]) -> Option<(u64, u64)> {
         }
         at += 2;
     }
-    let need = need?;
+    // The frame the decoder reads is the first one in its header walk; the
+    // smallest frame anywhere stands in when the walk fails.
+    let need = first_frame(bytes).or(need)?;
     (have < need).then_some((have, need))
+}
+
+/// The need of the first frame header met walking the segments from the
+/// start of the file by their lengths, as decoders read headers (so a
+/// thumbnail's frame, inside an APP segment, is passed over), up to the
+/// first scan; `None` when the walk runs off the end or meets another
+/// frame type first. A second, small frame after a 50-megapixel one does not lower
+/// the bound (found by the `image_png_jpeg` fuzz target).
+fn first_frame(bytes: &[u8]) -> Option<u64> {
+    let mut at = 2;
+    loop {
+        // Bytes between segments are skipped up to the next marker, as
+        // decoders do when a length is off ("extraneous bytes").
+        while bytes.get(at)? != &0xFF {
+            at += 1;
+        }
+        while bytes.get(at + 1)? == &0xFF {
+            at += 1;
+        }
+        let marker = *bytes.get(at + 1)?;
+        match marker {
+            0xC0 | 0xC1 => return sequential_minimum(bytes.get(at + 4..)?),
+            0xC2 | 0xC3 | 0xC5..=0xC7 | 0xC9..=0xCB | 0xCD..=0xCF | 0xDA | 0xD9 => return None,
+            0x01 | 0xD0..=0xD7 => at += 2,
+            _ => {
+                let len = u16::from_be_bytes([*bytes.get(at + 2)?, *bytes.get(at + 3)?]);
+                at += 2 + usize::from(len);
+            }
+        }
+    }
 }
 
 /// Bytes a complete sequential frame's blocks need at two bits each, from
@@ -224,15 +256,31 @@ mod tests {
         let mut progressive = jpeg(64, 64, &[0; 4]);
         progressive.splice(2..2, [0xFF, 0xE0, 0, 4, 0xFF, 0xC2]);
         assert_eq!(jpeg_scan_shortfall(&progressive), None);
-        // The smallest frame declared sets the need (a thumbnail's, say).
-        let mut thumb = jpeg(64, 64, &[0; 4]);
-        thumb.splice(
-            2..2,
+        // A second, small frame after the first does not lower the need.
+        let mut two = jpeg(64, 64, &[0; 4]);
+        two.splice(
+            two.len() - 2..two.len() - 2,
             [
-                0xFF, 0xE1, 0, 15, 0xFF, 0xC0, 0, 11, 8, 0, 8, 0, 8, 1, 1, 0x11, 0,
+                0xFF, 0xC0, 0, 11, 8, 0, 8, 0, 8, 1, 1, 0x11, 0, 0xFF, 0xDA, 0, 8, 1, 1, 0, 0, 63,
+                0, 0, 0,
             ],
         );
+        assert_eq!(jpeg_scan_shortfall(&two), Some((6, 16)));
+        // A thumbnail's frame, inside an APP segment, is passed over: the
+        // main frame's need stands, and its full scan passes.
+        let app = [
+            0xFF, 0xE1, 0, 15, 0xFF, 0xC0, 0, 11, 8, 0, 8, 0, 8, 1, 1, 0x11, 0,
+        ];
+        let mut thumb = jpeg(64, 64, &[0; 4]);
+        thumb.splice(2..2, app);
+        assert_eq!(jpeg_scan_shortfall(&thumb), Some((4, 16)));
+        let mut thumb = jpeg(64, 64, &[0; 16]);
+        thumb.splice(2..2, app);
         assert_eq!(jpeg_scan_shortfall(&thumb), None);
+        // Stray bytes between segments are skipped, as decoders do.
+        let mut stray = jpeg(64, 64, &[0; 4]);
+        stray.splice(2..2, [7, 7]);
+        assert_eq!(jpeg_scan_shortfall(&stray), Some((4, 16)));
     }
 
     #[test]

@@ -118,17 +118,20 @@ fn jpeg_is_truncated(bytes: &[u8]) -> bool {
 /// colour pixels costs a second of colour conversion (fuzz finding 10). An
 /// end-of-image marker after such a scan does not make it whole.
 ///
-/// The file is read by a plain byte scan, not segment by segment: decoders
-/// resynchronise on markers when a segment's length lies, and a walk by
-/// lengths could skip a scan they read. Each reading errs towards
-/// accepting: every region after an `FF DA` counts as coded data (up to
-/// the next marker other than a restart; raw bytes, stuffed zeros
-/// included), every `FF C0`/`FF C1` anywhere is a candidate frame and the
-/// smallest one sets the need, and any other frame type anywhere (such
-/// bytes inside a table, or a progressive or lossless frame) turns the
-/// check off. So a complete file is never refused.
+/// The frame is the first one met walking the segments by their lengths,
+/// as decoders read headers ([`first_frame`]): a second, small frame
+/// header later in the file, or bytes that look like another frame type
+/// inside a scan or a table, do not change what the decoder decodes
+/// (fuzz findings 12 and 13). Only when the walk finds no frame do those
+/// count: then the smallest `FF C0`/`FF C1` anywhere sets the need, and any
+/// other frame type anywhere turns the check off. The coded data is read
+/// by a plain byte scan (decoders resynchronise on markers): every region
+/// after an `FF DA` counts, up to the next marker other than a restart,
+/// raw bytes and stuffed zeros included. Each reading errs towards
+/// accepting, so a complete file is never refused.
 fn jpeg_scan_shortfall(bytes: &[u8]) -> Option<(u64, u64)> {
-    let mut need: Option<u64> = None;
+    let mut smallest: Option<u64> = None;
+    let mut other_frame = false;
     let mut have = 0u64;
     let mut at = 0;
     while at + 1 < bytes.len() {
@@ -138,16 +141,17 @@ fn jpeg_scan_shortfall(bytes: &[u8]) -> Option<(u64, u64)> {
         }
         match bytes[at + 1] {
             0xC0 | 0xC1 => {
-                let frame = sequential_minimum(bytes.get(at + 4..)?)?;
-                need = Some(need.map_or(frame, |n| n.min(frame)));
+                // A candidate that does not parse is no frame.
+                if let Some(frame) = bytes.get(at + 4..).and_then(sequential_minimum) {
+                    smallest = Some(smallest.map_or(frame, |n| n.min(frame)));
+                }
             }
-            0xC2 | 0xC3 | 0xC5..=0xC7 | 0xC9..=0xCB | 0xCD..=0xCF => return None,
+            0xC2 | 0xC3 | 0xC5..=0xC7 | 0xC9..=0xCB | 0xCD..=0xCF => other_frame = true,
             0xDA => {
-                let len = usize::from(u16::from_be_bytes([
-                    *bytes.get(at + 2)?,
-                    *bytes.get(at + 3)?,
-                ]));
-                let start = at + 2 + len;
+                let Some(len) = bytes.get(at + 2..at + 4) else {
+                    break;
+                };
+                let start = at + 2 + usize::from(u16::from_be_bytes([len[0], len[1]]));
                 let mut end = start;
                 while let Some(w) = bytes.get(end..end + 2) {
                     if w[0] == 0xFF && w[1] != 0 && !(0xD0..=0xD7).contains(&w[1]) {
@@ -165,37 +169,59 @@ fn jpeg_scan_shortfall(bytes: &[u8]) -> Option<(u64, u64)> {
         }
         at += 2;
     }
-    // The frame the decoder reads is the first one in its header walk; the
-    // smallest frame anywhere stands in when the walk fails.
-    let need = first_frame(bytes).or(need)?;
+    let need = match first_frame(bytes) {
+        Walk::Sequential(need) => need,
+        Walk::Other => return None,
+        Walk::Nothing if other_frame => return None,
+        Walk::Nothing => smallest?,
+    };
     (have < need).then_some((have, need))
 }
 
-/// The need of the first frame header met walking the segments from the
-/// start of the file by their lengths, as decoders read headers (so a
-/// thumbnail's frame, inside an APP segment, is passed over), up to the
-/// first scan; `None` when the walk runs off the end or meets another
-/// frame type first. A second, small frame after a 50-megapixel one does not lower
-/// the bound (found by the `image_png_jpeg` fuzz target).
-fn first_frame(bytes: &[u8]) -> Option<u64> {
+/// What the header walk of [`first_frame`] met first.
+#[derive(Debug, PartialEq)]
+enum Walk {
+    /// A baseline or extended sequential frame, with its need in bytes.
+    Sequential(u64),
+    /// Another frame type (progressive, lossless, arithmetic), or a frame
+    /// header that does not parse: the decoder judges it.
+    Other,
+    /// No frame before the first scan, or the walk ran off the end.
+    Nothing,
+}
+
+/// The first frame header met walking the segments from the start of the
+/// file by their lengths, as decoders read headers (so a thumbnail's frame,
+/// inside an APP segment, is passed over), up to the first scan.
+fn first_frame(bytes: &[u8]) -> Walk {
     let mut at = 2;
     loop {
         // Bytes between segments are skipped up to the next marker, as
         // decoders do when a length is off ("extraneous bytes").
-        while bytes.get(at)? != &0xFF {
+        while bytes.get(at).is_some_and(|&b| b != 0xFF) {
             at += 1;
         }
-        while bytes.get(at + 1)? == &0xFF {
+        while bytes.get(at + 1) == Some(&0xFF) {
             at += 1;
         }
-        let marker = *bytes.get(at + 1)?;
+        let Some(&marker) = bytes.get(at + 1) else {
+            return Walk::Nothing;
+        };
         match marker {
-            0xC0 | 0xC1 => return sequential_minimum(bytes.get(at + 4..)?),
-            0xC2 | 0xC3 | 0xC5..=0xC7 | 0xC9..=0xCB | 0xCD..=0xCF | 0xDA | 0xD9 => return None,
+            0xC0 | 0xC1 => {
+                return match bytes.get(at + 4..).and_then(sequential_minimum) {
+                    Some(need) => Walk::Sequential(need),
+                    None => Walk::Other,
+                };
+            }
+            0xC2 | 0xC3 | 0xC5..=0xC7 | 0xC9..=0xCB | 0xCD..=0xCF => return Walk::Other,
+            0xDA | 0xD9 => return Walk::Nothing,
             0x01 | 0xD0..=0xD7 => at += 2,
             _ => {
-                let len = u16::from_be_bytes([*bytes.get(at + 2)?, *bytes.get(at + 3)?]);
-                at += 2 + usize::from(len);
+                let Some(len) = bytes.get(at + 2..at + 4) else {
+                    return Walk::Nothing;
+                };
+                at += 2 + usize::from(u16::from_be_bytes([len[0], len[1]]));
             }
         }
     }
@@ -252,10 +278,17 @@ mod tests {
         assert_eq!(jpeg_scan_shortfall(&jpeg(64, 64, &coded)), None);
         // No complete frame header: left to the decoder.
         assert_eq!(jpeg_scan_shortfall(&jpeg(64, 64, &[0; 4])[..12]), None);
-        // A progressive frame anywhere turns the check off.
+        // A progressive first frame turns the check off; bytes that look
+        // like one inside a segment do not (fuzz finding 13).
         let mut progressive = jpeg(64, 64, &[0; 4]);
-        progressive.splice(2..2, [0xFF, 0xE0, 0, 4, 0xFF, 0xC2]);
+        progressive[3] = 0xC2;
         assert_eq!(jpeg_scan_shortfall(&progressive), None);
+        let mut inside = jpeg(64, 64, &[0; 4]);
+        inside.splice(2..2, [0xFF, 0xE0, 0, 4, 0xFF, 0xC2]);
+        assert_eq!(jpeg_scan_shortfall(&inside), Some((4, 16)));
+        // Nor does a frame header that does not parse, inside the scan.
+        let junk = jpeg(64, 64, &[0, 0xFF, 0xC1, 0, 2, 0, 0, 0]);
+        assert_eq!(jpeg_scan_shortfall(&junk), Some((1, 16)));
         // A second, small frame after the first does not lower the need.
         let mut two = jpeg(64, 64, &[0; 4]);
         two.splice(

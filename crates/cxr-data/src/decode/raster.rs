@@ -118,11 +118,11 @@ fn jpeg_is_truncated(bytes: &[u8]) -> bool {
 /// colour pixels costs a second of colour conversion (fuzz finding 10). An
 /// end-of-image marker after such a scan does not make it whole.
 ///
-/// The frame is the first one met walking the segments by their lengths,
-/// as decoders read headers ([`first_frame`]): a second, small frame
-/// header later in the file, or bytes that look like another frame type
-/// inside a scan or a table, do not change what the decoder decodes
-/// (fuzz findings 12 and 13). Only when the walk finds no frame do those
+/// The frames are those met walking the segments by their lengths, as
+/// decoders read a file ([`first_frame`]), and the largest one sets the
+/// need: a second, small frame header, or bytes that look like another
+/// frame type inside a scan or a table, do not lower it or turn it off
+/// (fuzz findings 12 to 14). Only when the walk finds no frame do those
 /// count: then the smallest `FF C0`/`FF C1` anywhere sets the need, and any
 /// other frame type anywhere turns the check off. The coded data is read
 /// by a plain byte scan (decoders resynchronise on markers): every region
@@ -178,22 +178,27 @@ fn jpeg_scan_shortfall(bytes: &[u8]) -> Option<(u64, u64)> {
     (have < need).then_some((have, need))
 }
 
-/// What the header walk of [`first_frame`] met first.
+/// What the segment walk of [`first_frame`] found.
 #[derive(Debug, PartialEq)]
 enum Walk {
-    /// A baseline or extended sequential frame, with its need in bytes.
+    /// Baseline or extended sequential frames, with the largest one's need
+    /// in bytes.
     Sequential(u64),
     /// Another frame type (progressive, lossless, arithmetic), or a frame
     /// header that does not parse: the decoder judges it.
     Other,
-    /// No frame before the first scan, or the walk ran off the end.
+    /// No frame header, or the walk ran off the end before one.
     Nothing,
 }
 
-/// The first frame header met walking the segments from the start of the
-/// file by their lengths, as decoders read headers (so a thumbnail's frame,
-/// inside an APP segment, is passed over), up to the first scan.
+/// The frame headers met walking the segments by their lengths, as
+/// decoders read a file: a thumbnail's frame, inside an APP segment, is
+/// passed over; each scan's coded data is skipped to the next marker
+/// other than a restart, and the walk goes on after it, since zune-jpeg
+/// also decodes a frame declared after a first, small image's scan (fuzz
+/// finding 14). The largest sequential frame is the one to bound.
 fn first_frame(bytes: &[u8]) -> Walk {
+    let mut largest: Option<u64> = None;
     let mut at = 2;
     loop {
         // Bytes between segments are skipped up to the next marker, as
@@ -205,26 +210,42 @@ fn first_frame(bytes: &[u8]) -> Walk {
             at += 1;
         }
         let Some(&marker) = bytes.get(at + 1) else {
-            return Walk::Nothing;
+            break;
         };
+        // The first frame sets the decoding process: another type, or a
+        // header that does not parse, is the decoder's to judge. After a
+        // sequential first frame, such headers are ignored (the decoder
+        // either stops at them or passes over them).
         match marker {
-            0xC0 | 0xC1 => {
-                return match bytes.get(at + 4..).and_then(sequential_minimum) {
-                    Some(need) => Walk::Sequential(need),
-                    None => Walk::Other,
-                };
+            0xC0 | 0xC1 => match bytes.get(at + 4..).and_then(sequential_minimum) {
+                Some(need) => largest = Some(largest.map_or(need, |n| n.max(need))),
+                None if largest.is_none() => return Walk::Other,
+                None => {}
+            },
+            0xC2 | 0xC3 | 0xC5..=0xC7 | 0xC9..=0xCB | 0xCD..=0xCF if largest.is_none() => {
+                return Walk::Other;
             }
-            0xC2 | 0xC3 | 0xC5..=0xC7 | 0xC9..=0xCB | 0xCD..=0xCF => return Walk::Other,
-            0xDA | 0xD9 => return Walk::Nothing,
-            0x01 | 0xD0..=0xD7 => at += 2,
-            _ => {
-                let Some(len) = bytes.get(at + 2..at + 4) else {
-                    return Walk::Nothing;
-                };
-                at += 2 + usize::from(u16::from_be_bytes([len[0], len[1]]));
+            0xD9 => break,
+            0x01 | 0xD0..=0xD7 => {
+                at += 2;
+                continue;
+            }
+            _ => {}
+        }
+        let Some(len) = bytes.get(at + 2..at + 4) else {
+            break;
+        };
+        at += 2 + usize::from(u16::from_be_bytes([len[0], len[1]]));
+        if marker == 0xDA {
+            while let Some(w) = bytes.get(at..at + 2) {
+                if w[0] == 0xFF && w[1] != 0 && !(0xD0..=0xD7).contains(&w[1]) {
+                    break;
+                }
+                at += 1;
             }
         }
     }
+    largest.map_or(Walk::Nothing, Walk::Sequential)
 }
 
 /// Bytes a complete sequential frame's blocks need at two bits each, from

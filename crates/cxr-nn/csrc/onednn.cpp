@@ -23,6 +23,18 @@ at::Tensor* fail(const std::exception& e, char* err, size_t err_len) {
 }
 
 std::vector<int64_t> pair(int64_t v) { return {v, v}; }
+
+// The arguments both forms of `_convolution_pointwise` take after their
+// inputs: weight, bias, padding, stride, dilation 1, one group.
+void push_conv(torch::jit::Stack& stack, const at::Tensor* packed, const at::Tensor* bias,
+               int64_t stride, int64_t padding) {
+  stack.emplace_back(*packed);
+  stack.emplace_back(*bias);
+  stack.emplace_back(pair(padding));
+  stack.emplace_back(pair(stride));
+  stack.emplace_back(pair(1));
+  stack.emplace_back(int64_t{1});
+}
 }  // namespace
 
 // 1 when libtorch was built with oneDNN (mkldnn) and it is usable.
@@ -52,12 +64,7 @@ extern "C" at::Tensor* cxr_onednn_conv(const at::Tensor* x, const at::Tensor* pa
         "mkldnn::_convolution_pointwise", "");
     torch::jit::Stack stack;
     stack.emplace_back(*x);
-    stack.emplace_back(*packed);
-    stack.emplace_back(*bias);
-    stack.emplace_back(pair(padding));
-    stack.emplace_back(pair(stride));
-    stack.emplace_back(pair(1));
-    stack.emplace_back(int64_t{1});
+    push_conv(stack, packed, bias, stride, padding);
     stack.emplace_back(std::string(relu ? "relu" : "none"));
     stack.emplace_back(c10::List<std::optional<at::Scalar>>());
     stack.emplace_back(c10::IValue());
@@ -80,12 +87,7 @@ extern "C" at::Tensor* cxr_onednn_conv_add_relu(const at::Tensor* x, const at::T
     torch::jit::Stack stack;
     stack.emplace_back(*x);
     stack.emplace_back(*other);
-    stack.emplace_back(*packed);
-    stack.emplace_back(*bias);
-    stack.emplace_back(pair(padding));
-    stack.emplace_back(pair(stride));
-    stack.emplace_back(pair(1));
-    stack.emplace_back(int64_t{1});
+    push_conv(stack, packed, bias, stride, padding);
     stack.emplace_back(std::string("add"));
     stack.emplace_back(at::Scalar(1.0));
     stack.emplace_back(std::string("relu"));

@@ -45,11 +45,6 @@ impl Optimizer {
             if !g.defined() {
                 continue;
             }
-            if self.lookahead.is_some() {
-                self.state
-                    .entry(format!("{name}.slow"))
-                    .or_insert_with(|| p.detach().copy());
-            }
             let g = laid_out_as(g, p);
             let fresh = sgd && !self.state.contains_key(&format!("{name}.momentum"));
             // A state tensor, created in the parameter's layout or moved to

@@ -292,6 +292,17 @@ impl Optimizer {
                 Rule::Sgd { momentum, .. } => momentum != 0.0,
             };
         tch::no_grad(|| {
+            if self.lookahead.is_some() {
+                // Slow weights start at a parameter's value before its first
+                // update (one with a gradient).
+                for (name, p) in &self.params {
+                    if p.grad().defined() {
+                        self.state
+                            .entry(format!("{name}.slow"))
+                            .or_insert_with(|| p.detach().copy());
+                    }
+                }
+            }
             if fused {
                 self.step_fused(lr, t);
             } else {
@@ -312,83 +323,76 @@ impl Optimizer {
 
     /// The rule one op at a time, tensor after tensor.
     fn step_per_tensor(&mut self, lr: f64, t: i64) {
-        {
-            let groups = self.lr_scale.iter().zip(&self.decay);
-            for ((name, p), (&scale, &decay)) in self.params.iter_mut().zip(groups) {
-                let lr = lr * scale;
-                let g = p.grad();
-                if !g.defined() {
-                    continue;
-                }
-                if self.lookahead.is_some() {
-                    self.state
-                        .entry(format!("{name}.slow"))
-                        .or_insert_with(|| p.detach().copy());
-                }
-                let rule = if decay {
-                    self.rule
-                } else {
-                    self.rule.without_decay()
-                };
-                match rule {
-                    Rule::Sgd {
-                        momentum,
-                        weight_decay,
-                    } => {
-                        let d = if weight_decay != 0.0 {
-                            &g + &*p * weight_decay
-                        } else {
-                            g
-                        };
-                        let d = if momentum != 0.0 {
-                            match self.state.entry(format!("{name}.momentum")) {
-                                // PyTorch seeds the buffer with the first gradient.
-                                Entry::Vacant(e) => e.insert(d.detach().copy()).shallow_clone(),
-                                // In place, as AdamW's moments below.
-                                Entry::Occupied(e) => {
-                                    let mut buf = e.get().shallow_clone();
-                                    let _ = buf.g_mul_scalar_(momentum);
-                                    let _ = buf.g_add_(&d);
-                                    buf
-                                }
+        let groups = self.lr_scale.iter().zip(&self.decay);
+        for ((name, p), (&scale, &decay)) in self.params.iter_mut().zip(groups) {
+            let lr = lr * scale;
+            let g = p.grad();
+            if !g.defined() {
+                continue;
+            }
+            let rule = if decay {
+                self.rule
+            } else {
+                self.rule.without_decay()
+            };
+            match rule {
+                Rule::Sgd {
+                    momentum,
+                    weight_decay,
+                } => {
+                    let d = if weight_decay != 0.0 {
+                        &g + &*p * weight_decay
+                    } else {
+                        g
+                    };
+                    let d = if momentum != 0.0 {
+                        match self.state.entry(format!("{name}.momentum")) {
+                            // PyTorch seeds the buffer with the first gradient.
+                            Entry::Vacant(e) => e.insert(d.detach().copy()).shallow_clone(),
+                            // In place, as AdamW's moments below.
+                            Entry::Occupied(e) => {
+                                let mut buf = e.get().shallow_clone();
+                                let _ = buf.g_mul_scalar_(momentum);
+                                let _ = buf.g_add_(&d);
+                                buf
                             }
-                        } else {
-                            d
-                        };
-                        let _ = p.g_add_(&(d * -lr));
-                    }
-                    Rule::AdamW {
-                        beta1,
-                        beta2,
-                        eps,
-                        weight_decay,
-                    } => {
-                        let _ = p.g_mul_scalar_(1.0 - lr * weight_decay);
-                        // In place on zero-initialised moments: the same
-                        // values as out-of-place arithmetic (0·β + x = x),
-                        // with four temporaries per tensor instead of a
-                        // dozen (each a fresh, page-faulted allocation on
-                        // the CPU for large tensors).
-                        let mut moment = |suffix: &str| {
-                            self.state
-                                .entry(format!("{name}.{suffix}"))
-                                .or_insert_with(|| g.zeros_like())
-                                .shallow_clone()
-                        };
-                        let (mut m, mut v) = (moment("exp_avg"), moment("exp_avg_sq"));
-                        let _ = m.g_mul_scalar_(beta1);
-                        let _ = m.g_add_(&(&g * (1.0 - beta1)));
-                        let _ = v.g_mul_scalar_(beta2);
-                        let _ = v.g_add_(&g.square().g_mul_scalar_(1.0 - beta2));
-                        let bc1 = 1.0 - beta1.powi(t as i32);
-                        let bc2 = 1.0 - beta2.powi(t as i32);
-                        let mut denom = v.sqrt();
-                        let _ = denom.g_div_scalar_(bc2.sqrt());
-                        let _ = denom.g_add_scalar_(eps);
-                        let mut update = &m / &denom;
-                        let _ = update.g_mul_scalar_(-lr / bc1);
-                        let _ = p.g_add_(&update);
-                    }
+                        }
+                    } else {
+                        d
+                    };
+                    let _ = p.g_add_(&(d * -lr));
+                }
+                Rule::AdamW {
+                    beta1,
+                    beta2,
+                    eps,
+                    weight_decay,
+                } => {
+                    let _ = p.g_mul_scalar_(1.0 - lr * weight_decay);
+                    // In place on zero-initialised moments: the same
+                    // values as out-of-place arithmetic (0·β + x = x),
+                    // with four temporaries per tensor instead of a
+                    // dozen (each a fresh, page-faulted allocation on
+                    // the CPU for large tensors).
+                    let mut moment = |suffix: &str| {
+                        self.state
+                            .entry(format!("{name}.{suffix}"))
+                            .or_insert_with(|| g.zeros_like())
+                            .shallow_clone()
+                    };
+                    let (mut m, mut v) = (moment("exp_avg"), moment("exp_avg_sq"));
+                    let _ = m.g_mul_scalar_(beta1);
+                    let _ = m.g_add_(&(&g * (1.0 - beta1)));
+                    let _ = v.g_mul_scalar_(beta2);
+                    let _ = v.g_add_(&g.square().g_mul_scalar_(1.0 - beta2));
+                    let bc1 = 1.0 - beta1.powi(t as i32);
+                    let bc2 = 1.0 - beta2.powi(t as i32);
+                    let mut denom = v.sqrt();
+                    let _ = denom.g_div_scalar_(bc2.sqrt());
+                    let _ = denom.g_add_scalar_(eps);
+                    let mut update = &m / &denom;
+                    let _ = update.g_mul_scalar_(-lr / bc1);
+                    let _ = p.g_add_(&update);
                 }
             }
         }

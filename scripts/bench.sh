@@ -1,9 +1,12 @@
 #!/usr/bin/env bash
 # Runs one benchmark against its Python peer, on this machine, in one run:
 #   scripts/bench.sh evaluate     cxrlearn evaluate vs the scikit-learn bootstrap loop
-#   scripts/bench.sh features     cxrlearn features vs PyTorch (DataLoader path and bare forward)
-#   scripts/bench.sh finetune     cxrlearn finetune vs the PyTorch training loop with its DataLoader
-#   scripts/bench.sh pretrain     one MoCo-CXR / CLIP pretraining step vs the reference PyTorch step
+#   scripts/bench.sh features     cxrlearn features vs PyTorch (DataLoader path, eager forward, torch.compile;
+#                                 then CheXzero's CLIP ViT-B/32 vs OpenAI CLIP's model.py, eager)
+#   scripts/bench.sh finetune     cxrlearn finetune vs the PyTorch training loop with its DataLoader,
+#                                 as written and as its best effort (channels-last, foreach SGD)
+#   scripts/bench.sh pretrain     one MoCo-CXR / CLIP pretraining step vs the reference PyTorch step,
+#                                 as written and as its best effort (foreach AdamW; MoCo channels-last, foreach EMA)
 #   scripts/bench.sh vit          DINOv2 ViT-B/14 at 518 px (RAD-DINO): features and finetune steps vs transformers
 #   scripts/bench.sh convert      cxrlearn convert vs the original's PIL path
 #   scripts/bench.sh probe        the linear probe vs one scikit-learn LogisticRegression per label

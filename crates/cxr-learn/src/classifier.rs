@@ -5,12 +5,14 @@
 
 use std::collections::BTreeMap;
 
+use cxr_nn::arch::resnet_folded::FoldedResNet;
 use cxr_nn::backbone::Backbone;
 use cxr_nn::checkpoint::RawTensor;
+use cxr_nn::encoder::Inference;
 use cxr_nn::load::{KeyMismatch, load_strict};
 use cxr_nn::spec::ModelSpec;
 use tch::nn::{self, Module, VarStore};
-use tch::{Device, Tensor};
+use tch::{Device, Kind, Tensor};
 
 use crate::error::{Error, Result};
 
@@ -32,6 +34,8 @@ pub struct Classifier {
     pub freeze_backbone: bool,
     /// Inputs in channels-last order ([`Classifier::set_channels_last`]).
     nhwc: bool,
+    /// The backbone folded for inference ([`Classifier::prepare`]).
+    folded: Option<FoldedResNet>,
 }
 
 impl Classifier {
@@ -91,6 +95,7 @@ impl Classifier {
             k,
             freeze_backbone,
             nhwc: false,
+            folded: None,
         })
     }
 
@@ -103,6 +108,40 @@ impl Classifier {
             cxr_nn::memory_format::vars_to_channels_last(&self.vs);
             self.nhwc = true;
         }
+    }
+
+    /// Arranges [`Classifier::predict`]'s forward pass as `features` arranges
+    /// an encoder's ([`cxr_nn::encoder::Encoder::prepare`]): channels-last
+    /// order and batch norm folded into the convolutions, each as asked. Call
+    /// it once the weights are loaded and training is over: the folded
+    /// weights are a copy, which later training would leave behind (the
+    /// training forward, [`Classifier::forward_t`], never uses them).
+    pub fn prepare(&mut self, inference: Inference) {
+        if inference.channels_last {
+            self.set_channels_last();
+        }
+        self.folded = match &self.backbone {
+            Backbone::ResNet(net) if inference.fold_batch_norm => {
+                tch::no_grad(|| FoldedResNet::new(net, Kind::Float, self.nhwc))
+            }
+            _ => None,
+        };
+    }
+
+    /// Whether [`Classifier::predict`] runs the folded backbone.
+    pub fn is_folded(&self) -> bool {
+        self.folded.is_some()
+    }
+
+    /// Logits `[n, k]` in evaluation mode, without gradients, through the
+    /// graph [`Classifier::prepare`] arranged (the plain one without it).
+    pub fn predict(&self, x: &Tensor) -> Tensor {
+        tch::no_grad(|| match &self.folded {
+            Some(folded) => self
+                .head
+                .forward(&folded.features(x).to_kind(self.head.ws.kind())),
+            None => self.forward_t(x, false),
+        })
     }
 
     /// Trainable variables by name, in a stable order.
@@ -166,5 +205,76 @@ impl Classifier {
         tensors: &BTreeMap<String, RawTensor>,
     ) -> Result<(), KeyMismatch> {
         load_strict(&mut self.vs, tensors, |_| false)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use cxr_nn::arch::Norm;
+    use cxr_nn::arch::resnet::{Block, ResNetConfig};
+    use cxr_nn::backbone::Architecture;
+
+    use super::*;
+
+    /// A two-output classifier on a narrow ResNet whose batch-norm
+    /// statistics and affine parameters are far from their initial 0/1
+    /// (which would fold to nothing).
+    fn classifier(block: Block) -> Classifier {
+        let mut spec = ModelSpec::scratch("resnet50", 48, None).unwrap();
+        spec.architecture = Architecture::ResNet(ResNetConfig {
+            block,
+            layers: [1, 2, 1, 1],
+            width: 8,
+            in_channels: 3,
+            num_classes: None,
+            norm: Norm::Batch,
+        });
+        let c = Classifier::new(spec, 2, Device::Cpu, None, 7, false).unwrap();
+        tch::manual_seed(11);
+        tch::no_grad(|| {
+            for (name, mut v) in c.vs.variables() {
+                if name.ends_with("running_var")
+                    || (name.contains("bn") && name.ends_with("weight"))
+                {
+                    let _ = v.uniform_(0.5, 1.5);
+                } else if name.ends_with("running_mean") || name.ends_with("bias") {
+                    let _ = v.uniform_(-0.2, 0.2);
+                }
+            }
+        });
+        c
+    }
+
+    /// `predict` on every arrangement gives the plain training graph's
+    /// evaluation-mode logits within float rounding (the bound `features`
+    /// is held to: 1e-4 relative).
+    #[test]
+    fn prepared_predictions_match_the_plain_forward() {
+        for block in [Block::Basic, Block::Bottleneck] {
+            let pixels: Vec<u8> = (0..3 * 48 * 48).map(|i| (i * 37 % 251) as u8).collect();
+            let plain = classifier(block);
+            // Each arrangement gets the same weights whatever other tests
+            // draw from libtorch's global generator meanwhile.
+            let weights = plain.weights().unwrap();
+            let x = plain.input(&pixels, 3);
+            let want = tch::no_grad(|| plain.forward_t(&x, false));
+            for (fold, nhwc) in [(true, true), (true, false), (false, true)] {
+                let mut c = classifier(block);
+                c.load_weights(&weights).unwrap();
+                c.prepare(Inference {
+                    fold_batch_norm: fold,
+                    channels_last: nhwc,
+                });
+                assert_eq!(c.is_folded(), fold);
+                let got = c.predict(&c.input(&pixels, 3));
+                let err = f64::try_from((&got - &want).abs().max()).unwrap()
+                    / f64::try_from(want.abs().max()).unwrap();
+                assert!(err < 1e-4, "{block:?} fold={fold} nhwc={nhwc}: {err}");
+                assert!(
+                    f64::try_from(want.abs().max()).unwrap() > 1e-3,
+                    "the logits must not vanish"
+                );
+            }
+        }
     }
 }

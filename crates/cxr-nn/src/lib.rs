@@ -4,6 +4,7 @@
 //! non-executing checkpoint reader, strict loading that names every mismatched
 //! key, and device selection. The model registry builds on these.
 
+pub mod allocator;
 pub mod arch;
 pub mod backbone;
 pub mod checkpoint;

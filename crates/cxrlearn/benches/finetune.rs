@@ -1,7 +1,8 @@
 //! `cxrlearn finetune` training throughput against the equivalent PyTorch
 //! loop with its DataLoader (`finetune_torch.py`): same store, architecture,
 //! input size, batch, optimiser (SGD 1e-3, momentum 0.9, weight decay 1e-4),
-//! no augmentation, same machine, one run.
+//! no augmentation, same machine, one run; and against PyTorch's best effort
+//! for CPU training (channels-last model and batches, `foreach` SGD).
 //!
 //! Run with `scripts/bench.sh finetune`, or
 //! `CXRLEARN_BENCH_TORCH_PYTHON=/path/to/python cargo bench -p cxrlearn --bench finetune`
@@ -14,6 +15,18 @@ use std::path::Path;
 use std::process::Command;
 
 use common::{run, synthetic_store, value};
+
+/// One case's seconds per step, (mean, median), for each side.
+struct Row {
+    arch: &'static str,
+    size: u32,
+    batch: usize,
+    steps: usize,
+    ours: (f64, f64),
+    eager: (f64, f64),
+    best: (f64, f64),
+    tuned: (f64, f64),
+}
 
 fn median(v: &mut [f64]) -> f64 {
     v.sort_by(f64::total_cmp);
@@ -83,58 +96,68 @@ fn main() {
             .collect();
         let ours_mean = secs.iter().sum::<f64>() / secs.len() as f64;
         let ours_median = median(&mut secs);
-        let peer = run(
-            Command::new(&python)
-                .arg(&script)
-                .args(["--store"])
+        // PyTorch eager as the original trains, then its best effort
+        // (channels-last, foreach SGD), then that under the allocator
+        // setting cxrlearn applies to itself (cxr_nn::allocator), on the
+        // same store in the same run.
+        let peer = |best: bool, tuned: bool| {
+            let mut cmd = Command::new(&python);
+            cmd.arg(&script)
+                .arg("--store")
                 .arg(&store)
-                .args([
-                    "--arch",
-                    arch,
-                    "--size",
-                    &size.to_string(),
-                    "--batch-size",
-                    &batch.to_string(),
-                ])
-                .args([
-                    "--steps",
-                    &steps.to_string(),
-                    "--warmup",
-                    &warmup.to_string(),
-                    "--workers",
-                    "2",
-                ]),
-            "PyTorch peer",
-        );
-        let torch_mean = value(&peer, "torch_seconds_per_step=");
-        let torch_median = value(&peer, "torch_seconds_per_step_median=");
-        rows.push((
+                .args(["--arch", arch, "--size", &size.to_string()])
+                .args(["--batch-size", &batch.to_string()])
+                .args(["--steps", &steps.to_string()])
+                .args(["--warmup", &warmup.to_string(), "--workers", "2"]);
+            if best {
+                cmd.arg("--best");
+            }
+            if tuned {
+                cmd.env("MALLOC_MMAP_MAX_", "0")
+                    .env("MALLOC_TRIM_THRESHOLD_", (1u64 << 30).to_string());
+            }
+            let out = run(&mut cmd, "PyTorch peer");
+            (
+                value(&out, "torch_seconds_per_step="),
+                value(&out, "torch_seconds_per_step_median="),
+            )
+        };
+        rows.push(Row {
             arch,
             size,
             batch,
             steps,
-            ours_mean,
-            ours_median,
-            torch_mean,
-            torch_median,
-        ));
+            ours: (ours_mean, ours_median),
+            eager: peer(false, false),
+            best: peer(true, false),
+            tuned: peer(true, true),
+        });
     }
     println!(
-        "finetune throughput, CPU, SGD momentum, no augmentation, {warmup} warm-up steps untimed"
+        "finetune throughput, CPU, SGD momentum, no augmentation, {warmup} warm-up steps untimed; \
+         PyTorch eager = the plain loop, best = channels-last + foreach SGD, best+alloc = best under our allocator setting; \
+         ratio = PyTorch mean step / ours"
     );
     println!(
-        "| model | px | batch | steps | cxrlearn img/s (mean / median step) | PyTorch img/s (mean / median step) | ratio (mean) |"
+        "| model | px | batch | steps | cxrlearn img/s (mean / median) | PyTorch eager img/s (mean / median) | PyTorch best img/s (mean / median) | PyTorch best+alloc img/s (mean / median) | ratio eager | ratio best | ratio best+alloc |"
     );
-    println!("|---|---|---|---|---|---|---|");
-    for (arch, size, batch, steps, om, omed, tm, tmed) in rows {
-        let b = batch as f64;
+    println!("|---|---|---|---|---|---|---|---|---|---|---|");
+    for r in rows {
+        let b = r.batch as f64;
+        let ips = |(mean, median): (f64, f64)| format!("{:.2} / {:.2}", b / mean, b / median);
         println!(
-            "| {arch} | {size} | {batch} | {steps} | {:.2} / {:.2} | {:.2} / {:.2} | {:.2}x |",
-            b / om,
-            b / omed,
-            b / tm,
-            b / tmed,
-            tm / om
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {:.2}x | {:.2}x | {:.2}x |",
+            r.arch,
+            r.size,
+            r.batch,
+            r.steps,
+            ips(r.ours),
+            ips(r.eager),
+            ips(r.best),
+            ips(r.tuned),
+            r.eager.0 / r.ours.0,
+            r.best.0 / r.ours.0,
+            r.tuned.0 / r.ours.0
         );
     }
     let _ = std::fs::remove_dir_all(&dir);

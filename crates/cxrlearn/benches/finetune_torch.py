@@ -2,7 +2,7 @@
 
     python finetune_torch.py --store STORE [--arch resnet50|resnet18] [--size 224]
         [--batch-size 32] [--steps 20] [--warmup 3] [--workers 2] [--threads N]
-        [--load] [--device cpu] [--precision fp32|bf16|fp16]
+        [--load] [--device cpu] [--precision fp32|bf16|fp16] [--best]
 
 Reads the store's train split (manifest.csv rows with split == train; the u8
 shards images-*.safetensors, concatenated in manifest order, memory mapped per
@@ -15,7 +15,10 @@ ResNet or ViT-B/16 (weights=None) with its last layer -> Linear(features, k);
 under --precision bf16/fp16 the forward pass runs in torch.autocast (fp16 with
 a GradScaler), and on CUDA batches come from pinned memory, copied
 asynchronously; SGD(lr 1e-3, momentum
-0.9, weight decay 1e-4); masked BCEWithLogits; model.train(). After --warmup
+0.9, weight decay 1e-4); masked BCEWithLogits; model.train(). --best is
+PyTorch's best effort for training on this device: the model and each batch
+in channels-last order (convolutional models) and SGD(foreach=True), the
+multi-tensor update PyTorch picks by itself only on CUDA. After --warmup
 untimed steps, --steps steps are timed, each from the end of the previous step
 (so waiting for the batch counts) to the end of optimizer.step(). Prints
 torch_seconds_per_step= (total wall / steps), torch_seconds_per_step_median=
@@ -116,6 +119,7 @@ def main():
     ap.add_argument("--load", action="store_true", help="read the shards into memory once instead of memory mapping")
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--precision", choices=["fp32", "bf16", "fp16"], default="fp32")
+    ap.add_argument("--best", action="store_true", help="channels-last model and inputs, foreach SGD")
     args = ap.parse_args()
 
     torch.set_num_threads(args.threads)
@@ -139,10 +143,15 @@ def main():
     else:
         model.fc = torch.nn.Linear(model.fc.in_features, len(labels))
     model = model.to(device)
+    # Only convolutional trunks have a 4-D layout to choose.
+    nhwc = args.best and not args.arch.startswith("vit")
+    if nhwc:
+        model = model.to(memory_format=torch.channels_last)
     dtype = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[args.precision]
     scaler = torch.amp.GradScaler(device.type) if args.precision == "fp16" else None
     model.train()
-    opt = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9, weight_decay=1e-4)
+    opt = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9, weight_decay=1e-4,
+                          foreach=True if args.best else None)
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
 
     def batches():
@@ -154,6 +163,8 @@ def main():
     def step():
         x, y, mask = next(it)
         x, y, mask = (t.to(device, non_blocking=cuda) for t in (x, y, mask))
+        if nhwc:
+            x = x.contiguous(memory_format=torch.channels_last)
         opt.zero_grad(set_to_none=True)
         with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
             logits = model(x)
@@ -183,7 +194,8 @@ def main():
     median = statistics.median(times)
     print(f"store={args.store} train_images={len(data)} store_size={meta['image_size']} labels={len(labels)} "
           f"arch={args.arch} size={args.size} batch={args.batch_size} workers={args.workers} "
-          f"threads={args.threads} device={args.device} precision={args.precision} torch={torch.__version__} "
+          f"threads={args.threads} device={args.device} precision={args.precision} best={args.best} "
+          f"torch={torch.__version__} "
           f"last_loss={loss.item():.4f}")
     print(f"torch_seconds_per_step={total / args.steps:.6f}")
     print(f"torch_seconds_per_step_median={median:.6f}")

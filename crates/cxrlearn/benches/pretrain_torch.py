@@ -19,6 +19,11 @@ clip: OpenAI CLIP's model.py at ViT-B/32 (vision width 768, 12 layers, patch
 512), the symmetric InfoNCE with the learnable logit scale (CheXzero's
 run_train.py), AdamW.
 
+--best is PyTorch's best effort for CPU training: AdamW(foreach=True) (the
+multi-tensor update PyTorch picks by itself only on CUDA) and, for MoCo, both
+encoders and the views in channels-last order and the key encoder's EMA as
+one torch._foreach_lerp_.
+
 After --warmup untimed steps, --steps steps are timed. Prints
 torch_seconds_per_step= (mean) and torch_seconds_per_step_median=.
 """
@@ -121,17 +126,26 @@ def moco_step_fn(a):
         p.requires_grad = False
     queue = F.normalize(torch.randn(a.queue, a.dim), dim=1)
     ptr = [0]
-    opt = torch.optim.AdamW(enc_q.parameters(), lr=1e-4, weight_decay=1e-4)
+    opt = torch.optim.AdamW(enc_q.parameters(), lr=1e-4, weight_decay=1e-4, foreach=True if a.best else None)
     enc_q.train()
     enc_k.train()
     xq = torch.randn(a.batch_size, 3, a.size, a.size)
     xk = torch.randn(a.batch_size, 3, a.size, a.size)
+    if a.best:
+        enc_q.to(memory_format=torch.channels_last)
+        enc_k.to(memory_format=torch.channels_last)
+        xq = xq.contiguous(memory_format=torch.channels_last)
+        xk = xk.contiguous(memory_format=torch.channels_last)
+    params_q, params_k = list(enc_q.parameters()), list(enc_k.parameters())
 
     def step():
         q = F.normalize(enc_q(xq), dim=1)
         with torch.no_grad():
-            for pq, pk in zip(enc_q.parameters(), enc_k.parameters()):
-                pk.mul_(0.999).add_(pq.detach(), alpha=0.001)
+            if a.best:
+                torch._foreach_lerp_(params_k, params_q, 0.001)
+            else:
+                for pq, pk in zip(params_q, params_k):
+                    pk.mul_(0.999).add_(pq.detach(), alpha=0.001)
             perm = torch.randperm(a.batch_size)
             k = torch.cat([enc_k(c) for c in xk[perm].chunk(a.ghost_batches)])
             k = F.normalize(k, dim=1)[torch.argsort(perm)]
@@ -150,7 +164,7 @@ def clip_step_fn(a):
     model = CLIP(embed=512, res=a.size, vlayers=12, vwidth=768, patch=32, ctx=a.context, vocab=a.vocab,
                  twidth=512, tlayers=12)
     model.train()
-    opt = torch.optim.AdamW(model.parameters(), lr=1e-4, weight_decay=1e-4)
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-4, weight_decay=1e-4, foreach=True if a.best else None)
     image = torch.randn(a.batch_size, 3, a.size, a.size)
     g = torch.Generator().manual_seed(0)
     text = torch.randint(3, a.vocab - 1, (a.batch_size, a.context), generator=g)
@@ -185,6 +199,7 @@ def main():
     p.add_argument("--context", type=int, default=77)
     p.add_argument("--steps", type=int, default=8)
     p.add_argument("--warmup", type=int, default=2)
+    p.add_argument("--best", action="store_true", help="foreach AdamW; MoCo: channels-last, foreach EMA")
     a = p.parse_args()
     torch.manual_seed(0)
     step = moco_step_fn(a) if a.method == "moco" else clip_step_fn(a)
@@ -197,7 +212,7 @@ def main():
         times.append(time.perf_counter() - t)
     print(f"torch_seconds_per_step={sum(times) / len(times):.6f}")
     print(f"torch_seconds_per_step_median={statistics.median(times):.6f}")
-    print(f"torch_threads={torch.get_num_threads()} torch_version={torch.__version__}")
+    print(f"torch_threads={torch.get_num_threads()} torch_version={torch.__version__} best={a.best}")
 
 
 if __name__ == "__main__":

@@ -65,6 +65,9 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    // Large tensors reuse freed heap pages instead of being mapped and
+    // faulted in afresh on every batch (cxr_nn::allocator).
+    cxr_nn::allocator::keep_freed_tensor_memory();
     let matches = Cli::command().get_matches();
     let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
     let result = match cli.command {

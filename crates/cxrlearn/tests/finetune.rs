@@ -228,6 +228,18 @@ fn finetune_learns_selects_the_best_epoch_and_resumes_bit_for_bit() {
             "{id} {label}: predict {score} vs run {want}"
         );
     }
+    // The plain graph (no folding, NCHW) scores the same within rounding:
+    // the default one above is the inference graph.
+    let plain = dir.path().join("pred-plain.csv");
+    pargs[5] = plain.to_str().unwrap();
+    pargs.extend(["--no-fuse", "--no-channels-last"]);
+    cxrlearn(&pargs);
+    let unfused = scores(&plain);
+    assert_eq!(unfused.len(), predicted.len());
+    for ((path, label, a), (p2, l2, b)) in predicted.iter().zip(&unfused) {
+        assert_eq!((path, label), (p2, l2));
+        assert!((a - b).abs() < 1e-5, "{path} {label}: {a} vs plain {b}");
+    }
 
     // Kill a second run mid-epoch (after a step checkpoint), then resume.
     let b = dir.path().join("b");

@@ -32,9 +32,12 @@ pub fn gelu(x: &Tensor) -> Tensor {
     x.gelu("none")
 }
 
+/// The factor of OpenAI CLIP's GELU approximation, [`quick_gelu`].
+pub const QUICK_GELU: f64 = 1.702;
+
 /// OpenAI CLIP's approximation `x * sigmoid(1.702 x)`.
 pub fn quick_gelu(x: &Tensor) -> Tensor {
-    x * (x * 1.702).sigmoid()
+    x * (x * QUICK_GELU).sigmoid()
 }
 
 #[cfg(test)]

@@ -6,7 +6,7 @@
 use tch::nn::{self, Module};
 use tch::{Kind, Tensor};
 
-use super::attention::{multi_head, quick_gelu};
+use super::attention::{QUICK_GELU, multi_head, quick_gelu};
 
 /// Shape of a CLIP model (the fields of OpenAI's `build_model`). Sidecars
 /// store it as a JSON object with these field names, in this order.
@@ -86,9 +86,52 @@ impl ResBlock {
             .linear(&self.in_proj_weight, Some(&self.in_proj_bias))
             .chunk(3, -1);
         let a = multi_head(&qkv[0], &qkv[1], &qkv[2], self.heads, mask).apply(&self.out_proj);
-        let x = x + a;
-        let m = quick_gelu(&self.ln_2.forward(&x).apply(&self.c_fc)).apply(&self.c_proj);
-        x + m
+        self.mlp(x + a)
+    }
+
+    /// The block's output for the first token only, `[n, 1, w]`: the same
+    /// rows `forward(x).narrow(1, 0, 1)` holds, without the other tokens'
+    /// queries, attention outputs and MLP (keys and values still come from
+    /// every token). The image tower's last block, whose other outputs
+    /// nothing reads.
+    fn forward_first_token(&self, x: &Tensor) -> Tensor {
+        let w = x.size()[2];
+        let n = self.ln_1.forward(x);
+        let (wq, wkv) = (
+            self.in_proj_weight.narrow(0, 0, w),
+            self.in_proj_weight.narrow(0, w, 2 * w),
+        );
+        let (bq, bkv) = (
+            self.in_proj_bias.narrow(0, 0, w),
+            self.in_proj_bias.narrow(0, w, 2 * w),
+        );
+        let q = n.narrow(1, 0, 1).linear(&wq, Some(&bq));
+        let kv = n.linear(&wkv, Some(&bkv)).chunk(2, -1);
+        let a = multi_head(&q, &kv[0], &kv[1], self.heads, None).apply(&self.out_proj);
+        self.mlp(x.narrow(1, 0, 1) + a)
+    }
+
+    /// `x + mlp(ln_2(x))`. Without autograd (feature extraction, frozen
+    /// towers) nothing is allocated beyond the two products' outputs:
+    /// `h * sigmoid(1.702 h)` is `silu(1.702 h) / 1.702`, so the hidden
+    /// layer is scaled and activated in place (two passes, where the formula
+    /// takes three and a hidden-sized temporary) and the division is applied
+    /// to the 4x narrower output of `c_proj`, before its bias. The same
+    /// values within float rounding (`the_first_token_path_matches_the_whole_block`).
+    fn mlp(&self, x: Tensor) -> Tensor {
+        let mut h = self.ln_2.forward(&x).apply(&self.c_fc);
+        if h.requires_grad() || x.requires_grad() {
+            return x + quick_gelu(&h).apply(&self.c_proj);
+        }
+        let _ = h.g_mul_scalar_(QUICK_GELU);
+        let _ = h.silu_();
+        let mut out = h.matmul(&self.c_proj.ws.tr());
+        let _ = out.g_mul_scalar_(1.0 / QUICK_GELU);
+        if let Some(b) = &self.c_proj.bs {
+            out += b;
+        }
+        out += &x;
+        out
     }
 }
 
@@ -142,10 +185,14 @@ impl ClipVisual {
         let mut y = self
             .ln_pre
             .forward(&(Tensor::cat(&[cls, patches], 1) + &self.positional_embedding));
-        for blk in &self.blocks {
+        // Only the class token leaves the tower: the last block computes
+        // its row alone.
+        let (last, inner) = self.blocks.split_last().expect("a tower has blocks");
+        for blk in inner {
             y = blk.forward(&y, None);
         }
-        self.ln_post.forward(&y.select(1, 0)).matmul(&self.proj)
+        let cls = last.forward_first_token(&y).select(1, 0);
+        self.ln_post.forward(&cls).matmul(&self.proj)
     }
 }
 
@@ -250,5 +297,45 @@ mod tests {
             serde_json::to_string_pretty(&derived).unwrap(),
             serde_json::to_string_pretty(&by_hand).unwrap()
         );
+    }
+
+    /// The image tower's last block on the class token alone gives the
+    /// class-token row of the whole block, and the untracked MLP (silu,
+    /// scaled) gives the tracked formula's values, both within float
+    /// rounding.
+    #[test]
+    fn the_first_token_path_and_the_untracked_mlp_match_the_whole_block() {
+        let vs = nn::VarStore::new(tch::Device::Cpu);
+        let blk = ResBlock::new(&(vs.root() / "b"), 128);
+        tch::no_grad(|| {
+            // Biases away from their zero initialisation.
+            for (_, mut v) in vs.variables() {
+                let _ = v.g_add_(&(v.randn_like() * 0.1));
+            }
+        });
+        let x = Tensor::randn([3, 17, 128], (tch::Kind::Float, tch::Device::Cpu)) * 2.0;
+        // The weights are variables: autograd tracks this one, which runs
+        // the formula as written.
+        let reference = blk.forward(&x, None);
+        assert!(reference.requires_grad());
+        let rel = |a: &Tensor, b: &Tensor| {
+            f64::try_from((a - b).abs().max()).unwrap() / f64::try_from(b.abs().max()).unwrap()
+        };
+        let untracked = tch::no_grad(|| blk.forward(&x, None));
+        assert!(!untracked.requires_grad());
+        let e = rel(&untracked, &reference);
+        assert!(e < 1e-6 && e > 0.0, "untracked MLP: {e}");
+        let first = reference.narrow(1, 0, 1);
+        for tracked in [false, true] {
+            let got = if tracked {
+                blk.forward_first_token(&x)
+            } else {
+                tch::no_grad(|| blk.forward_first_token(&x))
+            };
+            assert_eq!(got.requires_grad(), tracked);
+            assert_eq!(got.size(), [3, 1, 128]);
+            let e = rel(&got, &first);
+            assert!(e < 1e-5, "tracked={tracked}: {e}");
+        }
     }
 }

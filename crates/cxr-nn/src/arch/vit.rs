@@ -151,21 +151,27 @@ impl Vit {
 
     /// The class token after `encoder_norm`: `[n, hidden]`.
     pub fn features_t(&self, x: &Tensor, train: bool) -> Tensor {
+        // Outside training (no dropout draws to keep in step) the last
+        // layer computes the class token's row alone.
         self.encoder_norm
-            .forward(&self.encode(x, train).select(1, 0))
+            .forward(&self.encode(x, train, !train).select(1, 0))
     }
 
     /// Every token after `encoder_norm`, the class token first:
     /// `[n, 1 + patches, hidden]` (REFERS' fusion and decoder read the
     /// patch tokens; [`Vit::features_t`] is this tensor's first token).
     pub fn tokens_t(&self, x: &Tensor, train: bool) -> Tensor {
-        self.encoder_norm.forward(&self.encode(x, train))
+        self.encoder_norm.forward(&self.encode(x, train, false))
     }
 
-    /// The encoder's token states before `encoder_norm`.
+    /// The encoder's token states before `encoder_norm`; with
+    /// `first_only`, the class token's alone, `[n, 1, hidden]`: the last
+    /// layer's queries, attention output and MLP for that row only (keys
+    /// and values still from every token), the same values within float
+    /// rounding.
     // `y += ...` would add in place into a tensor LayerNorm saved for backward.
     #[allow(clippy::assign_op_pattern)]
-    fn encode(&self, x: &Tensor, train: bool) -> Tensor {
+    fn encode(&self, x: &Tensor, train: bool, first_only: bool) -> Tensor {
         let b = x.size()[0];
         let patches = x
             .apply(&self.patch_embeddings)
@@ -174,18 +180,32 @@ impl Vit {
         let cls = self.cls_token.expand([b, -1, -1], false);
         let mut y = (Tensor::cat(&[cls, patches], 1) + &self.position_embeddings)
             .dropout(self.dropout, train);
-        for l in &self.layers {
+        let last = self.layers.len().saturating_sub(1);
+        for (i, l) in self.layers.iter().enumerate() {
             let n = y.apply(&l.attention_norm);
+            let rows = if first_only && i == last {
+                y = y.narrow(1, 0, 1);
+                n.narrow(1, 0, 1)
+            } else {
+                n.shallow_clone()
+            };
             let a = multi_head(
-                &n.apply(&l.query),
+                &rows.apply(&l.query),
                 &n.apply(&l.key),
                 &n.apply(&l.value),
                 self.config.heads,
                 None,
             );
             y = y + a.apply(&l.out);
-            let n = y.apply(&l.ffn_norm);
-            let m = gelu(&n.apply(&l.fc1)).dropout(self.dropout, train);
+            let mut h = y.apply(&l.ffn_norm).apply(&l.fc1);
+            let m = if h.requires_grad() || train {
+                gelu(&h).dropout(self.dropout, train)
+            } else {
+                // Untracked and no dropout: the activation overwrites its
+                // input (one hidden-sized buffer fewer per layer).
+                let _ = h.gelu_("none");
+                h
+            };
             y = y + m.apply(&l.fc2).dropout(self.dropout, train);
         }
         y
@@ -216,19 +236,27 @@ mod tests {
             image_size: 16,
             patch_size: 8,
             hidden: 12,
-            layers: 1,
+            layers: 2,
             heads: 3,
             mlp: 24,
             ..VitConfig::vit_b16(None)
         };
         let vit = Vit::new(&vs.root(), &config);
         let x = Tensor::randn([2, 3, 16, 16], (Kind::Float, Device::Cpu));
+        // Every token, tracked by autograd (the variables require it).
         let tokens = vit.tokens_t(&x, false);
         assert_eq!(tokens.size(), [2, 5, 12]);
-        let diff = (tokens.select(1, 0) - vit.features_t(&x, false))
-            .abs()
-            .max()
-            .double_value(&[]);
-        assert!(diff < 1e-6, "{diff}");
+        // The class token alone through the last layer, tracked, and
+        // untracked (GELU in place).
+        for features in [
+            vit.features_t(&x, false),
+            tch::no_grad(|| vit.features_t(&x, false)),
+        ] {
+            let diff = (tokens.select(1, 0) - features)
+                .abs()
+                .max()
+                .double_value(&[]);
+            assert!(diff < 1e-6, "{diff}");
+        }
     }
 }

@@ -58,9 +58,10 @@ pub struct PrecisionArgs {
     pub precision: Precision,
 }
 
-/// How the forward pass of a frozen encoder is arranged (`features`); both
-/// rearrangements are on by default and give the same features within
-/// float rounding. The switches are for debugging and measurement.
+/// How the forward pass of a frozen model is arranged (`features`, `probe`,
+/// `predict`); both rearrangements are on by default and give the same
+/// outputs within float rounding. The switches are for debugging and
+/// measurement.
 #[derive(Debug, Clone, Copy, clap::Args)]
 pub struct InferenceArgs {
     /// Run batch norm as its own op instead of folding it into the

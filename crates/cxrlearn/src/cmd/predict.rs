@@ -18,7 +18,7 @@ use cxr_nn::tch::{Device, Kind};
 use rayon::prelude::*;
 use serde_json::Value;
 
-use crate::cmd::common_args::{DecodeArgs, DeviceArgs};
+use crate::cmd::common_args::{DecodeArgs, DeviceArgs, InferenceArgs};
 use crate::output::{claim_file, write_atomic};
 
 /// Arguments of `cxrlearn predict`.
@@ -44,6 +44,8 @@ pub struct Args {
     pub device: DeviceArgs,
     #[command(flatten)]
     pub decode: DecodeArgs,
+    #[command(flatten)]
+    pub inference: InferenceArgs,
 }
 
 /// The weights and sidecar a `--model` argument names.
@@ -141,6 +143,8 @@ pub fn run(args: &Args, quiet: bool) -> Result<()> {
     model
         .load_weights(&ck.tensors)
         .with_context(|| format!("{} does not match its model.json", weights.display()))?;
+    // The inference graph `features` runs (batch norm folded, channels-last).
+    model.prepare(args.inference.inference());
 
     let n = args.images.len();
     let mut p = cxr_stats::Predictions {
@@ -159,14 +163,12 @@ pub fn run(args: &Args, quiet: bool) -> Result<()> {
             .iter()
             .flat_map(|(px, _, _)| px.iter().copied())
             .collect();
-        let scores = cxr_nn::tch::no_grad(|| {
-            let logits = model.forward_t(&model.input(&pixels, chunk.len()), false);
-            if task == Task::Multiclass {
-                logits.softmax(1, Kind::Float)
-            } else {
-                logits.sigmoid()
-            }
-        });
+        let logits = model.predict(&model.input(&pixels, chunk.len()));
+        let scores = if task == Task::Multiclass {
+            logits.softmax(1, Kind::Float)
+        } else {
+            logits.sigmoid()
+        };
         let scores = Vec::<f32>::try_from(scores.to_device(Device::Cpu).flatten(0, -1))?;
         for i in 0..chunk.len() {
             for j in 0..labels.len() {

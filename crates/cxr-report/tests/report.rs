@@ -127,6 +127,16 @@ fn patient_level_intervals_match_evaluate_for_both_units() {
         md.contains("| Clinical | multi-label | 3 | 150 | patient | 60 | 2.500 |"),
         "{md}"
     );
+    // Only patient draws claim to keep a patient's films together; image
+    // draws say what they cost.
+    let clustered = "a patient is drawn with all of its images";
+    assert!(md.contains(clustered), "{md}");
+    let md_image = image.to_markdown();
+    assert!(!md_image.contains(clustered), "{md_image}");
+    assert!(
+        md_image.contains("films of one patient are drawn separately"),
+        "{md_image}"
+    );
     // Rebuilt from the files (patient ids and attributes read back), the
     // report is identical.
     let files = Report::from_cells(&g.cells, &config()).unwrap();

@@ -51,10 +51,18 @@ pub(crate) fn method_notes(config: &ReportConfig, datasets: &[DatasetReport]) ->
             config.reference_models.join(", ")
         )
     };
+    // What a drawn unit carries: a whole patient, unless the settings ask
+    // for images, which then count as independent even when they are not.
     let request = match config.resample {
-        Resample::Auto => "patients whenever the predictions carry patient ids, else images",
-        Resample::Patient => "patients (as set in the report settings)",
-        Resample::Image => "images, as if independent (as set in the report settings)",
+        Resample::Auto => {
+            "patients whenever the predictions carry patient ids, else images: a patient is drawn with all of its images, so films of one patient are not treated as independent"
+        }
+        Resample::Patient => {
+            "patients (as set in the report settings): a patient is drawn with all of its images, so films of one patient are not treated as independent"
+        }
+        Resample::Image => {
+            "images, as if independent (as set in the report settings): films of one patient are drawn separately, which understates the uncertainty where patients have several"
+        }
     };
     let units: Vec<String> = datasets
         .iter()
@@ -68,7 +76,7 @@ pub(crate) fn method_notes(config: &ReportConfig, datasets: &[DatasetReport]) ->
     let mut notes = vec![
         "AUC: area under the ROC curve on the test split, ties counted one half; macro AUC: unweighted mean over the labels with both classes.".into(),
         format!(
-            "Intervals: {pct}% percentile bootstrap ({} replicates, seed {}). A replicate draws {request}: a patient is drawn with all of its images, so films of one patient are not treated as independent; all labels of an image are drawn together, and every model, strategy, seed and training fraction of a dataset is scored on the same replicates.{units}",
+            "Intervals: {pct}% percentile bootstrap ({} replicates, seed {}). A replicate draws {request}; all labels of an image are drawn together, and every model, strategy, seed and training fraction of a dataset is scored on the same replicates.{units}",
             config.n_bootstrap, config.seed
         ),
         "Seeds: a cell with several seeds reports the mean over seeds of the AUC, both for the point estimate and within each replicate; a single-seed cell matches `cxrlearn evaluate` with the same settings exactly.".into(),

@@ -2,7 +2,9 @@
 //! loop with its DataLoader (`finetune_torch.py`): same store, architecture,
 //! input size, batch, optimiser (SGD 1e-3, momentum 0.9, weight decay 1e-4),
 //! no augmentation, same machine, one run; and against PyTorch's best effort
-//! for CPU training (channels-last model and batches, `foreach` SGD).
+//! for CPU training (channels-last model and batches, `foreach` SGD), also
+//! under the allocator setting cxrlearn applies to itself. Ours runs at its
+//! defaults and with `--fused-optimizer`.
 //!
 //! Run with `scripts/bench.sh finetune`, or
 //! `CXRLEARN_BENCH_TORCH_PYTHON=/path/to/python cargo bench -p cxrlearn --bench finetune`
@@ -19,6 +21,7 @@ use common::{run, synthetic_store, value};
 /// One case's seconds per step, (mean, median), for each side.
 struct Row {
     arch: &'static str,
+    label: &'static str,
     size: u32,
     batch: usize,
     steps: usize,
@@ -50,52 +53,52 @@ fn main() {
         // Enough training images for exactly warm-up + timed steps.
         let n = ((warmup + steps) * batch) as f64 / 0.96;
         let store = synthetic_store(&dir, n.ceil() as usize + batch, size, "96,2,2");
-        let out = dir.join(format!("run-{arch}"));
-        run(
-            Command::new(env!("CARGO_BIN_EXE_cxrlearn"))
-                .args([
-                    "--quiet",
-                    "finetune",
-                    "--model",
-                    &format!("scratch:{arch}"),
-                    "--epochs",
-                    "1",
-                ])
-                .args([
-                    "--batch-size",
-                    &batch.to_string(),
-                    "--lr",
-                    "1e-3",
-                    "--momentum",
-                    "0.9",
-                ])
-                .args([
-                    "--weight-decay",
-                    "1e-4",
-                    "--schedule",
-                    "constant",
-                    "--augment",
-                    "none",
-                    "--device",
-                    "cpu",
-                ])
-                .arg("--data")
-                .arg(&store)
-                .arg("--out")
-                .arg(&out),
-            "cxrlearn finetune",
-        );
-        let log = std::fs::read_to_string(out.join("log.jsonl")).unwrap();
-        let mut secs: Vec<f64> = log
-            .lines()
-            .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
-            .filter(|v| v["event"] == "step")
-            .map(|v| v["seconds"].as_f64().unwrap())
-            .skip(warmup)
-            .take(steps)
-            .collect();
-        let ours_mean = secs.iter().sum::<f64>() / secs.len() as f64;
-        let ours_median = median(&mut secs);
+        // Ours at its defaults, then with the fused optimiser kernels.
+        let ours = |label: &str, extra: &[&str]| {
+            let out = dir.join(format!("run-{arch}-{label}"));
+            run(
+                Command::new(env!("CARGO_BIN_EXE_cxrlearn"))
+                    .args(["--quiet", "finetune", "--model", &format!("scratch:{arch}")])
+                    .args(["--epochs", "1", "--batch-size", &batch.to_string()])
+                    .args([
+                        "--lr",
+                        "1e-3",
+                        "--momentum",
+                        "0.9",
+                        "--weight-decay",
+                        "1e-4",
+                    ])
+                    .args([
+                        "--schedule",
+                        "constant",
+                        "--augment",
+                        "none",
+                        "--device",
+                        "cpu",
+                    ])
+                    .args(extra)
+                    .arg("--data")
+                    .arg(&store)
+                    .arg("--out")
+                    .arg(&out),
+                "cxrlearn finetune",
+            );
+            let log = std::fs::read_to_string(out.join("log.jsonl")).unwrap();
+            let mut secs: Vec<f64> = log
+                .lines()
+                .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+                .filter(|v| v["event"] == "step")
+                .map(|v| v["seconds"].as_f64().unwrap())
+                .skip(warmup)
+                .take(steps)
+                .collect();
+            let mean = secs.iter().sum::<f64>() / secs.len() as f64;
+            (mean, median(&mut secs))
+        };
+        let mine = [
+            ("default", ours("default", &[])),
+            ("--fused-optimizer", ours("fused", &["--fused-optimizer"])),
+        ];
         // PyTorch eager as the original trains, then its best effort
         // (channels-last, foreach SGD), then that under the allocator
         // setting cxrlearn applies to itself (cxr_nn::allocator), on the
@@ -122,16 +125,20 @@ fn main() {
                 value(&out, "torch_seconds_per_step_median="),
             )
         };
-        rows.push(Row {
-            arch,
-            size,
-            batch,
-            steps,
-            ours: (ours_mean, ours_median),
-            eager: peer(false, false),
-            best: peer(true, false),
-            tuned: peer(true, true),
-        });
+        let (eager, best, tuned) = (peer(false, false), peer(true, false), peer(true, true));
+        for (label, ours) in mine {
+            rows.push(Row {
+                arch,
+                label,
+                size,
+                batch,
+                steps,
+                ours,
+                eager,
+                best,
+                tuned,
+            });
+        }
     }
     println!(
         "finetune throughput, CPU, SGD momentum, no augmentation, {warmup} warm-up steps untimed; \
@@ -139,15 +146,16 @@ fn main() {
          ratio = PyTorch mean step / ours"
     );
     println!(
-        "| model | px | batch | steps | cxrlearn img/s (mean / median) | PyTorch eager img/s (mean / median) | PyTorch best img/s (mean / median) | PyTorch best+alloc img/s (mean / median) | ratio eager | ratio best | ratio best+alloc |"
+        "| model | cxrlearn | px | batch | steps | cxrlearn img/s (mean / median) | PyTorch eager img/s (mean / median) | PyTorch best img/s (mean / median) | PyTorch best+alloc img/s (mean / median) | ratio eager | ratio best | ratio best+alloc |"
     );
-    println!("|---|---|---|---|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|---|---|---|---|");
     for r in rows {
         let b = r.batch as f64;
         let ips = |(mean, median): (f64, f64)| format!("{:.2} / {:.2}", b / mean, b / median);
         println!(
-            "| {} | {} | {} | {} | {} | {} | {} | {} | {:.2}x | {:.2}x | {:.2}x |",
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {:.2}x | {:.2}x | {:.2}x |",
             r.arch,
+            r.label,
             r.size,
             r.batch,
             r.steps,

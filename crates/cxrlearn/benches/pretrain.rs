@@ -6,8 +6,11 @@
 //! Our steps run on phantom images through the whole loop (loader thread,
 //! views without augmentation, loss, backward, AdamW, EMA and queue); the peer
 //! steps on random tensors held in memory, so data loading counts only
-//! against us. The peer runs twice: as written, and as PyTorch's best
-//! effort (foreach AdamW; for MoCo also channels-last and a foreach EMA).
+//! against us. The peer runs three ways: as written, as PyTorch's best
+//! effort (foreach AdamW; for MoCo also channels-last and a foreach EMA),
+//! and that under the allocator setting cxrlearn applies to itself. Ours
+//! runs at its defaults and with its opt-in speed settings
+//! (`--channels-last` for MoCo, `--fused-optimizer`).
 //!
 //! Run with `scripts/bench.sh pretrain`, or
 //! `CXRLEARN_BENCH_TORCH_PYTHON=/path/to/python cargo bench -p cxrlearn --bench pretrain`
@@ -130,14 +133,25 @@ fn main() {
             16,
         ),
     ];
-    // Our runs of a case: its default, and for MoCo also `--channels-last`
-    // (opt-in for pretraining, docs/design.md "Speed").
+    // Our runs of a case: its default, then the opt-in speed settings
+    // (`--channels-last` for MoCo, `--fused-optimizer`; docs/design.md
+    // "Speed").
     let mut rows = Vec::new();
     for (case, (name, ours, peer_args, batch)) in cases.into_iter().enumerate() {
         let variants: &[(&str, &[&str])] = if case == 0 {
-            &[("default", &[]), ("--channels-last", &["--channels-last"])]
+            &[
+                ("default", &[]),
+                ("--channels-last", &["--channels-last"]),
+                (
+                    "--channels-last --fused-optimizer",
+                    &["--channels-last", "--fused-optimizer"],
+                ),
+            ]
         } else {
-            &[("default", &[])]
+            &[
+                ("default", &[]),
+                ("--fused-optimizer", &["--fused-optimizer"]),
+            ]
         };
         let mut mine = Vec::new();
         let mut timed = usize::MAX;

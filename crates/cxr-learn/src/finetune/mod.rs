@@ -83,6 +83,12 @@ pub struct FinetuneConfig {
     /// Absent in configs written before the option: on.
     #[serde(default = "yes")]
     pub channels_last: bool,
+    /// AdamW and SGD with momentum update through libtorch's fused kernels
+    /// (`--fused-optimizer`, [`crate::optim::Optimizer::set_fused`]): the same
+    /// updates within float rounding, another trajectory. Off by default,
+    /// and in configs written before the option.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub fused_optimizer: bool,
 }
 
 /// `true`, the serde default of options that are on unless a config says
@@ -307,6 +313,7 @@ impl Trainer<'_> {
             self.model.set_channels_last();
         }
         let mut opt = Optimizer::new(c.rule, self.model.trainable());
+        opt.set_fused(c.fused_optimizer);
         if let Some(decay) = c.layer_decay {
             let names: Vec<String> = opt.params().iter().map(|(n, _)| n.clone()).collect();
             let scales = layer_decay::scales(

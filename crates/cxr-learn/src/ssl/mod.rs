@@ -95,6 +95,12 @@ pub struct PretrainConfig {
     /// its significance), so the default waits for a comparison over seeds.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub channels_last: bool,
+    /// AdamW and SGD with momentum update through libtorch's fused kernels
+    /// (`--fused-optimizer`, [`crate::optim::Optimizer::set_fused`]). Off by
+    /// default for the same reason as `channels_last`: another trajectory
+    /// at the level of float rounding.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub fused_optimizer: bool,
     /// No weight decay on normalisation parameters and biases
     /// ([`crate::optim::is_norm_or_bias`]).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]

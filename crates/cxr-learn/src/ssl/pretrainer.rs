@@ -72,7 +72,7 @@ impl Pretrainer<'_> {
     }
 
     /// Whether the backbone is convolutional and trains in channels-last
-    /// order (`channels_last`, the default).
+    /// order (`channels_last`, `--channels-last`).
     fn nhwc(&self) -> bool {
         self.config.channels_last
             && matches!(
@@ -303,6 +303,7 @@ impl Pretrainer<'_> {
             None => None,
         };
         let mut opt = Optimizer::new(c.rule, model.trainable());
+        opt.set_fused(c.fused_optimizer);
         if c.no_decay_norm_bias {
             opt.set_no_decay(is_norm_or_bias);
         }

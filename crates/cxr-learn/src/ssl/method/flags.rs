@@ -112,6 +112,12 @@ pub struct Flags {
     /// rounding, but another trajectory: off until measured over seeds).
     #[arg(long)]
     pub channels_last: bool,
+    /// Update AdamW and SGD with momentum through libtorch's fused kernels
+    /// (`torch.optim.AdamW(fused=True)`'s): one pass per tensor instead of
+    /// a dozen ops; the same updates within float rounding, but another
+    /// trajectory: off until measured over seeds.
+    #[arg(long)]
+    pub fused_optimizer: bool,
     /// The momentum-contrast engine's flags.
     #[command(flatten)]
     pub moco: MocoFlags,

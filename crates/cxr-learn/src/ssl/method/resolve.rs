@@ -123,6 +123,7 @@ pub fn resolve<'a>(
         checkpoint_every: flags.checkpoint_every,
         precision: flags.precision,
         channels_last: flags.channels_last,
+        fused_optimizer: flags.fused_optimizer,
         text_lr: flags.text.text_lr,
         grad_clip: match (flags.grad_clip_norm, flags.grad_clip_value) {
             (Some(n), _) => Some(GradClip::Norm(n)),

@@ -17,7 +17,7 @@ mod common;
 use std::path::Path;
 use std::process::Command;
 
-use common::{run, synthetic_store, value};
+use common::{run, synthetic_store, tuned_allocator, value};
 
 fn main() {
     let n: u32 = std::env::var("CXRLEARN_BENCH_IMAGES")
@@ -214,15 +214,4 @@ fn clip(python: &str, store: &Path, dir: &Path, n: u32) {
         ours / eager,
         ours / eager_tuned
     );
-}
-
-/// `cmd` under glibc's variables for the allocator policy cxrlearn sets on
-/// itself (`cxr_nn::allocator`: no mmap for large blocks, 1 GiB kept before
-/// trimming) when `tuned`; as it is otherwise.
-fn tuned_allocator(cmd: &mut Command, tuned: bool) -> &mut Command {
-    if tuned {
-        cmd.env("MALLOC_MMAP_MAX_", "0")
-            .env("MALLOC_TRIM_THRESHOLD_", (1u64 << 30).to_string());
-    }
-    cmd
 }

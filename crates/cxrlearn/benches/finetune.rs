@@ -16,7 +16,7 @@ mod common;
 use std::path::Path;
 use std::process::Command;
 
-use common::{run, synthetic_store, value};
+use common::{run, synthetic_store, tuned_allocator, value};
 
 /// One case's seconds per step, (mean, median), for each side.
 struct Row {
@@ -115,11 +115,7 @@ fn main() {
             if best {
                 cmd.arg("--best");
             }
-            if tuned {
-                cmd.env("MALLOC_MMAP_MAX_", "0")
-                    .env("MALLOC_TRIM_THRESHOLD_", (1u64 << 30).to_string());
-            }
-            let out = run(&mut cmd, "PyTorch peer");
+            let out = run(tuned_allocator(&mut cmd, tuned), "PyTorch peer");
             (
                 value(&out, "torch_seconds_per_step="),
                 value(&out, "torch_seconds_per_step_median="),

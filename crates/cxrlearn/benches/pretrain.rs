@@ -22,7 +22,7 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use common::{run, value};
+use common::{run, tuned_allocator, value};
 
 fn median(v: &mut [f64]) -> f64 {
     v.sort_by(f64::total_cmp);
@@ -185,11 +185,7 @@ fn main() {
             }
             // The allocator setting cxrlearn applies to itself
             // (cxr_nn::allocator), for what that part is worth.
-            if tuned {
-                cmd.env("MALLOC_MMAP_MAX_", "0")
-                    .env("MALLOC_TRIM_THRESHOLD_", (1u64 << 30).to_string());
-            }
-            let out = run(&mut cmd, "PyTorch peer");
+            let out = run(tuned_allocator(&mut cmd, tuned), "PyTorch peer");
             (
                 value(&out, "torch_seconds_per_step="),
                 value(&out, "torch_seconds_per_step_median="),

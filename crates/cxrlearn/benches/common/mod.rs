@@ -70,3 +70,14 @@ pub fn synthetic_store(dir: &Path, n: usize, size: u32, splits: &str) -> PathBuf
     );
     store
 }
+
+/// `cmd` under glibc's variables for the allocator policy cxrlearn sets on
+/// itself (`cxr_nn::allocator`: no mmap for large blocks, 1 GiB kept before
+/// trimming) when `tuned`; as it is otherwise.
+pub fn tuned_allocator(cmd: &mut Command, tuned: bool) -> &mut Command {
+    if tuned {
+        cmd.env("MALLOC_MMAP_MAX_", "0")
+            .env("MALLOC_TRIM_THRESHOLD_", (1u64 << 30).to_string());
+    }
+    cmd
+}

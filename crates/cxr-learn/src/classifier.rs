@@ -120,11 +120,10 @@ impl Classifier {
         if inference.channels_last {
             self.set_channels_last();
         }
-        self.folded = match &self.backbone {
-            Backbone::ResNet(net) if inference.fold_batch_norm => {
-                tch::no_grad(|| FoldedResNet::new(net, Kind::Float, self.nhwc))
-            }
-            _ => None,
+        self.folded = if inference.fold_batch_norm {
+            FoldedResNet::of(&self.backbone, Kind::Float, self.nhwc)
+        } else {
+            None
         };
     }
 

@@ -118,11 +118,10 @@ impl Encoder {
         if self.nhwc {
             vars_to_channels_last(&self.vs);
         }
-        self.folded = match &self.backbone {
-            Backbone::ResNet(net) if inference.fold_batch_norm => {
-                tch::no_grad(|| FoldedResNet::new(net, self.forward_kind(), self.nhwc))
-            }
-            _ => None,
+        self.folded = if inference.fold_batch_norm {
+            FoldedResNet::of(&self.backbone, self.forward_kind(), self.nhwc)
+        } else {
+            None
         };
     }
 

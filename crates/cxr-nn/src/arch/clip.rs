@@ -117,7 +117,7 @@ impl ResBlock {
     /// layer is scaled and activated in place (two passes, where the formula
     /// takes three and a hidden-sized temporary) and the division is applied
     /// to the 4x narrower output of `c_proj`, before its bias. The same
-    /// values within float rounding (`the_first_token_path_matches_the_whole_block`).
+    /// values within float rounding (`the_first_token_path_and_the_untracked_mlp_match_the_whole_block`).
     fn mlp(&self, x: Tensor) -> Tensor {
         let mut h = self.ln_2.forward(&x).apply(&self.c_fc);
         if h.requires_grad() || x.requires_grad() {

@@ -17,6 +17,7 @@ use tch::{Kind, Tensor};
 
 use super::NormLayer;
 use super::resnet::{ConvNorm, ResNet};
+use crate::backbone::Backbone;
 use crate::memory_format::channels_last;
 use crate::onednn::{self, PackedConv};
 
@@ -130,6 +131,16 @@ pub struct FoldedResNet {
 }
 
 impl FoldedResNet {
+    /// `backbone` folded as [`FoldedResNet::new`] does, when it is a ResNet
+    /// (`None` otherwise, or when its normalisation is not batch norm): what
+    /// an encoder's and a classifier's inference graph run.
+    pub fn of(backbone: &Backbone, kind: Kind, nhwc: bool) -> Option<Self> {
+        match backbone {
+            Backbone::ResNet(net) => tch::no_grad(|| Self::new(net, kind, nhwc)),
+            _ => None,
+        }
+    }
+
     /// Folds `net` for inputs of type `kind` (Float, or BFloat16/Half for
     /// reduced precision), in channels-last order when `nhwc`; `None` when
     /// its normalisation is not batch norm.
